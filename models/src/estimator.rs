@@ -1,0 +1,73 @@
+//! The fitted estimators a package can hold, behind one interface: margin, expected margin and
+//! exact per-column contributions.
+
+use crate::linear::LinearModel;
+use crate::tree_shap::TreeShapBuffer;
+use crate::trees::TreeEnsemble;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "algorithm", rename_all = "snake_case")]
+pub enum Estimator {
+    LogisticRegression(LinearModel),
+    GradientBoostedTrees(TreeEnsemble),
+}
+
+impl Estimator {
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            Estimator::LogisticRegression(_) => "logistic_regression",
+            Estimator::GradientBoostedTrees(_) => "gradient_boosted_trees",
+        }
+    }
+
+    /// Log-odds of the outcome.
+    pub fn margin(&self, x: &[f64]) -> f64 {
+        match self {
+            Estimator::LogisticRegression(m) => m.margin(x),
+            Estimator::GradientBoostedTrees(m) => m.margin(x),
+        }
+    }
+
+    /// The base value of explanations: the expected margin over the training population.
+    pub fn expected_margin(&self) -> f64 {
+        match self {
+            Estimator::LogisticRegression(m) => m.expected_margin(),
+            Estimator::GradientBoostedTrees(m) => m.expected_margin(),
+        }
+    }
+
+    /// Exact Shapley value of each column, written into `phi` (overwritten).
+    pub fn contributions(&self, x: &[f64], phi: &mut [f64], buf: &mut TreeShapBuffer) {
+        match self {
+            Estimator::LogisticRegression(m) => m.contributions(x, phi),
+            Estimator::GradientBoostedTrees(m) => {
+                phi.fill(0.0);
+                m.contributions(x, phi, buf);
+            }
+        }
+    }
+
+    /// Structural checks against the number of encoded columns.
+    pub fn validate(&self, n_columns: usize) -> Result<(), String> {
+        match self {
+            Estimator::LogisticRegression(m) => {
+                if m.weights.len() != n_columns || m.background.len() != n_columns {
+                    return Err(format!(
+                        "logistic model has {} weights for {n_columns} columns",
+                        m.weights.len()
+                    ));
+                }
+                if !m.intercept.is_finite() || m.weights.iter().any(|w| !w.is_finite()) {
+                    return Err("logistic model has non-finite coefficients".into());
+                }
+                Ok(())
+            }
+            Estimator::GradientBoostedTrees(m) => {
+                m.trees.iter().enumerate().try_for_each(|(i, t)| {
+                    t.validate(n_columns).map_err(|e| format!("tree {i}: {e}"))
+                })
+            }
+        }
+    }
+}

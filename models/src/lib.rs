@@ -1,0 +1,23 @@
+//! Carecast's lean inference core, linked by the server and by training alike: the model package
+//! and registry, preprocessing, estimators, exact explanations and risk bands. No polars, no
+//! tonic, no autodiff.
+
+pub mod bands;
+pub mod deid;
+pub mod estimator;
+pub mod explain;
+pub mod linear;
+pub mod package;
+pub mod preprocess;
+pub mod registry;
+pub mod schema;
+pub mod scorer;
+pub mod tree_shap;
+pub mod trees;
+
+pub use bands::{RiskBand, RiskBands};
+pub use estimator::Estimator;
+pub use package::{ModelPackage, load_package};
+pub use registry::Registry;
+pub use schema::{FeatureKind, FeatureSpec, InputError, Value};
+pub use scorer::{ModelDefinition, Score, Scorer, Workspace};

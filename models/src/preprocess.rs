@@ -1,0 +1,255 @@
+//! Preprocessing stored inside the model package: imputation, category encoding, scaling and
+//! training-range checks. Training and serving both encode through [`Preprocessor::encode`], so a
+//! served score sees exactly the columns the model was fitted on.
+
+use crate::schema::{FeatureKind, FeatureSpec, InputError, Value};
+use serde::{Deserialize, Serialize};
+
+/// How inputs become model columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    /// For linear models: numeric values median-imputed and standardised, plus a missing
+    /// indicator where training data had missing values; categories one-hot.
+    Standardised,
+    /// For tree ensembles: numeric values as they are, missing as NaN (the trees learned where
+    /// missing values go); categories one-hot.
+    Native,
+}
+
+/// What training taught the preprocessor about one feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedFeature {
+    #[serde(flatten)]
+    pub spec: FeatureSpec,
+    pub stats: FeatureStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureStats {
+    Numeric {
+        median: f64,
+        mean: f64,
+        sd: f64,
+        min: f64,
+        max: f64,
+        /// Whether training data had missing values (and so a missing indicator column).
+        had_missing: bool,
+    },
+    Categorical {
+        /// Accepted levels, one column each.
+        levels: Vec<String>,
+        /// Level imputed for a missing value when training had none missing.
+        mode: String,
+        /// Whether training data had missing values (and so a "missing" column).
+        had_missing: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarningKind {
+    MissingImputed,
+    OutOfTrainingRange,
+}
+
+/// Something a clinician should know about how an input was used; never an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Warning {
+    /// Index of the feature in the model's feature list.
+    pub feature: usize,
+    pub kind: WarningKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preprocessor {
+    pub encoding: Encoding,
+    pub features: Vec<FittedFeature>,
+}
+
+impl Preprocessor {
+    /// Number of model columns one row encodes to.
+    pub fn n_columns(&self) -> usize {
+        self.column_owners().len()
+    }
+
+    /// For each model column, the index of the feature it came from: how explanations of
+    /// one-hot columns and missing indicators are summed back into the feature a clinician knows.
+    pub fn column_owners(&self) -> Vec<usize> {
+        let mut owners = Vec::new();
+        for (i, f) in self.features.iter().enumerate() {
+            let width = match &f.stats {
+                FeatureStats::Numeric { had_missing, .. } => {
+                    1 + usize::from(*had_missing && self.encoding == Encoding::Standardised)
+                }
+                FeatureStats::Categorical { levels, had_missing, .. } => {
+                    levels.len() + usize::from(*had_missing)
+                }
+            };
+            owners.extend(std::iter::repeat_n(i, width));
+        }
+        owners
+    }
+
+    /// Human-readable model column names, e.g. `age`, `age:missing`, `sex=male`.
+    pub fn column_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        for f in &self.features {
+            let name = &f.spec.name;
+            match &f.stats {
+                FeatureStats::Numeric { had_missing, .. } => {
+                    names.push(name.clone());
+                    if *had_missing && self.encoding == Encoding::Standardised {
+                        names.push(format!("{name}:missing"));
+                    }
+                }
+                FeatureStats::Categorical { levels, had_missing, .. } => {
+                    names.extend(levels.iter().map(|l| format!("{name}={l}")));
+                    if *had_missing {
+                        names.push(format!("{name}:missing"));
+                    }
+                }
+            }
+        }
+        names
+    }
+
+    /// Index of a feature by name.
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.features.iter().position(|f| f.spec.name == name)
+    }
+
+    /// Encodes one row, given in feature order, into `out` (cleared first). Refuses values of the
+    /// wrong type, non-finite numbers and unknown categories, naming the feature; reports
+    /// imputation and out-of-range values as warnings.
+    pub fn encode(
+        &self,
+        row: &[Value<'_>],
+        out: &mut Vec<f64>,
+        warnings: &mut Vec<Warning>,
+    ) -> Result<(), InputError> {
+        debug_assert_eq!(row.len(), self.features.len());
+        out.clear();
+        for (i, (f, value)) in self.features.iter().zip(row).enumerate() {
+            match &f.stats {
+                FeatureStats::Numeric { median, mean, sd, min, max, had_missing } => {
+                    let x = match *value {
+                        Value::Number(x) if x.is_finite() => Some(x),
+                        Value::Number(_) => {
+                            return Err(InputError::new(
+                                &f.spec.name,
+                                "NaN or infinite; send `missing` for a value not recorded",
+                            ));
+                        }
+                        Value::Missing => None,
+                        Value::Text(_) => {
+                            return Err(InputError::new(&f.spec.name, "expected a number, got text"));
+                        }
+                    };
+                    let unit = f.spec.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+                    match x {
+                        Some(x) if x < *min || x > *max => warnings.push(Warning {
+                            feature: i,
+                            kind: WarningKind::OutOfTrainingRange,
+                            message: format!(
+                                "outside the training range {}{unit} to {}{unit}: the model extrapolates",
+                                fmt_num(*min),
+                                fmt_num(*max)
+                            ),
+                        }),
+                        Some(_) => {}
+                        None => warnings.push(Warning {
+                            feature: i,
+                            kind: WarningKind::MissingImputed,
+                            message: match self.encoding {
+                                Encoding::Standardised => format!(
+                                    "not recorded: imputed with the training median {}{unit}",
+                                    fmt_num(*median)
+                                ),
+                                Encoding::Native => {
+                                    "not recorded: scored as missing, as learned in training".to_string()
+                                }
+                            },
+                        }),
+                    }
+                    match self.encoding {
+                        Encoding::Standardised => {
+                            out.push((x.unwrap_or(*median) - mean) / sd);
+                            if *had_missing {
+                                out.push(if x.is_none() { 1.0 } else { 0.0 });
+                            }
+                        }
+                        Encoding::Native => out.push(x.unwrap_or(f64::NAN)),
+                    }
+                }
+                FeatureStats::Categorical { levels, mode, had_missing } => {
+                    let level = match *value {
+                        Value::Text(t) => Some(levels.iter().position(|l| l == t).ok_or_else(|| {
+                            InputError::new(
+                                &f.spec.name,
+                                format!("unknown category; expected one of: {}", levels.join(", ")),
+                            )
+                        })?),
+                        Value::Missing => None,
+                        Value::Number(_) => {
+                            return Err(InputError::new(
+                                &f.spec.name,
+                                format!("expected a category, got a number; one of: {}", levels.join(", ")),
+                            ));
+                        }
+                    };
+                    let start = out.len();
+                    out.extend(std::iter::repeat_n(0.0, levels.len() + usize::from(*had_missing)));
+                    match level {
+                        Some(k) => out[start + k] = 1.0,
+                        None if *had_missing => {
+                            out[start + levels.len()] = 1.0;
+                            warnings.push(Warning {
+                                feature: i,
+                                kind: WarningKind::MissingImputed,
+                                message: "not recorded: scored as missing, as learned in training".into(),
+                            });
+                        }
+                        None => {
+                            let k = levels.iter().position(|l| l == mode).unwrap_or(0);
+                            out[start + k] = 1.0;
+                            warnings.push(Warning {
+                                feature: i,
+                                kind: WarningKind::MissingImputed,
+                                message: format!("not recorded: imputed with the most common category `{mode}`"),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the declared kinds agree with the fitted statistics (a package consistency check).
+    pub fn validate(&self) -> Result<(), String> {
+        for f in &self.features {
+            let ok = matches!(
+                (&f.spec.kind, &f.stats),
+                (FeatureKind::Numeric, FeatureStats::Numeric { .. })
+                    | (FeatureKind::Categorical, FeatureStats::Categorical { .. })
+            );
+            if !ok {
+                return Err(format!("feature `{}`: declared type disagrees with its fitted encoding", f.spec.name));
+            }
+            if let FeatureStats::Numeric { sd, .. } = &f.stats {
+                if !(sd.is_finite() && *sd > 0.0) {
+                    return Err(format!("feature `{}`: scale must be positive", f.spec.name));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Formats a number for a clinician: no trailing noise, at most 3 significant decimals.
+pub fn fmt_num(x: f64) -> String {
+    let s = if x.abs() >= 100.0 { format!("{x:.0}") } else if x.abs() >= 10.0 { format!("{x:.1}") } else { format!("{x:.2}") };
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+}

@@ -1,0 +1,162 @@
+//! The local model registry: `<root>/<model>/<version>/` package directories plus a `CURRENT`
+//! pointer per model. Versions are published by renaming a fully written staging directory into
+//! place, and promoted by renaming a new pointer file over the old one, so readers never see a
+//! half-written package or pointer.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+const CURRENT: &str = "CURRENT";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("model name `{0}` is not valid: use lower-case letters, digits, `_`, `-` and `.`")]
+    BadName(String),
+    #[error("no model `{0}` in the registry")]
+    UnknownModel(String),
+    #[error("model `{model}` has no version `{version}`")]
+    UnknownVersion { model: String, version: String },
+    #[error("model `{0}` has no promoted version")]
+    NoCurrent(String),
+    #[error("registry {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+}
+
+/// Names and versions become paths, so only a safe alphabet is allowed.
+fn check_name(name: &str) -> Result<(), RegistryError> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-.".contains(c));
+    if ok { Ok(()) } else { Err(RegistryError::BadName(name.to_string())) }
+}
+
+impl Registry {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> RegistryError + '_ {
+        move |source| RegistryError::Io { path: path.to_path_buf(), source }
+    }
+
+    /// Model names, sorted.
+    pub fn models(&self) -> Result<Vec<String>, RegistryError> {
+        if !self.root.exists() {
+            return Ok(Vec::new());
+        }
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&self.root).map_err(Self::io(&self.root))? {
+            let entry = entry.map_err(Self::io(&self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().is_dir() && check_name(&name).is_ok() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Published versions of a model, oldest first.
+    pub fn versions(&self, model: &str) -> Result<Vec<String>, RegistryError> {
+        check_name(model)?;
+        let dir = self.root.join(model);
+        if !dir.is_dir() {
+            return Err(RegistryError::UnknownModel(model.to_string()));
+        }
+        let mut versions: Vec<u64> = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(Self::io(&dir))? {
+            let entry = entry.map_err(Self::io(&dir))?;
+            if let Ok(v) = entry.file_name().to_string_lossy().parse::<u64>() {
+                if entry.path().is_dir() {
+                    versions.push(v);
+                }
+            }
+        }
+        versions.sort_unstable();
+        Ok(versions.into_iter().map(|v| v.to_string()).collect())
+    }
+
+    /// The promoted version of a model.
+    pub fn current(&self, model: &str) -> Result<String, RegistryError> {
+        check_name(model)?;
+        let path = self.root.join(model).join(CURRENT);
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Ok(s.trim().to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.root.join(model).is_dir() {
+                    Err(RegistryError::NoCurrent(model.to_string()))
+                } else {
+                    Err(RegistryError::UnknownModel(model.to_string()))
+                }
+            }
+            Err(e) => Err(RegistryError::Io { path, source: e }),
+        }
+    }
+
+    /// The package directory for a model version (the promoted one when `version` is `None`).
+    pub fn resolve(&self, model: &str, version: Option<&str>) -> Result<(String, PathBuf), RegistryError> {
+        check_name(model)?;
+        let version = match version {
+            Some(v) => {
+                check_name(v)?;
+                v.to_string()
+            }
+            None => self.current(model)?,
+        };
+        let dir = self.root.join(model).join(&version);
+        if !dir.is_dir() {
+            if !self.root.join(model).is_dir() {
+                return Err(RegistryError::UnknownModel(model.to_string()));
+            }
+            return Err(RegistryError::UnknownVersion { model: model.to_string(), version });
+        }
+        Ok((version, dir))
+    }
+
+    /// Publishes a new version: `write` fills a staging directory, which is then renamed into
+    /// place as the next version number and promoted. Returns the version.
+    pub fn publish<E: From<RegistryError>>(
+        &self,
+        model: &str,
+        write: impl FnOnce(&Path, &str) -> Result<(), E>,
+    ) -> Result<String, E> {
+        check_name(model)?;
+        let dir = self.root.join(model);
+        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
+        let next = self
+            .versions(model)?
+            .last()
+            .map_or(1, |v| v.parse::<u64>().expect("versions are numeric") + 1)
+            .to_string();
+        let staging = dir.join(format!(".staging-{next}-{}", std::process::id()));
+        std::fs::create_dir_all(&staging).map_err(Self::io(&staging))?;
+        if let Err(e) = write(&staging, &next) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        let target = dir.join(&next);
+        std::fs::rename(&staging, &target).map_err(Self::io(&target))?;
+        self.promote(model, &next)?;
+        Ok(next)
+    }
+
+    /// Makes `version` the one served by default, atomically.
+    pub fn promote(&self, model: &str, version: &str) -> Result<(), RegistryError> {
+        self.resolve(model, Some(version))?;
+        let dir = self.root.join(model);
+        let tmp = dir.join(format!(".{CURRENT}.{}", std::process::id()));
+        std::fs::write(&tmp, format!("{version}\n")).map_err(Self::io(&tmp))?;
+        let path = dir.join(CURRENT);
+        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+    }
+}

@@ -1,0 +1,52 @@
+//! The input vocabulary: which features a model takes, of what type, and the values callers send.
+
+use serde::{Deserialize, Serialize};
+
+/// A feature as a clinician and a caller know it: one named input, before any encoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: FeatureKind,
+    /// Name shown in explanations, e.g. "Mean blood pressure".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    /// Unit of a numeric feature, e.g. "mmHg".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+impl FeatureSpec {
+    pub fn display_name(&self) -> &str {
+        self.display.as_deref().unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FeatureKind {
+    Numeric,
+    Categorical,
+}
+
+/// One value as a caller sends it. Text is borrowed so that batch scoring allocates nothing per cell.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Missing,
+    Number(f64),
+    Text(&'a str),
+}
+
+/// Why an input was refused, naming the field: the message a caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("feature `{field}`: {reason}")]
+pub struct InputError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl InputError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { field: field.into(), reason: reason.into() }
+    }
+}
