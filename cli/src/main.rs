@@ -1,0 +1,241 @@
+//! `carecast`: from de-identified records to explained risk scores, in one command.
+
+use anyhow::Context;
+use carecast_models::{Registry, Value};
+use carecast_proto::v1::{self as pb, feature_value};
+use carecast_serving::{AppState, AuditLog, ModelStore, batch, server};
+use carecast_training::table::{feature_columns, read_table, row_values, text_column};
+use carecast_training::{Algorithm, TaskSpec, TrainReport, train};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "carecast", version, about = "Explained clinical risk scores: train, evaluate, score and serve.")]
+struct Cli {
+    /// Model registry directory.
+    #[arg(long, global = true, default_value = "registry")]
+    registry: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelChoice {
+    Logistic,
+    Gbm,
+    All,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train, evaluate on the task's test split, and publish a model package.
+    Train {
+        /// A bundled task (support2_hospdead, support2_dementia) or a task spec TOML file.
+        #[arg(long)]
+        task: String,
+        /// The task's data (CSV or Parquet); default: the bundled file the task names.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "all")]
+        model: ModelChoice,
+        /// Package name; default `<task>-<model>`.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Score a CSV or Parquet table into Parquet, with explanations.
+    Score {
+        #[arg(long)]
+        model: String,
+        /// Default: the promoted version.
+        #[arg(long)]
+        version: Option<String>,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        /// Where refused rows are reported; default `<output>.errors.csv`.
+        #[arg(long)]
+        errors: Option<PathBuf>,
+        /// Column with a pseudonymous patient key, copied to the output and the audit trail.
+        #[arg(long)]
+        key_column: Option<String>,
+        /// Contributions per row, largest first.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Audit trail file; default `<registry>/audit.jsonl`.
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+    /// Serve carecast.v1 gRPC (with health and reflection) on one port.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:50051")]
+        addr: String,
+        /// Audit trail file; default `<registry>/audit.jsonl`.
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+    /// List the registry's models and versions.
+    Models,
+    /// The whole path on the bundled data: train, batch-score, serve, and score one patient over gRPC.
+    Demo,
+}
+
+/// The bundled copy of a task's data file: `data/` under the working directory, else the checkout's.
+fn bundled_data(file: &str) -> anyhow::Result<PathBuf> {
+    let candidates = [PathBuf::from("data").join(file), Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(file)];
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .with_context(|| format!("bundled data `{file}` not found; pass --data"))
+}
+
+fn print_report(r: &TrainReport) {
+    let m = &r.test;
+    println!(
+        "{} v{}: test n={} prevalence {:.3} | AUROC {:.3} (95% CI {:.3}-{:.3}) AUPRC {:.3} Brier {:.3} | calibration slope {:.2} intercept {:+.2} | max additivity error {:.1e}",
+        r.name, r.version, m.n, m.prevalence, m.auroc, m.auroc_ci_lower, m.auroc_ci_upper, m.auprc, m.brier,
+        m.calibration_slope, m.calibration_intercept, r.max_additivity_error
+    );
+    for (reason, count) in &r.excluded_rows {
+        println!("  excluded {count} row(s): {reason}");
+    }
+}
+
+fn train_command(registry: &Registry, task: &str, data: Option<PathBuf>, model: ModelChoice, name: Option<&str>) -> anyhow::Result<Vec<TrainReport>> {
+    let (spec, toml) = TaskSpec::load(task)?;
+    let data = match data {
+        Some(d) => d,
+        None => bundled_data(&spec.data)?,
+    };
+    let algorithms = match model {
+        ModelChoice::Logistic => vec![Algorithm::Logistic],
+        ModelChoice::Gbm => vec![Algorithm::Gbm],
+        ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Gbm],
+    };
+    anyhow::ensure!(name.is_none() || algorithms.len() == 1, "--name needs a single --model");
+    algorithms
+        .into_iter()
+        .map(|a| {
+            let report = train(&spec, &toml, &data, registry, a, name)?;
+            print_report(&report);
+            Ok(report)
+        })
+        .collect()
+}
+
+fn audit_path(registry: &Registry, audit: Option<PathBuf>) -> PathBuf {
+    audit.unwrap_or_else(|| registry.root().join("audit.jsonl"))
+}
+
+fn print_score(r: &pb::ScoreResponse) {
+    let band = pb::RiskBand::try_from(r.risk_band).map_or("unknown", |b| b.as_str_name().trim_start_matches("RISK_BAND_"));
+    println!("{} v{} for patient {}: probability {:.3} ({band})", r.model, r.model_version, r.patient_key, r.probability);
+    println!("  starts from the average patient at {:.3} log-odds; contributions (log-odds):", r.base_value);
+    for c in &r.contributions {
+        println!("  {:+.3}  {}", c.contribution, c.explanation);
+    }
+    println!("  additivity error {:.1e}", r.additivity_error);
+    for w in &r.warnings {
+        println!("  warning: {}: {}", w.feature, w.message);
+    }
+}
+
+/// A gRPC request for one row of a table, every feature named.
+fn request_for_row(model: &str, features: &[carecast_models::FeatureSpec], path: &Path, row: usize, key_column: &str) -> anyhow::Result<pb::ScoreRequest> {
+    let df = read_table(path)?;
+    let columns = feature_columns(&df, features)?;
+    let key = text_column(&df, key_column)?[row].clone().context("row has no key")?;
+    let values = row_values(&columns, row)?;
+    let features = features
+        .iter()
+        .zip(values)
+        .map(|(f, v)| {
+            let value = match v {
+                Value::Number(x) => feature_value::Value::Number(x),
+                Value::Text(t) => feature_value::Value::Category(t.to_string()),
+                Value::Missing => feature_value::Value::Missing(true),
+            };
+            (f.name.clone(), pb::FeatureValue { value: Some(value) })
+        })
+        .collect();
+    Ok(pb::ScoreRequest { model: model.to_string(), version: String::new(), patient_key: format!("support2-{key}"), features, max_contributions: 5 })
+}
+
+async fn demo(registry: &Registry) -> anyhow::Result<()> {
+    println!("== 1. Train on the bundled SUPPORT data (support2_hospdead: in-hospital death)");
+    let reports = train_command(registry, "support2_hospdead", None, ModelChoice::All, None)?;
+    let gbm = reports.last().expect("two models trained");
+
+    println!("\n== 2. Batch-score every patient in the file with {}", gbm.name);
+    let data = bundled_data("support2.csv")?;
+    let store = ModelStore::new(registry.clone());
+    let pkg = store.get(&gbm.name, None)?;
+    std::fs::create_dir_all("out")?;
+    let audit = AuditLog::open(&audit_path(registry, None))?;
+    let output = PathBuf::from("out/support2_hospdead_scores.parquet");
+    let report = batch::score_table(&pkg, &data, &output, Path::new("out/support2_hospdead_scores.errors.csv"), Some("sno"), 3, &audit)?;
+    println!("scored {} of {} rows into {} ({} refused)", report.scored, report.rows, output.display(), report.errors.len());
+
+    println!("\n== 3. Serve over gRPC and score one patient");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AppState { store, audit });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, state, async { stopped.await.ok(); }));
+    let mut client = pb::scoring_service_client::ScoringServiceClient::connect(format!("http://{addr}")).await?;
+    let features: Vec<_> = pkg.manifest.features.clone();
+    let request = request_for_row(&gbm.name, &features, &data, 1, "sno")?;
+    let response = client.score(request).await?.into_inner();
+    print_score(&response);
+    stop.send(()).ok();
+    server.await??;
+    println!("\nAudit trail: {}", audit_path(registry, None).display());
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let registry = Registry::new(&cli.registry);
+    match cli.command {
+        Command::Train { task, data, model, name } => {
+            train_command(&registry, &task, data, model, name.as_deref())?;
+        }
+        Command::Score { model, version, input, output, errors, key_column, top, audit } => {
+            let store = ModelStore::new(registry.clone());
+            let pkg = store.get(&model, version.as_deref())?;
+            let errors = errors.unwrap_or_else(|| output.with_extension("errors.csv"));
+            let audit = AuditLog::open(&audit_path(&registry, audit))?;
+            let report = batch::score_table(&pkg, &input, &output, &errors, key_column.as_deref(), top, &audit)?;
+            println!("{} v{}: scored {} of {} rows into {}", pkg.manifest.name, pkg.manifest.version, report.scored, report.rows, output.display());
+            if !report.errors.is_empty() {
+                println!("{} row(s) refused; see {}", report.errors.len(), errors.display());
+            }
+        }
+        Command::Serve { addr, audit } => {
+            let store = ModelStore::new(registry.clone());
+            let loaded = store.preload()?;
+            let audit = AuditLog::open(&audit_path(&registry, audit))?;
+            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+            tracing::info!(addr = %listener.local_addr()?, models = loaded, audit = %audit.path().display(), "carecast serving");
+            let shutdown = async {
+                tokio::signal::ctrl_c().await.ok();
+                tracing::info!("shutting down; draining in-flight requests");
+            };
+            server::serve(listener, Arc::new(AppState { store, audit }), shutdown).await?;
+        }
+        Command::Models => {
+            for name in registry.models()? {
+                let current = registry.current(&name).unwrap_or_else(|_| "-".into());
+                println!("{name}: versions {} (current {current})", registry.versions(&name)?.join(", "));
+            }
+        }
+        Command::Demo => demo(&registry).await?,
+    }
+    Ok(())
+}

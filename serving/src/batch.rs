@@ -1,0 +1,143 @@
+//! Batch scoring for planners: a CSV or Parquet table in, one Parquet row per scored patient out
+//! (probability, band, top contributions), and every refused row reported with its row number,
+//! field and reason, while the rest are scored.
+
+use crate::audit::{AuditLog, AuditRecord};
+use carecast_models::{ModelPackage, Workspace, deid, explain};
+use carecast_training::table::{feature_columns, read_table, row_values, text_column};
+use polars::prelude::*;
+use rayon::prelude::*;
+use std::path::Path;
+
+/// A row that was not scored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowError {
+    /// 1-based data row (the header is not counted).
+    pub row: usize,
+    pub field: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct BatchReport {
+    pub rows: usize,
+    pub scored: usize,
+    pub errors: Vec<RowError>,
+}
+
+struct Scored {
+    row: usize,
+    key: Option<String>,
+    probability: f64,
+    margin: f64,
+    band: &'static str,
+    additivity_error: f64,
+    /// (feature name, contribution, explanation), largest first.
+    top: Vec<(String, f64, String)>,
+    warnings: String,
+}
+
+/// Scores every row of `input` with `pkg`; writes `output` (Parquet) and, when any row was
+/// refused, `errors_path` (CSV). `key_column` names a pseudonymous key copied to the output and audit.
+pub fn score_table(
+    pkg: &ModelPackage,
+    input: &Path,
+    output: &Path,
+    errors_path: &Path,
+    key_column: Option<&str>,
+    top: usize,
+    audit: &AuditLog,
+) -> anyhow::Result<BatchReport> {
+    let df = read_table(input)?;
+    let features = &pkg.scorer.preprocessor().features;
+    let specs: Vec<_> = features.iter().map(|f| f.spec.clone()).collect();
+    let columns = feature_columns(&df, &specs)?;
+    let keys = key_column.map(|k| text_column(&df, k)).transpose()?;
+    let key_name = key_column.unwrap_or("key");
+
+    let results: Vec<Result<Scored, RowError>> = (0..df.height())
+        .into_par_iter()
+        .map_init(Workspace::default, |ws, r| {
+            let fail = |field: &str, reason: &str| RowError { row: r + 1, field: field.to_string(), reason: reason.to_string() };
+            let key = keys.as_ref().and_then(|k| k[r].clone());
+            if keys.is_some() {
+                match key.as_deref() {
+                    None => return Err(fail(key_name, "key missing")),
+                    Some(k) => deid::check_patient_key(k).map_err(|reason| fail(key_name, reason))?,
+                }
+            }
+            let values = row_values(&columns, r).map_err(|e| fail(&e.field, &e.reason))?;
+            let score = pkg.scorer.score(&values, ws).map_err(|e| fail(&e.field, &e.reason))?;
+            let top = explain::ranked(&score.contributions, top)
+                .into_iter()
+                .map(|i| {
+                    let spec = &features[i].spec;
+                    (spec.name.clone(), score.contributions[i], explain::reason(spec, &values[i], score.contributions[i]))
+                })
+                .collect();
+            let warnings = score.warnings.iter().map(|w| format!("{}: {}", features[w.feature].spec.name, w.message)).collect::<Vec<_>>().join("; ");
+            Ok(Scored {
+                row: r + 1,
+                key,
+                probability: score.probability,
+                margin: score.margin,
+                band: score.band.as_str(),
+                additivity_error: score.additivity_error,
+                top,
+                warnings,
+            })
+        })
+        .collect();
+    let mut scored = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(s) => scored.push(s),
+            Err(e) => errors.push(e),
+        }
+    }
+
+    let m = &pkg.manifest;
+    audit.record_all(scored.iter().map(|s| AuditRecord {
+        time: chrono::Utc::now(),
+        caller: "batch",
+        patient_key: s.key.as_deref().unwrap_or(""),
+        model: &m.name,
+        model_version: &m.version,
+        probability: s.probability,
+        risk_band: s.band,
+    }))?;
+
+    let n = scored.len();
+    let mut cols: Vec<Column> = vec![Column::new("row".into(), scored.iter().map(|s| s.row as u64).collect::<Vec<_>>())];
+    if keys.is_some() {
+        cols.push(Column::new(key_name.into(), scored.iter().map(|s| s.key.clone()).collect::<Vec<_>>()));
+    }
+    cols.extend([
+        Column::new("model".into(), vec![m.name.as_str(); n]),
+        Column::new("model_version".into(), vec![m.version.as_str(); n]),
+        Column::new("probability".into(), scored.iter().map(|s| s.probability).collect::<Vec<_>>()),
+        Column::new("risk_band".into(), scored.iter().map(|s| s.band).collect::<Vec<_>>()),
+        Column::new("margin".into(), scored.iter().map(|s| s.margin).collect::<Vec<_>>()),
+        Column::new("additivity_error".into(), scored.iter().map(|s| s.additivity_error).collect::<Vec<_>>()),
+    ]);
+    for k in 0..top.min(features.len()) {
+        let pick = |f: &dyn Fn(&(String, f64, String)) -> Option<String>| scored.iter().map(|s| s.top.get(k).and_then(f)).collect::<Vec<_>>();
+        cols.push(Column::new(format!("factor_{}", k + 1).into(), pick(&|t| Some(t.0.clone()))));
+        cols.push(Column::new(format!("factor_{}_contribution", k + 1).into(), scored.iter().map(|s| s.top.get(k).map(|t| t.1)).collect::<Vec<_>>()));
+        cols.push(Column::new(format!("factor_{}_explanation", k + 1).into(), pick(&|t| Some(t.2.clone()))));
+    }
+    cols.push(Column::new("warnings".into(), scored.iter().map(|s| s.warnings.as_str()).collect::<Vec<_>>()));
+    let mut out = DataFrame::new(n, cols)?;
+    ParquetWriter::new(std::fs::File::create(output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?).finish(&mut out)?;
+
+    if !errors.is_empty() {
+        let mut err_df = DataFrame::new(errors.len(), vec![
+            Column::new("row".into(), errors.iter().map(|e| e.row as u64).collect::<Vec<_>>()),
+            Column::new("field".into(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>()),
+            Column::new("reason".into(), errors.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>()),
+        ])?;
+        CsvWriter::new(std::fs::File::create(errors_path).map_err(|e| anyhow::anyhow!("{}: {e}", errors_path.display()))?).finish(&mut err_df)?;
+    }
+    Ok(BatchReport { rows: df.height(), scored: n, errors })
+}

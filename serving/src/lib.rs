@@ -1,0 +1,12 @@
+//! Scores for clinicians and planners: the gRPC server over the model registry, the audit trail,
+//! and batch scoring of whole populations.
+
+pub mod audit;
+pub mod batch;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use audit::AuditLog;
+pub use service::AppState;
+pub use store::ModelStore;

@@ -1,0 +1,205 @@
+//! The `carecast.v1` gRPC services: scoring with explanations, and model metadata.
+
+use crate::audit::{AuditLog, AuditRecord};
+use crate::store::{ModelStore, StoreError};
+use carecast_models::preprocess::{FeatureStats, WarningKind as ModelWarningKind};
+use carecast_models::registry::RegistryError;
+use carecast_models::{FeatureKind, ModelPackage, RiskBand as ModelBand, Score, Value, Workspace, deid, explain};
+use carecast_proto::v1::{self as pb, feature_value};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Shared by both services.
+pub struct AppState {
+    pub store: ModelStore,
+    pub audit: AuditLog,
+}
+
+fn store_status(e: StoreError) -> Status {
+    match &e {
+        StoreError::Registry(RegistryError::BadName(_)) => Status::invalid_argument(e.to_string()),
+        StoreError::Registry(
+            RegistryError::UnknownModel(_) | RegistryError::UnknownVersion { .. } | RegistryError::NoCurrent(_),
+        ) => Status::not_found(e.to_string()),
+        StoreError::Registry(RegistryError::Io { .. }) => Status::internal("model registry unavailable"),
+        StoreError::Unloadable { .. } => Status::failed_precondition(e.to_string()),
+    }
+}
+
+fn band(b: ModelBand) -> pb::RiskBand {
+    match b {
+        ModelBand::Low => pb::RiskBand::Low,
+        ModelBand::Moderate => pb::RiskBand::Moderate,
+        ModelBand::High => pb::RiskBand::High,
+    }
+}
+
+fn value_of<'a>(name: &str, v: &'a pb::FeatureValue) -> Result<Value<'a>, Status> {
+    match &v.value {
+        Some(feature_value::Value::Number(x)) => Ok(Value::Number(*x)),
+        Some(feature_value::Value::Category(s)) => Ok(Value::Text(s)),
+        Some(feature_value::Value::Missing(_)) => Ok(Value::Missing),
+        None => Err(Status::invalid_argument(format!("feature `{name}`: no value set (number, category or missing)"))),
+    }
+}
+
+/// Builds the response for a score: top contributions with the values as sent, warnings by name.
+pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'_>], score: &Score) -> pb::ScoreResponse {
+    let features = &pkg.scorer.preprocessor().features;
+    let contributions = explain::ranked(&score.contributions, req.max_contributions as usize)
+        .into_iter()
+        .map(|i| {
+            let spec = &features[i].spec;
+            pb::Contribution {
+                feature: spec.name.clone(),
+                contribution: score.contributions[i],
+                value: req.features.get(&spec.name).cloned(),
+                explanation: explain::reason(spec, &row[i], score.contributions[i]),
+            }
+        })
+        .collect();
+    let warnings = score
+        .warnings
+        .iter()
+        .map(|w| pb::Warning {
+            feature: features[w.feature].spec.name.clone(),
+            kind: match w.kind {
+                ModelWarningKind::MissingImputed => pb::WarningKind::MissingImputed,
+                ModelWarningKind::OutOfTrainingRange => pb::WarningKind::OutOfTrainingRange,
+            } as i32,
+            message: w.message.clone(),
+        })
+        .collect();
+    pb::ScoreResponse {
+        model: pkg.manifest.name.clone(),
+        model_version: pkg.manifest.version.clone(),
+        patient_key: req.patient_key.clone(),
+        probability: score.probability,
+        risk_band: band(score.band) as i32,
+        margin: score.margin,
+        base_value: score.base_value,
+        contributions,
+        additivity_error: score.additivity_error,
+        warnings,
+    }
+}
+
+pub struct Scoring {
+    pub state: Arc<AppState>,
+}
+
+#[tonic::async_trait]
+impl pb::scoring_service_server::ScoringService for Scoring {
+    async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
+        let caller = request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        let req = request.into_inner();
+        deid::check_patient_key(&req.patient_key).map_err(|reason| Status::invalid_argument(format!("patient_key: {reason}")))?;
+        if req.model.is_empty() {
+            return Err(Status::invalid_argument("model: required"));
+        }
+        let version = (!req.version.is_empty()).then_some(req.version.as_str());
+        let pkg = self.state.store.get(&req.model, version).map_err(store_status)?;
+        let named = req
+            .features
+            .iter()
+            .map(|(name, v)| value_of(name, v).map(|v| (name.as_str(), v)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let row = pkg.scorer.bind(named).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let score = pkg.scorer.score(&row, &mut Workspace::default()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let response = score_response(&pkg, &req, &row, &score);
+        self.state
+            .audit
+            .record(&AuditRecord {
+                time: chrono::Utc::now(),
+                caller: &caller,
+                patient_key: &req.patient_key,
+                model: &response.model,
+                model_version: &response.model_version,
+                probability: response.probability,
+                risk_band: score.band.as_str(),
+            })
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit write failed; score withheld");
+                Status::unavailable("audit trail unavailable; score withheld")
+            })?;
+        tracing::debug!(model = %response.model, version = %response.model_version, "scored");
+        Ok(Response::new(response))
+    }
+}
+
+pub struct Models {
+    pub state: Arc<AppState>,
+}
+
+#[tonic::async_trait]
+impl pb::model_service_server::ModelService for Models {
+    async fn list_models(&self, _: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+        let registry = self.state.store.registry();
+        let mut models = Vec::new();
+        for name in registry.models().map_err(|e| store_status(e.into()))? {
+            let versions = registry.versions(&name).map_err(|e| store_status(e.into()))?;
+            let current = registry.current(&name).unwrap_or_default();
+            let (task, algorithm) = match self.state.store.get(&name, None) {
+                Ok(p) => (p.manifest.task.name.clone(), p.manifest.algorithm.clone()),
+                Err(_) => (String::new(), String::new()),
+            };
+            models.push(pb::ModelSummary { name, current_version: current, versions, task, algorithm });
+        }
+        Ok(Response::new(pb::ListModelsResponse { models }))
+    }
+
+    async fn get_model(&self, request: Request<pb::GetModelRequest>) -> Result<Response<pb::GetModelResponse>, Status> {
+        let req = request.into_inner();
+        let version = (!req.version.is_empty()).then_some(req.version.as_str());
+        let pkg = self.state.store.get(&req.name, version).map_err(store_status)?;
+        let m = &pkg.manifest;
+        let features = pkg
+            .scorer
+            .preprocessor()
+            .features
+            .iter()
+            .map(|f| {
+                let (levels, lo, hi) = match &f.stats {
+                    FeatureStats::Numeric { min, max, .. } => (Vec::new(), *min, *max),
+                    FeatureStats::Categorical { levels, .. } => (levels.clone(), 0.0, 0.0),
+                };
+                pb::FeatureInfo {
+                    name: f.spec.name.clone(),
+                    r#type: match f.spec.kind {
+                        FeatureKind::Numeric => pb::FeatureType::Numeric,
+                        FeatureKind::Categorical => pb::FeatureType::Categorical,
+                    } as i32,
+                    display_name: f.spec.display_name().to_string(),
+                    unit: f.spec.unit.clone().unwrap_or_default(),
+                    levels,
+                    training_min: lo,
+                    training_max: hi,
+                }
+            })
+            .collect();
+        let bands = pkg.scorer.definition().risk_bands;
+        let x = &pkg.metrics;
+        Ok(Response::new(pb::GetModelResponse {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            task: m.task.name.clone(),
+            task_description: m.task.description.clone(),
+            algorithm: m.algorithm.clone(),
+            created: m.created.to_rfc3339(),
+            training_data_sha256: m.training_data.sha256.clone(),
+            features,
+            risk_bands: Some(pb::RiskBandThresholds { moderate: bands.moderate, high: bands.high }),
+            metrics: Some(pb::Metrics {
+                n: x.n,
+                prevalence: x.prevalence,
+                auroc: x.auroc,
+                auroc_ci_lower: x.auroc_ci_lower,
+                auroc_ci_upper: x.auroc_ci_upper,
+                auprc: x.auprc,
+                brier: x.brier,
+                calibration_slope: x.calibration_slope,
+                calibration_intercept: x.calibration_intercept,
+            }),
+        }))
+    }
+}

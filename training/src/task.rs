@@ -1,0 +1,100 @@
+//! Task specs for flat tables: which rows, which label, which features, which split. A spec is
+//! TOML, validated on load and stored inside every model package trained from it.
+
+use carecast_models::{FeatureSpec, RiskBands};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub name: String,
+    pub description: String,
+    /// What a predicted probability is the probability of.
+    pub outcome: String,
+    /// File name of the task's data (looked up in the bundled data directory by default).
+    pub data: String,
+    /// Column holding the (pseudonymous) row key; it drives the deterministic tuning split.
+    pub key: String,
+    /// Binary label column: 1 (or true) for the outcome, 0 (or false) otherwise.
+    pub label: String,
+    pub split: SplitSpec,
+    /// Columns that must never be features: they leak the outcome or are other models' outputs.
+    #[serde(default)]
+    pub forbidden: Vec<String>,
+    pub risk_bands: RiskBands,
+    pub features: Vec<FeatureSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    pub column: String,
+    pub train: String,
+    pub test: String,
+}
+
+/// Tasks bundled with Carecast, by name.
+const BUILTIN: &[(&str, &str)] = &[
+    ("support2_hospdead", include_str!("../tasks/support2_hospdead.toml")),
+    ("support2_dementia", include_str!("../tasks/support2_dementia.toml")),
+];
+
+impl TaskSpec {
+    /// Parses and validates a spec.
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let spec: TaskSpec = toml::from_str(text)?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// A bundled task by name, or a spec file by path.
+    pub fn load(name_or_path: &str) -> anyhow::Result<(Self, String)> {
+        let text = match BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            Some((_, text)) => text.to_string(),
+            None => std::fs::read_to_string(Path::new(name_or_path)).map_err(|e| {
+                let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+                anyhow::anyhow!("task `{name_or_path}`: not a bundled task ({}) nor a readable file: {e}", known.join(", "))
+            })?,
+        };
+        let spec = Self::from_toml(&text).map_err(|e| anyhow::anyhow!("task `{name_or_path}`: {e}"))?;
+        Ok((spec, text))
+    }
+
+    pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+        BUILTIN.iter().map(|(n, _)| *n)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.features.is_empty(), "no features");
+        let mut seen = HashSet::new();
+        let forbidden: HashSet<&str> = self.forbidden.iter().map(String::as_str).collect();
+        for f in &self.features {
+            anyhow::ensure!(seen.insert(f.name.as_str()), "feature `{}` listed twice", f.name);
+            anyhow::ensure!(!forbidden.contains(f.name.as_str()), "feature `{}` is forbidden for this task", f.name);
+            for special in [&self.label, &self.key, &self.split.column] {
+                anyhow::ensure!(&f.name != special, "feature `{}` is the task's label, key or split column", f.name);
+            }
+        }
+        self.risk_bands.validate().map_err(anyhow::Error::msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_tasks_load_and_exclude_leaking_columns() {
+        for name in TaskSpec::builtin_names() {
+            let (spec, _) = TaskSpec::load(name).unwrap();
+            assert!(spec.features.iter().all(|f| f.name != spec.label));
+        }
+        let (hosp, text) = TaskSpec::load("support2_hospdead").unwrap();
+        assert_eq!(hosp.features.len(), 32);
+        let leaky = text.replacen("name = \"age\"", "name = \"surv2m\"", 1);
+        let err = TaskSpec::from_toml(&leaky).unwrap_err().to_string();
+        assert!(err.contains("surv2m") && err.contains("forbidden"), "{err}");
+    }
+}
