@@ -96,13 +96,14 @@ fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     bytes
 }
 
-/// Writes a package into `dir` (which must exist and be empty): the model, the metrics and any
-/// extra files (e.g. the task spec), then the manifest with every file's SHA-256.
+/// Writes a package into `dir` (which must exist and be empty): the model, the metrics report
+/// (a superset of [`Metrics`]) and any extra files (e.g. the task spec), then the manifest with
+/// every file's SHA-256.
 pub fn write_package(
     dir: &Path,
     mut manifest: Manifest,
     model: &ModelDefinition,
-    metrics: &Metrics,
+    metrics: &impl Serialize,
     extra_files: &[(&str, Vec<u8>)],
 ) -> Result<(), PackageError> {
     manifest.format = FORMAT.to_string();
