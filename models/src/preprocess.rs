@@ -238,10 +238,10 @@ impl Preprocessor {
             if !ok {
                 return Err(format!("feature `{}`: declared type disagrees with its fitted encoding", f.spec.name));
             }
-            if let FeatureStats::Numeric { sd, .. } = &f.stats {
-                if !(sd.is_finite() && *sd > 0.0) {
-                    return Err(format!("feature `{}`: scale must be positive", f.spec.name));
-                }
+            if let FeatureStats::Numeric { sd, .. } = &f.stats
+                && !(sd.is_finite() && *sd > 0.0)
+            {
+                return Err(format!("feature `{}`: scale must be positive", f.spec.name));
             }
         }
         Ok(())

@@ -76,10 +76,10 @@ impl Registry {
         let mut versions: Vec<u64> = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(Self::io(&dir))? {
             let entry = entry.map_err(Self::io(&dir))?;
-            if let Ok(v) = entry.file_name().to_string_lossy().parse::<u64>() {
-                if entry.path().is_dir() {
-                    versions.push(v);
-                }
+            if let Ok(v) = entry.file_name().to_string_lossy().parse::<u64>()
+                && entry.path().is_dir()
+            {
+                versions.push(v);
             }
         }
         versions.sort_unstable();

@@ -122,10 +122,12 @@ pub fn score_table(
         Column::new("additivity_error".into(), scored.iter().map(|s| s.additivity_error).collect::<Vec<_>>()),
     ]);
     for k in 0..top.min(features.len()) {
-        let pick = |f: &dyn Fn(&(String, f64, String)) -> Option<String>| scored.iter().map(|s| s.top.get(k).and_then(f)).collect::<Vec<_>>();
-        cols.push(Column::new(format!("factor_{}", k + 1).into(), pick(&|t| Some(t.0.clone()))));
-        cols.push(Column::new(format!("factor_{}_contribution", k + 1).into(), scored.iter().map(|s| s.top.get(k).map(|t| t.1)).collect::<Vec<_>>()));
-        cols.push(Column::new(format!("factor_{}_explanation", k + 1).into(), pick(&|t| Some(t.2.clone()))));
+        let names: Vec<Option<&str>> = scored.iter().map(|s| s.top.get(k).map(|t| t.0.as_str())).collect();
+        let values: Vec<Option<f64>> = scored.iter().map(|s| s.top.get(k).map(|t| t.1)).collect();
+        let words: Vec<Option<&str>> = scored.iter().map(|s| s.top.get(k).map(|t| t.2.as_str())).collect();
+        cols.push(Column::new(format!("factor_{}", k + 1).into(), names));
+        cols.push(Column::new(format!("factor_{}_contribution", k + 1).into(), values));
+        cols.push(Column::new(format!("factor_{}_explanation", k + 1).into(), words));
     }
     cols.push(Column::new("warnings".into(), scored.iter().map(|s| s.warnings.as_str()).collect::<Vec<_>>()));
     let mut out = DataFrame::new(n, cols)?;

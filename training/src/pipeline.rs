@@ -154,7 +154,7 @@ fn fit_estimator(algorithm: Algorithm, pre: &Preprocessor, data: &TaskData, excl
             let params = gbm::GbmParams::default();
             // Early stopping on a 20% tuning split by key finds the number of rounds; the final
             // model is then refitted on every training row with that many rounds.
-            let is_tuning: Vec<bool> = rows.iter().map(|&r| data.key_hash[r] % 5 == 0).collect();
+            let is_tuning: Vec<bool> = rows.iter().map(|&r| data.key_hash[r].is_multiple_of(5)).collect();
             let column_major = |pick: bool| -> (Vec<Vec<f64>>, Vec<f64>) {
                 let idx: Vec<usize> = (0..rows.len()).filter(|&i| is_tuning[i] == pick).collect();
                 let cols = (0..n_cols).map(|c| idx.iter().map(|&i| x[i][c]).collect()).collect();

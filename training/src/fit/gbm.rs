@@ -179,8 +179,8 @@ impl Booster<'_> {
             let h = &hist[f * HIST_WIDTH..(f + 1) * HIST_WIDTH];
             let missing = h[MISSING as usize];
             let mut acc = Stat::default();
-            for b in 0..col.cuts.len() {
-                acc.add(h[b]);
+            for (b, &bin) in h.iter().enumerate().take(col.cuts.len()) {
+                acc.add(bin);
                 // Try missing values on each side; without missing values in training, send them
                 // to the larger side, which generalises best.
                 let sides: &[bool] = if missing.n > 0.0 { &[false, true] } else { &[false] };
