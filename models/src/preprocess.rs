@@ -92,29 +92,6 @@ impl Preprocessor {
         owners
     }
 
-    /// Human-readable model column names, e.g. `age`, `age:missing`, `sex=male`.
-    pub fn column_names(&self) -> Vec<String> {
-        let mut names = Vec::new();
-        for f in &self.features {
-            let name = &f.spec.name;
-            match &f.stats {
-                FeatureStats::Numeric { had_missing, .. } => {
-                    names.push(name.clone());
-                    if *had_missing && self.encoding == Encoding::Standardised {
-                        names.push(format!("{name}:missing"));
-                    }
-                }
-                FeatureStats::Categorical { levels, had_missing, .. } => {
-                    names.extend(levels.iter().map(|l| format!("{name}={l}")));
-                    if *had_missing {
-                        names.push(format!("{name}:missing"));
-                    }
-                }
-            }
-        }
-        names
-    }
-
     /// Index of a feature by name.
     pub fn feature_index(&self, name: &str) -> Option<usize> {
         self.features.iter().position(|f| f.spec.name == name)

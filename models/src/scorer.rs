@@ -123,13 +123,6 @@ impl Scorer {
             warnings,
         })
     }
-
-    /// The margin alone, for evaluation over many rows.
-    pub fn margin(&self, row: &[Value<'_>], ws: &mut Workspace) -> Result<f64, InputError> {
-        let mut warnings = Vec::new();
-        self.definition.preprocessor.encode(row, &mut ws.encoded, &mut warnings)?;
-        Ok(self.definition.estimator.margin(&ws.encoded))
-    }
 }
 
 pub fn sigmoid(x: f64) -> f64 {

@@ -2,6 +2,7 @@
 //! later imported XGBoost and LightGBM models) is scored and explained with at serving time.
 
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 /// Marks a leaf in [`Node::feature`].
 pub const LEAF: u32 = u32::MAX;
@@ -91,13 +92,27 @@ impl Tree {
 }
 
 /// A sum of trees on the log-odds scale.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TreeEnsemble {
     pub base_score: f64,
     pub trees: Vec<Tree>,
+    /// Deepest tree, computed once: it sizes TreeSHAP's path buffer for every row.
+    #[serde(skip)]
+    max_depth: OnceLock<usize>,
+}
+
+/// Equal when the models are: the cached depth is not part of the model.
+impl PartialEq for TreeEnsemble {
+    fn eq(&self, other: &Self) -> bool {
+        self.base_score == other.base_score && self.trees == other.trees
+    }
 }
 
 impl TreeEnsemble {
+    pub fn new(base_score: f64, trees: Vec<Tree>) -> Self {
+        Self { base_score, trees, max_depth: OnceLock::new() }
+    }
+
     pub fn margin(&self, x: &[f64]) -> f64 {
         self.base_score + self.trees.iter().map(|t| t.predict(x)).sum::<f64>()
     }
@@ -107,6 +122,6 @@ impl TreeEnsemble {
     }
 
     pub fn max_depth(&self) -> usize {
-        self.trees.iter().map(Tree::max_depth).max().unwrap_or(0)
+        *self.max_depth.get_or_init(|| self.trees.iter().map(Tree::max_depth).max().unwrap_or(0))
     }
 }

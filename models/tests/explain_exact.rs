@@ -99,10 +99,8 @@ proptest! {
     #[test]
     fn tree_shap_equals_brute_force(seed in any::<u64>(), m in 1usize..7, depth in 1usize..6, n_trees in 1usize..4) {
         let mut rng = Rng(seed);
-        let ensemble = TreeEnsemble {
-            base_score: rng.unit() - 0.5,
-            trees: (0..n_trees).map(|_| random_tree(&mut rng, m, depth)).collect(),
-        };
+        let base_score = rng.unit() - 0.5;
+        let ensemble = TreeEnsemble::new(base_score, (0..n_trees).map(|_| random_tree(&mut rng, m, depth)).collect());
         let x = random_row(&mut rng, m);
         let mut phi = vec![0.0; m];
         ensemble.contributions(&x, &mut phi, &mut TreeShapBuffer::default());
@@ -157,7 +155,7 @@ fn repeated_feature_on_a_path_is_handled() {
             leaf(-0.5, 3.0),
         ],
     };
-    let ensemble = TreeEnsemble { base_score: 0.0, trees: vec![tree] };
+    let ensemble = TreeEnsemble::new(0.0, vec![tree]);
     for x in [[0.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [f64::NAN, f64::NAN]] {
         let mut phi = vec![0.0; 2];
         ensemble.contributions(&x, &mut phi, &mut TreeShapBuffer::default());

@@ -38,7 +38,10 @@ fn value_of<'a>(name: &str, v: &'a pb::FeatureValue) -> Result<Value<'a>, Status
     match &v.value {
         Some(feature_value::Value::Number(x)) => Ok(Value::Number(*x)),
         Some(feature_value::Value::Category(s)) => Ok(Value::Text(s)),
-        Some(feature_value::Value::Missing(_)) => Ok(Value::Missing),
+        Some(feature_value::Value::Missing(true)) => Ok(Value::Missing),
+        Some(feature_value::Value::Missing(false)) => {
+            Err(Status::invalid_argument(format!("feature `{name}`: `missing` must be true; otherwise send a number or category")))
+        }
         None => Err(Status::invalid_argument(format!("feature `{name}`: no value set (number, category or missing)"))),
     }
 }

@@ -159,6 +159,9 @@ async fn bad_requests_get_actionable_errors() {
     r.features.insert("age".into(), pb::FeatureValue { value: None });
     expect(client.score(r).await, Code::InvalidArgument, "age");
     let mut r = good.clone();
+    r.features.insert("bili".into(), pb::FeatureValue { value: Some(feature_value::Value::Missing(false)) });
+    expect(client.score(r).await, Code::InvalidArgument, "bili");
+    let mut r = good.clone();
     r.patient_key = "943 476 5919".into();
     expect(client.score(r).await, Code::InvalidArgument, "patient_key");
     let mut r = good.clone();

@@ -321,7 +321,7 @@ pub fn fit(x: &Columns<'_>, y: &[f64], tuning: Option<(&Columns<'_>, &[f64])>, p
     let rounds = if tuning.is_some() { best.1.max(1) } else { trees.len() };
     trees.truncate(rounds);
     GbmFit {
-        ensemble: TreeEnsemble { base_score, trees },
+        ensemble: TreeEnsemble::new(base_score, trees),
         rounds,
         best_tuning_log_loss: tuning.map(|_| best.0),
     }
