@@ -58,6 +58,15 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     let top: Vec<Option<&str>> = out.column("factor_1_explanation").unwrap().str().unwrap().iter().take(2).collect();
     assert!(top.iter().all(|t| t.is_some_and(|t| t.contains("risk"))));
 
+    // Parquet input gives the same scores as the CSV it was written from.
+    let parquet_in = dir.join("input.parquet");
+    polars::prelude::ParquetWriter::new(std::fs::File::create(&parquet_in).unwrap()).finish(&mut read_table(&input).unwrap()).unwrap();
+    let from_parquet = dir.join("from_parquet.parquet");
+    let again = batch::score_table(&pkg, &parquet_in, &from_parquet, &errors, Some("sno"), 3, &audit).unwrap();
+    assert_eq!((again.scored, again.errors.len()), (56, 4));
+    let probs_again: Vec<f64> = read_table(&from_parquet).unwrap().column("probability").unwrap().f64().unwrap().iter().map(Option::unwrap).collect();
+    assert_eq!(probs_again, probs);
+
     // A table without a column the model needs is refused whole, naming the column.
     let no_meanbp = dir.join("no_meanbp.csv");
     let keep: Vec<usize> = (0..header.len()).filter(|&i| header[i] != "meanbp").collect();
