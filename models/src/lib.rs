@@ -6,6 +6,7 @@ pub mod bands;
 pub mod deid;
 pub mod estimator;
 pub mod explain;
+pub mod features;
 pub mod linear;
 pub mod package;
 pub mod preprocess;

@@ -1,0 +1,284 @@
+//! The one feature extractor: a patient's time-sorted events and a prediction time in, a feature
+//! vector out (NaN where a feature is missing). The events after the prediction time are cut off
+//! before anything reads them, so look-ahead is impossible by construction; a property test
+//! checks it anyway.
+
+use super::news2::{Observations, news2};
+use super::{Aggregate, EventFeature, FeatureKind, FeatureSetSpec, MICROS_PER_DAY, MICROS_PER_YEAR};
+use crate::schema::{FeatureKind as InputKind, FeatureSpec};
+
+/// Time of a static fact (MEDS: null time): before everything, so always visible.
+pub const STATIC: i64 = i64::MIN;
+
+/// One event of one patient: time in microseconds since the Unix epoch (or [`STATIC`]), code
+/// interned in a vocabulary, numeric value (NaN when there is none).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event {
+    pub time: i64,
+    pub code: u32,
+    pub value: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vital {
+    RespirationRate,
+    Spo2,
+    Oxygen,
+    SystolicBp,
+    Pulse,
+    Consciousness,
+    Temperature,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The event counts towards the feature.
+    Match,
+    /// The event is the birth event of an age feature.
+    Birth,
+    Vital(Vital),
+}
+
+#[derive(Debug, Clone)]
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Pattern {
+    fn new(code: &str) -> Self {
+        match code.strip_suffix('*') {
+            Some(p) => Pattern::Prefix(p.to_string()),
+            None => Pattern::Exact(code.to_string()),
+        }
+    }
+    fn matches(&self, code: &str) -> bool {
+        match self {
+            Pattern::Exact(c) => c == code,
+            Pattern::Prefix(p) => code.starts_with(p.as_str()),
+        }
+    }
+}
+
+/// A feature spec compiled for extraction; bind it to a code vocabulary to extract.
+#[derive(Debug, Clone)]
+pub struct FeatureExtractor {
+    features: Vec<EventFeature>,
+    patterns: Vec<(Pattern, u16, Role)>,
+}
+
+impl FeatureExtractor {
+    pub fn new(spec: &FeatureSetSpec) -> Self {
+        let mut patterns = Vec::new();
+        for (i, f) in spec.features.iter().enumerate() {
+            let i = i as u16;
+            match &f.kind {
+                FeatureKind::Age { birth_code } => patterns.push((Pattern::new(birth_code), i, Role::Birth)),
+                FeatureKind::Present { codes, .. }
+                | FeatureKind::Count { codes, .. }
+                | FeatureKind::Measurement { codes, .. }
+                | FeatureKind::DaysSince { codes } => {
+                    patterns.extend(codes.iter().map(|c| (Pattern::new(c), i, Role::Match)));
+                }
+                FeatureKind::News2 { codes, .. } => {
+                    for (code, vital) in [
+                        (&codes.respiration_rate, Vital::RespirationRate),
+                        (&codes.spo2, Vital::Spo2),
+                        (&codes.supplemental_oxygen, Vital::Oxygen),
+                        (&codes.systolic_bp, Vital::SystolicBp),
+                        (&codes.pulse, Vital::Pulse),
+                        (&codes.consciousness, Vital::Consciousness),
+                        (&codes.temperature, Vital::Temperature),
+                    ] {
+                        patterns.push((Pattern::new(code), i, Role::Vital(vital)));
+                    }
+                }
+            }
+        }
+        Self { features: spec.features.clone(), patterns }
+    }
+
+    /// The model's input features: all numeric, named, with display names and units.
+    pub fn feature_specs(&self) -> Vec<FeatureSpec> {
+        self.features
+            .iter()
+            .map(|f| FeatureSpec { name: f.name.clone(), kind: InputKind::Numeric, display: f.display.clone(), unit: f.unit.clone() })
+            .collect()
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.features.len()
+    }
+
+    /// Resolves every pattern against a vocabulary once (code id = index), so extraction does a
+    /// table look-up per event instead of string matching.
+    pub fn bind<S: AsRef<str>>(&self, vocabulary: &[S]) -> BoundExtractor<'_> {
+        let mut offsets = Vec::with_capacity(vocabulary.len() + 1);
+        let mut roles = Vec::new();
+        offsets.push(0u32);
+        for code in vocabulary {
+            let code = code.as_ref();
+            roles.extend(self.patterns.iter().filter(|(p, _, _)| p.matches(code)).map(|&(_, f, r)| (f, r)));
+            offsets.push(roles.len() as u32);
+        }
+        BoundExtractor { extractor: self, offsets, roles }
+    }
+}
+
+/// Per-feature running state while scanning one patient's events.
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    count: u32,
+    values: u32,
+    sum: f64,
+    min: f64,
+    max: f64,
+    last_time: i64,
+    last_value: f64,
+    // Least-squares sums for trends, with time in days before the prediction time.
+    sx: f64,
+    sxx: f64,
+    sxy: f64,
+    vitals: [(i64, f64); 7],
+}
+
+const EMPTY: Acc = Acc {
+    count: 0,
+    values: 0,
+    sum: 0.0,
+    min: f64::INFINITY,
+    max: f64::NEG_INFINITY,
+    last_time: STATIC,
+    last_value: f64::NAN,
+    sx: 0.0,
+    sxx: 0.0,
+    sxy: 0.0,
+    vitals: [(STATIC, f64::NAN); 7],
+};
+
+/// Scratch state for [`BoundExtractor::extract`]; reuse it across patients.
+#[derive(Debug, Default, Clone)]
+pub struct ExtractBuffer {
+    acc: Vec<Acc>,
+    window_start: Vec<i64>,
+}
+
+/// A feature extractor bound to a vocabulary.
+#[derive(Debug, Clone)]
+pub struct BoundExtractor<'a> {
+    extractor: &'a FeatureExtractor,
+    offsets: Vec<u32>,
+    roles: Vec<(u16, Role)>,
+}
+
+impl BoundExtractor<'_> {
+    /// Computes the features at `prediction_time` from `events` (sorted by time) into `out`.
+    pub fn extract(&self, events: &[Event], prediction_time: i64, out: &mut [f64], buf: &mut ExtractBuffer) {
+        let features = &self.extractor.features;
+        debug_assert!(events.windows(2).all(|w| w[0].time <= w[1].time), "events must be sorted by time");
+        let t = prediction_time;
+        // No look-ahead: nothing after the prediction time is ever read.
+        let visible = &events[..events.partition_point(|e| e.time <= t)];
+
+        buf.acc.clear();
+        buf.acc.resize(features.len(), EMPTY);
+        buf.window_start.clear();
+        buf.window_start.extend(features.iter().map(|f| match &f.kind {
+            FeatureKind::Present { window, .. } | FeatureKind::Count { window, .. } | FeatureKind::Measurement { window, .. } | FeatureKind::News2 { window, .. } => {
+                window.0.map_or(STATIC, |w| t.saturating_sub(w))
+            }
+            FeatureKind::Age { .. } | FeatureKind::DaysSince { .. } => STATIC,
+        }));
+
+        for e in visible {
+            let Some(range) = self.offsets.get(e.code as usize..e.code as usize + 2) else { continue };
+            for &(f, role) in &self.roles[range[0] as usize..range[1] as usize] {
+                let f = f as usize;
+                if e.time < buf.window_start[f] {
+                    continue;
+                }
+                let a = &mut buf.acc[f];
+                let v = f64::from(e.value);
+                match role {
+                    Role::Birth => a.last_time = e.time,
+                    Role::Vital(vital) => {
+                        if !v.is_nan() && e.time >= a.vitals[vital as usize].0 {
+                            a.vitals[vital as usize] = (e.time, v);
+                        }
+                    }
+                    Role::Match => {
+                        a.count += 1;
+                        if e.time != STATIC && e.time >= a.last_time {
+                            a.last_time = e.time;
+                        }
+                        if !v.is_nan() {
+                            a.values += 1;
+                            a.sum += v;
+                            a.min = a.min.min(v);
+                            a.max = a.max.max(v);
+                            if e.time >= a.last_time || a.values == 1 {
+                                a.last_value = v;
+                            }
+                            if e.time != STATIC {
+                                let x = (e.time - t) as f64 / MICROS_PER_DAY as f64;
+                                a.sx += x;
+                                a.sxx += x * x;
+                                a.sxy += x * v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        for ((f, a), o) in features.iter().zip(&buf.acc).zip(out.iter_mut()) {
+            *o = finish(&f.kind, a, t);
+        }
+    }
+}
+
+fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
+    let days_before = |time: i64| (t - time) as f64 / MICROS_PER_DAY as f64;
+    match kind {
+        FeatureKind::Age { .. } => {
+            if a.last_time == STATIC { f64::NAN } else { (t - a.last_time) as f64 / MICROS_PER_YEAR }
+        }
+        FeatureKind::Present { .. } => f64::from(u8::from(a.count > 0)),
+        FeatureKind::Count { .. } => f64::from(a.count),
+        FeatureKind::DaysSince { .. } => {
+            if a.count == 0 || a.last_time == STATIC { f64::NAN } else { days_before(a.last_time) }
+        }
+        FeatureKind::Measurement { agg, .. } => {
+            if a.values == 0 {
+                return f64::NAN;
+            }
+            let n = f64::from(a.values);
+            match agg {
+                Aggregate::Latest => a.last_value,
+                Aggregate::Min => a.min,
+                Aggregate::Max => a.max,
+                Aggregate::Mean => a.sum / n,
+                Aggregate::Trend => {
+                    let denom = n * a.sxx - a.sx * a.sx;
+                    if a.values < 2 || denom.abs() < 1e-12 { f64::NAN } else { (n * a.sxy - a.sx * a.sum) / denom }
+                }
+            }
+        }
+        FeatureKind::News2 { .. } => {
+            let v = |k: Vital| a.vitals[k as usize].1;
+            let required = [Vital::RespirationRate, Vital::Spo2, Vital::SystolicBp, Vital::Pulse, Vital::Temperature];
+            if required.iter().any(|&k| v(k).is_nan()) {
+                return f64::NAN;
+            }
+            f64::from(news2(&Observations {
+                respiration_rate: v(Vital::RespirationRate),
+                spo2: v(Vital::Spo2),
+                on_oxygen: v(Vital::Oxygen) > 0.5,
+                systolic_bp: v(Vital::SystolicBp),
+                pulse: v(Vital::Pulse),
+                cvpu: v(Vital::Consciousness) > 0.5,
+                temperature: v(Vital::Temperature),
+            }))
+        }
+    }
+}

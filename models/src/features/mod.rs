@@ -1,0 +1,185 @@
+//! Features from a patient's events, declared once in a feature spec (TOML, stored in the model
+//! package) and computed by one extractor ([`extract::FeatureExtractor`]): for whole cohorts when
+//! training and for one patient at request time, so training and serving cannot disagree.
+
+pub mod extract;
+pub mod news2;
+
+use serde::{Deserialize, Serialize};
+
+pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
+pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+/// A Julian year, for ages.
+pub const MICROS_PER_YEAR: f64 = 365.25 * MICROS_PER_DAY as f64;
+
+/// The features of a model, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureSetSpec {
+    pub features: Vec<EventFeature>,
+}
+
+impl FeatureSetSpec {
+    /// Parses and validates a spec: unique names, at least one code per code-based feature.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let spec: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        for f in &spec.features {
+            if !seen.insert(f.name.as_str()) {
+                return Err(format!("feature `{}` declared twice", f.name));
+            }
+            let codes = match &f.kind {
+                FeatureKind::Present { codes, .. }
+                | FeatureKind::Count { codes, .. }
+                | FeatureKind::Measurement { codes, .. }
+                | FeatureKind::DaysSince { codes } => Some(codes),
+                FeatureKind::Age { .. } | FeatureKind::News2 { .. } => None,
+            };
+            if codes.is_some_and(|c| c.is_empty()) {
+                return Err(format!("feature `{}`: no codes", f.name));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// One feature: a name a clinician knows and how to compute it from events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventFeature {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(flatten)]
+    pub kind: FeatureKind,
+}
+
+/// How a feature is computed. Codes match exactly, or by prefix when they end in `*`
+/// (e.g. `ICD10//F0*`). Only events at or before the prediction time are ever seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FeatureKind {
+    /// Years from the birth event to the prediction time.
+    Age {
+        #[serde(default = "default_birth_code")]
+        birth_code: String,
+    },
+    /// 1 when a matching event lies in the window, else 0 (static facts count in window `all`).
+    Present {
+        codes: Vec<String>,
+        #[serde(default)]
+        window: Window,
+    },
+    /// How many matching events lie in the window.
+    Count {
+        codes: Vec<String>,
+        #[serde(default)]
+        window: Window,
+    },
+    /// An aggregate of the numeric values of matching events in the window; missing if none.
+    Measurement {
+        codes: Vec<String>,
+        agg: Aggregate,
+        #[serde(default)]
+        window: Window,
+    },
+    /// Days from the latest matching event to the prediction time; missing if none.
+    DaysSince { codes: Vec<String> },
+    /// NEWS2 from the latest observations in the window; missing unless respiration rate, SpO2,
+    /// systolic BP, pulse and temperature are all there (no oxygen record reads as air, no
+    /// consciousness record as alert).
+    News2 {
+        #[serde(default = "one_day")]
+        window: Window,
+        #[serde(default)]
+        codes: News2Codes,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    Latest,
+    Min,
+    Max,
+    Mean,
+    /// Least-squares slope of value against time, per day; missing with fewer than two times.
+    Trend,
+}
+
+/// The event codes NEWS2 reads. Oxygen and consciousness are recorded as numbers: 1 = on
+/// supplemental oxygen, 1 = new confusion / voice / pain / unresponsive (0 = air, 0 = alert).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct News2Codes {
+    pub respiration_rate: String,
+    pub spo2: String,
+    pub supplemental_oxygen: String,
+    pub systolic_bp: String,
+    pub pulse: String,
+    pub consciousness: String,
+    pub temperature: String,
+}
+
+impl Default for News2Codes {
+    fn default() -> Self {
+        Self {
+            respiration_rate: "VITAL//RESPIRATION_RATE".into(),
+            spo2: "VITAL//SPO2".into(),
+            supplemental_oxygen: "VITAL//SUPPLEMENTAL_OXYGEN".into(),
+            systolic_bp: "VITAL//SYSTOLIC_BP".into(),
+            pulse: "VITAL//PULSE".into(),
+            consciousness: "VITAL//ACVPU".into(),
+            temperature: "VITAL//TEMPERATURE".into(),
+        }
+    }
+}
+
+fn default_birth_code() -> String {
+    "MEDS_BIRTH".into()
+}
+
+fn one_day() -> Window {
+    Window(Some(MICROS_PER_DAY))
+}
+
+/// A look-back window ending at the prediction time: `all`, or a length such as `30m`, `24h`,
+/// `365d`, `5y`. `None` is all history, static facts included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Window(pub Option<i64>);
+
+impl TryFrom<String> for Window {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s == "all" {
+            return Ok(Window(None));
+        }
+        let bad = || format!("window `{s}`: expected `all` or a number with m, h, d or y (e.g. `24h`, `365d`)");
+        let (num, unit) = s.split_at(s.len().checked_sub(1).ok_or_else(bad)?);
+        let n: i64 = num.parse().map_err(|_| bad())?;
+        let per = match unit {
+            "m" => 60_000_000,
+            "h" => MICROS_PER_HOUR,
+            "d" => MICROS_PER_DAY,
+            "y" => MICROS_PER_YEAR as i64,
+            _ => return Err(bad()),
+        };
+        if n <= 0 {
+            return Err(bad());
+        }
+        Ok(Window(Some(n * per)))
+    }
+}
+
+impl From<Window> for String {
+    fn from(w: Window) -> String {
+        match w.0 {
+            None => "all".into(),
+            Some(us) if us % MICROS_PER_DAY == 0 => format!("{}d", us / MICROS_PER_DAY),
+            Some(us) if us % MICROS_PER_HOUR == 0 => format!("{}h", us / MICROS_PER_HOUR),
+            Some(us) => format!("{}m", us / 60_000_000),
+        }
+    }
+}
