@@ -4,7 +4,7 @@ use anyhow::Context;
 use carecast_models::{Registry, Value};
 use carecast_proto::v1::{self as pb, feature_value};
 use carecast_serving::{AppState, AuditLog, ModelStore, batch, server};
-use carecast_training::table::{feature_columns, read_table, row_values, text_column};
+use carecast_training::ingest::table::{feature_columns, read_table, row_values, text_column};
 use carecast_training::{Algorithm, TaskSpec, TrainReport, train};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 
 use crate::audit::{AuditLog, AuditRecord};
 use carecast_models::{ModelPackage, Workspace, deid, explain};
-use carecast_training::table::{feature_columns, read_table, row_values, text_column};
+use carecast_training::ingest::table::{feature_columns, read_table, row_values, text_column};
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::path::Path;

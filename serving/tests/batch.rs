@@ -3,7 +3,7 @@
 
 use carecast_models::{Registry, Workspace, load_package};
 use carecast_serving::{AuditLog, batch};
-use carecast_training::table::{feature_columns, read_table, row_values};
+use carecast_training::ingest::table::{feature_columns, read_table, row_values};
 use carecast_training::{Algorithm, TaskSpec, train};
 use std::path::PathBuf;
 

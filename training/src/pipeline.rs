@@ -4,7 +4,7 @@
 
 use crate::evaluate::evaluate;
 use crate::fit::{gbm, logistic, preprocess::fit_preprocessor};
-use crate::table::{FeatureColumn, feature_columns, read_table, row_values, text_column};
+use crate::ingest::table::{FeatureColumn, feature_columns, read_table, row_values, text_column};
 use crate::task::TaskSpec;
 use carecast_models::package::{Manifest, Metrics, TaskInfo, TrainingData, sha256_hex, write_package};
 use carecast_models::preprocess::{Encoding, Preprocessor};

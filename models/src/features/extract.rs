@@ -4,7 +4,7 @@
 //! checks it anyway.
 
 use super::news2::{Observations, news2};
-use super::{Aggregate, EventFeature, FeatureKind, FeatureSetSpec, MICROS_PER_DAY, MICROS_PER_YEAR};
+use super::{Aggregate, CodePattern, EventFeature, FeatureKind, FeatureSetSpec, MICROS_PER_DAY, MICROS_PER_YEAR};
 use crate::schema::{FeatureKind as InputKind, FeatureSpec};
 
 /// Time of a static fact (MEDS: null time): before everything, so always visible.
@@ -39,32 +39,11 @@ enum Role {
     Vital(Vital),
 }
 
-#[derive(Debug, Clone)]
-enum Pattern {
-    Exact(String),
-    Prefix(String),
-}
-
-impl Pattern {
-    fn new(code: &str) -> Self {
-        match code.strip_suffix('*') {
-            Some(p) => Pattern::Prefix(p.to_string()),
-            None => Pattern::Exact(code.to_string()),
-        }
-    }
-    fn matches(&self, code: &str) -> bool {
-        match self {
-            Pattern::Exact(c) => c == code,
-            Pattern::Prefix(p) => code.starts_with(p.as_str()),
-        }
-    }
-}
-
 /// A feature spec compiled for extraction; bind it to a code vocabulary to extract.
 #[derive(Debug, Clone)]
 pub struct FeatureExtractor {
     features: Vec<EventFeature>,
-    patterns: Vec<(Pattern, u16, Role)>,
+    patterns: Vec<(CodePattern, u16, Role)>,
 }
 
 impl FeatureExtractor {
@@ -73,12 +52,12 @@ impl FeatureExtractor {
         for (i, f) in spec.features.iter().enumerate() {
             let i = i as u16;
             match &f.kind {
-                FeatureKind::Age { birth_code } => patterns.push((Pattern::new(birth_code), i, Role::Birth)),
+                FeatureKind::Age { birth_code } => patterns.push((CodePattern::new(birth_code), i, Role::Birth)),
                 FeatureKind::Present { codes, .. }
                 | FeatureKind::Count { codes, .. }
                 | FeatureKind::Measurement { codes, .. }
                 | FeatureKind::DaysSince { codes } => {
-                    patterns.extend(codes.iter().map(|c| (Pattern::new(c), i, Role::Match)));
+                    patterns.extend(codes.iter().map(|c| (CodePattern::new(c), i, Role::Match)));
                 }
                 FeatureKind::News2 { codes, .. } => {
                     for (code, vital) in [
@@ -90,7 +69,7 @@ impl FeatureExtractor {
                         (&codes.consciousness, Vital::Consciousness),
                         (&codes.temperature, Vital::Temperature),
                     ] {
-                        patterns.push((Pattern::new(code), i, Role::Vital(vital)));
+                        patterns.push((CodePattern::new(code), i, Role::Vital(vital)));
                     }
                 }
             }

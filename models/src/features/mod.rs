@@ -12,6 +12,34 @@ pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 /// A Julian year, for ages.
 pub const MICROS_PER_YEAR: f64 = 365.25 * MICROS_PER_DAY as f64;
 
+/// An event code to match: exact, or a prefix when written with a trailing `*` (`ICD10//F0*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodePattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl CodePattern {
+    pub fn new(code: &str) -> Self {
+        match code.strip_suffix('*') {
+            Some(p) => CodePattern::Prefix(p.to_string()),
+            None => CodePattern::Exact(code.to_string()),
+        }
+    }
+
+    pub fn matches(&self, code: &str) -> bool {
+        match self {
+            CodePattern::Exact(c) => c == code,
+            CodePattern::Prefix(p) => code.starts_with(p.as_str()),
+        }
+    }
+
+    /// Which codes of a vocabulary any of `patterns` matches, by code id.
+    pub fn mask<S: AsRef<str>>(patterns: &[CodePattern], vocabulary: &[S]) -> Vec<bool> {
+        vocabulary.iter().map(|c| patterns.iter().any(|p| p.matches(c.as_ref()))).collect()
+    }
+}
+
 /// The features of a model, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
