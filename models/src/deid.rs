@@ -63,6 +63,46 @@ pub fn is_full_date(s: &str) -> bool {
     ymd || dmy
 }
 
+/// An e-mail address.
+pub fn is_email(s: &str) -> bool {
+    let Some((user, domain)) = s.trim().split_once('@') else { return false };
+    !user.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !s.contains(char::is_whitespace)
+}
+
+/// A UK telephone number: `+44` or `0` then 9-10 digits (spaces, dashes, brackets allowed).
+pub fn is_uk_phone(s: &str) -> bool {
+    let t = s.trim();
+    if !t.chars().all(|c| c.is_ascii_digit() || " -()+".contains(c)) {
+        return false;
+    }
+    let digits: String = t.chars().filter(char::is_ascii_digit).collect();
+    match digits.strip_prefix("44").filter(|_| t.starts_with('+')) {
+        Some(rest) => (9..=10).contains(&rest.len()),
+        None => !t.starts_with('+') && digits.starts_with('0') && (10..=11).contains(&digits.len()),
+    }
+}
+
+/// Common forenames of people in England and Wales (ONS): a text value whose first word is one
+/// of these and which has a second capitalised word looks like a person's name.
+const FORENAMES: &[&str] = &[
+    "john", "david", "michael", "paul", "andrew", "peter", "james", "robert", "mark", "richard", "stephen", "christopher",
+    "ian", "william", "thomas", "daniel", "george", "anthony", "alan", "brian", "kevin", "gary", "simon", "matthew", "jack",
+    "harry", "oliver", "charlie", "joshua", "mohammed", "muhammad", "ali", "susan", "margaret", "sarah", "patricia",
+    "elizabeth", "mary", "karen", "julie", "helen", "jane", "linda", "emma", "claire", "nicola", "lisa", "jennifer",
+    "catherine", "rachel", "amanda", "joanne", "michelle", "laura", "louise", "jessica", "sophie", "emily", "olivia",
+    "amelia", "lucy", "hannah", "chloe", "charlotte", "anne", "ann", "barbara", "christine", "dorothy", "joan", "jean",
+    "pauline", "janet", "valerie", "sandra", "fatima", "aisha", "priya", "raj", "sanjay", "wei", "ahmed", "omar",
+];
+
+/// A person's name: a common forename followed by at least one more capitalised word.
+pub fn is_person_name(s: &str) -> bool {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    words.len() >= 2
+        && words.len() <= 4
+        && FORENAMES.contains(&words[0].to_lowercase().as_str())
+        && words[1..].iter().all(|w| w.chars().next().is_some_and(char::is_uppercase) && w.chars().all(|c| c.is_alphabetic() || "'-".contains(c)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +123,14 @@ mod tests {
         for ok in ["p-000123", "a3f9c2e1b7d04f5e", "site12:4471", "9434765918"] {
             assert!(check_patient_key(ok).is_ok(), "{ok}");
         }
+    }
+
+    #[test]
+    fn recognises_contact_details_and_names() {
+        assert!(is_email("a.patient@nhs.net") && !is_email("not an email") && !is_email("x@y"));
+        assert!(is_uk_phone("020 7946 0958") && is_uk_phone("+44 7700 900123") && is_uk_phone("07700900123"));
+        assert!(!is_uk_phone("12.5") && !is_uk_phone("2029") && !is_uk_phone("9434765919"));
+        assert!(is_person_name("Margaret Thatcher") && is_person_name("john Smith-Jones"));
+        assert!(!is_person_name("Colon Cancer") && !is_person_name("Lung Cancer") && !is_person_name("ARF/MOSF w/Sepsis") && !is_person_name("John"));
     }
 }

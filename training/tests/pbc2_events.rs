@@ -35,6 +35,14 @@ fn pbc2_events_reproduce_the_flat_task() {
         let b: Vec<_> = back.patient(i).iter().map(|e| (e.time, back.code(e.code), e.value.to_bits())).collect();
         assert_eq!(a, b, "subject {}", back.subjects[i]);
     }
+
+    // A MEDS dataset whose codes carry identifiers is refused.
+    let mut leaky = carecast_training::ingest::events::EventStoreBuilder::default();
+    leaky.push(1, None, "NAME//Margaret Jones", None);
+    let leaky_dir = dir.join("leaky");
+    write_meds(&leaky.build(), &Default::default(), &leaky_dir, "leaky").unwrap();
+    let err = read_meds(&leaky_dir).unwrap_err().to_string();
+    assert!(err.contains("PersonName") && !err.contains("Margaret"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 
     // Labels equal the flat definition, computed here independently from the CSV.

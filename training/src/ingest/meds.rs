@@ -70,7 +70,18 @@ pub fn read_meds(root: &Path) -> anyhow::Result<(EventStore, BTreeMap<i64, Strin
             }
         }
     }
-    Ok((builder.build(), splits, report))
+    let store = builder.build();
+    let identifiers = super::deid::scan_codes(&store.vocabulary);
+    if !identifiers.is_empty() {
+        let kinds: Vec<String> = identifiers.iter().map(|(_, k)| format!("{k:?}")).collect();
+        anyhow::bail!(
+            "{}: refused: Carecast takes de-identified records only: {} code(s) carry values that look like direct identifiers ({})",
+            root.display(),
+            identifiers.len(),
+            kinds.join(", ")
+        );
+    }
+    Ok((store, splits, report))
 }
 
 /// Writes an event store as a MEDS dataset (one data shard) with its codes and splits.

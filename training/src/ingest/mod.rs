@@ -1,6 +1,7 @@
 //! Reading records: flat tables (one row per patient or visit) and MEDS event datasets, into the
 //! shapes fitting and feature extraction use. Nothing is dropped without being counted.
 
+pub mod deid;
 pub mod events;
 pub mod flat;
 pub mod meds;

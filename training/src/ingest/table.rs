@@ -11,12 +11,25 @@ use std::path::Path;
 pub enum TableError {
     #[error("{path}: {reason}")]
     Read { path: String, reason: String },
+    #[error("{path}: refused: Carecast takes de-identified records only:\n  {}", findings.join("\n  "))]
+    Identifiers { path: String, findings: Vec<String> },
     #[error("column `{column}`: {reason}")]
     Column { column: String, reason: String },
 }
 
-/// Reads a `.csv` (header row; empty cells and `NA` are missing) or `.parquet` file.
+/// Reads a `.csv` (header row; empty cells and `NA` are missing) or `.parquet` file, refusing it
+/// when any column looks like direct identifiers (see [`super::deid`]).
 pub fn read_table(path: &Path) -> Result<DataFrame, TableError> {
+    let df = read_any(path)?;
+    let findings = super::deid::scan(&df);
+    if findings.is_empty() {
+        Ok(df)
+    } else {
+        Err(TableError::Identifiers { path: path.display().to_string(), findings: findings.iter().map(ToString::to_string).collect() })
+    }
+}
+
+fn read_any(path: &Path) -> Result<DataFrame, TableError> {
     let fail = |reason: String| TableError::Read { path: path.display().to_string(), reason };
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {

@@ -1,0 +1,169 @@
+//! The de-identification guard: Carecast accepts de-identified records only. A table is refused,
+//! with a report naming each column, the kind of identifier and the first row, when a column's
+//! name says it holds direct identifiers or its values look like NHS numbers, e-mail addresses,
+//! full postcodes, telephone numbers, people's names or full dates of birth. The report never
+//! repeats the values themselves.
+
+use carecast_models::deid::{is_email, is_full_date, is_full_postcode, is_nhs_number, is_person_name, is_uk_phone};
+use polars::prelude::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentifierKind {
+    ColumnName,
+    NhsNumber,
+    Email,
+    Postcode,
+    Phone,
+    PersonName,
+    DateOfBirth,
+}
+
+impl IdentifierKind {
+    fn describe(self) -> &'static str {
+        match self {
+            IdentifierKind::ColumnName => "its name says it holds direct identifiers",
+            IdentifierKind::NhsNumber => "values look like NHS numbers",
+            IdentifierKind::Email => "values look like e-mail addresses",
+            IdentifierKind::Postcode => "values look like full postcodes (keep the district only)",
+            IdentifierKind::Phone => "values look like telephone numbers",
+            IdentifierKind::PersonName => "values look like people's names",
+            IdentifierKind::DateOfBirth => "values look like full dates of birth (keep year and month only)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub column: String,
+    pub kind: IdentifierKind,
+    pub matches: u64,
+    /// 1-based data row of the first match (0 for a column-name finding).
+    pub first_row: usize,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            IdentifierKind::ColumnName => write!(f, "column `{}`: {}", self.column, self.kind.describe()),
+            _ => write!(f, "column `{}`: {} {} (first at row {})", self.column, self.matches, self.kind.describe(), self.first_row),
+        }
+    }
+}
+
+/// Column names (lower-case, letters and digits only) that only direct identifiers have.
+const IDENTIFYING_NAMES: &[&str] = &[
+    "name", "forename", "forenames", "surname", "firstname", "lastname", "fullname", "patientname", "givenname", "familyname",
+    "nhsnumber", "nhsno", "nhsid", "chinumber", "postcode", "address", "addressline1", "streetaddress", "email", "emailaddress",
+    "phone", "telephone", "mobile", "phonenumber", "telephonenumber",
+];
+
+fn normalise(name: &str) -> String {
+    name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+#[derive(Default)]
+struct Tally {
+    matches: u64,
+    first_row: usize,
+}
+
+impl Tally {
+    fn hit(&mut self, row: usize) {
+        if self.matches == 0 {
+            self.first_row = row + 1;
+        }
+        self.matches += 1;
+    }
+}
+
+/// Every identifier-like column of `df`.
+pub fn scan(df: &DataFrame) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    for col in df.columns() {
+        let name = col.name().to_string();
+        let norm = normalise(&name);
+        if IDENTIFYING_NAMES.contains(&norm.as_str()) {
+            findings.push(Finding { column: name.clone(), kind: IdentifierKind::ColumnName, matches: 0, first_row: 0 });
+            continue;
+        }
+        let birth_column = norm.contains("birth") || norm == "dob";
+        let series = col.as_materialized_series();
+        let texts: Vec<Option<String>> = match series.dtype() {
+            DataType::String => series.str().map(|ca| ca.iter().map(|v| v.map(str::to_string)).collect()).unwrap_or_default(),
+            dt if dt.is_integer() => match series.cast(&DataType::Int64) {
+                Ok(s) => s.i64().map(|ca| ca.iter().map(|v| v.map(|x| x.to_string())).collect()).unwrap_or_default(),
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        let (mut nhs, mut ten_digits) = (Tally::default(), 0u64);
+        let mut tallies: [(IdentifierKind, Tally); 5] = [
+            (IdentifierKind::Email, Tally::default()),
+            (IdentifierKind::Postcode, Tally::default()),
+            (IdentifierKind::Phone, Tally::default()),
+            (IdentifierKind::PersonName, Tally::default()),
+            (IdentifierKind::DateOfBirth, Tally::default()),
+        ];
+        let mut non_null = 0u64;
+        for (r, v) in texts.iter().enumerate() {
+            let Some(v) = v.as_deref().map(str::trim) else { continue };
+            non_null += 1;
+            let digits = v.chars().filter(char::is_ascii_digit).count();
+            if digits == 10 && v.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-') {
+                ten_digits += 1;
+                if is_nhs_number(v) {
+                    nhs.hit(r);
+                }
+            }
+            let checks = [is_email(v), is_full_postcode(v), is_uk_phone(v), is_person_name(v), birth_column && is_full_date(v)];
+            for ((_, t), hit) in tallies.iter_mut().zip(checks) {
+                if hit {
+                    t.hit(r);
+                }
+            }
+        }
+        // Random 10-digit ids pass the modulus-11 check about one time in eleven; a column of
+        // NHS numbers passes every time.
+        if nhs.matches > 0 && nhs.matches * 2 >= ten_digits {
+            findings.push(Finding { column: name.clone(), kind: IdentifierKind::NhsNumber, matches: nhs.matches, first_row: nhs.first_row });
+        }
+        for (kind, t) in tallies {
+            // Exact shapes (e-mail, postcode, date of birth) count from one value; fuzzier ones
+            // (telephone, name) from three values or 5% of the column.
+            let enough = match kind {
+                IdentifierKind::Phone | IdentifierKind::PersonName => t.matches >= 3 || (t.matches > 0 && t.matches * 20 >= non_null),
+                _ => t.matches > 0,
+            };
+            if enough {
+                findings.push(Finding { column: name.clone(), kind, matches: t.matches, first_row: t.first_row });
+            }
+        }
+    }
+    findings
+}
+
+/// Codes whose value part (after the last `//`) looks like a direct identifier, e.g.
+/// `NAME//John Smith`, with the kind found. Checked once per distinct code.
+pub fn scan_codes<S: AsRef<str>>(vocabulary: &[S]) -> Vec<(usize, IdentifierKind)> {
+    vocabulary
+        .iter()
+        .enumerate()
+        .filter_map(|(i, code)| {
+            let value = code.as_ref().rsplit("//").next().unwrap_or_default().trim();
+            let kind = if is_nhs_number(value) {
+                IdentifierKind::NhsNumber
+            } else if is_email(value) {
+                IdentifierKind::Email
+            } else if is_full_postcode(value) {
+                IdentifierKind::Postcode
+            } else if is_uk_phone(value) {
+                IdentifierKind::Phone
+            } else if is_person_name(value) {
+                IdentifierKind::PersonName
+            } else {
+                return None;
+            };
+            Some((i, kind))
+        })
+        .collect()
+}

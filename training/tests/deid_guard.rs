@@ -1,0 +1,73 @@
+//! The de-identification guard on real data: the shared data sets pass, and a copy with direct
+//! identifiers added is refused, each column named with its first row, and no value repeated.
+
+use carecast_training::ingest::table::read_table;
+use std::path::PathBuf;
+
+fn shared(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(file)
+}
+
+/// A valid NHS number from nine digits (modulus 11; check digit 10 is never issued; none starts
+/// with 0).
+fn nhs_number(seed: u64) -> Option<String> {
+    let d: Vec<u64> = (0..9).map(|i| (seed / 10u64.pow(i)) % 10).collect();
+    if d[0] == 0 {
+        return None;
+    }
+    let sum: u64 = d.iter().zip((2..=10).rev()).map(|(a, w)| a * w).sum();
+    let check = (11 - sum % 11) % 11;
+    (check != 10).then(|| format!("{}{check}", d.iter().map(u64::to_string).collect::<String>()))
+}
+
+#[test]
+fn shared_data_passes_the_guard() {
+    for f in ["support2.csv", "pbc2.csv"] {
+        read_table(&shared(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    }
+}
+
+#[test]
+fn identifiers_are_refused_with_column_and_row() {
+    let text = std::fs::read_to_string(shared("support2.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().take(201).collect();
+    let nhs: Vec<String> = (123_456_789u64..).step_by(7919).filter_map(nhs_number).take(200).collect();
+    let mut out = vec![format!("{},ref,contact,home,birth_date,carer,tel,study_id,dob_month", lines[0])];
+    let names = ["Margaret Jones", "John Smith", "Priya Patel", "Mary O'Brien"];
+    for (i, l) in lines[1..].iter().enumerate() {
+        // Identifiers appear from data row 3 on; rows 1-2 are clean, so the report's row is checkable.
+        let (nhs, email, post, dob, name, tel) = if i >= 2 {
+            (nhs[i].clone(), format!("p{i}@example.org"), "SW1A 1AA".to_string(), "1950-03-12".to_string(), names[i % 4].to_string(), "020 7946 0958".to_string())
+        } else {
+            Default::default()
+        };
+        let study_id = 1_000_000_000u64 + i as u64 * 7_777; // 10-digit ids that are not NHS numbers
+        out.push(format!("{l},{nhs},{email},{post},{dob},{name},{tel},{study_id},1950-03"));
+    }
+    let dir = std::env::temp_dir().join(format!("carecast-deid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("identified.csv");
+    std::fs::write(&path, out.join("\n")).unwrap();
+
+    let err = read_table(&path).unwrap_err().to_string();
+    for expected in [
+        "column `ref`: 198 values look like NHS numbers (first at row 3)",
+        "column `contact`: 198 values look like e-mail addresses (first at row 3)",
+        "column `home`: 198 values look like full postcodes",
+        "column `birth_date`: 198 values look like full dates of birth",
+        "column `carer`: 198 values look like people's names",
+        "column `tel`: 198 values look like telephone numbers",
+    ] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+    assert!(!err.contains("study_id") && !err.contains("dob_month"), "false positive:\n{err}");
+    for value in ["example.org", "SW1A", "Margaret", "7946", &nhs[5]] {
+        assert!(!err.contains(value), "the report repeats a value: {value}");
+    }
+
+    // A column whose name says it holds names is refused whatever it holds.
+    let named = dir.join("named.csv");
+    std::fs::write(&named, "patient_name,age\nx,50\n").unwrap();
+    assert!(read_table(&named).unwrap_err().to_string().contains("column `patient_name`: its name says"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
