@@ -75,6 +75,25 @@ enum Command {
         #[arg(long)]
         audit: Option<PathBuf>,
     },
+    /// Read de-identified records (MEDS, or a flat table with a column mapping), check them, apply
+    /// pseudonyms, year-and-month birth dates and the opt-out list, and write a MEDS dataset.
+    Ingest {
+        /// A MEDS dataset directory, or a CSV / Parquet table with --mapping.
+        #[arg(long)]
+        input: PathBuf,
+        /// Column mapping for a flat table: a bundled one (pbc2) or a TOML file.
+        #[arg(long)]
+        mapping: Option<String>,
+        /// Output MEDS dataset directory.
+        #[arg(long)]
+        output: PathBuf,
+        /// File holding the secret pseudonymisation key; without it, subject ids are kept as they are.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// National data opt-out list: source subject ids, one per line.
+        #[arg(long)]
+        opt_out: Option<PathBuf>,
+    },
     /// List the registry's models and versions.
     Models,
     /// The whole path on the bundled data: train, batch-score, serve, and score one patient over gRPC.
@@ -228,6 +247,38 @@ async fn main() -> anyhow::Result<()> {
                 tracing::info!("shutting down; draining in-flight requests");
             };
             server::serve(listener, Arc::new(AppState { store, audit }), shutdown).await?;
+        }
+        Command::Ingest { input, mapping, output, key_file, opt_out } => {
+            use carecast_training::ingest::{deid::Privacy, flat, meds};
+            let (store, splits, mut report) = match &mapping {
+                Some(m) => {
+                    let f = flat::read_flat(&input, &flat::FlatMapping::load(m)?)?;
+                    (f.store, f.splits, f.report)
+                }
+                None => meds::read_meds(&input)?,
+            };
+            let key = key_file.map(|k| std::fs::read(&k).with_context(|| format!("{}", k.display()))).transpose()?;
+            let opt_out = match opt_out {
+                Some(path) => std::fs::read_to_string(&path)
+                    .with_context(|| format!("{}", path.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(|l| l.parse::<i64>().with_context(|| format!("{}: `{l}` is not a subject id", path.display())))
+                    .collect::<anyhow::Result<_>>()?,
+                None => Default::default(),
+            };
+            let pseudonymised = key.is_some();
+            let (store, splits) = Privacy { key, opt_out }.apply(&store, &splits, &mut report)?;
+            meds::write_meds(&store, &splits, &output, &input.display().to_string())?;
+            println!(
+                "{}: {} rows read, {} subjects and {} events written to {}{}",
+                input.display(), report.rows_read, store.n_patients(), report.events, output.display(),
+                if pseudonymised { " (pseudonymised)" } else { "" }
+            );
+            for (reason, n) in &report.dropped {
+                println!("  left out {n}: {reason}");
+            }
         }
         Command::Models => {
             for name in registry.models()? {

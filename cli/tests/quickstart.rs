@@ -41,3 +41,29 @@ fn demo_and_commands_work_end_to_end() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_task"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn ingest_pseudonymises_reduces_birth_dates_and_honours_opt_outs() {
+    use carecast_training::ingest::meds::read_meds;
+    let dir = std::env::temp_dir().join(format!("carecast-ingest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), b"a secret key held by the trust").unwrap();
+    std::fs::write(dir.join("opt_out.txt"), "1\n2\n3\n").unwrap();
+    let pbc2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pbc2.csv");
+    let out = carecast(&dir, &[
+        "ingest", "--input", pbc2.to_str().unwrap(), "--mapping", "pbc2", "--output", "meds",
+        "--key-file", "key", "--opt-out", "opt_out.txt",
+    ]);
+    assert!(out.contains("1945 rows read, 309 subjects") && out.contains("(pseudonymised)"), "{out}");
+    assert!(out.contains("opt-out"), "{out}");
+    let (store, splits, _) = read_meds(&dir.join("meds")).unwrap();
+    assert_eq!(store.n_patients(), 309);
+    assert_eq!(splits.len(), 309);
+    assert!(store.subjects.iter().all(|&s| s > 312), "source ids replaced by pseudonyms");
+    let birth = store.vocabulary.iter().position(|c| c == "MEDS_BIRTH").unwrap() as u32;
+    for e in store.events.iter().filter(|e| e.code == birth) {
+        let dt = chrono::DateTime::from_timestamp_micros(e.time).unwrap();
+        assert_eq!(dt.format("%d %H:%M:%S").to_string(), "01 00:00:00", "birth reduced to year and month");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

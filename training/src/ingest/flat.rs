@@ -51,6 +51,21 @@ pub struct EndOfFollowUp {
     pub otherwise: String,
 }
 
+/// Mappings bundled with Carecast, by name.
+const BUILTIN: &[(&str, &str)] = &[("pbc2", include_str!("../../tasks/pbc2_events.toml"))];
+
+impl FlatMapping {
+    /// A bundled mapping by name, or a mapping file by path.
+    pub fn load(name_or_path: &str) -> anyhow::Result<Self> {
+        let text = match BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            Some((_, t)) => t.to_string(),
+            None => std::fs::read_to_string(name_or_path)
+                .map_err(|e| anyhow::anyhow!("mapping `{name_or_path}`: not bundled (pbc2) nor a readable file: {e}"))?,
+        };
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("mapping `{name_or_path}`: {e}"))
+    }
+}
+
 fn end_of_follow_up() -> String {
     "END_OF_FOLLOWUP".into()
 }
