@@ -94,6 +94,15 @@ enum Command {
         #[arg(long)]
         opt_out: Option<PathBuf>,
     },
+    /// Write a synthetic population (MEDS, with each patient's true risk in truth.parquet).
+    Synth {
+        #[arg(long, default_value_t = 50_000)]
+        patients: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// List the registry's models and versions.
     Models,
     /// The whole path on the bundled data: train, batch-score, serve, and score one patient over gRPC.
@@ -279,6 +288,18 @@ async fn main() -> anyhow::Result<()> {
             for (reason, n) in &report.dropped {
                 println!("  left out {n}: {reason}");
             }
+        }
+        Command::Synth { patients, seed, output } => {
+            use carecast_training::{ingest::meds, synth};
+            let started = std::time::Instant::now();
+            let (store, splits, truth) = synth::population(patients, seed);
+            meds::write_meds(&store, &splits, &output, "carecast-synth")?;
+            synth::write_truth(&truth, &output.join("truth.parquet"))?;
+            let onsets = truth.iter().filter(|t| t.dementia_within_5y).count();
+            println!(
+                "{patients} patients, {} events, {onsets} dementia onsets within 5 years, written to {} in {:.1?}",
+                store.events.len(), output.display(), started.elapsed()
+            );
         }
         Command::Models => {
             for name in registry.models()? {

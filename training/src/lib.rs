@@ -6,6 +6,7 @@ pub mod evaluate;
 pub mod fit;
 pub mod ingest;
 pub mod pipeline;
+pub mod synth;
 pub mod task;
 
 pub use pipeline::{Algorithm, TrainReport, train};
