@@ -78,7 +78,8 @@ enum Command {
     /// Read de-identified records (MEDS, or a flat table with a column mapping), check them, apply
     /// pseudonyms, year-and-month birth dates and the opt-out list, and write a MEDS dataset.
     Ingest {
-        /// A MEDS dataset directory, or a CSV / Parquet table with --mapping.
+        /// A MEDS dataset directory, an OMOP CDM directory (with a person table), or a CSV /
+        /// Parquet table with --mapping.
         #[arg(long)]
         input: PathBuf,
         /// Column mapping for a flat table: a bundled one (pbc2) or a TOML file.
@@ -258,11 +259,16 @@ async fn main() -> anyhow::Result<()> {
             server::serve(listener, Arc::new(AppState { store, audit }), shutdown).await?;
         }
         Command::Ingest { input, mapping, output, key_file, opt_out } => {
-            use carecast_training::ingest::{deid::Privacy, flat, meds};
+            use carecast_training::ingest::{deid::Privacy, flat, meds, omop};
+            let is_omop = ["person.csv", "person.parquet"].iter().any(|f| input.join(f).exists());
             let (store, splits, mut report) = match &mapping {
                 Some(m) => {
                     let f = flat::read_flat(&input, &flat::FlatMapping::load(m)?)?;
                     (f.store, f.splits, f.report)
+                }
+                None if is_omop => {
+                    let (store, report) = omop::read_omop(&input)?;
+                    (store, Default::default(), report)
                 }
                 None => meds::read_meds(&input)?,
             };
@@ -286,7 +292,8 @@ async fn main() -> anyhow::Result<()> {
                 if pseudonymised { " (pseudonymised)" } else { "" }
             );
             for (reason, n) in &report.dropped {
-                println!("  left out {n}: {reason}");
+                let first = report.first_row.get(reason).map(|r| format!(" (first at row {r})")).unwrap_or_default();
+                println!("  left out {n}: {reason}{first}");
             }
         }
         Command::Synth { patients, seed, output } => {

@@ -21,11 +21,20 @@ pub struct IngestReport {
     pub rows_read: u64,
     pub events: u64,
     pub dropped: BTreeMap<String, u64>,
+    /// For each reason, the first 1-based data row it applied to (where rows are known).
+    pub first_row: BTreeMap<String, u64>,
 }
 
 impl IngestReport {
     pub fn drop_row(&mut self, reason: impl Into<String>) {
         *self.dropped.entry(reason.into()).or_default() += 1;
+    }
+
+    /// Counts a left-out row and remembers the first row number for the reason.
+    pub fn drop_row_at(&mut self, reason: impl Into<String>, row: u64) {
+        let reason = reason.into();
+        self.first_row.entry(reason.clone()).or_insert(row);
+        self.drop_row(reason);
     }
 }
 

@@ -5,4 +5,5 @@ pub mod deid;
 pub mod events;
 pub mod flat;
 pub mod meds;
+pub mod omop;
 pub mod table;
