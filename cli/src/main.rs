@@ -104,6 +104,15 @@ enum Command {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Label a MEDS dataset with an event task spec (TOML), writing MEDS labels (Parquet).
+    Labels {
+        #[arg(long)]
+        meds: PathBuf,
+        #[arg(long)]
+        task: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// List the registry's models and versions.
     Models,
     /// The whole path on the bundled data: train, batch-score, serve, and score one patient over gRPC.
@@ -307,6 +316,19 @@ async fn main() -> anyhow::Result<()> {
                 "{patients} patients, {} events, {onsets} dementia onsets within 5 years, written to {} in {:.1?}",
                 store.events.len(), output.display(), started.elapsed()
             );
+        }
+        Command::Labels { meds, task, output } => {
+            use carecast_training::cohort;
+            let spec: cohort::EventTaskSpec = toml::from_str(&std::fs::read_to_string(&task).with_context(|| format!("{}", task.display()))?)
+                .with_context(|| format!("{}", task.display()))?;
+            let (store, _, _) = carecast_training::ingest::meds::read_meds(&meds)?;
+            let (labels, excluded) = cohort::label(&store, &spec)?;
+            cohort::write_labels(&labels, &output)?;
+            let positives = labels.iter().filter(|l| l.value).count();
+            println!("{}: {} prediction times, {positives} positive, written to {}", spec.name, labels.len(), output.display());
+            for (reason, n) in &excluded {
+                println!("  left out {n}: {reason}");
+            }
         }
         Command::Models => {
             for name in registry.models()? {

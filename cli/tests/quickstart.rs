@@ -67,3 +67,31 @@ fn ingest_pseudonymises_reduces_birth_dates_and_honours_opt_outs() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn synth_then_labels_on_a_fixed_date() {
+    use carecast_training::ingest::table::read_table;
+    let dir = std::env::temp_dir().join(format!("carecast-labels-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = carecast(&dir, &["synth", "--patients", "3000", "--seed", "11", "--output", "synth"]);
+    assert!(out.contains("3000 patients"), "{out}");
+    std::fs::write(
+        dir.join("task.toml"),
+        "name = \"dementia_5y\"\ndescription = \"Dementia within five years of 1 January 2020\"\nprediction_date = \"2020-01-01\"\noutcome_codes = [\"ICD10//F0*\"]\nhorizon = \"5y\"\nmin_history = \"1y\"\n",
+    )
+    .unwrap();
+    let out = carecast(&dir, &["labels", "--meds", "synth", "--task", "task.toml", "--output", "labels.parquet"]);
+    assert!(out.contains("dementia_5y: 3000 prediction times"), "{out}");
+    let labels = read_table(&dir.join("labels.parquet")).unwrap();
+    assert_eq!(labels.height(), 3000);
+    let truth = read_table(&dir.join("synth/truth.parquet")).unwrap();
+    let positives = |df: &polars::prelude::DataFrame, c: &str| df.column(c).unwrap().bool().unwrap().sum().unwrap();
+    assert_eq!(positives(&labels, "boolean_value"), positives(&truth, "dementia_within_5y"));
+
+    // Two hundred years of required history excludes everyone, and says why.
+    let strict = std::fs::read_to_string(dir.join("task.toml")).unwrap().replace("\"1y\"", "\"200y\"");
+    std::fs::write(dir.join("strict.toml"), strict).unwrap();
+    let out = carecast(&dir, &["labels", "--meds", "synth", "--task", "strict.toml", "--output", "none.parquet"]);
+    assert!(out.contains("0 prediction times") && out.contains("left out 3000: less history than the minimum"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
