@@ -16,17 +16,20 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     let report = train(&task, &toml, &shared, &registry, Algorithm::Gbm, None).unwrap();
     let pkg = load_package(&registry.resolve(&report.name, None).unwrap().1).unwrap();
 
-    // The first 60 rows of the real file, with four cells damaged in four different ways.
+    // The first 60 rows of the real file, with three cells damaged in three different ways.
     let text = std::fs::read_to_string(&shared).unwrap();
     let mut lines: Vec<String> = text.lines().take(61).map(str::to_string).collect();
     let header_line = lines[0].clone();
     let header: Vec<&str> = header_line.split(',').collect();
     let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
     let (hrt, sex, sno, temp) = (col("hrt"), col("sex"), col("sno"), col("temp"));
-    for (row, c, value) in [(3, hrt, "fast"), (5, sex, "unknown"), (7, sno, "9434765919"), (9, temp, "inf")] {
+    let damage = |lines: &mut Vec<String>, row: usize, c: usize, value: &str| {
         let mut cells: Vec<String> = lines[row].split(',').map(str::to_string).collect();
         cells[c] = value.to_string();
         lines[row] = cells.join(",");
+    };
+    for (row, c, value) in [(3, hrt, "fast"), (5, sex, "unknown"), (9, temp, "inf")] {
+        damage(&mut lines, row, c, value);
     }
     std::fs::create_dir_all(&dir).unwrap();
     let input = dir.join("input.csv");
@@ -36,16 +39,15 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     let errors = dir.join("scores.errors.csv");
     let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
     let result = batch::score_table(&pkg, &input, &output, &errors, Some("sno"), 3, &audit).unwrap();
-    assert_eq!((result.rows, result.scored), (60, 56));
+    assert_eq!((result.rows, result.scored), (60, 57));
     let refused: Vec<(usize, &str)> = result.errors.iter().map(|e| (e.row, e.field.as_str())).collect();
-    assert_eq!(refused, [(3, "hrt"), (5, "sex"), (7, "sno"), (9, "temp")]);
-    assert!(result.errors[2].reason.contains("NHS number"));
-    assert_eq!(std::fs::read_to_string(&errors).unwrap().lines().count(), 5);
-    assert_eq!(std::fs::read_to_string(dir.join("audit.jsonl")).unwrap().lines().count(), 56);
+    assert_eq!(refused, [(3, "hrt"), (5, "sex"), (9, "temp")]);
+    assert_eq!(std::fs::read_to_string(&errors).unwrap().lines().count(), 4);
+    assert_eq!(std::fs::read_to_string(dir.join("audit.jsonl")).unwrap().lines().count(), 57);
 
     // The output equals scoring the same rows in process.
     let out = read_table(&output).unwrap();
-    assert_eq!(out.height(), 56);
+    assert_eq!(out.height(), 57);
     let rows: Vec<u64> = out.column("row").unwrap().u64().unwrap().iter().map(Option::unwrap).collect();
     let probs: Vec<f64> = out.column("probability").unwrap().f64().unwrap().iter().map(Option::unwrap).collect();
     let df = read_table(&input).unwrap();
@@ -63,9 +65,19 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     polars::prelude::ParquetWriter::new(std::fs::File::create(&parquet_in).unwrap()).finish(&mut read_table(&input).unwrap()).unwrap();
     let from_parquet = dir.join("from_parquet.parquet");
     let again = batch::score_table(&pkg, &parquet_in, &from_parquet, &errors, Some("sno"), 3, &audit).unwrap();
-    assert_eq!((again.scored, again.errors.len()), (56, 4));
+    assert_eq!((again.scored, again.errors.len()), (57, 3));
     let probs_again: Vec<f64> = read_table(&from_parquet).unwrap().column("probability").unwrap().f64().unwrap().iter().map(Option::unwrap).collect();
     assert_eq!(probs_again, probs);
+
+    // A key that looks like an NHS number is refused with the whole file, before anything is
+    // scored: a file holding identifiers must be fixed at source.
+    let mut identified = lines.clone();
+    damage(&mut identified, 7, sno, "9434765919");
+    let identified_path = dir.join("identified.csv");
+    std::fs::write(&identified_path, identified.join("\n")).unwrap();
+    let err = batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
+    assert!(err.contains("column `sno`") && err.contains("NHS numbers") && err.contains("row 7") && !err.contains("9434765919"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("audit.jsonl")).unwrap().lines().count(), 57 * 2, "nothing scored or audited");
 
     // A table without a column the model needs is refused whole, naming the column.
     let no_meanbp = dir.join("no_meanbp.csv");
