@@ -7,8 +7,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn ingest(c: &mut Criterion) {
     let dir = std::env::temp_dir().join(format!("carecast-bench-meds-{}", std::process::id()));
-    let (store, splits, _) = population(100_000, 42);
-    write_meds(&store, &splits, &dir, "bench").expect("writable temp dir");
+    let pop = population(100_000, 42);
+    write_meds(&pop.store, &pop.splits, &dir, "bench").expect("writable temp dir");
+    let store = pop.store;
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(store.events.len() as u64));
     group.sample_size(10);

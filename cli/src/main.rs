@@ -308,13 +308,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Synth { patients, seed, output } => {
             use carecast_training::{ingest::meds, synth};
             let started = std::time::Instant::now();
-            let (store, splits, truth) = synth::population(patients, seed);
-            meds::write_meds(&store, &splits, &output, "carecast-synth")?;
-            synth::write_truth(&truth, &output.join("truth.parquet"))?;
-            let onsets = truth.iter().filter(|t| t.dementia_within_5y).count();
+            let pop = synth::population(patients, seed);
+            meds::write_meds(&pop.store, &pop.splits, &output, "carecast-synth")?;
+            synth::write_truth(&pop, &output)?;
+            let onsets = pop.truth.iter().filter(|t| t.dementia_within_5y).count();
+            let deteriorations = pop.store.events.iter().filter(|e| pop.store.code(e.code) == synth::DETERIORATION_CODE).count();
             println!(
-                "{patients} patients, {} events, {onsets} dementia onsets within 5 years, written to {} in {:.1?}",
-                store.events.len(), output.display(), started.elapsed()
+                "{patients} patients, {} events, {onsets} dementia onsets within 5 years, {} inpatient observations, {deteriorations} deteriorations, written to {} in {:.1?}",
+                pop.store.events.len(), pop.deterioration.len(), output.display(), started.elapsed()
             );
         }
         Command::Labels { meds, task, output } => {

@@ -17,6 +17,13 @@
 //!   hypertension 1.2, obesity 1.3, excessive alcohol 1.18, social isolation 1.6, visual loss 1.47.
 //! - Prevalences: rounded from the Health Survey for England and QOF registers for adults over 40,
 //!   rising with age where the condition does.
+//!
+//! Deterioration: some patients have an inpatient stay in the five years before the index date.
+//! A stay has a latent severity moving linearly, `s(t) = s0 + m t` (t in days), and a hazard of
+//! escalation to critical care or death of `exp(a + b s(t))` per day; observations every four
+//! hours or so are noisy functions of `s(t)` chosen so that NEWS2 rises with severity (a severity
+//! of 0 reads as normal vital signs, 3 as NEWS2 around 7 or more). With this hazard the risk of
+//! deterioration within 24 hours of any observation has a closed form, written as the truth.
 
 use crate::ingest::events::{EventStore, EventStoreBuilder};
 use carecast_models::features::{MICROS_PER_DAY, MICROS_PER_YEAR};
@@ -64,6 +71,20 @@ const FOLLOW_UP_YEARS: usize = 5;
 pub const DEMENTIA_CODE: &str = "ICD10//F03";
 pub const FOLLOW_UP_END_CODE: &str = "END_OF_FOLLOWUP";
 pub const INDEX_CODE: &str = "CARECAST//INDEX";
+pub const ADMISSION_CODE: &str = "VISIT//INPATIENT_ADMISSION";
+pub const DISCHARGE_CODE: &str = "VISIT//INPATIENT_DISCHARGE";
+pub const DETERIORATION_CODE: &str = "OUTCOME//DETERIORATION";
+
+/// Deterioration hazard per day at severity `s`: `exp(A + B s)`; 1% a day at severity 0.
+const HAZARD_A: f64 = -4.6;
+const HAZARD_B: f64 = 1.1;
+
+/// Cumulative hazard from day `t1` to day `t2` of a stay with severity `s0 + m t`.
+fn cumulative_hazard(s0: f64, m: f64, t1: f64, t2: f64) -> f64 {
+    let base = (HAZARD_A + HAZARD_B * s0).exp();
+    let k = HAZARD_B * m;
+    if k.abs() < 1e-9 { base * (t2 - t1) } else { base * ((k * t2).exp() - (k * t1).exp()) / k }
+}
 
 /// SplitMix64: small, fast and seedable per patient, so output does not depend on thread count.
 struct Rng(u64);
@@ -108,6 +129,16 @@ fn hazard_scale() -> f64 {
     1.0 / RISK_FACTORS.iter().map(|f| 1.0 + prevalence(f, 75.0) * (f.relative_risk - 1.0)).product::<f64>()
 }
 
+/// The truth at one inpatient observation: the exact probability of deterioration within 24 hours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeteriorationTruth {
+    pub subject: i64,
+    /// Microseconds since the Unix epoch: the observation (prediction) time.
+    pub time: i64,
+    pub risk_24h: f64,
+    pub deteriorated_within_24h: bool,
+}
+
 /// One synthetic patient's truth.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Truth {
@@ -121,6 +152,54 @@ struct Patient {
     events: Vec<(Option<i64>, &'static str, Option<f32>)>,
     dynamic: Vec<(Option<i64>, String)>,
     truth: Truth,
+    deterioration: Vec<DeteriorationTruth>,
+}
+
+/// An inpatient stay starting at `admit`: observations every ~4 hours until discharge or
+/// deterioration, with the exact 24-hour risk at each observation.
+fn inpatient_stay(rng: &mut Rng, subject: i64, admit: i64, age: f64, events: &mut Vec<(Option<i64>, &'static str, Option<f32>)>) -> Vec<DeteriorationTruth> {
+    let day = MICROS_PER_DAY as f64;
+    let s0 = rng.normal(0.3 + 0.02 * (age - 60.0), 0.8).max(-1.0);
+    let m = rng.normal(0.0, 0.35);
+    let length = 1.0 + rng.unit() * 9.0;
+    // Draw the deterioration time by inverting the cumulative hazard at an Exp(1) draw.
+    let e = -rng.unit().max(1e-300).ln();
+    let (base, k) = ((HAZARD_A + HAZARD_B * s0).exp(), HAZARD_B * m);
+    let onset = if k.abs() < 1e-9 {
+        Some(e / base)
+    } else {
+        let arg = 1.0 + e * k / base;
+        (arg > 0.0).then(|| arg.ln() / k)
+    };
+    let event = onset.filter(|&t| t < length);
+    let end = event.unwrap_or(length);
+    events.push((Some(admit), ADMISSION_CODE, None));
+    let mut truth = Vec::new();
+    let mut t = rng.unit() * 0.1;
+    while t < end {
+        let s = s0 + m * t;
+        let time = admit + (t * day) as i64;
+        let vitals = [
+            ("VITAL//RESPIRATION_RATE", (16.0 + 3.5 * s + rng.normal(0.0, 2.0)).round().max(6.0)),
+            ("VITAL//SPO2", (97.0 - 2.2 * s + rng.normal(0.0, 1.0)).round().clamp(70.0, 100.0)),
+            ("VITAL//SUPPLEMENTAL_OXYGEN", f64::from(u8::from(s + rng.normal(0.0, 0.5) > 2.0))),
+            ("VITAL//SYSTOLIC_BP", (125.0 - 11.0 * s + rng.normal(0.0, 10.0)).round().max(50.0)),
+            ("VITAL//PULSE", (78.0 + 11.0 * s + rng.normal(0.0, 8.0)).round().max(30.0)),
+            ("VITAL//ACVPU", f64::from(u8::from(s + rng.normal(0.0, 0.5) > 3.0))),
+            ("VITAL//TEMPERATURE", ((37.0 + 0.35 * s + rng.normal(0.0, 0.35)) * 10.0).round() / 10.0),
+        ];
+        for (code, v) in vitals {
+            events.push((Some(time), code, Some(v as f32)));
+        }
+        // No deterioration is recorded after the planned discharge, so the risk runs to it at most.
+        let risk_24h = 1.0 - (-cumulative_hazard(s0, m, t, (t + 1.0).min(length))).exp();
+        let deteriorated_within_24h = event.is_some_and(|te| te > t && te <= t + 1.0);
+        truth.push(DeteriorationTruth { subject, time, risk_24h, deteriorated_within_24h });
+        t += (3.0 + 2.0 * rng.unit()) / 24.0;
+    }
+    let end_time = admit + (end * day) as i64;
+    events.push((Some(end_time), if event.is_some() { DETERIORATION_CODE } else { DISCHARGE_CODE }, None));
+    truth
 }
 
 /// Generates one patient deterministically from (seed, subject).
@@ -182,6 +261,13 @@ fn patient(seed: u64, subject: i64, index: i64, scale: f64) -> Patient {
             events.push((Some(when(&mut rng)), "EVENT//FALL", None));
         }
     }
+    // An inpatient stay in the five years before the index date for about one in six patients,
+    // more often with age; it ends at least ten days before the index date.
+    let mut deterioration = Vec::new();
+    if rng.unit() < 0.08 + 0.003 * (age - 40.0) {
+        let admit = history + (rng.unit() * (index - history - 10 * MICROS_PER_DAY) as f64) as i64;
+        deterioration = inpatient_stay(&mut rng, subject, admit, age, &mut events);
+    }
     events.push((Some(index), INDEX_CODE, None));
 
     // Dementia onset over 5 years of follow-up; the true risk is 1 - exp(-cumulative hazard).
@@ -204,6 +290,7 @@ fn patient(seed: u64, subject: i64, index: i64, scale: f64) -> Patient {
         events,
         dynamic,
         truth: Truth { subject, dementia_risk_5y: 1.0 - (-cumulative).exp(), dementia_within_5y: onset.is_some() },
+        deterioration,
     }
 }
 
@@ -212,15 +299,24 @@ pub fn index_time() -> i64 {
     chrono::NaiveDate::from_ymd_opt(2020, 1, 1).expect("valid date").and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros()
 }
 
-/// A population of `n` patients from `seed`: events, splits (70 / 15 / 15 train / tuning /
-/// held_out by subject) and each patient's truth.
-pub fn population(n: usize, seed: u64) -> (EventStore, BTreeMap<i64, String>, Vec<Truth>) {
+/// A synthetic population: events, splits (70 / 15 / 15 train / tuning / held_out by subject),
+/// each patient's dementia truth and the truth at every inpatient observation.
+pub struct Population {
+    pub store: EventStore,
+    pub splits: BTreeMap<i64, String>,
+    pub truth: Vec<Truth>,
+    pub deterioration: Vec<DeteriorationTruth>,
+}
+
+/// A population of `n` patients from `seed`.
+pub fn population(n: usize, seed: u64) -> Population {
     let index = index_time();
     let scale = hazard_scale();
     let patients: Vec<Patient> = (0..n as i64).into_par_iter().map(|s| patient(seed, s + 1, index, scale)).collect();
     let mut builder = EventStoreBuilder::default();
     let mut splits = BTreeMap::new();
     let mut truth = Vec::with_capacity(n);
+    let mut deterioration = Vec::new();
     for p in patients {
         let s = p.truth.subject;
         for (t, code, v) in p.events {
@@ -232,18 +328,31 @@ pub fn population(n: usize, seed: u64) -> (EventStore, BTreeMap<i64, String>, Ve
         let u = Rng::for_patient(seed ^ 0x5EED, s as u64).unit();
         splits.insert(s, if u < 0.7 { "train" } else if u < 0.85 { "tuning" } else { "held_out" }.to_string());
         truth.push(p.truth);
+        deterioration.extend(p.deterioration);
     }
-    (builder.build(), splits, truth)
+    Population { store: builder.build(), splits, truth, deterioration }
 }
 
-/// Writes the truth beside a synthetic MEDS dataset (`truth.parquet`).
-pub fn write_truth(truth: &[Truth], path: &std::path::Path) -> anyhow::Result<()> {
+/// Writes the truth beside a synthetic MEDS dataset: `truth.parquet` (dementia, per patient) and
+/// `deterioration_truth.parquet` (per inpatient observation).
+pub fn write_truth(population: &Population, dir: &std::path::Path) -> anyhow::Result<()> {
     use polars::prelude::*;
+    let truth = &population.truth;
     let mut df = DataFrame::new(truth.len(), vec![
         Column::new("subject_id".into(), truth.iter().map(|t| t.subject).collect::<Vec<_>>()),
         Column::new("dementia_risk_5y".into(), truth.iter().map(|t| t.dementia_risk_5y).collect::<Vec<_>>()),
         Column::new("dementia_within_5y".into(), truth.iter().map(|t| t.dementia_within_5y).collect::<Vec<_>>()),
     ])?;
-    ParquetWriter::new(std::fs::File::create(path)?).finish(&mut df)?;
+    ParquetWriter::new(std::fs::File::create(dir.join("truth.parquet"))?).finish(&mut df)?;
+    let d = &population.deterioration;
+    let time = Series::new("prediction_time".into(), d.iter().map(|t| t.time).collect::<Vec<_>>())
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    let mut df = DataFrame::new(d.len(), vec![
+        Column::new("subject_id".into(), d.iter().map(|t| t.subject).collect::<Vec<_>>()),
+        time.into(),
+        Column::new("risk_24h".into(), d.iter().map(|t| t.risk_24h).collect::<Vec<_>>()),
+        Column::new("deteriorated_within_24h".into(), d.iter().map(|t| t.deteriorated_within_24h).collect::<Vec<_>>()),
+    ])?;
+    ParquetWriter::new(std::fs::File::create(dir.join("deterioration_truth.parquet"))?).finish(&mut df)?;
     Ok(())
 }

@@ -4,6 +4,10 @@
 use carecast_training::cohort::{EventTaskSpec, label};
 use carecast_training::ingest::meds::{read_meds, write_meds};
 use carecast_training::synth::{self, population};
+use carecast_models::features::FeatureSetSpec;
+use carecast_models::features::extract::FeatureExtractor;
+use carecast_training::cohort::extract_features;
+use carecast_training::evaluate::auroc_delong;
 
 #[test]
 fn same_seed_same_population_and_other_seed_differs() {
@@ -11,17 +15,19 @@ fn same_seed_same_population_and_other_seed_differs() {
     let bits = |s: &carecast_training::ingest::events::EventStore| {
         s.events.iter().map(|e| (e.time, e.code, e.value.to_bits())).collect::<Vec<_>>()
     };
-    let (a, sa, ta) = population(3000, 7);
-    let (b, sb, tb) = population(3000, 7);
-    assert!(bits(&a) == bits(&b) && a.vocabulary == b.vocabulary && sa == sb && ta == tb, "same seed, different population");
-    let (c, _, tc) = population(3000, 8);
-    assert!(ta != tc && bits(&a) != bits(&c), "another seed, same population");
+    let (a, b, c) = (population(3000, 7), population(3000, 7), population(3000, 8));
+    assert!(
+        bits(&a.store) == bits(&b.store) && a.store.vocabulary == b.store.vocabulary && a.splits == b.splits && a.truth == b.truth && a.deterioration == b.deterioration,
+        "same seed, different population"
+    );
+    assert!(a.truth != c.truth && bits(&a.store) != bits(&c.store), "another seed, same population");
 }
 
 #[test]
 fn true_risks_agree_with_simulated_outcomes() {
     let n = 60_000;
-    let (store, splits, truth) = population(n, 2026);
+    let pop = population(n, 2026);
+    let (store, splits, truth) = (&pop.store, &pop.splits, &pop.truth);
     assert_eq!(store.n_patients(), n);
     let share = |s: &str| splits.values().filter(|v| *v == s).count() as f64 / n as f64;
     assert!((share("train") - 0.7).abs() < 0.01 && (share("held_out") - 0.15).abs() < 0.01);
@@ -52,8 +58,9 @@ fn true_risks_agree_with_simulated_outcomes() {
     // Labels through the event path equal the simulated outcomes, and the MEDS output passes ingest.
     let dir = std::env::temp_dir().join(format!("carecast-synth-{}", std::process::id()));
     let small = 2000;
-    let (store, splits, truth) = population(small, 5);
-    write_meds(&store, &splits, &dir, "synth").unwrap();
+    let pop = population(small, 5);
+    let truth = pop.truth;
+    write_meds(&pop.store, &pop.splits, &dir, "synth").unwrap();
     let (store, _, _) = read_meds(&dir).unwrap();
     let spec: EventTaskSpec = toml::from_str(
         "name = \"dementia_5y\"\ndescription = \"Dementia within 5 years\"\nprediction_codes = [\"CARECAST//INDEX\"]\noutcome_codes = [\"ICD10//F0*\"]\nhorizon = \"5y\"\n",
@@ -66,4 +73,44 @@ fn true_risks_agree_with_simulated_outcomes() {
         assert_eq!((l.subject, l.value), (t.subject, t.dementia_within_5y));
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn deterioration_truth_agrees_with_outcomes_and_news2_discriminates() {
+    let pop = population(40_000, 99);
+    let d = &pop.deterioration;
+    assert!(d.len() > 50_000, "{} observations", d.len());
+    let expected = d.iter().map(|t| t.risk_24h).sum::<f64>() / d.len() as f64;
+    let observed = d.iter().filter(|t| t.deteriorated_within_24h).count() as f64 / d.len() as f64;
+    // Observations within a stay share one outcome, so allow 3% on top of binomial noise.
+    let se = (expected * (1.0 - expected) / d.len() as f64).sqrt();
+    assert!((observed - expected).abs() < 0.03 * expected + 4.0 * se, "observed {observed} expected {expected}");
+    assert!((0.01..0.2).contains(&expected), "24-hour risk {expected}");
+
+    // Labels through the event path equal the simulation at every observation.
+    let spec: EventTaskSpec = toml::from_str(
+        "name = \"deterioration_24h\"\ndescription = \"Escalation or death within 24 hours\"\nprediction_codes = [\"VITAL//PULSE\"]\noutcome_codes = [\"OUTCOME//DETERIORATION\"]\nhorizon = \"24h\"\n",
+    )
+    .unwrap();
+    let (labels, excluded) = label(&pop.store, &spec).unwrap();
+    assert!(excluded.is_empty(), "{excluded:?}");
+    let mut want: Vec<(i64, i64, bool)> = d.iter().map(|t| (t.subject, t.time, t.deteriorated_within_24h)).collect();
+    let mut got: Vec<(i64, i64, bool)> = labels.iter().map(|l| (l.subject, l.prediction_time, l.value)).collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want);
+
+    // NEWS2 from the one extractor rises with the true risk and discriminates the outcome.
+    let news2 = FeatureSetSpec::from_toml("[[features]]\nname = \"news2\"\nkind = \"news2\"\nwindow = \"1h\"\n").unwrap();
+    let rows = extract_features(&pop.store, &labels, &FeatureExtractor::new(&news2));
+    let score: Vec<f64> = rows.iter().map(|r| r[0]).collect();
+    assert!(score.iter().all(|s| !s.is_nan()), "every observation set has all vital signs");
+    let y: Vec<bool> = labels.iter().map(|l| l.value).collect();
+    let (auc, _) = auroc_delong(&y, &score);
+    let truth_by_key: std::collections::HashMap<(i64, i64), f64> = d.iter().map(|t| ((t.subject, t.time), t.risk_24h)).collect();
+    let risk: Vec<f64> = labels.iter().map(|l| truth_by_key[&(l.subject, l.prediction_time)]).collect();
+    let (truth_auc, _) = auroc_delong(&y, &risk);
+    eprintln!("{} observations: 24-hour deterioration observed {observed:.4}, expected {expected:.4}; AUROC NEWS2 {auc:.3}, true risk {truth_auc:.3}", d.len());
+    assert!(auc > 0.7, "NEWS2 AUROC {auc}");
+    assert!(truth_auc > auc, "the true risk ({truth_auc}) must beat NEWS2 ({auc}): there is room for a model");
 }
