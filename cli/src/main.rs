@@ -103,6 +103,9 @@ enum Command {
         seed: u64,
         #[arg(long)]
         output: PathBuf,
+        /// Patients per MEDS data shard: bounds memory for populations of millions.
+        #[arg(long, default_value_t = 250_000)]
+        shard_size: usize,
     },
     /// Label a MEDS dataset with an event task spec (TOML), writing MEDS labels (Parquet).
     Labels {
@@ -305,17 +308,12 @@ async fn main() -> anyhow::Result<()> {
                 println!("  left out {n}: {reason}{first}");
             }
         }
-        Command::Synth { patients, seed, output } => {
-            use carecast_training::{ingest::meds, synth};
+        Command::Synth { patients, seed, output, shard_size } => {
             let started = std::time::Instant::now();
-            let pop = synth::population(patients, seed);
-            meds::write_meds(&pop.store, &pop.splits, &output, "carecast-synth")?;
-            synth::write_truth(&pop, &output)?;
-            let onsets = pop.truth.iter().filter(|t| t.dementia_within_5y).count();
-            let deteriorations = pop.store.events.iter().filter(|e| pop.store.code(e.code) == synth::DETERIORATION_CODE).count();
+            let (events, onsets, observations, deteriorations) = carecast_training::synth::write_population(patients, seed, shard_size, &output)?;
             println!(
-                "{patients} patients, {} events, {onsets} dementia onsets within 5 years, {} inpatient observations, {deteriorations} deteriorations, written to {} in {:.1?}",
-                pop.store.events.len(), pop.deterioration.len(), output.display(), started.elapsed()
+                "{patients} patients, {events} events, {onsets} dementia onsets within 5 years, {observations} inpatient observations, {deteriorations} deteriorations, written to {} in {:.1?}",
+                output.display(), started.elapsed()
             );
         }
         Command::Labels { meds, task, output } => {

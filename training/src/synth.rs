@@ -308,11 +308,18 @@ pub struct Population {
     pub deterioration: Vec<DeteriorationTruth>,
 }
 
-/// A population of `n` patients from `seed`.
+/// A population of `n` patients (subjects 1 to `n`) from `seed`.
 pub fn population(n: usize, seed: u64) -> Population {
+    population_range(1, n, seed)
+}
+
+/// Subjects `first .. first + n` of the population from `seed`. Every patient depends only on
+/// the seed and their subject id, so a population generated in ranges (shards) is the same
+/// population.
+pub fn population_range(first: i64, n: usize, seed: u64) -> Population {
     let index = index_time();
     let scale = hazard_scale();
-    let patients: Vec<Patient> = (0..n as i64).into_par_iter().map(|s| patient(seed, s + 1, index, scale)).collect();
+    let patients: Vec<Patient> = (first..first + n as i64).into_par_iter().map(|s| patient(seed, s, index, scale)).collect();
     let mut builder = EventStoreBuilder::default();
     let mut splits = BTreeMap::new();
     let mut truth = Vec::with_capacity(n);
@@ -333,18 +340,47 @@ pub fn population(n: usize, seed: u64) -> Population {
     Population { store: builder.build(), splits, truth, deterioration }
 }
 
+/// Writes `carecast synth` output to `dir` a shard of `shard_size` patients at a time, so memory
+/// stays bounded however large the population: MEDS data shards and metadata, `truth.parquet`
+/// and `deterioration_truth.parquet`. Returns (events, dementia onsets, inpatient observations,
+/// deteriorations).
+pub fn write_population(n: usize, seed: u64, shard_size: usize, dir: &std::path::Path) -> anyhow::Result<(u64, u64, u64, u64)> {
+    let mut vocabulary = std::collections::BTreeSet::new();
+    let mut splits = BTreeMap::new();
+    let (mut truth, mut deterioration) = (Vec::with_capacity(n), Vec::new());
+    let (mut events, mut deteriorations) = (0u64, 0u64);
+    let mut first = 1i64;
+    let shard_size = shard_size.max(1);
+    for (k, start) in (0..n).step_by(shard_size).enumerate() {
+        let size = shard_size.min(n - start);
+        let pop = population_range(first, size, seed);
+        crate::ingest::meds::write_shard(&pop.store, dir, &k.to_string())?;
+        events += pop.store.events.len() as u64;
+        deteriorations += pop.store.events.iter().filter(|e| pop.store.code(e.code) == DETERIORATION_CODE).count() as u64;
+        vocabulary.extend(pop.store.vocabulary.iter().cloned());
+        splits.extend(pop.splits);
+        truth.extend(pop.truth);
+        deterioration.extend(pop.deterioration);
+        first += size as i64;
+    }
+    let vocabulary: Vec<String> = vocabulary.into_iter().collect();
+    crate::ingest::meds::write_metadata(&vocabulary, &splits, dir, "carecast-synth")?;
+    write_truth(&truth, &deterioration, dir)?;
+    let onsets = truth.iter().filter(|t| t.dementia_within_5y).count() as u64;
+    Ok((events, onsets, deterioration.len() as u64, deteriorations))
+}
+
 /// Writes the truth beside a synthetic MEDS dataset: `truth.parquet` (dementia, per patient) and
 /// `deterioration_truth.parquet` (per inpatient observation).
-pub fn write_truth(population: &Population, dir: &std::path::Path) -> anyhow::Result<()> {
+pub fn write_truth(truth: &[Truth], deterioration: &[DeteriorationTruth], dir: &std::path::Path) -> anyhow::Result<()> {
     use polars::prelude::*;
-    let truth = &population.truth;
     let mut df = DataFrame::new(truth.len(), vec![
         Column::new("subject_id".into(), truth.iter().map(|t| t.subject).collect::<Vec<_>>()),
         Column::new("dementia_risk_5y".into(), truth.iter().map(|t| t.dementia_risk_5y).collect::<Vec<_>>()),
         Column::new("dementia_within_5y".into(), truth.iter().map(|t| t.dementia_within_5y).collect::<Vec<_>>()),
     ])?;
     ParquetWriter::new(std::fs::File::create(dir.join("truth.parquet"))?).finish(&mut df)?;
-    let d = &population.deterioration;
+    let d = deterioration;
     let time = Series::new("prediction_time".into(), d.iter().map(|t| t.time).collect::<Vec<_>>())
         .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
     let mut df = DataFrame::new(d.len(), vec![

@@ -24,6 +24,24 @@ fn same_seed_same_population_and_other_seed_differs() {
 }
 
 #[test]
+fn sharded_output_is_the_same_population() {
+    let dir = std::env::temp_dir().join(format!("carecast-synth-shards-{}", std::process::id()));
+    let (events, ..) = synth::write_population(2500, 3, 1000, &dir).unwrap();
+    assert_eq!(std::fs::read_dir(dir.join("data")).unwrap().count(), 3);
+    let (sharded, splits, _) = read_meds(&dir).unwrap();
+    let whole = population(2500, 3);
+    assert_eq!(events, whole.store.events.len() as u64);
+    assert_eq!(splits, whole.splits);
+    assert_eq!(sharded.subjects, whole.store.subjects);
+    for i in 0..sharded.n_patients() {
+        let a: Vec<_> = sharded.patient(i).iter().map(|e| (e.time, sharded.code(e.code), e.value.to_bits())).collect();
+        let b: Vec<_> = whole.store.patient(i).iter().map(|e| (e.time, whole.store.code(e.code), e.value.to_bits())).collect();
+        assert_eq!(a, b, "subject {}", sharded.subjects[i]);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn true_risks_agree_with_simulated_outcomes() {
     let n = 60_000;
     let pop = population(n, 2026);

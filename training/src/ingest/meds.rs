@@ -86,8 +86,14 @@ pub fn read_meds(root: &Path) -> anyhow::Result<(EventStore, BTreeMap<i64, Strin
 
 /// Writes an event store as a MEDS dataset (one data shard) with its codes and splits.
 pub fn write_meds(store: &EventStore, splits: &BTreeMap<i64, String>, root: &Path, dataset_name: &str) -> anyhow::Result<()> {
+    write_shard(store, root, "0")?;
+    write_metadata(&store.vocabulary, splits, root, dataset_name)
+}
+
+/// Writes one data shard, `data/<shard>.parquet`; a dataset too large for memory is written a
+/// shard of subjects at a time.
+pub fn write_shard(store: &EventStore, root: &Path, shard: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("data"))?;
-    std::fs::create_dir_all(root.join("metadata"))?;
     let n = store.events.len();
     let mut subject = Vec::with_capacity(n);
     for i in 0..store.n_patients() {
@@ -103,11 +109,16 @@ pub fn write_meds(store: &EventStore, splits: &BTreeMap<i64, String>, root: &Pat
         Column::new("code".into(), code),
         Column::new("numeric_value".into(), value),
     ])?;
-    ParquetWriter::new(std::fs::File::create(root.join("data/0.parquet"))?).finish(&mut data)?;
+    ParquetWriter::new(std::fs::File::create(root.join(format!("data/{shard}.parquet")))?).finish(&mut data)?;
+    Ok(())
+}
 
-    let mut codes = DataFrame::new(store.vocabulary.len(), vec![
-        Column::new("code".into(), store.vocabulary.clone()),
-        Column::new("description".into(), vec![None::<&str>; store.vocabulary.len()]),
+/// Writes `metadata/`: the codes, the subjects' splits and `dataset.json`.
+pub fn write_metadata(vocabulary: &[String], splits: &BTreeMap<i64, String>, root: &Path, dataset_name: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(root.join("metadata"))?;
+    let mut codes = DataFrame::new(vocabulary.len(), vec![
+        Column::new("code".into(), vocabulary.to_vec()),
+        Column::new("description".into(), vec![None::<&str>; vocabulary.len()]),
     ])?;
     ParquetWriter::new(std::fs::File::create(root.join("metadata/codes.parquet"))?).finish(&mut codes)?;
 
