@@ -31,12 +31,19 @@ enum ModelChoice {
 enum Command {
     /// Train, evaluate on the task's test split, and publish a model package.
     Train {
-        /// A bundled task (support2_hospdead, support2_dementia) or a task spec TOML file.
+        /// A bundled task (support2_hospdead, support2_dementia) or a task spec TOML file; with
+        /// --meds, an event task spec TOML file.
         #[arg(long)]
         task: String,
         /// The task's data (CSV or Parquet); default: the bundled file the task names.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Train on a MEDS dataset (its held_out split is the test split) instead of a flat table.
+        #[arg(long, requires = "features", conflicts_with = "data")]
+        meds: Option<PathBuf>,
+        /// Feature spec TOML for --meds.
+        #[arg(long, requires = "meds")]
+        features: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "all")]
         model: ModelChoice,
         /// Package name; default `<task>-<model>`.
@@ -143,19 +150,24 @@ fn print_report(r: &TrainReport) {
     }
 }
 
+/// The algorithms `--model` asks for; a custom `--name` fits only one.
+fn algorithms(model: ModelChoice, name: Option<&str>) -> anyhow::Result<Vec<Algorithm>> {
+    let chosen = match model {
+        ModelChoice::Logistic => vec![Algorithm::Logistic],
+        ModelChoice::Gbm => vec![Algorithm::Gbm],
+        ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Gbm],
+    };
+    anyhow::ensure!(name.is_none() || chosen.len() == 1, "--name needs a single --model");
+    Ok(chosen)
+}
+
 fn train_command(registry: &Registry, task: &str, data: Option<PathBuf>, model: ModelChoice, name: Option<&str>) -> anyhow::Result<Vec<TrainReport>> {
     let (spec, toml) = TaskSpec::load(task)?;
     let data = match data {
         Some(d) => d,
         None => bundled_data(&spec.data)?,
     };
-    let algorithms = match model {
-        ModelChoice::Logistic => vec![Algorithm::Logistic],
-        ModelChoice::Gbm => vec![Algorithm::Gbm],
-        ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Gbm],
-    };
-    anyhow::ensure!(name.is_none() || algorithms.len() == 1, "--name needs a single --model");
-    algorithms
+    algorithms(model, name)?
         .into_iter()
         .map(|a| {
             let report = train(&spec, &toml, &data, registry, a, name)?;
@@ -244,7 +256,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let registry = Registry::new(&cli.registry);
     match cli.command {
-        Command::Train { task, data, model, name } => {
+        Command::Train { task, meds: Some(meds), features: Some(features), model, name, .. } => {
+            let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("{}", p.display()));
+            let set = carecast_training::cohort::event_training_set(&meds, &read(Path::new(&task))?, &read(&features)?)?;
+            for a in algorithms(model, name.as_deref())? {
+                print_report(&carecast_training::pipeline::train_set(&set, &registry, a, name.as_deref())?);
+            }
+        }
+        Command::Train { task, data, model, name, .. } => {
             train_command(&registry, &task, data, model, name.as_deref())?;
         }
         Command::Score { model, version, input, output, errors, key_column, top, audit } => {

@@ -88,6 +88,14 @@ fn synth_then_labels_on_a_fixed_date() {
     let positives = |df: &polars::prelude::DataFrame, c: &str| df.column(c).unwrap().bool().unwrap().sum().unwrap();
     assert_eq!(positives(&labels, "boolean_value"), positives(&truth, "dementia_within_5y"));
 
+    // A model trained on the events, with the bundled synthetic dementia specs.
+    let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/tasks");
+    let out = carecast(&dir, &[
+        "train", "--meds", "synth", "--task", tasks.join("synth_dementia_5y.toml").to_str().unwrap(),
+        "--features", tasks.join("synth_dementia_features.toml").to_str().unwrap(), "--model", "gbm",
+    ]);
+    assert!(out.contains("synth_dementia_5y-gbm v1: test n="), "{out}");
+
     // Two hundred years of required history excludes everyone, and says why.
     let strict = std::fs::read_to_string(dir.join("task.toml")).unwrap().replace("\"1y\"", "\"200y\"");
     std::fs::write(dir.join("strict.toml"), strict).unwrap();

@@ -4,7 +4,12 @@
 
 use crate::ingest::events::EventStore;
 use carecast_models::features::extract::{ExtractBuffer, FeatureExtractor, STATIC};
-use carecast_models::features::{CodePattern, MICROS_PER_YEAR, Window};
+use carecast_models::features::{CodePattern, FeatureSetSpec, MICROS_PER_YEAR, Window};
+use carecast_models::package::{TaskInfo, sha256_hex};
+use carecast_models::RiskBands;
+use crate::ingest::table::FeatureColumn;
+use crate::pipeline::{TaskData, TrainingSet, key_hash};
+use std::path::Path;
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -33,6 +38,12 @@ pub struct EventTaskSpec {
     /// Drop prediction times at which the outcome has already happened.
     #[serde(default = "yes")]
     pub exclude_prior_outcome: bool,
+    /// What a predicted probability is the probability of (for the model card); default: the description.
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Risk-band thresholds; needed to train a model for the task.
+    #[serde(default)]
+    pub risk_bands: Option<RiskBands>,
 }
 
 fn yes() -> bool {
@@ -128,4 +139,60 @@ pub fn write_labels(labels: &[Label], path: &std::path::Path) -> anyhow::Result<
     ])?;
     ParquetWriter::new(std::fs::File::create(path)?).finish(&mut df)?;
     Ok(())
+}
+
+/// A training set from a MEDS dataset, an event task spec and a feature spec (both TOML, stored
+/// in the package): labels, features from the one extractor, and the dataset's own splits
+/// (`held_out` is the test split; `train` and `tuning` are fitted on).
+pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str) -> anyhow::Result<TrainingSet> {
+    let spec: EventTaskSpec = toml::from_str(task_toml).map_err(|e| anyhow::anyhow!("task spec: {e}"))?;
+    let risk_bands = spec.risk_bands.ok_or_else(|| anyhow::anyhow!("task `{}`: [risk_bands] are needed to train a model", spec.name))?;
+    risk_bands.validate().map_err(anyhow::Error::msg)?;
+    let features = FeatureSetSpec::from_toml(features_toml).map_err(|e| anyhow::anyhow!("feature spec: {e}"))?;
+    let (store, splits, _) = crate::ingest::meds::read_meds(meds)?;
+    let (labels, excluded) = label(&store, &spec)?;
+    let extractor = FeatureExtractor::new(&features);
+    let rows = extract_features(&store, &labels, &extractor);
+    let specs = extractor.feature_specs();
+    let columns = specs.iter().enumerate().map(|(j, f)| FeatureColumn::from_numbers(&f.name, rows.iter().map(|r| r[j]))).collect();
+
+    let mut data = TaskData {
+        columns,
+        labels: labels.iter().map(|l| l.value).collect(),
+        key_hash: labels.iter().map(|l| key_hash(&l.subject.to_string())).collect(),
+        train_rows: Vec::new(),
+        test_rows: Vec::new(),
+        excluded: excluded.into_iter().map(|(k, v)| (k, v as usize)).collect(),
+        source: meds.file_name().map_or_else(|| meds.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        sha256: dataset_fingerprint(meds)?,
+    };
+    for (r, l) in labels.iter().enumerate() {
+        match splits.get(&l.subject).map(String::as_str) {
+            Some("held_out") => data.test_rows.push(r),
+            Some("train") | Some("tuning") => data.train_rows.push(r),
+            _ => *data.excluded.entry("subject has no train / tuning / held_out split".into()).or_default() += 1,
+        }
+    }
+    anyhow::ensure!(!data.train_rows.is_empty() && !data.test_rows.is_empty(), "task `{}` has an empty train or held_out split", spec.name);
+    Ok(TrainingSet {
+        task: TaskInfo { name: spec.name.clone(), description: spec.description.clone(), outcome: spec.outcome.clone().unwrap_or(spec.description.clone()) },
+        features: specs,
+        risk_bands,
+        data,
+        spec_files: vec![("task.toml", task_toml.as_bytes().to_vec()), ("features.toml", features_toml.as_bytes().to_vec())],
+    })
+}
+
+/// SHA-256 over a MEDS dataset's data files (their paths and contents, in path order).
+fn dataset_fingerprint(meds: &Path) -> anyhow::Result<String> {
+    let data = meds.join("data");
+    let mut files = Vec::new();
+    crate::ingest::meds::parquet_files(&data, &mut files)?;
+    files.sort();
+    let mut listing = String::new();
+    for f in files {
+        let name = f.strip_prefix(&data).unwrap_or(&f).display().to_string();
+        listing.push_str(&format!("{name} {}\n", sha256_hex(&std::fs::read(&f)?)));
+    }
+    Ok(sha256_hex(listing.as_bytes()))
 }

@@ -8,7 +8,7 @@ use crate::ingest::table::{FeatureColumn, feature_columns, read_table, row_value
 use crate::task::TaskSpec;
 use carecast_models::package::{Manifest, Metrics, TaskInfo, TrainingData, sha256_hex, write_package};
 use carecast_models::preprocess::{Encoding, Preprocessor};
-use carecast_models::{Estimator, ModelDefinition, Registry, Scorer, Value, Workspace};
+use carecast_models::{Estimator, FeatureSpec, ModelDefinition, Registry, RiskBands, Scorer, Value, Workspace};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -44,7 +44,8 @@ pub struct TaskData {
     pub sha256: String,
 }
 
-fn key_hash(key: &str) -> u64 {
+/// Stable hash of a row or subject key.
+pub fn key_hash(key: &str) -> u64 {
     let d = Sha256::digest(key.as_bytes());
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
 }
@@ -201,7 +202,18 @@ fn evaluate_on_test(scorer: &Scorer, data: &TaskData) -> (Metrics, f64) {
     (evaluate(&y, &margins), max_err)
 }
 
-/// Trains, evaluates and publishes one model; returns the report.
+/// What a model is trained for and from, whatever shape the records came in: the flat path and
+/// the event path both end here, so fitting, evaluation and publishing are one implementation.
+pub struct TrainingSet {
+    pub task: TaskInfo,
+    pub features: Vec<FeatureSpec>,
+    pub risk_bands: RiskBands,
+    pub data: TaskData,
+    /// The specs that define the task and its features, stored verbatim in the package.
+    pub spec_files: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// Trains, evaluates and publishes one model for a flat-table task; returns the report.
 pub fn train(
     task: &TaskSpec,
     task_toml: &str,
@@ -210,19 +222,31 @@ pub fn train(
     algorithm: Algorithm,
     name: Option<&str>,
 ) -> anyhow::Result<TrainReport> {
-    let data = load_task_data(task, data_path)?;
+    let set = TrainingSet {
+        task: TaskInfo { name: task.name.clone(), description: task.description.clone(), outcome: task.outcome.clone() },
+        features: task.features.clone(),
+        risk_bands: task.risk_bands,
+        data: load_task_data(task, data_path)?,
+        spec_files: vec![("task.toml", task_toml.as_bytes().to_vec())],
+    };
+    train_set(&set, registry, algorithm, name)
+}
+
+/// Trains, evaluates and publishes one model from a training set; returns the report.
+pub fn train_set(set: &TrainingSet, registry: &Registry, algorithm: Algorithm, name: Option<&str>) -> anyhow::Result<TrainReport> {
+    let data = &set.data;
     let mut excluded = data.excluded.clone();
     let encoding = match algorithm {
         Algorithm::Logistic => Encoding::Standardised,
         Algorithm::Gbm => Encoding::Native,
     };
-    let preprocessor = fit_preprocessor(&task.features, &data.columns, &data.train_rows, encoding)?;
-    let (estimator, model_selection) = fit_estimator(algorithm, &preprocessor, &data, &mut excluded)?;
-    let definition = ModelDefinition { preprocessor, estimator, risk_bands: task.risk_bands };
+    let preprocessor = fit_preprocessor(&set.features, &data.columns, &data.train_rows, encoding)?;
+    let (estimator, model_selection) = fit_estimator(algorithm, &preprocessor, data, &mut excluded)?;
+    let definition = ModelDefinition { preprocessor, estimator, risk_bands: set.risk_bands };
     let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
-    let (test, max_additivity_error) = evaluate_on_test(&scorer, &data);
+    let (test, max_additivity_error) = evaluate_on_test(&scorer, data);
 
-    let name = name.map_or_else(|| format!("{}-{}", task.name, algorithm.short_name()), str::to_string);
+    let name = name.map_or_else(|| format!("{}-{}", set.task.name, algorithm.short_name()), str::to_string);
     let mut report = TrainReport {
         name: name.clone(),
         version: String::new(),
@@ -241,9 +265,9 @@ pub fn train(
             name: name.clone(),
             version: version.to_string(),
             created: chrono::Utc::now(),
-            task: TaskInfo { name: task.name.clone(), description: task.description.clone(), outcome: task.outcome.clone() },
+            task: set.task.clone(),
             algorithm: definition.estimator.algorithm().to_string(),
-            features: task.features.clone(),
+            features: set.features.clone(),
             training_data: TrainingData {
                 source: data.source.clone(),
                 sha256: data.sha256.clone(),
@@ -257,7 +281,7 @@ pub fn train(
         metrics_file["max_additivity_error"] = max_additivity_error.into();
         metrics_file["model_selection"] = report.model_selection.clone();
         metrics_file["excluded_rows"] = serde_json::to_value(&report.excluded_rows)?;
-        write_package(dir, manifest, &definition, &metrics_file, &[("task.toml", task_toml.as_bytes().to_vec())])?;
+        write_package(dir, manifest, &definition, &metrics_file, &set.spec_files)?;
         Ok(())
     })?;
     report.version = version;

@@ -116,6 +116,12 @@ impl FeatureColumn {
         Ok(Self { name: spec.name.clone(), cells, dictionary })
     }
 
+    /// A numeric column from computed values (NaN = missing), e.g. features extracted from events.
+    pub fn from_numbers(name: &str, values: impl IntoIterator<Item = f64>) -> Self {
+        let cells = values.into_iter().map(|x| if x.is_nan() { Cell::Missing } else { Cell::Number(x) }).collect();
+        Self { name: name.to_string(), cells, dictionary: Vec::new() }
+    }
+
     pub fn len(&self) -> usize {
         self.cells.len()
     }
