@@ -110,6 +110,120 @@ pub fn calibration(y: &[bool], margin: &[f64]) -> (f64, f64) {
     (slope, intercept)
 }
 
+/// Smoothed calibration curve: LOWESS-style local linear regression of the outcome on the predicted
+/// probability (tricube weights over the nearest `span` share of rows), evaluated at every row.
+/// The basis of ICI, E50 and E90 (Austin & Steyerberg, Stat Med 2019).
+pub fn smoothed_calibration(y: &[bool], p: &[f64], span: f64) -> Vec<f64> {
+    let n = p.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
+    let xs: Vec<f64> = order.iter().map(|&i| p[i]).collect();
+    let ys: Vec<f64> = order.iter().map(|&i| f64::from(u8::from(y[i]))).collect();
+    let k = ((span * n as f64).ceil() as usize).clamp(2.min(n), n);
+    // Fit on a grid of at most 200 anchor rows and interpolate: O(n log n + 200 k).
+    let anchors: Vec<usize> = if n <= 200 { (0..n).collect() } else { (0..200).map(|g| g * (n - 1) / 199).collect() };
+    let fit_at = |j: usize| -> f64 {
+        let x0 = xs[j];
+        // The k nearest rows in sorted order form a window around j.
+        let (mut lo, mut hi) = (j, j);
+        while hi - lo + 1 < k {
+            if lo == 0 { hi += 1 } else if hi == n - 1 { lo -= 1 } else if x0 - xs[lo - 1] <= xs[hi + 1] - x0 { lo -= 1 } else { hi += 1 }
+        }
+        let h = (x0 - xs[lo]).max(xs[hi] - x0).max(1e-12) * 1.000_001;
+        let (mut sw, mut swx, mut swy, mut swxx, mut swxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for i in lo..=hi {
+            let w = (1.0 - ((xs[i] - x0).abs() / h).powi(3)).powi(3);
+            sw += w;
+            swx += w * xs[i];
+            swy += w * ys[i];
+            swxx += w * xs[i] * xs[i];
+            swxy += w * xs[i] * ys[i];
+        }
+        let denom = sw * swxx - swx * swx;
+        let fitted = if denom.abs() < 1e-12 { swy / sw } else { (swy * swxx - swx * swxy + (sw * swxy - swx * swy) * x0) / denom };
+        fitted.clamp(0.0, 1.0)
+    };
+    let fitted: Vec<f64> = anchors.iter().map(|&j| fit_at(j)).collect();
+    let mut out = vec![0.0; n];
+    let mut a = 0;
+    for (rank, &i) in order.iter().enumerate() {
+        while a + 1 < anchors.len() && anchors[a + 1] <= rank {
+            a += 1;
+        }
+        out[i] = if a + 1 < anchors.len() && anchors[a + 1] > anchors[a] {
+            let (j0, j1) = (anchors[a], anchors[a + 1]);
+            let (x0, x1) = (xs[j0], xs[j1]);
+            let t = if x1 > x0 { (xs[rank] - x0) / (x1 - x0) } else { 0.0 };
+            fitted[a] + t.clamp(0.0, 1.0) * (fitted[a + 1] - fitted[a])
+        } else {
+            fitted[a]
+        };
+    }
+    out
+}
+
+/// Integrated calibration index and the median and 90th percentile of |smoothed observed - predicted|.
+pub fn ici_e50_e90(y: &[bool], p: &[f64]) -> (f64, f64, f64) {
+    let smooth = smoothed_calibration(y, p, 0.75);
+    let mut err: Vec<f64> = smooth.iter().zip(p).map(|(o, e)| (o - e).abs()).collect();
+    let ici = err.iter().sum::<f64>() / err.len() as f64;
+    err.sort_by(f64::total_cmp);
+    let q = |f: f64| err[((f * (err.len() - 1) as f64).round() as usize).min(err.len() - 1)];
+    (ici, q(0.5), q(0.9))
+}
+
+/// Net benefit of treating patients at or above `threshold` (Vickers & Elkin 2006), beside treating
+/// everyone; treating no one is 0.
+pub fn net_benefit(y: &[bool], p: &[f64], threshold: f64) -> (f64, f64) {
+    let n = y.len() as f64;
+    let odds = threshold / (1.0 - threshold);
+    let (mut tp, mut fp) = (0.0, 0.0);
+    for (&yi, &pi) in y.iter().zip(p) {
+        if pi >= threshold {
+            if yi { tp += 1.0 } else { fp += 1.0 }
+        }
+    }
+    let prevalence = y.iter().filter(|b| **b).count() as f64 / n;
+    (tp / n - fp / n * odds, prevalence - (1.0 - prevalence) * odds)
+}
+
+/// Sensitivity, specificity, PPV and NPV when flagging `p >= threshold`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct ThresholdRow {
+    pub threshold: f64,
+    pub flagged: f64,
+    pub sensitivity: f64,
+    pub specificity: f64,
+    pub ppv: f64,
+    pub npv: f64,
+    pub net_benefit: f64,
+    pub net_benefit_treat_all: f64,
+}
+
+pub fn threshold_row(y: &[bool], p: &[f64], threshold: f64) -> ThresholdRow {
+    let (mut tp, mut fp, mut tn, mut fn_) = (0.0, 0.0, 0.0, 0.0);
+    for (&yi, &pi) in y.iter().zip(p) {
+        match (pi >= threshold, yi) {
+            (true, true) => tp += 1.0,
+            (true, false) => fp += 1.0,
+            (false, false) => tn += 1.0,
+            (false, true) => fn_ += 1.0,
+        }
+    }
+    let ratio = |a: f64, b: f64| if a + b > 0.0 { a / (a + b) } else { f64::NAN };
+    let (nb, all) = net_benefit(y, p, threshold);
+    ThresholdRow {
+        threshold,
+        flagged: (tp + fp) / y.len() as f64,
+        sensitivity: ratio(tp, fn_),
+        specificity: ratio(tn, fp),
+        ppv: ratio(tp, fp),
+        npv: ratio(tn, fn_),
+        net_benefit: nb,
+        net_benefit_treat_all: all,
+    }
+}
+
 /// Every headline metric from labels and margins (log-odds).
 pub fn evaluate(y: &[bool], margin: &[f64]) -> Metrics {
     let p: Vec<f64> = margin.iter().map(|&z| 1.0 / (1.0 + (-z).exp())).collect();
@@ -170,6 +284,35 @@ mod tests {
         // Doubling the margins makes predictions too extreme: slope near 0.5.
         let doubled: Vec<f64> = lp.iter().map(|z| 2.0 * z).collect();
         assert!((calibration(&y, &doubled).0 - 0.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn calibration_indices_are_small_when_calibrated_and_large_when_not() {
+        // Outcomes at exactly the predicted rates: ICI near 0. Predictions halved: ICI near the gap.
+        let (mut y, mut p) = (Vec::new(), Vec::new());
+        for k in 1..=19 {
+            let pk = k as f64 / 20.0;
+            for i in 0..400 {
+                p.push(pk);
+                y.push((i as f64 + 0.5) / 400.0 < pk);
+            }
+        }
+        let (ici, e50, e90) = ici_e50_e90(&y, &p);
+        assert!(ici < 0.01 && e50 < 0.01 && e90 < 0.02, "{ici} {e50} {e90}");
+        let halved: Vec<f64> = p.iter().map(|x| x / 2.0).collect();
+        let (ici, _, _) = ici_e50_e90(&y, &halved);
+        assert!((ici - 0.25).abs() < 0.02, "mean gap is 0.25, ICI {ici}");
+    }
+
+    #[test]
+    fn net_benefit_and_threshold_table_by_hand() {
+        let y = [true, true, false, false, false];
+        let p = [0.9, 0.4, 0.6, 0.1, 0.2];
+        let row = threshold_row(&y, &p, 0.5);
+        assert_eq!((row.sensitivity, row.specificity, row.ppv), (0.5, 2.0 / 3.0, 0.5));
+        assert!((row.npv - 2.0 / 3.0).abs() < 1e-12 && (row.flagged - 0.4).abs() < 1e-12);
+        // TP 1, FP 1 of 5 at odds 1: 1/5 - 1/5 = 0; treat all: 0.4 - 0.6 = -0.2.
+        assert!(row.net_benefit.abs() < 1e-12 && (row.net_benefit_treat_all + 0.2).abs() < 1e-12);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Rows are encoded for fitting by the same `Preprocessor::encode` the server uses, and the test
 //! split is scored through the same `Scorer`, so reported metrics are the served model's.
 
-use crate::evaluate::evaluate;
+use crate::evaluate::{evaluate, ici_e50_e90, threshold_row};
 use crate::fit::{gbm, logistic, preprocess::fit_preprocessor};
 use crate::ingest::table::{FeatureColumn, feature_columns, read_table, row_values, text_column};
 use crate::task::TaskSpec;
@@ -186,8 +186,17 @@ fn fit_estimator(algorithm: Algorithm, pre: &Preprocessor, data: &TaskData, excl
     }
 }
 
+/// Test-split results: headline metrics, the largest additivity error, and the labels with their
+/// predicted probabilities for the fuller report.
+struct TestResults {
+    metrics: Metrics,
+    max_additivity_error: f64,
+    y: Vec<bool>,
+    p: Vec<f64>,
+}
+
 /// Scores the test rows through the served code path.
-fn evaluate_on_test(scorer: &Scorer, data: &TaskData) -> (Metrics, f64) {
+fn evaluate_on_test(scorer: &Scorer, data: &TaskData) -> TestResults {
     let mut ws = Workspace::default();
     let (mut y, mut margins, mut max_err) = (Vec::new(), Vec::new(), 0.0f64);
     for &r in &data.test_rows {
@@ -199,7 +208,8 @@ fn evaluate_on_test(scorer: &Scorer, data: &TaskData) -> (Metrics, f64) {
             max_err = max_err.max(score.additivity_error);
         }
     }
-    (evaluate(&y, &margins), max_err)
+    let p = margins.iter().map(|&z| carecast_models::scorer::sigmoid(z)).collect();
+    TestResults { metrics: evaluate(&y, &margins), max_additivity_error: max_err, y, p }
 }
 
 /// What a model is trained for and from, whatever shape the records came in: the flat path and
@@ -244,7 +254,8 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, algorithm: Algorithm, n
     let (estimator, model_selection) = fit_estimator(algorithm, &preprocessor, data, &mut excluded)?;
     let definition = ModelDefinition { preprocessor, estimator, risk_bands: set.risk_bands };
     let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
-    let (test, max_additivity_error) = evaluate_on_test(&scorer, data);
+    let results = evaluate_on_test(&scorer, data);
+    let (test, max_additivity_error) = (results.metrics.clone(), results.max_additivity_error);
 
     let name = name.map_or_else(|| format!("{}-{}", set.task.name, algorithm.short_name()), str::to_string);
     let mut report = TrainReport {
@@ -281,6 +292,14 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, algorithm: Algorithm, n
         metrics_file["max_additivity_error"] = max_additivity_error.into();
         metrics_file["model_selection"] = report.model_selection.clone();
         metrics_file["excluded_rows"] = serde_json::to_value(&report.excluded_rows)?;
+        let (ici, e50, e90) = ici_e50_e90(&results.y, &results.p);
+        let m = &report.test;
+        metrics_file["scaled_brier"] = (1.0 - m.brier / (m.prevalence * (1.0 - m.prevalence))).into();
+        metrics_file["ici"] = ici.into();
+        metrics_file["e50"] = e50.into();
+        metrics_file["e90"] = e90.into();
+        let rows: Vec<_> = [set.risk_bands.moderate, set.risk_bands.high].iter().map(|&t| threshold_row(&results.y, &results.p, t)).collect();
+        metrics_file["risk_band_thresholds"] = serde_json::to_value(rows)?;
         write_package(dir, manifest, &definition, &metrics_file, &set.spec_files)?;
         Ok(())
     })?;

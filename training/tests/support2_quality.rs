@@ -37,6 +37,12 @@ fn both_models_meet_the_quality_bars_on_support2_hospdead() {
         assert_eq!(package.metrics, report.test);
         assert_eq!(package.manifest.version, report.version);
         assert_eq!(package.manifest.features.len(), 32);
+        let full: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
+        eprintln!("  ICI {:.4} E50 {:.4} E90 {:.4} scaled Brier {:.3}", full["ici"], full["e50"], full["e90"], full["scaled_brier"]);
+        assert!(full["ici"].as_f64().unwrap() < 0.05, "well calibrated models have a small ICI");
+        let bands = full["risk_band_thresholds"].as_array().unwrap();
+        assert_eq!(bands.len(), 2);
+        assert!(bands[0]["sensitivity"].as_f64().unwrap() > bands[1]["sensitivity"].as_f64().unwrap(), "a lower threshold flags more");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
