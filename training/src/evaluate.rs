@@ -127,7 +127,8 @@ pub fn smoothed_calibration(y: &[bool], p: &[f64], span: f64) -> Vec<f64> {
         // The k nearest rows in sorted order form a window around j.
         let (mut lo, mut hi) = (j, j);
         while hi - lo + 1 < k {
-            if lo == 0 { hi += 1 } else if hi == n - 1 { lo -= 1 } else if x0 - xs[lo - 1] <= xs[hi + 1] - x0 { lo -= 1 } else { hi += 1 }
+            let grow_left = hi == n - 1 || (lo > 0 && x0 - xs[lo - 1] <= xs[hi + 1] - x0);
+            if grow_left { lo -= 1 } else { hi += 1 }
         }
         let h = (x0 - xs[lo]).max(xs[hi] - x0).max(1e-12) * 1.000_001;
         let (mut sw, mut swx, mut swy, mut swxx, mut swxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
