@@ -66,7 +66,7 @@ pub fn label(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Vec<La
         "task `{}`: give either prediction_codes or prediction_date",
         spec.name
     );
-    let fixed = spec.prediction_date.map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros());
+    let fixed = spec.prediction_date.map(crate::ingest::events::date_micros);
     let min_history = spec.min_history.and_then(|w| w.0).unwrap_or(0);
     let pats = |codes: &[String]| codes.iter().map(|c| CodePattern::new(c)).collect::<Vec<_>>();
     let is_anchor = CodePattern::mask(&pats(&spec.prediction_codes), &store.vocabulary);
@@ -130,11 +130,10 @@ pub fn extract_features(store: &EventStore, labels: &[Label], extractor: &Featur
 /// Writes labels as MEDS label Parquet: `subject_id`, `prediction_time`, `boolean_value`.
 pub fn write_labels(labels: &[Label], path: &std::path::Path) -> anyhow::Result<()> {
     use polars::prelude::*;
-    let time = Series::new("prediction_time".into(), labels.iter().map(|l| l.prediction_time).collect::<Vec<_>>())
-        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    let time = crate::ingest::meds::timestamp_column("prediction_time", labels.iter().map(|l| Some(l.prediction_time)).collect())?;
     let mut df = DataFrame::new(labels.len(), vec![
         Column::new("subject_id".into(), labels.iter().map(|l| l.subject).collect::<Vec<_>>()),
-        time.into(),
+        time,
         Column::new("boolean_value".into(), labels.iter().map(|l| l.value).collect::<Vec<_>>()),
     ])?;
     ParquetWriter::new(std::fs::File::create(path)?).finish(&mut df)?;

@@ -296,7 +296,7 @@ fn patient(seed: u64, subject: i64, index: i64, scale: f64) -> Patient {
 
 /// The index date of every synthetic patient: 1 January 2020.
 pub fn index_time() -> i64 {
-    chrono::NaiveDate::from_ymd_opt(2020, 1, 1).expect("valid date").and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros()
+    crate::ingest::events::date_micros(chrono::NaiveDate::from_ymd_opt(2020, 1, 1).expect("valid date"))
 }
 
 /// A synthetic population: events, splits (70 / 15 / 15 train / tuning / held_out by subject),
@@ -381,11 +381,10 @@ pub fn write_truth(truth: &[Truth], deterioration: &[DeteriorationTruth], dir: &
     ])?;
     ParquetWriter::new(std::fs::File::create(dir.join("truth.parquet"))?).finish(&mut df)?;
     let d = deterioration;
-    let time = Series::new("prediction_time".into(), d.iter().map(|t| t.time).collect::<Vec<_>>())
-        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    let time = crate::ingest::meds::timestamp_column("prediction_time", d.iter().map(|t| Some(t.time)).collect())?;
     let mut df = DataFrame::new(d.len(), vec![
         Column::new("subject_id".into(), d.iter().map(|t| t.subject).collect::<Vec<_>>()),
-        time.into(),
+        time,
         Column::new("risk_24h".into(), d.iter().map(|t| t.risk_24h).collect::<Vec<_>>()),
         Column::new("deteriorated_within_24h".into(), d.iter().map(|t| t.deteriorated_within_24h).collect::<Vec<_>>()),
     ])?;

@@ -228,7 +228,7 @@ impl Privacy {
                 if birth[e.code as usize] && time != STATIC {
                     let dt = chrono::DateTime::from_timestamp_micros(time).ok_or_else(|| anyhow::anyhow!("birth time out of range"))?;
                     let month = chrono::NaiveDate::from_ymd_opt(dt.year(), dt.month(), 1).expect("valid month");
-                    time = month.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros();
+                    time = super::events::date_micros(month);
                 }
                 let value = (!e.value.is_nan()).then_some(e.value);
                 builder.push(id, (time != STATIC).then_some(time), store.code(e.code), value);

@@ -15,6 +15,11 @@ pub struct EventStore {
     pub vocabulary: Vec<String>,
 }
 
+/// Microseconds since the Unix epoch at midnight (UTC) starting `date`: the time unit of events.
+pub fn date_micros(date: chrono::NaiveDate) -> i64 {
+    date.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc().timestamp_micros()
+}
+
 /// Counts of what ingest read and what it left out, by reason.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct IngestReport {

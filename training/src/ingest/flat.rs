@@ -1,7 +1,7 @@
 //! Flat tables (one row per patient, or per visit as in pbc2) turned into events by a declared
 //! column mapping, so they flow through the same cohort, label and feature code as MEDS data.
 
-use super::events::{EventStore, EventStoreBuilder, IngestReport};
+use super::events::{EventStore, EventStoreBuilder, IngestReport, date_micros};
 use super::table::{read_table, text_column};
 use carecast_models::features::MICROS_PER_YEAR;
 use serde::Deserialize;
@@ -85,7 +85,7 @@ pub struct FlatEvents {
 pub fn read_flat(path: &Path, mapping: &FlatMapping) -> anyhow::Result<FlatEvents> {
     let df = read_table(path)?;
     let col = |name: &str| text_column(&df, name).map_err(anyhow::Error::from);
-    let origin = mapping.origin.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros();
+    let origin = date_micros(mapping.origin);
     let subjects = col(&mapping.subject)?;
     let times = mapping.time_years.as_deref().map(col).transpose()?;
     let ages = mapping.age_at_origin.as_deref().map(col).transpose()?;

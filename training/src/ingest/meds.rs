@@ -91,6 +91,11 @@ pub fn write_meds(store: &EventStore, splits: &BTreeMap<i64, String>, root: &Pat
     write_metadata(&store.vocabulary, splits, root, dataset_name)
 }
 
+/// A MEDS timestamp column (microseconds, no time zone) from microseconds since the epoch.
+pub fn timestamp_column(name: &str, micros: Vec<Option<i64>>) -> PolarsResult<Column> {
+    Ok(Series::new(name.into(), micros).cast(&DataType::Datetime(TimeUnit::Microseconds, None))?.into())
+}
+
 /// Writes one data shard, `data/<shard>.parquet`; a dataset too large for memory is written a
 /// shard of subjects at a time.
 pub fn write_shard(store: &EventStore, root: &Path, shard: &str) -> anyhow::Result<()> {
@@ -103,10 +108,10 @@ pub fn write_shard(store: &EventStore, root: &Path, shard: &str) -> anyhow::Resu
     let time: Vec<Option<i64>> = store.events.iter().map(|e| (e.time != STATIC).then_some(e.time)).collect();
     let code: Vec<&str> = store.events.iter().map(|e| store.code(e.code)).collect();
     let value: Vec<Option<f32>> = store.events.iter().map(|e| (!e.value.is_nan()).then_some(e.value)).collect();
-    let time = Series::new("time".into(), time).cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+    let time = timestamp_column("time", time)?;
     let mut data = DataFrame::new(n, vec![
         Column::new("subject_id".into(), subject),
-        time.into(),
+        time,
         Column::new("code".into(), code),
         Column::new("numeric_value".into(), value),
     ])?;

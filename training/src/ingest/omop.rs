@@ -3,7 +3,7 @@
 //! else `<TABLE>//<concept_id>`; birth and death become `MEDS_BIRTH` and `MEDS_DEATH`, observation
 //! periods `OBSERVATION_PERIOD//START` and `//END`. Unreadable rows are counted by file and column.
 
-use super::events::{EventStore, EventStoreBuilder, IngestReport};
+use super::events::{EventStore, EventStoreBuilder, IngestReport, date_micros};
 use super::table::{read_table, text_column};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -98,7 +98,7 @@ pub fn read_omop(dir: &Path) -> anyhow::Result<(EventStore, IngestReport)> {
         let year = p.get("year_of_birth", r).and_then(|y| y.parse::<i32>().ok());
         let month = p.get("month_of_birth", r).and_then(|m| m.parse::<u32>().ok()).unwrap_or(1);
         match year.and_then(|y| chrono::NaiveDate::from_ymd_opt(y, month, 1)) {
-            Some(d) => builder.push(person, Some(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc().timestamp_micros()), "MEDS_BIRTH", None),
+            Some(d) => builder.push(person, Some(date_micros(d)), "MEDS_BIRTH", None),
             None => report.drop_row_at(format!("{}: year_of_birth missing or invalid (person kept without birth)", p.file), row),
         }
         if let Some(g) = p.get("gender_concept_id", r) {
