@@ -6,6 +6,7 @@
 
 use carecast_models::deid::{is_email, is_full_date, is_full_postcode, is_nhs_number, is_person_name, is_uk_phone};
 use polars::prelude::*;
+use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentifierKind {
@@ -87,15 +88,6 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
             continue;
         }
         let birth_column = norm.contains("birth") || norm == "dob";
-        let series = col.as_materialized_series();
-        let texts: Vec<Option<String>> = match series.dtype() {
-            DataType::String => series.str().map(|ca| ca.iter().map(|v| v.map(str::to_string)).collect()).unwrap_or_default(),
-            dt if dt.is_integer() => match series.cast(&DataType::Int64) {
-                Ok(s) => s.i64().map(|ca| ca.iter().map(|v| v.map(|x| x.to_string())).collect()).unwrap_or_default(),
-                Err(_) => continue,
-            },
-            _ => continue,
-        };
         let (mut nhs, mut ten_digits) = (Tally::default(), 0u64);
         let mut tallies: [(IdentifierKind, Tally); 5] = [
             (IdentifierKind::Email, Tally::default()),
@@ -105,8 +97,8 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
             (IdentifierKind::DateOfBirth, Tally::default()),
         ];
         let mut non_null = 0u64;
-        for (r, v) in texts.iter().enumerate() {
-            let Some(v) = v.as_deref().map(str::trim) else { continue };
+        let mut check = |r: usize, v: &str| {
+            let v = v.trim();
             non_null += 1;
             let digits = v.chars().filter(char::is_ascii_digit).count();
             if digits == 10 && v.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-') {
@@ -121,6 +113,27 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
                     t.hit(r);
                 }
             }
+        };
+        // Cells are checked where they lie: text in place, integers through one reused buffer.
+        let series = col.as_materialized_series();
+        match series.dtype() {
+            DataType::String => {
+                let Ok(ca) = series.str() else { continue };
+                ca.iter().enumerate().filter_map(|(r, v)| Some((r, v?))).for_each(|(r, v)| check(r, v));
+            }
+            dt if dt.is_integer() => {
+                let Ok(ints) = series.cast(&DataType::Int64) else { continue };
+                let Ok(ca) = ints.i64() else { continue };
+                let mut buf = String::new();
+                for (r, x) in ca.iter().enumerate() {
+                    if let Some(x) = x {
+                        buf.clear();
+                        write!(buf, "{x}").expect("writing to a String");
+                        check(r, &buf);
+                    }
+                }
+            }
+            _ => continue,
         }
         // Random 10-digit ids pass the modulus-11 check about one time in eleven; a column of
         // NHS numbers passes every time.
