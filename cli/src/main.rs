@@ -5,7 +5,8 @@ use carecast_models::{Registry, Value};
 use carecast_proto::v1::{self as pb, feature_value};
 use carecast_serving::{AppState, AuditLog, ModelStore, batch, server};
 use carecast_training::ingest::table::{feature_columns, read_table, row_values, text_column};
-use carecast_training::{Algorithm, TaskSpec, TrainReport, train};
+use carecast_training::fit::calibrate;
+use carecast_training::{Algorithm, TaskSpec, TrainOptions, TrainReport, train};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,9 +23,23 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ModelChoice {
+    /// L2-penalised logistic regression.
     Logistic,
+    /// L1-penalised logistic regression.
+    Lasso,
+    /// Logistic regression with half L1, half L2 penalty.
+    ElasticNet,
+    /// Gradient-boosted trees.
     Gbm,
+    /// Every model above.
     All,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CalibrationChoice {
+    None,
+    Platt,
+    Isotonic,
 }
 
 #[derive(Subcommand)]
@@ -46,9 +61,36 @@ enum Command {
         features: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "all")]
         model: ModelChoice,
+        /// Calibration fitted on the tuning split (the model is then fitted on the other rows).
+        #[arg(long, value_enum, default_value = "none")]
+        calibration: CalibrationChoice,
+        /// Trees: weight of each positive row relative to a negative one; use with calibration.
+        #[arg(long, default_value_t = 1.0)]
+        positive_weight: f64,
         /// Package name; default `<task>-<model>`.
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Evaluate a published model (TRIPOD+AI report: metrics.json and a model card in Markdown and
+    /// HTML): on its task's test split, or with --all-rows on another site's data.
+    Evaluate {
+        #[arg(long)]
+        model: String,
+        /// Default: the promoted version.
+        #[arg(long)]
+        version: Option<String>,
+        /// The task's table (flat tasks); default: the bundled file the task names.
+        #[arg(long, conflicts_with = "meds")]
+        data: Option<PathBuf>,
+        /// A MEDS dataset (event tasks).
+        #[arg(long)]
+        meds: Option<PathBuf>,
+        /// Evaluate every row, ignoring the split (external validation on a new site's data).
+        #[arg(long)]
+        all_rows: bool,
+        /// Output directory; default `evaluation/<model>-v<version>`.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Score a CSV or Parquet table into Parquet, with explanations.
     Score {
@@ -150,27 +192,34 @@ fn print_report(r: &TrainReport) {
     }
 }
 
-/// The algorithms `--model` asks for; a custom `--name` fits only one.
-fn algorithms(model: ModelChoice, name: Option<&str>) -> anyhow::Result<Vec<Algorithm>> {
+/// The fits `--model`, `--calibration` and `--positive-weight` ask for; a custom `--name` fits only one.
+fn fits(model: ModelChoice, calibration: CalibrationChoice, positive_weight: f64, name: Option<&str>) -> anyhow::Result<Vec<TrainOptions>> {
     let chosen = match model {
         ModelChoice::Logistic => vec![Algorithm::Logistic],
+        ModelChoice::Lasso => vec![Algorithm::Lasso],
+        ModelChoice::ElasticNet => vec![Algorithm::ElasticNet],
         ModelChoice::Gbm => vec![Algorithm::Gbm],
-        ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Gbm],
+        ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm],
     };
     anyhow::ensure!(name.is_none() || chosen.len() == 1, "--name needs a single --model");
-    Ok(chosen)
+    anyhow::ensure!(positive_weight.is_finite() && positive_weight > 0.0, "--positive-weight must be a positive number");
+    let calibration = match calibration {
+        CalibrationChoice::None => calibrate::Method::None,
+        CalibrationChoice::Platt => calibrate::Method::Platt,
+        CalibrationChoice::Isotonic => calibrate::Method::Isotonic,
+    };
+    Ok(chosen.into_iter().map(|algorithm| TrainOptions { algorithm, calibration, positive_weight }).collect())
 }
 
-fn train_command(registry: &Registry, task: &str, data: Option<PathBuf>, model: ModelChoice, name: Option<&str>) -> anyhow::Result<Vec<TrainReport>> {
+fn train_command(registry: &Registry, task: &str, data: Option<PathBuf>, fits: &[TrainOptions], name: Option<&str>) -> anyhow::Result<Vec<TrainReport>> {
     let (spec, toml) = TaskSpec::load(task)?;
     let data = match data {
         Some(d) => d,
         None => bundled_data(&spec.data)?,
     };
-    algorithms(model, name)?
-        .into_iter()
-        .map(|a| {
-            let report = train(&spec, &toml, &data, registry, a, name)?;
+    fits.iter()
+        .map(|&options| {
+            let report = train(&spec, &toml, &data, registry, options, name)?;
             print_report(&report);
             Ok(report)
         })
@@ -217,7 +266,7 @@ fn request_for_row(model: &str, features: &[carecast_models::FeatureSpec], path:
 
 async fn demo(registry: &Registry) -> anyhow::Result<()> {
     println!("== 1. Train on the bundled SUPPORT data (support2_hospdead: in-hospital death)");
-    let reports = train_command(registry, "support2_hospdead", None, ModelChoice::All, None)?;
+    let reports = train_command(registry, "support2_hospdead", None, &fits(ModelChoice::All, CalibrationChoice::None, 1.0, None)?, None)?;
     let gbm = reports.last().expect("two models trained");
 
     println!("\n== 2. Batch-score every patient in the file with {}", gbm.name);
@@ -256,15 +305,43 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let registry = Registry::new(&cli.registry);
     match cli.command {
-        Command::Train { task, meds: Some(meds), features: Some(features), model, name, .. } => {
+        Command::Train { task, meds: Some(meds), features: Some(features), model, calibration, positive_weight, name, .. } => {
             let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("{}", p.display()));
-            let set = carecast_training::cohort::event_training_set(&meds, &read(Path::new(&task))?, &read(&features)?)?;
-            for a in algorithms(model, name.as_deref())? {
-                print_report(&carecast_training::pipeline::train_set(&set, &registry, a, name.as_deref())?);
+            let set = carecast_training::cohort::event_training_set(&meds, &read(Path::new(&task))?, &read(&features)?, carecast_training::pipeline::Rows::TaskSplit)?;
+            for options in fits(model, calibration, positive_weight, name.as_deref())? {
+                print_report(&carecast_training::pipeline::train_set(&set, &registry, options, name.as_deref())?);
             }
         }
-        Command::Train { task, data, model, name, .. } => {
-            train_command(&registry, &task, data, model, name.as_deref())?;
+        Command::Train { task, data, model, calibration, positive_weight, name, .. } => {
+            train_command(&registry, &task, data, &fits(model, calibration, positive_weight, name.as_deref())?, name.as_deref())?;
+        }
+        Command::Evaluate { model, version, data, meds, all_rows, output } => {
+            use carecast_training::{card, pipeline};
+            let pkg = ModelStore::new(registry.clone()).get(&model, version.as_deref())?;
+            let rows = if all_rows { pipeline::Rows::All } else { pipeline::Rows::TaskSplit };
+            let table;
+            let source = match &meds {
+                Some(m) => pipeline::EvaluationData::Meds(m),
+                None => {
+                    table = match data {
+                        Some(d) => d,
+                        None => bundled_data(&TaskSpec::from_toml(&std::fs::read_to_string(pkg.dir.join("task.toml"))?)?.data)?,
+                    };
+                    pipeline::EvaluationData::Table(&table)
+                }
+            };
+            let metrics = pipeline::evaluate_package(&pkg, source, rows)?;
+            let out = output.unwrap_or_else(|| PathBuf::from("evaluation").join(format!("{}-v{}", pkg.manifest.name, pkg.manifest.version)));
+            std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
+            std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
+            std::fs::write(out.join(card::MARKDOWN), card::markdown(&pkg.manifest, &metrics))?;
+            std::fs::write(out.join(card::HTML), card::html(&pkg.manifest, &metrics))?;
+            let m = &metrics.report.metrics;
+            println!(
+                "{} v{} on {}: n={} AUROC {:.3} ({:.3}-{:.3}) Brier {:.4} slope {:.2} intercept {:+.2} ICI {:.4}; report in {}",
+                pkg.manifest.name, pkg.manifest.version, metrics.split, m.n, m.auroc, m.auroc_ci_lower, m.auroc_ci_upper, m.brier,
+                m.calibration_slope, m.calibration_intercept, metrics.report.ici, out.display()
+            );
         }
         Command::Score { model, version, input, output, errors, key_column, top, audit } => {
             let store = ModelStore::new(registry.clone());

@@ -3,6 +3,7 @@
 //! tonic, no autodiff.
 
 pub mod bands;
+pub mod calibration;
 pub mod deid;
 pub mod estimator;
 pub mod explain;
@@ -20,5 +21,5 @@ pub use bands::{RiskBand, RiskBands};
 pub use estimator::Estimator;
 pub use package::{ModelPackage, load_package};
 pub use registry::Registry;
-pub use schema::{FeatureKind, FeatureSpec, InputError, Value};
+pub use schema::{FeatureKind, FeatureSpec, InputError, Monotone, Value};
 pub use scorer::{ModelDefinition, Score, Scorer, Workspace};

@@ -4,7 +4,6 @@
 
 use crate::scorer::{ModelDefinition, Scorer};
 use crate::schema::FeatureSpec;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -20,7 +19,6 @@ pub struct Manifest {
     pub format: String,
     pub name: String,
     pub version: String,
-    pub created: DateTime<Utc>,
     pub task: TaskInfo,
     pub algorithm: String,
     pub features: Vec<FeatureSpec>,

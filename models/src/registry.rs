@@ -1,12 +1,26 @@
 //! The local model registry: `<root>/<model>/<version>/` package directories plus a `CURRENT`
 //! pointer per model. Versions are published by renaming a fully written staging directory into
 //! place, and promoted by renaming a new pointer file over the old one, so readers never see a
-//! half-written package or pointer.
+//! half-written package or pointer. When each version was published or promoted is kept in an
+//! append-only `HISTORY.jsonl` beside them, not in the package, so that a package is a pure
+//! function of its code, data and settings (the same training command gives the same bytes).
 
-use std::io;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 const CURRENT: &str = "CURRENT";
+const HISTORY: &str = "HISTORY.jsonl";
+
+/// One line of a model's registry history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    /// `published` or `promoted`.
+    pub action: String,
+    pub version: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -146,6 +160,7 @@ impl Registry {
         }
         let target = dir.join(&next);
         std::fs::rename(&staging, &target).map_err(Self::io(&target))?;
+        self.record(model, "published", &next)?;
         self.promote(model, &next)?;
         Ok(next)
     }
@@ -157,6 +172,32 @@ impl Registry {
         let tmp = dir.join(format!(".{CURRENT}.{}", std::process::id()));
         std::fs::write(&tmp, format!("{version}\n")).map_err(Self::io(&tmp))?;
         let path = dir.join(CURRENT);
-        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+        std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
+        self.record(model, "promoted", version)
+    }
+
+    fn record(&self, model: &str, action: &str, version: &str) -> Result<(), RegistryError> {
+        let path = self.root.join(model).join(HISTORY);
+        let entry = HistoryEntry { at: Utc::now(), action: action.into(), version: version.into() };
+        let mut line = serde_json::to_vec(&entry).expect("history entries serialise");
+        line.push(b'\n');
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(Self::io(&path))?;
+        file.write_all(&line).map_err(Self::io(&path))
+    }
+
+    /// What happened to a model's versions, oldest first; unreadable lines are skipped.
+    pub fn history(&self, model: &str) -> Result<Vec<HistoryEntry>, RegistryError> {
+        check_name(model)?;
+        let path = self.root.join(model).join(HISTORY);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(RegistryError::Io { path, source: e }),
+        }
+    }
+
+    /// When a version was published, if the history records it.
+    pub fn published_at(&self, model: &str, version: &str) -> Option<DateTime<Utc>> {
+        self.history(model).ok()?.into_iter().find(|e| e.action == "published" && e.version == version).map(|e| e.at)
     }
 }

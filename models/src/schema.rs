@@ -14,9 +14,25 @@ pub struct FeatureSpec {
     /// Unit of a numeric feature, e.g. "mmHg".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// A direction the risk must never go against as this (numeric) feature grows, where it is
+    /// clinically required (e.g. risk never falls with age); tree models are fitted under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monotone: Option<Monotone>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Monotone {
+    Increasing,
+    Decreasing,
 }
 
 impl FeatureSpec {
+    /// A feature with no display name, unit or constraint.
+    pub fn plain(name: &str, kind: FeatureKind) -> Self {
+        Self { name: name.into(), kind, display: None, unit: None, monotone: None }
+    }
+
     pub fn display_name(&self) -> &str {
         self.display.as_deref().unwrap_or(&self.name)
     }

@@ -2,6 +2,7 @@
 //! server, batch scoring and the evaluation of a freshly trained model.
 
 use crate::bands::{RiskBand, RiskBands};
+use crate::calibration::Calibration;
 use crate::estimator::Estimator;
 use crate::explain::group_by_feature;
 use crate::preprocess::{Preprocessor, Warning};
@@ -15,17 +16,22 @@ pub struct ModelDefinition {
     pub preprocessor: Preprocessor,
     pub estimator: Estimator,
     pub risk_bands: RiskBands,
+    /// Map from the estimator's margin to the reported probability; none: the logistic function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
 }
 
 /// An explained score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Score {
     pub probability: f64,
+    /// The log-odds the contributions add up to: calibrated where calibration is affine (Platt),
+    /// else the estimator's own margin (isotonic calibration only reorders it monotonically).
     pub margin: f64,
     pub band: RiskBand,
-    /// Expected margin over the training population (log-odds).
+    /// Expected margin over the training population (log-odds, on the scale of `margin`).
     pub base_value: f64,
-    /// Exact contribution of each feature, in feature order (log-odds).
+    /// Exact contribution of each feature, in feature order (log-odds, on the scale of `margin`).
     pub contributions: Vec<f64>,
     /// |base + sum(contributions) - margin|.
     pub additivity_error: f64,
@@ -56,6 +62,9 @@ impl Scorer {
         definition.risk_bands.validate()?;
         let owners = definition.preprocessor.column_owners();
         definition.estimator.validate(owners.len())?;
+        if let Some(c) = &definition.calibration {
+            c.validate()?;
+        }
         let base_value = definition.estimator.expected_margin();
         Ok(Self { definition, owners, base_value })
     }
@@ -107,17 +116,30 @@ impl Scorer {
         let mut warnings = Vec::new();
         pre.encode(row, &mut ws.encoded, &mut warnings)?;
         let est = &self.definition.estimator;
-        let margin = est.margin(&ws.encoded);
+        let mut margin = est.margin(&ws.encoded);
         ws.phi.resize(self.owners.len(), 0.0);
         est.contributions(&ws.encoded, &mut ws.phi, &mut ws.shap);
-        let contributions = group_by_feature(&ws.phi, &self.owners, pre.features.len());
-        let additivity_error = (self.base_value + contributions.iter().sum::<f64>() - margin).abs();
-        let probability = sigmoid(margin);
+        let mut contributions = group_by_feature(&ws.phi, &self.owners, pre.features.len());
+        let mut base_value = self.base_value;
+        let probability = match &self.definition.calibration {
+            None => sigmoid(margin),
+            Some(c) => {
+                let p = sigmoid(c.log_odds(margin));
+                if let Some(slope) = c.affine_slope() {
+                    // Exact on the calibrated scale: every term of base + sum(phi) = margin scales.
+                    contributions.iter_mut().for_each(|phi| *phi *= slope);
+                    base_value = c.log_odds(base_value);
+                    margin = c.log_odds(margin);
+                }
+                p
+            }
+        };
+        let additivity_error = (base_value + contributions.iter().sum::<f64>() - margin).abs();
         Ok(Score {
             probability,
             margin,
             band: self.definition.risk_bands.band(probability),
-            base_value: self.base_value,
+            base_value,
             contributions,
             additivity_error,
             warnings,

@@ -188,7 +188,7 @@ impl pb::model_service_server::ModelService for Models {
             task: m.task.name.clone(),
             task_description: m.task.description.clone(),
             algorithm: m.algorithm.clone(),
-            created: m.created.to_rfc3339(),
+            created: self.state.store.registry().published_at(&m.name, &m.version).map(|t| t.to_rfc3339()).unwrap_or_default(),
             training_data_sha256: m.training_data.sha256.clone(),
             features,
             risk_bands: Some(pb::RiskBandThresholds { moderate: bands.moderate, high: bands.high }),

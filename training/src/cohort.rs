@@ -8,7 +8,8 @@ use carecast_models::features::{CodePattern, FeatureSetSpec, MICROS_PER_YEAR, Wi
 use carecast_models::package::{TaskInfo, sha256_hex};
 use carecast_models::RiskBands;
 use crate::ingest::table::FeatureColumn;
-use crate::pipeline::{TaskData, TrainingSet, key_hash};
+use crate::pipeline::{Baseline, Rows, TaskData, TrainingSet, key_hash};
+use crate::subgroups::{SubgroupSpec, assign_from_codes, assign_from_column, default_subgroups};
 use std::path::Path;
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -44,6 +45,12 @@ pub struct EventTaskSpec {
     /// Risk-band thresholds; needed to train a model for the task.
     #[serde(default)]
     pub risk_bands: Option<RiskBands>,
+    /// Subgroups for the fairness report, from features or coded attributes (`code_prefix`).
+    #[serde(default)]
+    pub subgroups: Vec<SubgroupSpec>,
+    /// A feature holding an existing score to compare with on the same rows (e.g. NEWS2).
+    #[serde(default)]
+    pub baseline: Option<String>,
 }
 
 fn yes() -> bool {
@@ -143,7 +150,8 @@ pub fn write_labels(labels: &[Label], path: &std::path::Path) -> anyhow::Result<
 /// A training set from a MEDS dataset, an event task spec and a feature spec (both TOML, stored
 /// in the package): labels, features from the one extractor, and the dataset's own splits
 /// (`held_out` is the test split; `train` and `tuning` are fitted on).
-pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str) -> anyhow::Result<TrainingSet> {
+/// With [`Rows::All`] every labelled row is an evaluation row, whatever its split.
+pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str, which: Rows) -> anyhow::Result<TrainingSet> {
     let spec: EventTaskSpec = toml::from_str(task_toml).map_err(|e| anyhow::anyhow!("task spec: {e}"))?;
     let risk_bands = spec.risk_bands.ok_or_else(|| anyhow::anyhow!("task `{}`: [risk_bands] are needed to train a model", spec.name))?;
     risk_bands.validate().map_err(anyhow::Error::msg)?;
@@ -153,7 +161,20 @@ pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str) -> 
     let extractor = FeatureExtractor::new(&features);
     let rows = extract_features(&store, &labels, &extractor);
     let specs = extractor.feature_specs();
-    let columns = specs.iter().enumerate().map(|(j, f)| FeatureColumn::from_numbers(&f.name, rows.iter().map(|r| r[j]))).collect();
+    let columns: Vec<FeatureColumn> = specs.iter().enumerate().map(|(j, f)| FeatureColumn::from_numbers(&f.name, rows.iter().map(|r| r[j]))).collect();
+    let column = |name: &str| {
+        specs.iter().position(|f| f.name == name).map(|j| &columns[j]).ok_or_else(|| anyhow::anyhow!("task `{}`: `{name}` is not a feature of the feature spec", spec.name))
+    };
+    let names: Vec<&str> = specs.iter().map(|f| f.name.as_str()).collect();
+    let mut subgroups = Vec::new();
+    for g in if spec.subgroups.is_empty() { default_subgroups(&names) } else { spec.subgroups.clone() } {
+        subgroups.push(match (&g.feature, &g.code_prefix) {
+            (Some(f), None) => assign_from_column(&g, column(f)?)?,
+            (None, Some(prefix)) => assign_from_codes(&g, &coded_attribute(&store, &labels, prefix))?,
+            _ => anyhow::bail!("subgroup `{}`: give a `feature` or a `code_prefix`", g.name),
+        });
+    }
+    let baseline = spec.baseline.as_deref().map(|b| Baseline::from_column(b, column(b)?)).transpose()?;
 
     let mut data = TaskData {
         columns,
@@ -164,15 +185,19 @@ pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str) -> 
         excluded: excluded.into_iter().map(|(k, v)| (k, v as usize)).collect(),
         source: meds.file_name().map_or_else(|| meds.display().to_string(), |n| n.to_string_lossy().into_owned()),
         sha256: dataset_fingerprint(meds)?,
+        subgroups,
+        baseline,
     };
     for (r, l) in labels.iter().enumerate() {
         match splits.get(&l.subject).map(String::as_str) {
+            _ if which == Rows::All => data.test_rows.push(r),
             Some("held_out") => data.test_rows.push(r),
             Some("train") | Some("tuning") => data.train_rows.push(r),
             _ => *data.excluded.entry("subject has no train / tuning / held_out split".into()).or_default() += 1,
         }
     }
-    anyhow::ensure!(!data.train_rows.is_empty() && !data.test_rows.is_empty(), "task `{}` has an empty train or held_out split", spec.name);
+    anyhow::ensure!(!data.test_rows.is_empty(), "task `{}`: no rows to evaluate", spec.name);
+    anyhow::ensure!(which == Rows::All || !data.train_rows.is_empty(), "task `{}` has an empty train split", spec.name);
     Ok(TrainingSet {
         task: TaskInfo { name: spec.name.clone(), description: spec.description.clone(), outcome: spec.outcome.clone().unwrap_or(spec.description.clone()) },
         features: specs,
@@ -180,6 +205,21 @@ pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str) -> 
         data,
         spec_files: vec![("task.toml", task_toml.as_bytes().to_vec()), ("features.toml", features_toml.as_bytes().to_vec())],
     })
+}
+
+/// For each label, the rest of the patient's latest code starting with `prefix` at or before the
+/// prediction time (static codes included), e.g. `IMD//DECILE_` → `03`.
+fn coded_attribute(store: &EventStore, labels: &[Label], prefix: &str) -> Vec<Option<String>> {
+    let suffix: Vec<Option<&str>> = store.vocabulary.iter().map(|c| c.strip_prefix(prefix)).collect();
+    labels
+        .iter()
+        .map(|l| {
+            let i = store.position(l.subject).expect("labels come from the store");
+            let events = store.patient(i);
+            let last = events.iter().take_while(|e| e.time <= l.prediction_time).filter_map(|e| suffix[e.code as usize]).last();
+            last.map(str::to_string)
+        })
+        .collect()
 }
 
 /// SHA-256 over a MEDS dataset's data files (their paths and contents, in path order).

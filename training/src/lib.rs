@@ -1,13 +1,15 @@
 //! From records to published model packages: reading tables, task specs, fitting, evaluation and
 //! publishing to the registry. Polars lives here (and in batch scoring), never in inference.
 
+pub mod card;
 pub mod cohort;
 pub mod evaluate;
 pub mod fit;
 pub mod ingest;
 pub mod pipeline;
+pub mod subgroups;
 pub mod synth;
 pub mod task;
 
-pub use pipeline::{Algorithm, TrainReport, train};
+pub use pipeline::{Algorithm, TrainOptions, TrainReport, train};
 pub use task::TaskSpec;

@@ -2,33 +2,20 @@
 //! Rows are encoded for fitting by the same `Preprocessor::encode` the server uses, and the test
 //! split is scored through the same `Scorer`, so reported metrics are the served model's.
 
-use crate::evaluate::{evaluate, ici_e50_e90, threshold_row};
-use crate::fit::{gbm, logistic, preprocess::fit_preprocessor};
+use crate::card::{self, TrainingSummary};
+use crate::evaluate::{Report, SubgroupAssignment, report};
+pub use crate::fit::{Algorithm, TrainOptions};
+use crate::fit::{Encoded, preprocess::fit_preprocessor};
 use crate::ingest::table::{FeatureColumn, feature_columns, read_table, row_values, text_column};
+use crate::subgroups::{assign_from_column, default_subgroups};
 use crate::task::TaskSpec;
-use carecast_models::package::{Manifest, Metrics, TaskInfo, TrainingData, sha256_hex, write_package};
+use carecast_models::package::{Manifest, Metrics, ModelPackage, TaskInfo, TrainingData, sha256_hex, write_package};
 use carecast_models::preprocess::{Encoding, Preprocessor};
-use carecast_models::{Estimator, FeatureSpec, ModelDefinition, Registry, RiskBands, Scorer, Value, Workspace};
+use carecast_models::{FeatureKind, Monotone, FeatureSpec, ModelDefinition, Registry, RiskBands, Scorer, Value, Workspace};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    Logistic,
-    Gbm,
-}
-
-impl Algorithm {
-    pub fn short_name(self) -> &'static str {
-        match self {
-            Algorithm::Logistic => "logistic",
-            Algorithm::Gbm => "gbm",
-        }
-    }
-}
 
 /// A task's rows, split and checked, ready to fit.
 pub struct TaskData {
@@ -42,6 +29,32 @@ pub struct TaskData {
     pub excluded: BTreeMap<String, usize>,
     pub source: String,
     pub sha256: String,
+    /// Each row's group for every subgroup variable of the fairness report.
+    pub subgroups: Vec<SubgroupAssignment>,
+    /// An existing score to compare with on the same rows (e.g. NEWS2), one value per row.
+    pub baseline: Option<Baseline>,
+}
+
+/// An existing score (higher = riskier) evaluated beside the model.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub name: String,
+    pub score: Vec<f64>,
+}
+
+impl Baseline {
+    /// The baseline from a numeric column; a missing value ranks lowest (nothing recorded, no alert).
+    pub fn from_column(name: &str, column: &FeatureColumn) -> anyhow::Result<Self> {
+        let score = (0..column.len())
+            .map(|r| match column.value(r) {
+                Ok(Value::Number(x)) => Ok(x),
+                Ok(Value::Missing) => Ok(f64::NEG_INFINITY),
+                Ok(Value::Text(_)) => Err(anyhow::anyhow!("baseline `{name}`: must be numeric")),
+                Err(e) => Err(anyhow::anyhow!("baseline: {e}")),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { name: name.to_string(), score })
+    }
 }
 
 /// Stable hash of a row or subject key.
@@ -50,13 +63,24 @@ pub fn key_hash(key: &str) -> u64 {
     u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// Which rows are evaluated: the task's own split, or every row (a new site's data, for external
+/// validation, need not have a split column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    TaskSplit,
+    All,
+}
+
 /// Reads the task's table and sorts every row into train, test or a counted exclusion.
-pub fn load_task_data(task: &TaskSpec, path: &Path) -> anyhow::Result<TaskData> {
+pub fn load_task_data(task: &TaskSpec, path: &Path, rows: Rows) -> anyhow::Result<TaskData> {
     let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let df = read_table(path)?;
     let columns = feature_columns(&df, &task.features)?;
     let keys = text_column(&df, &task.key)?;
-    let splits = text_column(&df, &task.split.column)?;
+    let splits = match rows {
+        Rows::TaskSplit => text_column(&df, &task.split.column)?,
+        Rows::All => vec![Some(task.split.test.clone()); df.height()],
+    };
     let labels = text_column(&df, &task.label)?;
     let mut data = TaskData {
         columns,
@@ -67,7 +91,26 @@ pub fn load_task_data(task: &TaskSpec, path: &Path) -> anyhow::Result<TaskData> 
         excluded: BTreeMap::new(),
         source: path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
         sha256: sha256_hex(&bytes),
+        subgroups: Vec::new(),
+        baseline: None,
     };
+    // Subgroup and baseline columns may be features or other columns of the table (e.g. sex
+    // reported for fairness without being a predictor).
+    let column = |name: &str, kind: FeatureKind| -> anyhow::Result<FeatureColumn> {
+        match task.features.iter().position(|f| f.name == name) {
+            Some(i) => Ok(data.columns[i].clone()),
+            None => Ok(FeatureColumn::read(&df, &FeatureSpec::plain(name, kind))?),
+        }
+    };
+    let names: Vec<&str> = task.features.iter().map(|f| f.name.as_str()).collect();
+    let specs = if task.subgroups.is_empty() { default_subgroups(&names) } else { task.subgroups.clone() };
+    for g in &specs {
+        let kind = if g.cuts.is_empty() { FeatureKind::Categorical } else { FeatureKind::Numeric };
+        data.subgroups.push(assign_from_column(g, &column(g.feature.as_deref().expect("validated"), kind)?)?);
+    }
+    if let Some(name) = &task.baseline {
+        data.baseline = Some(Baseline::from_column(name, &column(name, FeatureKind::Numeric)?)?);
+    }
     for r in 0..df.height() {
         let label = match labels[r].as_deref().map(str::trim) {
             Some("1") | Some("1.0") | Some("true") => Some(true),
@@ -93,27 +136,28 @@ pub fn load_task_data(task: &TaskSpec, path: &Path) -> anyhow::Result<TaskData> 
             (None, _) => *data.excluded.entry(format!("split `{}` neither train nor test", task.split.column)).or_default() += 1,
         }
     }
-    anyhow::ensure!(!data.train_rows.is_empty() && !data.test_rows.is_empty(), "task `{}` has an empty train or test split", task.name);
+    anyhow::ensure!(!data.test_rows.is_empty(), "task `{}`: no rows to evaluate", task.name);
+    anyhow::ensure!(rows == Rows::All || !data.train_rows.is_empty(), "task `{}` has an empty train split", task.name);
     Ok(data)
 }
 
 /// Encodes rows through the model's own preprocessing; rows it refuses are counted, not fitted.
-fn encode_rows(pre: &Preprocessor, data: &TaskData, rows: &[usize], excluded: &mut BTreeMap<String, usize>) -> (Vec<Vec<f64>>, Vec<usize>) {
-    let mut out = Vec::with_capacity(rows.len());
-    let mut kept = Vec::with_capacity(rows.len());
+fn encode_rows(pre: &Preprocessor, data: &TaskData, rows: &[usize], excluded: &mut BTreeMap<String, usize>) -> Encoded {
+    let mut out = Encoded { x: Vec::with_capacity(rows.len() * pre.n_columns()), n_cols: pre.n_columns(), y: Vec::new(), key_hash: Vec::new() };
     let (mut buf, mut warnings) = (Vec::new(), Vec::new());
     for &r in rows {
         let values = row_values(&data.columns, r).expect("checked on load");
         match pre.encode(&values, &mut buf, &mut warnings) {
             Ok(()) => {
-                out.push(buf.clone());
-                kept.push(r);
+                out.x.extend_from_slice(&buf);
+                out.y.push(data.labels[r]);
+                out.key_hash.push(data.key_hash[r]);
             }
             Err(e) => *excluded.entry(e.to_string()).or_default() += 1,
         }
         warnings.clear();
     }
-    (out, kept)
+    out
 }
 
 /// What `train` did, for the command line and the package's `metrics.json`.
@@ -121,7 +165,7 @@ fn encode_rows(pre: &Preprocessor, data: &TaskData, rows: &[usize], excluded: &m
 pub struct TrainReport {
     pub name: String,
     pub version: String,
-    pub algorithm: Algorithm,
+    pub options: TrainOptions,
     pub test: Metrics,
     /// Largest |base + sum of contributions - margin| over the test rows.
     pub max_additivity_error: f64,
@@ -132,84 +176,86 @@ pub struct TrainReport {
     pub model_selection: serde_json::Value,
 }
 
-/// Fits the estimator on the training rows.
-fn fit_estimator(algorithm: Algorithm, pre: &Preprocessor, data: &TaskData, excluded: &mut BTreeMap<String, usize>) -> anyhow::Result<(Estimator, serde_json::Value)> {
-    let (x, rows) = encode_rows(pre, data, &data.train_rows, excluded);
-    let n_cols = pre.n_columns();
-    match algorithm {
-        Algorithm::Logistic => {
-            let flat: Vec<f64> = x.concat();
-            let y: Vec<bool> = rows.iter().map(|&r| data.labels[r]).collect();
-            let design = logistic::Design { x: &flat, n_cols, y: &y };
-            let folds: Vec<usize> = rows.iter().map(|&r| (data.key_hash[r] % 5) as usize).collect();
-            let (alpha, cv) = logistic::choose_alpha(&design, &folds, 5)?;
-            let model = logistic::fit(&design, alpha)?;
-            let selection = serde_json::json!({
-                "method": "5-fold cross-validated log-loss over the L2 penalty (folds by key)",
-                "alpha": alpha,
-                "cv_log_loss": cv.iter().map(|(a, l)| serde_json::json!({"alpha": a, "log_loss": l})).collect::<Vec<_>>(),
-            });
-            Ok((Estimator::LogisticRegression(model), selection))
-        }
-        Algorithm::Gbm => {
-            let params = gbm::GbmParams::default();
-            // Early stopping on a 20% tuning split by key finds the number of rounds; the final
-            // model is then refitted on every training row with that many rounds.
-            let is_tuning: Vec<bool> = rows.iter().map(|&r| data.key_hash[r].is_multiple_of(5)).collect();
-            let column_major = |pick: bool| -> (Vec<Vec<f64>>, Vec<f64>) {
-                let idx: Vec<usize> = (0..rows.len()).filter(|&i| is_tuning[i] == pick).collect();
-                let cols = (0..n_cols).map(|c| idx.iter().map(|&i| x[i][c]).collect()).collect();
-                (cols, idx.iter().map(|&i| f64::from(u8::from(data.labels[rows[i]]))).collect())
-            };
-            let (fit_x, fit_y) = column_major(false);
-            let (tune_x, tune_y) = column_major(true);
-            let tuned = gbm::fit(
-                &gbm::Columns { values: &fit_x },
-                &fit_y,
-                Some((&gbm::Columns { values: &tune_x }, &tune_y)),
-                params,
-            );
-            let all_x: Vec<Vec<f64>> = (0..n_cols).map(|c| x.iter().map(|row| row[c]).collect()).collect();
-            let all_y: Vec<f64> = rows.iter().map(|&r| f64::from(u8::from(data.labels[r]))).collect();
-            // More rows support proportionally more rounds at the same learning rate.
-            let rounds = (tuned.rounds as f64 * rows.len() as f64 / fit_y.len() as f64).round() as usize;
-            let final_fit = gbm::fit(&gbm::Columns { values: &all_x }, &all_y, None, gbm::GbmParams { max_rounds: rounds, ..params });
-            let selection = serde_json::json!({
-                "method": "early stopping on a 20% tuning split of the training rows (by key), then refit on all training rows with rounds scaled by the row ratio",
-                "tuned_rounds": tuned.rounds,
-                "final_rounds": rounds,
-                "tuning_log_loss": tuned.best_tuning_log_loss,
-                "params": params,
-            });
-            Ok((Estimator::GradientBoostedTrees(final_fit.ensemble), selection))
-        }
-    }
+/// A model evaluated on a set of rows through the served code path.
+pub struct Evaluation {
+    pub report: Report,
+    /// Largest |base + sum of contributions - margin| over the rows.
+    pub max_additivity_error: f64,
+    /// Rows the model refused (e.g. a category unseen in training), which cannot be scored.
+    pub refused: usize,
 }
 
-/// Test-split results: headline metrics, the largest additivity error, and the labels with their
-/// predicted probabilities for the fuller report.
-struct TestResults {
-    metrics: Metrics,
-    max_additivity_error: f64,
-    y: Vec<bool>,
-    p: Vec<f64>,
-}
-
-/// Scores the test rows through the served code path.
-fn evaluate_on_test(scorer: &Scorer, data: &TaskData) -> TestResults {
+/// Scores `rows` of `data` through the served code path and evaluates them at `thresholds`, by
+/// subgroup, and against the data's baseline score.
+pub fn evaluate_rows(scorer: &Scorer, data: &TaskData, rows: &[usize], thresholds: &[f64]) -> Evaluation {
     let mut ws = Workspace::default();
-    let (mut y, mut margins, mut max_err) = (Vec::new(), Vec::new(), 0.0f64);
-    for &r in &data.test_rows {
+    let (mut kept, mut y, mut p, mut max_err) = (Vec::new(), Vec::new(), Vec::new(), 0.0f64);
+    for &r in rows {
         let values: Vec<Value<'_>> = row_values(&data.columns, r).expect("checked on load");
-        // A test row the model refuses (e.g. a category unseen in training) cannot be scored.
         if let Ok(score) = scorer.score(&values, &mut ws) {
+            kept.push(r);
             y.push(data.labels[r]);
-            margins.push(score.margin);
+            p.push(score.probability);
             max_err = max_err.max(score.additivity_error);
         }
     }
-    let p = margins.iter().map(|&z| carecast_models::scorer::sigmoid(z)).collect();
-    TestResults { metrics: evaluate(&y, &margins), max_additivity_error: max_err, y, p }
+    let subgroups: Vec<SubgroupAssignment> = data
+        .subgroups
+        .iter()
+        .map(|a| SubgroupAssignment { of_row: kept.iter().map(|&r| a.of_row[r]).collect(), ..a.clone() })
+        .collect();
+    let baseline: Option<Vec<f64>> = data.baseline.as_ref().map(|b| kept.iter().map(|&r| b.score[r]).collect());
+    let baseline = data.baseline.as_ref().zip(baseline.as_deref()).map(|(b, s)| (b.name.as_str(), s));
+    Evaluation { report: report(&y, &p, thresholds, &subgroups, baseline), max_additivity_error: max_err, refused: rows.len() - kept.len() }
+}
+
+/// `metrics.json`: the test-split report with how the model was chosen and which rows were left out.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct MetricsFile {
+    pub split: String,
+    #[serde(flatten)]
+    pub report: Report,
+    pub max_additivity_error: f64,
+    pub model_selection: serde_json::Value,
+    pub excluded_rows: BTreeMap<String, usize>,
+    pub training: TrainingSummary,
+}
+
+/// How each encoding handles missing values, in the model card's words.
+fn missing_handling(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Standardised => "Missing numeric values are replaced by the training median, with a missing-indicator column wherever training data had missing values; a missing category has its own column.",
+        Encoding::Native => "Missing values are kept missing: each tree split learned from the training data which way missing values go.",
+    }
+}
+
+fn training_summary(pre: &Preprocessor, data: &TaskData, algorithm: Algorithm) -> TrainingSummary {
+    let n = data.train_rows.len().max(1) as f64;
+    TrainingSummary {
+        train_rows: data.train_rows.len() as u64,
+        train_events: data.train_rows.iter().filter(|&&r| data.labels[r]).count() as u64,
+        encoded_columns: pre.n_columns() as u64,
+        missing_share: data
+            .columns
+            .iter()
+            .map(|c| data.train_rows.iter().filter(|&&r| matches!(c.value(r), Ok(Value::Missing))).count() as f64 / n)
+            .collect(),
+        missing_handling: missing_handling(pre.encoding).to_string(),
+        monotone: match algorithm {
+            Algorithm::Gbm => pre
+                .features
+                .iter()
+                .filter_map(|f| {
+                    let direction = match f.spec.monotone? {
+                        Monotone::Increasing => "risk never falls as it rises",
+                        Monotone::Decreasing => "risk never rises as it rises",
+                    };
+                    Some(format!("{} ({direction})", f.spec.display_name()))
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+    }
 }
 
 /// What a model is trained for and from, whatever shape the records came in: the flat path and
@@ -229,39 +275,40 @@ pub fn train(
     task_toml: &str,
     data_path: &Path,
     registry: &Registry,
-    algorithm: Algorithm,
+    options: impl Into<TrainOptions>,
     name: Option<&str>,
 ) -> anyhow::Result<TrainReport> {
     let set = TrainingSet {
         task: TaskInfo { name: task.name.clone(), description: task.description.clone(), outcome: task.outcome.clone() },
         features: task.features.clone(),
         risk_bands: task.risk_bands,
-        data: load_task_data(task, data_path)?,
+        data: load_task_data(task, data_path, Rows::TaskSplit)?,
         spec_files: vec![("task.toml", task_toml.as_bytes().to_vec())],
     };
-    train_set(&set, registry, algorithm, name)
+    train_set(&set, registry, options, name)
 }
 
 /// Trains, evaluates and publishes one model from a training set; returns the report.
-pub fn train_set(set: &TrainingSet, registry: &Registry, algorithm: Algorithm, name: Option<&str>) -> anyhow::Result<TrainReport> {
+pub fn train_set(set: &TrainingSet, registry: &Registry, options: impl Into<TrainOptions>, name: Option<&str>) -> anyhow::Result<TrainReport> {
+    let options: TrainOptions = options.into();
+    let algorithm = options.algorithm;
     let data = &set.data;
     let mut excluded = data.excluded.clone();
-    let encoding = match algorithm {
-        Algorithm::Logistic => Encoding::Standardised,
-        Algorithm::Gbm => Encoding::Native,
-    };
-    let preprocessor = fit_preprocessor(&set.features, &data.columns, &data.train_rows, encoding)?;
-    let (estimator, model_selection) = fit_estimator(algorithm, &preprocessor, data, &mut excluded)?;
-    let definition = ModelDefinition { preprocessor, estimator, risk_bands: set.risk_bands };
+    let preprocessor = fit_preprocessor(&set.features, &data.columns, &data.train_rows, algorithm.encoding())?;
+    let encoded = encode_rows(&preprocessor, data, &data.train_rows, &mut excluded);
+    let fitted = crate::fit::fit(&options, &preprocessor, &encoded)?;
+    let model_selection = fitted.selection;
+    let definition = ModelDefinition { preprocessor, estimator: fitted.estimator, risk_bands: set.risk_bands, calibration: fitted.calibration };
     let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
-    let results = evaluate_on_test(&scorer, data);
-    let (test, max_additivity_error) = (results.metrics.clone(), results.max_additivity_error);
+    let thresholds = [set.risk_bands.moderate, set.risk_bands.high];
+    let evaluation = evaluate_rows(&scorer, data, &data.test_rows, &thresholds);
+    let (test, max_additivity_error) = (evaluation.report.metrics.clone(), evaluation.max_additivity_error);
 
     let name = name.map_or_else(|| format!("{}-{}", set.task.name, algorithm.short_name()), str::to_string);
     let mut report = TrainReport {
         name: name.clone(),
         version: String::new(),
-        algorithm,
+        options,
         test,
         max_additivity_error,
         train_rows: data.train_rows.len(),
@@ -275,7 +322,6 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, algorithm: Algorithm, n
             format: String::new(),
             name: name.clone(),
             version: version.to_string(),
-            created: chrono::Utc::now(),
             task: set.task.clone(),
             algorithm: definition.estimator.algorithm().to_string(),
             features: set.features.clone(),
@@ -287,22 +333,61 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, algorithm: Algorithm, n
             },
             files: BTreeMap::new(),
         };
-        let mut metrics_file = serde_json::to_value(&report.test)?;
-        metrics_file["split"] = "test".into();
-        metrics_file["max_additivity_error"] = max_additivity_error.into();
-        metrics_file["model_selection"] = report.model_selection.clone();
-        metrics_file["excluded_rows"] = serde_json::to_value(&report.excluded_rows)?;
-        let (ici, e50, e90) = ici_e50_e90(&results.y, &results.p);
-        let m = &report.test;
-        metrics_file["scaled_brier"] = (1.0 - m.brier / (m.prevalence * (1.0 - m.prevalence))).into();
-        metrics_file["ici"] = ici.into();
-        metrics_file["e50"] = e50.into();
-        metrics_file["e90"] = e90.into();
-        let rows: Vec<_> = [set.risk_bands.moderate, set.risk_bands.high].iter().map(|&t| threshold_row(&results.y, &results.p, t)).collect();
-        metrics_file["risk_band_thresholds"] = serde_json::to_value(rows)?;
-        write_package(dir, manifest, &definition, &metrics_file, &set.spec_files)?;
+        let metrics_file = MetricsFile {
+            split: "test".into(),
+            report: evaluation.report.clone(),
+            max_additivity_error,
+            model_selection: report.model_selection.clone(),
+            excluded_rows: report.excluded_rows.clone(),
+            training: training_summary(&definition.preprocessor, data, algorithm),
+        };
+        let mut manifest = manifest;
+        manifest.format = carecast_models::package::FORMAT.into();
+        let mut files = set.spec_files.clone();
+        files.push((card::MARKDOWN, card::markdown(&manifest, &metrics_file).into_bytes()));
+        files.push((card::HTML, card::html(&manifest, &metrics_file).into_bytes()));
+        write_package(dir, manifest, &definition, &metrics_file, &files)?;
         Ok(())
     })?;
     report.version = version;
     Ok(report)
+}
+
+/// Where a package is evaluated: a flat table for a flat task, a MEDS dataset for an event task.
+pub enum EvaluationData<'a> {
+    Table(&'a Path),
+    Meds(&'a Path),
+}
+
+/// Re-evaluates a published package through the served code path: on its task's test split, or
+/// on every row of another site's data (external validation). Returns the new `metrics.json`
+/// (keeping the package's training summary and model selection) for the card.
+pub fn evaluate_package(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Rows) -> anyhow::Result<MetricsFile> {
+    let read = |name: &str| std::fs::read_to_string(pkg.dir.join(name)).map_err(|e| anyhow::anyhow!("package {}: {name}: {e}", pkg.dir.display()));
+    let trained: MetricsFile = serde_json::from_str(&read(carecast_models::package::METRICS)?)
+        .map_err(|e| anyhow::anyhow!("package {}: metrics.json predates the evaluation report ({e}); retrain it", pkg.dir.display()))?;
+    let task_toml = read("task.toml")?;
+    let (data, bands) = match source {
+        EvaluationData::Table(path) => {
+            let task = TaskSpec::from_toml(&task_toml)?;
+            (load_task_data(&task, path, rows)?, task.risk_bands)
+        }
+        EvaluationData::Meds(meds) => {
+            let set = crate::cohort::event_training_set(meds, &task_toml, &read("features.toml")?, rows)?;
+            (set.data, set.risk_bands)
+        }
+    };
+    let evaluation = evaluate_rows(&pkg.scorer, &data, &data.test_rows, &[bands.moderate, bands.high]);
+    let mut excluded_rows = data.excluded.clone();
+    if evaluation.refused > 0 {
+        excluded_rows.insert("refused by the model (e.g. a category unseen in training)".into(), evaluation.refused);
+    }
+    Ok(MetricsFile {
+        split: match rows { Rows::TaskSplit => "test".into(), Rows::All => format!("all rows of {}", data.source) },
+        report: evaluation.report,
+        max_additivity_error: evaluation.max_additivity_error,
+        model_selection: trained.model_selection,
+        excluded_rows,
+        training: trained.training,
+    })
 }

@@ -1,6 +1,7 @@
 //! Task specs for flat tables: which rows, which label, which features, which split. A spec is
 //! TOML, validated on load and stored inside every model package trained from it.
 
+use crate::subgroups::SubgroupSpec;
 use carecast_models::{FeatureSpec, RiskBands};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -25,6 +26,12 @@ pub struct TaskSpec {
     pub forbidden: Vec<String>,
     pub risk_bands: RiskBands,
     pub features: Vec<FeatureSpec>,
+    /// Subgroups for the fairness report; default: sex, age band and ethnicity where present.
+    #[serde(default)]
+    pub subgroups: Vec<SubgroupSpec>,
+    /// A column holding an existing score to compare with on the same rows (higher = riskier).
+    #[serde(default)]
+    pub baseline: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +83,9 @@ impl TaskSpec {
             for special in [&self.label, &self.key, &self.split.column] {
                 anyhow::ensure!(&f.name != special, "feature `{}` is the task's label, key or split column", f.name);
             }
+        }
+        for g in &self.subgroups {
+            anyhow::ensure!(g.feature.is_some() && g.code_prefix.is_none(), "subgroup `{}`: a flat task's subgroup names a `feature` (a column)", g.name);
         }
         self.risk_bands.validate().map_err(anyhow::Error::msg)
     }

@@ -1,35 +1,76 @@
 //! Training on events: a synthetic MEDS dataset, an event task spec and a feature spec give a
-//! published package that holds both specs, checksummed, and whose model ranks the true risks.
+//! published package that holds both specs, checksummed; the dementia model's risks agree with the
+//! synthetic population's true risks, and the deterioration model beats NEWS2 on the same rows.
 
-use carecast_models::{Registry, load_package};
-use carecast_training::cohort::event_training_set;
-use carecast_training::pipeline::train_set;
+use carecast_models::{Registry, Value, Workspace, load_package};
+use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
+use carecast_training::ingest::meds::read_meds;
+use carecast_training::ingest::table::row_values;
+use carecast_training::pipeline::{MetricsFile, Rows, train_set};
 use carecast_training::{Algorithm, synth};
+use std::collections::HashMap;
 
 #[test]
-fn a_dementia_model_trained_on_synthetic_events_keeps_its_specs() {
+fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     let dir = std::env::temp_dir().join(format!("carecast-events-training-{}", std::process::id()));
-    synth::write_population(20_000, 17, 8_000, &dir.join("meds")).unwrap();
+    let (patients, seed) = (20_000, 17);
+    synth::write_population(patients, seed, 8_000, &dir.join("meds")).unwrap();
+    let registry = Registry::new(dir.join("registry"));
+
+    // Dementia within five years, GBM with risk constrained never to fall with age.
     let task = include_str!("../tasks/synth_dementia_5y.toml");
     let features = include_str!("../tasks/synth_dementia_features.toml");
-    let set = event_training_set(&dir.join("meds"), task, features).unwrap();
+    let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit).unwrap();
     assert!(set.data.test_rows.len() > 2000 && set.data.train_rows.len() > 15_000);
-    let registry = Registry::new(dir.join("registry"));
     let report = train_set(&set, &registry, Algorithm::Gbm, None).unwrap();
-    eprintln!("synth_dementia_5y GBM: AUROC {:.3}, slope {:.2}", report.test.auroc, report.test.calibration_slope);
-    assert!(report.test.auroc > 0.75, "AUROC {}", report.test.auroc);
+    assert!(report.test.auroc > 0.8, "AUROC {}", report.test.auroc);
     assert!(report.max_additivity_error < 1e-9);
-
     let pkg = load_package(&registry.resolve("synth_dementia_5y-gbm", None).unwrap().1).unwrap();
     assert!(pkg.manifest.files.contains_key("features.toml") && pkg.manifest.files.contains_key("task.toml"));
     assert_eq!(std::fs::read_to_string(pkg.dir.join("features.toml")).unwrap(), features);
-    let names: Vec<&str> = pkg.manifest.features.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names[..3], ["age", "female", "no_qualifications"]);
     assert_eq!(pkg.manifest.task.outcome, "a dementia diagnosis within five years");
+    let full: MetricsFile = serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap();
+    assert!(full.report.ici <= 0.02, "ICI {}", full.report.ici);
+    assert_eq!(full.training.monotone, ["Age (risk never falls as it rises)"]);
+    let deciles = full.report.subgroups.iter().filter(|g| g.variable.starts_with("Deprivation")).count();
+    assert_eq!(deciles, 10, "IMD deciles from coded attributes");
+
+    // Predicted risks against each held-out patient's true five-year risk.
+    let truth: HashMap<i64, f64> = synth::population(patients, seed).truth.iter().map(|t| (t.subject, t.dementia_risk_5y)).collect();
+    let (store, _, _) = read_meds(&dir.join("meds")).unwrap();
+    let spec: EventTaskSpec = toml::from_str(task).unwrap();
+    let (labels, _) = label(&store, &spec).unwrap();
+    let mut ws = Workspace::default();
+    let gaps: Vec<f64> = set
+        .data
+        .test_rows
+        .iter()
+        .map(|&r| {
+            let values: Vec<Value<'_>> = row_values(&set.data.columns, r).unwrap();
+            let p = pkg.scorer.score(&values, &mut ws).unwrap().probability;
+            (p - truth[&labels[r].subject]).abs()
+        })
+        .collect();
+    let mean_gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    eprintln!("synth_dementia_5y GBM: AUROC {:.3}, ICI {:.4}, mean |predicted - true risk| {mean_gap:.4}", report.test.auroc, full.report.ici);
+    assert!(mean_gap <= 0.02, "mean |predicted - true| {mean_gap}");
 
     // A task spec without risk bands cannot train a model, and says so.
     let no_bands = task.split("[risk_bands]").next().unwrap();
-    let err = event_training_set(&dir.join("meds"), no_bands, features).err().unwrap().to_string();
+    let err = event_training_set(&dir.join("meds"), no_bands, features, Rows::TaskSplit).err().unwrap().to_string();
     assert!(err.contains("risk_bands"), "{err}");
+
+    // Deterioration within 24 hours of each observation set, against NEWS2 on the same rows.
+    let task = include_str!("../tasks/synth_deterioration_24h.toml");
+    let features = include_str!("../tasks/synth_deterioration_features.toml");
+    let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit).unwrap();
+    let report = train_set(&set, &registry, Algorithm::Gbm, None).unwrap();
+    let pkg = load_package(&registry.resolve("synth_deterioration_24h-gbm", None).unwrap().1).unwrap();
+    let full: MetricsFile = serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap();
+    let b = full.report.baseline.expect("NEWS2 baseline");
+    eprintln!("synth_deterioration_24h GBM: AUROC {:.3} vs NEWS2 {:.3}, difference {:+.3} ({:+.3} to {:+.3})", b.model_auroc, b.baseline_auroc, b.difference, b.difference_ci[0], b.difference_ci[1]);
+    assert_eq!(b.baseline, "news2");
+    assert!((b.model_auroc - report.test.auroc).abs() < 1e-12, "same rows");
+    assert!(b.difference_ci[0] > 0.0, "the model beats NEWS2: {b:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

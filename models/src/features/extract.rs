@@ -81,7 +81,7 @@ impl FeatureExtractor {
     pub fn feature_specs(&self) -> Vec<FeatureSpec> {
         self.features
             .iter()
-            .map(|f| FeatureSpec { name: f.name.clone(), kind: InputKind::Numeric, display: f.display.clone(), unit: f.unit.clone() })
+            .map(|f| FeatureSpec { name: f.name.clone(), kind: InputKind::Numeric, display: f.display.clone(), unit: f.unit.clone(), monotone: f.monotone })
             .collect()
     }
 

@@ -79,6 +79,9 @@ pub struct EventFeature {
     pub display: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
+    /// See [`crate::schema::FeatureSpec::monotone`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monotone: Option<crate::schema::Monotone>,
     #[serde(flatten)]
     pub kind: FeatureKind,
 }

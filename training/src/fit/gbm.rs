@@ -1,6 +1,8 @@
 //! Histogram gradient boosting for binary outcomes (log-loss), grown leaf-wise like LightGBM:
 //! quantile bins, a learned default direction for missing values, L2-regularised leaves,
-//! histogram subtraction for siblings, and early stopping on a tuning split. It emits Carecast's
+//! histogram subtraction for siblings, early stopping on a tuning split, class weights, and
+//! monotone constraints (LightGBM's basic method: a split on a constrained feature must order its
+//! children's values, and bounds every leaf below it by their midpoint). It emits Carecast's
 //! compact [`TreeEnsemble`], so serving and TreeSHAP never see training structures.
 
 use carecast_models::trees::{LEAF, Node, Tree, TreeEnsemble};
@@ -18,6 +20,9 @@ pub struct GbmParams {
     pub max_bins: usize,
     /// Stop after this many rounds without improvement on the tuning rows.
     pub early_stopping_rounds: usize,
+    /// Weight of each positive row relative to a negative one (1: unweighted). Weighted models
+    /// overestimate risk and need calibration.
+    pub positive_weight: f64,
 }
 
 impl Default for GbmParams {
@@ -34,6 +39,7 @@ impl Default for GbmParams {
             l2: 5.0,
             max_bins: 255,
             early_stopping_rounds: 100,
+            positive_weight: 1.0,
         }
     }
 }
@@ -124,7 +130,19 @@ struct Split {
     bin: usize,
     missing_left: bool,
     left: Stat,
+    /// The children's (bounded) values, which set their bounds under a monotone split.
+    left_value: f64,
+    right_value: f64,
 }
+
+/// Range a leaf's raw value must stay in so that monotone constraints above it hold.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    lo: f64,
+    hi: f64,
+}
+
+const UNBOUNDED: Bounds = Bounds { lo: f64::NEG_INFINITY, hi: f64::INFINITY };
 
 struct Leaf {
     node: usize,
@@ -132,6 +150,7 @@ struct Leaf {
     hist: Vec<Stat>,
     total: Stat,
     depth: usize,
+    bounds: Bounds,
     best: Option<Split>,
 }
 
@@ -146,6 +165,8 @@ pub struct GbmFit {
 struct Booster<'a> {
     params: GbmParams,
     cols: Vec<BinnedColumn>,
+    /// Per column: +1 risk may only rise with the value, -1 only fall, 0 free.
+    monotone: &'a [i8],
     y: &'a [f64],
 }
 
@@ -166,13 +187,19 @@ impl Booster<'_> {
         hist
     }
 
-    fn score(&self, s: Stat) -> f64 {
-        s.g * s.g / (s.h + self.params.l2)
+    /// The leaf's optimal raw value, held within its bounds.
+    fn value(&self, s: Stat, b: Bounds) -> f64 {
+        (-s.g / (s.h + self.params.l2)).clamp(b.lo, b.hi)
     }
 
-    fn best_split(&self, hist: &[Stat], total: Stat) -> Option<Split> {
+    /// Loss reduction of a leaf at value `w` (times -2): `g^2 / (h + l2)` at the optimum.
+    fn score(&self, s: Stat, w: f64) -> f64 {
+        -(2.0 * s.g * w + (s.h + self.params.l2) * w * w)
+    }
+
+    fn best_split(&self, hist: &[Stat], total: Stat, bounds: Bounds) -> Option<Split> {
         let p = &self.params;
-        let parent = self.score(total);
+        let parent = self.score(total, self.value(total, bounds));
         let ok = |s: Stat| s.n >= p.min_rows_leaf as f64 && s.h >= p.min_hessian_leaf;
         let mut best: Option<Split> = None;
         for (f, col) in self.cols.iter().enumerate() {
@@ -190,10 +217,14 @@ impl Booster<'_> {
                     if !ok(left) || !ok(right) {
                         continue;
                     }
-                    let gain = self.score(left) + self.score(right) - parent;
+                    let (wl, wr) = (self.value(left, bounds), self.value(right, bounds));
+                    if (self.monotone[f] > 0 && wl > wr) || (self.monotone[f] < 0 && wl < wr) {
+                        continue;
+                    }
+                    let gain = self.score(left, wl) + self.score(right, wr) - parent;
                     if gain > 1e-9 && best.is_none_or(|s| gain > s.gain) {
                         let missing_left = if missing.n > 0.0 { missing_left } else { left.n >= right.n };
-                        best = Some(Split { gain, feature: f, bin: b, missing_left, left });
+                        best = Some(Split { gain, feature: f, bin: b, missing_left, left, left_value: wl, right_value: wr });
                     }
                 }
             }
@@ -201,8 +232,15 @@ impl Booster<'_> {
         best
     }
 
-    fn leaf_value(&self, s: Stat) -> f64 {
-        -s.g / (s.h + self.params.l2) * self.params.learning_rate
+    /// Children's bounds after splitting a leaf with bounds `b`: a monotone split puts the
+    /// midpoint of the children's values between everything below each of them.
+    fn child_bounds(&self, s: &Split, b: Bounds) -> (Bounds, Bounds) {
+        let mid = (s.left_value + s.right_value) / 2.0;
+        match self.monotone[s.feature] {
+            1 => (Bounds { hi: mid, ..b }, Bounds { lo: mid, ..b }),
+            -1 => (Bounds { lo: mid, ..b }, Bounds { hi: mid, ..b }),
+            _ => (b, b),
+        }
     }
 
     /// Grows one tree on the gradients; adds its outputs to `margin` for the training rows.
@@ -215,7 +253,7 @@ impl Booster<'_> {
             a
         });
         let mut nodes = vec![Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value: 0.0, cover: total.n }];
-        let mut leaves = vec![Leaf { node: 0, best: self.best_split(&hist, total), rows, hist, total, depth: 0 }];
+        let mut leaves = vec![Leaf { node: 0, best: self.best_split(&hist, total, UNBOUNDED), rows, hist, total, depth: 0, bounds: UNBOUNDED }];
         let mut done: Vec<Leaf> = Vec::new();
         while leaves.len() + done.len() < p.max_leaves {
             let Some(i) = (0..leaves.len()).filter(|&i| leaves[i].best.is_some()).max_by(|&a, &b| {
@@ -249,16 +287,17 @@ impl Booster<'_> {
                 cover: leaf.total.n,
             };
             let depth = leaf.depth + 1;
-            for (rows, hist, total) in [(left_rows, left_hist, s.left), (right_rows, right_hist, right_total)] {
+            let (left_bounds, right_bounds) = self.child_bounds(&s, leaf.bounds);
+            for (rows, hist, total, bounds) in [(left_rows, left_hist, s.left, left_bounds), (right_rows, right_hist, right_total, right_bounds)] {
                 let node = nodes.len();
                 nodes.push(Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value: 0.0, cover: total.n });
-                let best = if depth < p.max_depth { self.best_split(&hist, total) } else { None };
-                let child = Leaf { node, rows, hist, total, depth, best };
+                let best = if depth < p.max_depth { self.best_split(&hist, total, bounds) } else { None };
+                let child = Leaf { node, rows, hist, total, depth, bounds, best };
                 if child.best.is_some() { leaves.push(child) } else { done.push(child) }
             }
         }
         for leaf in leaves.iter().chain(&done) {
-            let v = self.leaf_value(leaf.total);
+            let v = self.value(leaf.total, leaf.bounds) * p.learning_rate;
             nodes[leaf.node].value = v;
             for &r in &leaf.rows {
                 margin[r as usize] += v;
@@ -279,16 +318,23 @@ fn log_loss(y: &[f64], margin: &[f64]) -> f64 {
         / y.len() as f64
 }
 
-/// Fits on `x`/`y` (labels 0/1). With `tuning` rows, stops once their log-loss has not improved
-/// for `early_stopping_rounds` and keeps the best round; without, runs `max_rounds`.
-pub fn fit(x: &Columns<'_>, y: &[f64], tuning: Option<(&Columns<'_>, &[f64])>, params: GbmParams) -> GbmFit {
+/// Fits on `x`/`y` (labels 0/1) under per-column `monotone` constraints (+1, -1 or 0; empty:
+/// none). With `tuning` rows, stops once their log-loss has not improved for
+/// `early_stopping_rounds` and keeps the best round; without, runs `max_rounds`.
+pub fn fit(x: &Columns<'_>, y: &[f64], tuning: Option<(&Columns<'_>, &[f64])>, params: GbmParams, monotone: &[i8]) -> GbmFit {
     let n = x.n_rows();
     assert_eq!(n, y.len());
-    let prevalence = (y.iter().sum::<f64>() / n as f64).clamp(1e-6, 1.0 - 1e-6);
+    let free = vec![0i8; x.values.len()];
+    let monotone = if monotone.is_empty() { &free } else { monotone };
+    assert_eq!(monotone.len(), x.values.len(), "one constraint per column");
+    let w = params.positive_weight;
+    let positives = y.iter().sum::<f64>();
+    let prevalence = (w * positives / (w * positives + n as f64 - positives)).clamp(1e-6, 1.0 - 1e-6);
     let base_score = (prevalence / (1.0 - prevalence)).ln();
     let booster = Booster {
         params,
         cols: x.values.par_iter().map(|c| bin_column(c, params.max_bins)).collect(),
+        monotone,
         y,
     };
     let mut margin = vec![base_score; n];
@@ -300,7 +346,8 @@ pub fn fit(x: &Columns<'_>, y: &[f64], tuning: Option<(&Columns<'_>, &[f64])>, p
     for round in 0..params.max_rounds {
         for ((g, &z), &yi) in grad.iter_mut().zip(&margin).zip(y) {
             let p = 1.0 / (1.0 + (-z).exp());
-            *g = Stat { g: p - yi, h: (p * (1.0 - p)).max(1e-16), n: 1.0 };
+            let weight = if yi > 0.5 { w } else { 1.0 };
+            *g = Stat { g: weight * (p - yi), h: weight * (p * (1.0 - p)).max(1e-16), n: 1.0 };
         }
         let tree = booster.grow(&grad, &mut margin);
         if let (Some((tx, ty)), Some(tm)) = (tuning, tuning_margin.as_mut()) {
@@ -355,11 +402,56 @@ mod tests {
         let x1: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64).collect();
         let y: Vec<f64> = x0.iter().map(|&v| if v.is_nan() || v > 0.0 { 1.0 } else { 0.0 }).collect();
         let values = vec![x0, x1];
-        let fit = fit(&Columns { values: &values }, &y, None, GbmParams { max_rounds: 200, learning_rate: 0.2, ..Default::default() });
+        let fit = fit(&Columns { values: &values }, &y, None, GbmParams { max_rounds: 200, learning_rate: 0.2, ..Default::default() }, &[]);
         let m = &fit.ensemble;
         assert!(m.margin(&[0.3, 5.0]) > 2.0);
         assert!(m.margin(&[-0.3, 5.0]) < -2.0);
         assert!(m.margin(&[f64::NAN, 5.0]) > 2.0, "missing follows the learned default");
         assert!(m.trees.iter().all(|t| t.validate(2).is_ok()));
+    }
+
+    #[test]
+    fn monotone_constraints_hold_everywhere_though_the_data_dips() {
+        // Risk rises with x0 overall but with a dip in the middle; x1 interacts. Constrained to
+        // increase in x0, every model prediction must be non-decreasing in x0 for any x1.
+        let n = 6000;
+        let mut state = 5u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let (mut x0, mut x1, mut y) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..n {
+            let (a, b) = (next() * 4.0 - 2.0, next() * 2.0 - 1.0);
+            let z = 1.2 * a - 1.5 * (-(a * a) * 4.0).exp() + b * a;
+            x0.push(if next() < 0.05 { f64::NAN } else { a });
+            x1.push(b);
+            y.push(f64::from(u8::from(next() < 1.0 / (1.0 + (-z).exp()))));
+        }
+        let values = vec![x0, x1];
+        let params = GbmParams { max_rounds: 150, learning_rate: 0.1, min_rows_leaf: 20, ..Default::default() };
+        let constrained = fit(&Columns { values: &values }, &y, None, params, &[1, 0]).ensemble;
+        let free = fit(&Columns { values: &values }, &y, None, params, &[]).ensemble;
+        let grid: Vec<f64> = (0..=400).map(|k| -2.2 + 4.4 * k as f64 / 400.0).collect();
+        let mut free_violates = false;
+        for b in [-1.0, -0.5, 0.0, 0.3, 0.9] {
+            let c: Vec<f64> = grid.iter().map(|&a| constrained.margin(&[a, b])).collect();
+            assert!(c.windows(2).all(|w| w[1] >= w[0] - 1e-12), "x1 = {b}");
+            let f: Vec<f64> = grid.iter().map(|&a| free.margin(&[a, b])).collect();
+            free_violates |= f.windows(2).any(|w| w[1] < w[0] - 1e-9);
+        }
+        assert!(free_violates, "the data has a dip, so the unconstrained model is not monotone");
+    }
+
+    #[test]
+    fn positive_weights_raise_predicted_risk() {
+        let values = vec![(0..2000).map(|i| (i % 100) as f64).collect::<Vec<_>>()];
+        let y: Vec<f64> = (0..2000).map(|i| f64::from(u8::from(i % 100 > 80 && i % 3 == 0))).collect();
+        let params = GbmParams { max_rounds: 50, learning_rate: 0.1, ..Default::default() };
+        let plain = fit(&Columns { values: &values }, &y, None, params, &[]).ensemble;
+        let weighted = fit(&Columns { values: &values }, &y, None, GbmParams { positive_weight: 5.0, ..params }, &[]).ensemble;
+        assert!(weighted.margin(&[90.0]) > plain.margin(&[90.0]) + 1.0);
     }
 }

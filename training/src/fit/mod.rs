@@ -1,5 +1,197 @@
-//! Fitting: the preprocessor's statistics and the estimators.
+//! Fitting: the preprocessor's statistics, the estimators, and their calibration. [`fit`] takes
+//! rows already encoded by the model's own preprocessor and returns everything `model.json` holds
+//! besides the preprocessor, with a record of how hyper-parameters were chosen.
+//!
+//! Splits are by patient key: cross-validation folds are `key_hash % 5`, and the tuning split is
+//! fold 0. Without calibration, the tuning split serves early stopping and the final model is
+//! refitted on every training row; with calibration, the model is fitted on the other folds only
+//! and the tuning split is kept for the calibration map, so the map never sees its own fit's rows.
 
+pub mod calibrate;
+pub mod elastic_net;
 pub mod gbm;
 pub mod logistic;
 pub mod preprocess;
+
+use carecast_models::calibration::Calibration;
+use carecast_models::preprocess::{Encoding, Preprocessor};
+use carecast_models::{Estimator, FeatureKind, Monotone};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Logistic regression with an L2 penalty (linfa).
+    Logistic,
+    /// Logistic regression with an L1 penalty (our coordinate descent).
+    Lasso,
+    /// Logistic regression with an equal mix of L1 and L2 penalties (our coordinate descent).
+    ElasticNet,
+    /// Histogram gradient-boosted trees (ours).
+    Gbm,
+}
+
+impl Algorithm {
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Algorithm::Logistic => "logistic",
+            Algorithm::Lasso => "lasso",
+            Algorithm::ElasticNet => "elastic_net",
+            Algorithm::Gbm => "gbm",
+        }
+    }
+
+    /// Linear models need imputed, standardised columns; trees take values as they are.
+    pub fn encoding(self) -> Encoding {
+        match self {
+            Algorithm::Gbm => Encoding::Native,
+            _ => Encoding::Standardised,
+        }
+    }
+}
+
+/// Everything `carecast train` lets a researcher choose about a fit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrainOptions {
+    pub algorithm: Algorithm,
+    pub calibration: calibrate::Method,
+    /// Trees only: weight of a positive row relative to a negative one (1: unweighted).
+    pub positive_weight: f64,
+}
+
+impl From<Algorithm> for TrainOptions {
+    fn from(algorithm: Algorithm) -> Self {
+        Self { algorithm, calibration: calibrate::Method::None, positive_weight: 1.0 }
+    }
+}
+
+/// Training rows after encoding: row-major columns, labels, and each row's key hash.
+pub struct Encoded {
+    pub x: Vec<f64>,
+    pub n_cols: usize,
+    pub y: Vec<bool>,
+    pub key_hash: Vec<u64>,
+}
+
+impl Encoded {
+    fn rows(&self, pick: impl Fn(usize) -> bool) -> Vec<usize> {
+        (0..self.y.len()).filter(|&r| pick(r)).collect()
+    }
+
+    fn subset(&self, rows: &[usize]) -> (Vec<f64>, Vec<bool>) {
+        let x = rows.iter().flat_map(|&r| self.x[r * self.n_cols..(r + 1) * self.n_cols].iter().copied()).collect();
+        (x, rows.iter().map(|&r| self.y[r]).collect())
+    }
+
+    fn columns(&self, rows: &[usize]) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let cols = (0..self.n_cols).map(|c| rows.iter().map(|&r| self.x[r * self.n_cols + c]).collect()).collect();
+        (cols, rows.iter().map(|&r| f64::from(u8::from(self.y[r]))).collect())
+    }
+
+    fn fold(&self, r: usize) -> usize {
+        (self.key_hash[r] % 5) as usize
+    }
+}
+
+/// A fitted estimator with its calibration map and how it was chosen.
+pub struct Fitted {
+    pub estimator: Estimator,
+    pub calibration: Option<Calibration>,
+    pub selection: serde_json::Value,
+}
+
+/// Per encoded column: +1 / -1 where the owning numeric feature is constrained, else 0.
+pub fn monotone_columns(pre: &Preprocessor) -> Vec<i8> {
+    pre.column_owners()
+        .iter()
+        .map(|&f| {
+            let spec = &pre.features[f].spec;
+            match (spec.kind, spec.monotone) {
+                (FeatureKind::Numeric, Some(Monotone::Increasing)) => 1,
+                (FeatureKind::Numeric, Some(Monotone::Decreasing)) => -1,
+                _ => 0,
+            }
+        })
+        .collect()
+}
+
+/// Fits the chosen estimator (and calibration) on encoded training rows.
+pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow::Result<Fitted> {
+    let calibrating = options.calibration != calibrate::Method::None;
+    let tuning = data.rows(|r| data.fold(r) == 0);
+    let fitting = if calibrating { data.rows(|r| data.fold(r) != 0) } else { data.rows(|_| true) };
+    let (estimator, mut selection) = match options.algorithm {
+        Algorithm::Gbm => fit_gbm(options, pre, data, calibrating),
+        linear => {
+            let (x, y) = data.subset(&fitting);
+            let design = logistic::Design { x: &x, n_cols: data.n_cols, y: &y };
+            let folds: Vec<usize> = fitting.iter().map(|&r| data.fold(r)).collect();
+            let (n_folds, folds) = if calibrating { (4, folds.iter().map(|f| f - 1).collect()) } else { (5, folds) };
+            match linear {
+                Algorithm::Logistic => {
+                    let (alpha, cv) = logistic::choose_alpha(&design, &folds, n_folds)?;
+                    let selection = json!({
+                        "method": format!("{n_folds}-fold cross-validated log-loss over the L2 penalty (folds by key)"),
+                        "alpha": alpha,
+                        "cv_log_loss": cv.iter().map(|(a, l)| json!({"alpha": a, "log_loss": l})).collect::<Vec<_>>(),
+                    });
+                    (Estimator::LogisticRegression(logistic::fit(&design, alpha)?), selection)
+                }
+                _ => {
+                    let mix = if linear == Algorithm::Lasso { 1.0 } else { 0.5 };
+                    let (model, s) = elastic_net::fit_cv(&design, &folds, n_folds, mix);
+                    let selection = json!({
+                        "method": format!("{n_folds}-fold cross-validated log-loss along a {}-step lambda path (folds by key)", s.cv_log_loss.len()),
+                        "l1_share": s.mix,
+                        "lambda": s.lambda,
+                        "nonzero_weights": s.nonzero_weights,
+                        "cv_log_loss": s.cv_log_loss.iter().map(|(l, v)| json!({"lambda": l, "log_loss": v})).collect::<Vec<_>>(),
+                    });
+                    (Estimator::LogisticRegression(model), selection)
+                }
+            }
+        }
+    };
+    let calibration = if calibrating {
+        let (x, y) = data.subset(&tuning);
+        let margins: Vec<f64> = x.chunks(data.n_cols).map(|row| estimator.margin(row)).collect();
+        let map = match options.calibration {
+            calibrate::Method::Platt => calibrate::platt(&y, &margins),
+            calibrate::Method::Isotonic => calibrate::isotonic(&y, &margins),
+            calibrate::Method::None => unreachable!("calibrating"),
+        };
+        selection["calibration"] = json!({"method": options.calibration, "fitted_on": "tuning split (fold 0 by key), not used to fit the model", "rows": tuning.len()});
+        Some(map)
+    } else {
+        None
+    };
+    Ok(Fitted { estimator, calibration, selection })
+}
+
+/// Early stopping on the tuning split finds the number of rounds; without calibration the model is
+/// then refitted on every training row with rounds scaled by the row ratio.
+fn fit_gbm(options: &TrainOptions, pre: &Preprocessor, data: &Encoded, calibrating: bool) -> (Estimator, serde_json::Value) {
+    let params = gbm::GbmParams { positive_weight: options.positive_weight, ..Default::default() };
+    let monotone = monotone_columns(pre);
+    let (fit_x, fit_y) = data.columns(&data.rows(|r| data.fold(r) != 0));
+    let (tune_x, tune_y) = data.columns(&data.rows(|r| data.fold(r) == 0));
+    let tuned = gbm::fit(&gbm::Columns { values: &fit_x }, &fit_y, Some((&gbm::Columns { values: &tune_x }, &tune_y)), params, &monotone);
+    let mut selection = json!({
+        "tuned_rounds": tuned.rounds,
+        "tuning_log_loss": tuned.best_tuning_log_loss,
+        "params": params,
+        "monotone_columns": monotone.iter().filter(|m| **m != 0).count(),
+    });
+    if calibrating {
+        selection["method"] = "early stopping on a 20% tuning split of the training rows (by key); the model fitted on the other 80% is kept".into();
+        return (Estimator::GradientBoostedTrees(tuned.ensemble), selection);
+    }
+    let (all_x, all_y) = data.columns(&data.rows(|_| true));
+    // More rows support proportionally more rounds at the same learning rate.
+    let rounds = (tuned.rounds as f64 * all_y.len() as f64 / fit_y.len() as f64).round() as usize;
+    let final_fit = gbm::fit(&gbm::Columns { values: &all_x }, &all_y, None, gbm::GbmParams { max_rounds: rounds, ..params }, &monotone);
+    selection["method"] = "early stopping on a 20% tuning split of the training rows (by key), then refit on all training rows with rounds scaled by the row ratio".into();
+    selection["final_rounds"] = rounds.into();
+    (Estimator::GradientBoostedTrees(final_fit.ensemble), selection)
+}

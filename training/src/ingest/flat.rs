@@ -33,7 +33,7 @@ pub struct FlatMapping {
     pub categorical: Vec<String>,
     /// End of follow-up, once per subject.
     pub end: Option<EndOfFollowUp>,
-    /// Column with the subject's split (`train` / `test` / ...), kept beside the events.
+    /// Column with the subject's split, kept beside the events; `test` becomes MEDS's `held_out`.
     pub split: Option<String>,
 }
 
@@ -118,7 +118,7 @@ pub fn read_flat(path: &Path, mapping: &FlatMapping) -> anyhow::Result<FlatEvent
             }
         };
         if let Some(Some(split)) = split_col.as_ref().map(|c| &c[r]) {
-            splits.insert(subject, split.clone());
+            splits.insert(subject, if split == "test" { "held_out".to_string() } else { split.clone() });
         }
         if seen.insert(subject) {
             if let Some(Some(Ok(age))) = ages.as_ref().map(|a| number(&a[r])) {

@@ -1,0 +1,103 @@
+//! Calibration: the map from an estimator's margin to the probability a clinician is shown, fitted
+//! on rows the estimator did not learn from, and shifted for a new site (recalibration in the
+//! large) without refitting the model.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Calibration {
+    /// `logit p = intercept + slope * margin` (Platt 1999). Affine in the margin, so explanations
+    /// stay exact on the calibrated log-odds: every contribution is multiplied by `slope`.
+    Platt { intercept: f64, slope: f64 },
+    /// Isotonic regression of the outcome on the margin (pool-adjacent-violators): a
+    /// non-decreasing curve through `(margins[i], probabilities[i])`, linear between knots and flat
+    /// beyond them, then shifted by `logit_offset` on the log-odds scale. Explanations stay on the
+    /// estimator's margin, which the curve only reorders monotonically.
+    Isotonic { margins: Vec<f64>, probabilities: Vec<f64>, logit_offset: f64 },
+}
+
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    (p / (1.0 - p)).ln()
+}
+
+impl Calibration {
+    /// Calibrated log-odds for an estimator margin.
+    pub fn log_odds(&self, margin: f64) -> f64 {
+        match self {
+            Calibration::Platt { intercept, slope } => intercept + slope * margin,
+            Calibration::Isotonic { margins, probabilities, logit_offset } => {
+                let i = margins.partition_point(|&m| m <= margin);
+                let p = if i == 0 {
+                    probabilities[0]
+                } else if i == margins.len() {
+                    probabilities[i - 1]
+                } else {
+                    let t = (margin - margins[i - 1]) / (margins[i] - margins[i - 1]);
+                    probabilities[i - 1] + t * (probabilities[i] - probabilities[i - 1])
+                };
+                logit(p) + logit_offset
+            }
+        }
+    }
+
+    /// Where explanations can follow the calibration exactly: the slope multiplying every
+    /// contribution and the margin (`None` for a non-linear map).
+    pub fn affine_slope(&self) -> Option<f64> {
+        match self {
+            Calibration::Platt { slope, .. } => Some(*slope),
+            Calibration::Isotonic { .. } => None,
+        }
+    }
+
+    /// The same calibration shifted by `delta` log-odds: recalibration in the large.
+    pub fn shifted(&self, delta: f64) -> Self {
+        match self {
+            Calibration::Platt { intercept, slope } => Calibration::Platt { intercept: intercept + delta, slope: *slope },
+            Calibration::Isotonic { margins, probabilities, logit_offset } => {
+                Calibration::Isotonic { margins: margins.clone(), probabilities: probabilities.clone(), logit_offset: logit_offset + delta }
+            }
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Calibration::Platt { intercept, slope } => {
+                if !intercept.is_finite() || !slope.is_finite() || *slope <= 0.0 {
+                    return Err("Platt calibration needs a finite intercept and a positive slope".into());
+                }
+            }
+            Calibration::Isotonic { margins, probabilities, logit_offset } => {
+                let ok = !margins.is_empty()
+                    && margins.len() == probabilities.len()
+                    && margins.windows(2).all(|w| w[0] < w[1])
+                    && probabilities.windows(2).all(|w| w[0] <= w[1])
+                    && probabilities.iter().all(|p| (0.0..=1.0).contains(p))
+                    && logit_offset.is_finite();
+                if !ok {
+                    return Err("isotonic calibration needs increasing margins and non-decreasing probabilities in [0, 1]".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isotonic_interpolates_and_is_flat_beyond_its_knots() {
+        let c = Calibration::Isotonic { margins: vec![-1.0, 0.0, 2.0], probabilities: vec![0.1, 0.2, 0.6], logit_offset: 0.0 };
+        let p = |m: f64| 1.0 / (1.0 + (-c.log_odds(m)).exp());
+        assert!((p(-5.0) - 0.1).abs() < 1e-12 && (p(9.0) - 0.6).abs() < 1e-12);
+        assert!((p(1.0) - 0.4).abs() < 1e-12);
+        let shifted = c.shifted(0.5);
+        assert!((shifted.log_odds(1.0) - c.log_odds(1.0) - 0.5).abs() < 1e-12);
+        assert!(c.validate().is_ok());
+        let bad = Calibration::Isotonic { margins: vec![0.0, 0.0], probabilities: vec![0.1, 0.2], logit_offset: 0.0 };
+        assert!(bad.validate().is_err());
+    }
+}

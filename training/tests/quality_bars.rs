@@ -1,0 +1,138 @@
+//! Issue 4's quality bars on the shared real data (`../shared/data`, test split), the evaluation
+//! report and model card every package carries, re-evaluation of a published package, and
+//! reproducible training (the same command twice gives byte-identical packages).
+
+use carecast_models::{Registry, load_package};
+use carecast_training::cohort::event_training_set;
+use carecast_training::ingest::flat::{FlatMapping, read_flat};
+use carecast_training::ingest::meds::write_meds;
+use carecast_training::pipeline::{EvaluationData, MetricsFile, Rows, evaluate_package, train_set};
+use carecast_training::{Algorithm, TaskSpec, train};
+use std::path::{Path, PathBuf};
+
+fn shared_data(file: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(file);
+    assert!(p.exists(), "{} not found: tests read the shared data sets beside the repository", p.display());
+    p
+}
+
+fn temp(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("carecast-{name}-{}", std::process::id()))
+}
+
+fn metrics_file(dir: &Path) -> MetricsFile {
+    serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap()
+}
+
+/// Best-peer AUROC minus 0.005, and calibration slope within [0.9, 1.1].
+fn assert_bars(task: &str, m: &carecast_models::package::Metrics, best_peer: f64) {
+    eprintln!(
+        "{task}: AUROC {:.4} ({:.4}-{:.4}) AUPRC {:.4} Brier {:.4} slope {:.3} intercept {:+.3}",
+        m.auroc, m.auroc_ci_lower, m.auroc_ci_upper, m.auprc, m.brier, m.calibration_slope, m.calibration_intercept
+    );
+    assert!(m.auroc >= best_peer - 0.005, "{task}: AUROC {} below the best peer's {best_peer} - 0.005", m.auroc);
+    assert!((0.9..=1.1).contains(&m.calibration_slope), "{task}: calibration slope {}", m.calibration_slope);
+}
+
+#[test]
+fn support2_hospdead_meets_the_bars_with_a_full_report_and_model_card() {
+    let (task, toml) = TaskSpec::load("support2_hospdead").unwrap();
+    let dir = temp("hospdead");
+    let registry = Registry::new(&dir);
+    for algorithm in [Algorithm::Logistic, Algorithm::Gbm] {
+        let report = train(&task, &toml, &shared_data("support2.csv"), &registry, algorithm, None).unwrap();
+        let m = &report.test;
+        assert_eq!(m.n as usize, report.test_rows, "every test row is scored");
+        assert_bars(&report.name, m, 0.903);
+        assert!(m.calibration_intercept.abs() <= 0.1, "intercept {}", m.calibration_intercept);
+        assert!(report.max_additivity_error < 1e-9, "additivity {}", report.max_additivity_error);
+
+        let (_, pkg_dir) = registry.resolve(&report.name, None).unwrap();
+        let package = load_package(&pkg_dir).unwrap();
+        assert_eq!(package.metrics, report.test);
+        let full = metrics_file(&pkg_dir);
+        let r = &full.report;
+        assert!(r.ici < 0.05 && r.e50 <= r.e90, "ICI {} E50 {} E90 {}", r.ici, r.e50, r.e90);
+        assert_eq!(r.risk_band_thresholds.len(), 2);
+        assert!(r.risk_band_thresholds[0].sensitivity > r.risk_band_thresholds[1].sensitivity, "a lower threshold flags more");
+        // Curves: ROC from corner to corner, decision curve above treat-none somewhere useful.
+        assert_eq!((r.roc_curve[0].x, r.roc_curve.last().unwrap().y), (0.0, 1.0));
+        assert!(r.decision_curve.iter().any(|d| d.model > d.treat_all.max(0.0)));
+        // Subgroups by default: sex, age band and ethnicity, covering every test row once each.
+        for variable in ["Sex", "Age band", "Ethnicity"] {
+            let n: u64 = r.subgroups.iter().filter(|g| g.variable == variable).map(|g| g.n).sum();
+            assert!(n > 0 && n <= m.n, "{variable}: {n}");
+        }
+        assert_eq!(r.subgroups.iter().filter(|g| g.variable == "Sex").map(|g| g.n).sum::<u64>(), m.n);
+        assert_eq!(full.training.missing_share.len(), 32);
+
+        // The model card, under the package's checksums, in both forms, with TRIPOD+AI's sections.
+        let md = std::fs::read_to_string(pkg_dir.join("model_card.md")).unwrap();
+        let html = std::fs::read_to_string(pkg_dir.join("model_card.html")).unwrap();
+        assert!(package.manifest.files.contains_key("model_card.md") && package.manifest.files.contains_key("model_card.html"));
+        for section in ["Intended use", "Data", "Outcome", "Predictors", "Sample size", "Missing data", "Model", "Performance", "Fairness", "Limitations"] {
+            assert!(md.contains(&format!("## {section}")), "card lacks {section}");
+            assert!(html.contains(&format!("<h2>{section}")), "HTML card lacks {section}");
+        }
+        assert!(md.contains(&format!("{:.3}", m.auroc)));
+        assert_eq!(html.matches("<svg").count(), 4, "ROC, PR, calibration and decision curve plots");
+        assert!(!html.contains("<script") && !html.contains(" src=") && !html.contains(" href="), "self-contained");
+
+        // Re-evaluating the published package on its test split gives the same report; on every
+        // row of the file (a new site's data needs no split column) it scores them all.
+        let again = evaluate_package(&package, EvaluationData::Table(&shared_data("support2.csv")), Rows::TaskSplit).unwrap();
+        assert_eq!(again.report, full.report);
+        let all = evaluate_package(&package, EvaluationData::Table(&shared_data("support2.csv")), Rows::All).unwrap();
+        assert_eq!(all.report.metrics.n, 9105);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn support2_dementia_meets_the_discrimination_and_slope_bars() {
+    let (task, toml) = TaskSpec::load("support2_dementia").unwrap();
+    let dir = temp("dementia");
+    let report = train(&task, &toml, &shared_data("support2.csv"), &Registry::new(&dir), Algorithm::ElasticNet, None).unwrap();
+    assert_bars("support2_dementia elastic net", &report.test, 0.909);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// pbc2 as events (the flat mapping bundled with Carecast), written as MEDS.
+fn pbc2_meds(dir: &Path) -> PathBuf {
+    let mapping: FlatMapping = toml::from_str(include_str!("../tasks/pbc2_events.toml")).unwrap();
+    let flat = read_flat(&shared_data("pbc2.csv"), &mapping).unwrap();
+    let meds = dir.join("meds");
+    write_meds(&flat.store, &flat.splits, &meds, "pbc2").unwrap();
+    meds
+}
+
+#[test]
+fn pbc2_death2y_meets_the_bars_and_training_is_reproducible() {
+    let dir = temp("pbc2-bars");
+    let meds = pbc2_meds(&dir);
+    let task = include_str!("../tasks/pbc2_death2y_events.toml");
+    let features = include_str!("../tasks/pbc2_features.toml");
+    let set = event_training_set(&meds, task, features, Rows::TaskSplit).unwrap();
+    assert_eq!(set.data.test_rows.len() + set.data.train_rows.len(), 1754, "the task's rows");
+    let report = train_set(&set, &Registry::new(dir.join("a")), Algorithm::Logistic, None).unwrap();
+    assert_bars("pbc2_death2y logistic", &report.test, 0.894);
+
+    // The same command twice: byte-identical packages (no wall-clock time inside a package).
+    for algorithm in [Algorithm::Gbm, Algorithm::Lasso] {
+        let first = train_set(&set, &Registry::new(dir.join("a")), algorithm, None).unwrap();
+        let second = train_set(&set, &Registry::new(dir.join("b")), algorithm, None).unwrap();
+        let package = |root: &str, r: &carecast_training::TrainReport| dir.join(root).join(&r.name).join(&r.version);
+        let (a, b) = (package("a", &first), package("b", &second));
+        let mut files: Vec<_> = std::fs::read_dir(&a).unwrap().map(|e| e.unwrap().file_name()).collect();
+        files.sort();
+        assert!(files.len() >= 7, "{files:?}");
+        for f in files {
+            assert_eq!(std::fs::read(a.join(&f)).unwrap(), std::fs::read(b.join(&f)).unwrap(), "{algorithm:?}: {f:?} differs");
+        }
+    }
+    // Sex subgroups come from coded attributes.
+    let full = metrics_file(&dir.join("a/pbc2_death2y-logistic/1"));
+    let sexes: Vec<&str> = full.report.subgroups.iter().filter(|g| g.variable == "Sex").map(|g| g.level.as_str()).collect();
+    assert_eq!(sexes, ["female", "male"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
