@@ -92,6 +92,21 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Recalibrate a model in the large for a new site: shift its log-odds so that its mean risk
+    /// matches the site's observed rate, and publish (and promote) the result as a new version.
+    Recalibrate {
+        #[arg(long)]
+        model: String,
+        /// Default: the promoted version.
+        #[arg(long)]
+        version: Option<String>,
+        /// The site's table (flat tasks); every row is used.
+        #[arg(long, conflicts_with = "meds", required_unless_present = "meds")]
+        data: Option<PathBuf>,
+        /// The site's MEDS dataset (event tasks); every labelled row is used.
+        #[arg(long)]
+        meds: Option<PathBuf>,
+    },
     /// Score a CSV or Parquet table into Parquet, with explanations.
     Score {
         #[arg(long)]
@@ -341,6 +356,20 @@ async fn main() -> anyhow::Result<()> {
                 "{} v{} on {}: n={} AUROC {:.3} ({:.3}-{:.3}) Brier {:.4} slope {:.2} intercept {:+.2} ICI {:.4}; report in {}",
                 pkg.manifest.name, pkg.manifest.version, metrics.split, m.n, m.auroc, m.auroc_ci_lower, m.auroc_ci_upper, m.brier,
                 m.calibration_slope, m.calibration_intercept, metrics.report.ici, out.display()
+            );
+        }
+        Command::Recalibrate { model, version, data, meds } => {
+            use carecast_training::pipeline::{EvaluationData, Rows, recalibrate_package};
+            let pkg = ModelStore::new(registry.clone()).get(&model, version.as_deref())?;
+            let source = match (&data, &meds) {
+                (Some(d), _) => EvaluationData::Table(d),
+                (None, Some(m)) => EvaluationData::Meds(m),
+                (None, None) => anyhow::bail!("give --data or --meds"),
+            };
+            let r = recalibrate_package(&pkg, source, Rows::All, &registry)?;
+            println!(
+                "{} v{} shifted by {:+.3} log-odds on {} rows: published and promoted as v{}",
+                pkg.manifest.name, pkg.manifest.version, r.shift, r.metrics.report.metrics.n, r.version
             );
         }
         Command::Score { model, version, input, output, errors, key_column, top, audit } => {

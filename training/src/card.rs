@@ -54,7 +54,7 @@ pub fn markdown(manifest: &Manifest, metrics: &MetricsFile) -> String {
     let _ = writeln!(w, "## Data\n");
     let d = &manifest.training_data;
     let _ = writeln!(w, "- Source: `{}` (SHA-256 `{}`)", d.source, d.sha256);
-    let _ = writeln!(w, "- Development (training) rows: {} with {} outcomes; evaluation split `{}`: {} rows", d.train_rows, d.train_positives, metrics.split, m.n);
+    let _ = writeln!(w, "- Development (training) rows: {} with {} outcomes; evaluation (`{}`): {} rows from {} patients", d.train_rows, d.train_positives, metrics.split, m.n, metrics.evaluated_patients);
     for (reason, n) in &metrics.excluded_rows {
         let _ = writeln!(w, "- Left out: {n} rows: {reason}");
     }
@@ -146,6 +146,9 @@ fn limitations(metrics: &MetricsFile, training: &TrainingSummary) -> Vec<String>
     if !thin.is_empty() {
         out.push(format!("Too few outcomes to assess discrimination in: {}.", thin.join(", ")));
     }
+    if m.n as f64 > 1.2 * metrics.evaluated_patients as f64 {
+        out.push(format!("{} rows come from {} patients: confidence intervals treat rows as independent and are too narrow.", m.n, metrics.evaluated_patients));
+    }
     out.push("Validated on a held-out split of the development data only; performance at a new site or period must be checked there (`carecast evaluate`).".into());
     out.push("Contributions explain the model, not the patient's biology: they show what drove the score, not what would change the outcome.".into());
     out
@@ -157,11 +160,18 @@ struct Axes<'a> {
     y_label: &'a str,
     x_range: (f64, f64),
     y_range: (f64, f64),
+    /// Legend in the top right corner (else the bottom right), away from the curves.
+    legend_top: bool,
+}
+
+/// Tick label with enough decimals for the axis' range.
+fn tick(v: f64, range: (f64, f64)) -> String {
+    if range.1 - range.0 < 0.1 { format!("{v:.3}") } else { format!("{v:.2}") }
 }
 
 /// One plot as inline SVG, series as polylines clipped to the axes' ranges.
 fn svg_plot(title: &str, axes: Axes<'_>, series: &[(&str, &str, &[Point])]) -> String {
-    let Axes { x_label, y_label, x_range: (x0, x1), y_range } = axes;
+    let Axes { x_label, y_label, x_range: (x0, x1), y_range, legend_top } = axes;
     let (w, h, left, bottom, top, right) = (360.0, 300.0, 50.0, 40.0, 28.0, 12.0);
     let sx = |x: f64| left + (x.clamp(x0, x1) - x0) / (x1 - x0) * (w - left - right);
     let sy = |y: f64| top + (1.0 - (y.clamp(y_range.0, y_range.1) - y_range.0) / (y_range.1 - y_range.0)) * (h - top - bottom);
@@ -171,15 +181,16 @@ fn svg_plot(title: &str, axes: Axes<'_>, series: &[(&str, &str, &[Point])]) -> S
     for k in 0..=4 {
         let fx = x0 + (x1 - x0) * k as f64 / 4.0;
         let fy = y_range.0 + (y_range.1 - y_range.0) * k as f64 / 4.0;
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{fx:.2}</text>"#, sx(fx), h - bottom + 14.0);
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{fy:.2}</text>"#, left - 4.0, sy(fy) + 3.0);
+        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="middle">{}</text>"#, sx(fx), h - bottom + 14.0, tick(fx, (x0, x1)));
+        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" font-size="10" text-anchor="end">{}</text>"#, left - 4.0, sy(fy) + 3.0, tick(fy, y_range));
     }
     let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="middle">{x_label}</text>"#, left + (w - left - right) / 2.0, h - 6.0);
     let _ = write!(s, r#"<text x="12" y="{:.1}" font-size="11" text-anchor="middle" transform="rotate(-90 12 {:.1})">{y_label}</text>"#, top + (h - top - bottom) / 2.0, top + (h - top - bottom) / 2.0);
     for (i, (name, colour, points)) in series.iter().enumerate() {
         let path: Vec<String> = points.iter().map(|p| format!("{:.1},{:.1}", sx(p.x), sy(p.y))).collect();
         let _ = write!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{}"/>"#, path.join(" "));
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" font-size="10" fill="{colour}">{name}</text>"#, left + 8.0, top + 14.0 + 12.0 * i as f64);
+        let y = if legend_top { top + 14.0 + 12.0 * i as f64 } else { h - bottom - 8.0 - 12.0 * (series.len() - 1 - i) as f64 };
+        let _ = write!(s, r#"<text x="{:.1}" y="{y:.1}" font-size="10" text-anchor="end" fill="{colour}">{name}</text>"#, w - right - 8.0);
     }
     s.push_str("</svg>");
     s
@@ -195,18 +206,18 @@ fn plots(r: &Report) -> Vec<String> {
     let none: Vec<Point> = r.decision_curve.iter().map(|d| Point { x: d.threshold, y: 0.0 }).collect();
     let nb_max = r.metrics.prevalence.max(1e-3);
     let t_max = r.decision_curve.last().map_or(1.0, |d| d.threshold);
-    let unit = |x_label, y_label| Axes { x_label, y_label, x_range: (0.0, 1.0), y_range: (0.0, 1.0) };
+    let unit = |x_label, y_label, legend_top| Axes { x_label, y_label, x_range: (0.0, 1.0), y_range: (0.0, 1.0), legend_top };
     vec![
-        svg_plot("ROC curve", unit("1 - specificity", "sensitivity"), &[("model", "#1f5fa8", &r.roc_curve), ("chance", "#aaa", &diagonal)]),
-        svg_plot("Precision-recall curve", unit("recall (sensitivity)", "precision (PPV)"), &[("model", "#1f5fa8", &r.pr_curve)]),
+        svg_plot("ROC curve", unit("1 - specificity", "sensitivity", false), &[("model", "#1f5fa8", &r.roc_curve), ("chance", "#aaa", &diagonal)]),
+        svg_plot("Precision-recall curve", unit("recall (sensitivity)", "precision (PPV)", true), &[("model", "#1f5fa8", &r.pr_curve)]),
         svg_plot(
             "Calibration",
-            Axes { x_label: "predicted risk", y_label: "observed risk", x_range: (0.0, max_p), y_range: (0.0, max_p) },
+            Axes { x_label: "predicted risk", y_label: "observed risk", x_range: (0.0, max_p), y_range: (0.0, max_p), legend_top: false },
             &[("smoothed", "#1f5fa8", &r.calibration_curve), ("tenths", "#d2691e", &groups), ("ideal", "#aaa", &cal_diag)],
         ),
         svg_plot(
             "Decision curve",
-            Axes { x_label: "threshold probability", y_label: "net benefit", x_range: (0.0, t_max), y_range: (-0.05 * nb_max, nb_max) },
+            Axes { x_label: "threshold probability", y_label: "net benefit", x_range: (0.0, t_max), y_range: (-0.05 * nb_max, nb_max), legend_top: true },
             &[("model", "#1f5fa8", &model), ("treat all", "#d2691e", &all), ("treat none", "#aaa", &none)],
         ),
     ]

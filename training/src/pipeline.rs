@@ -183,6 +183,8 @@ pub struct Evaluation {
     pub max_additivity_error: f64,
     /// Rows the model refused (e.g. a category unseen in training), which cannot be scored.
     pub refused: usize,
+    /// Distinct patients among the evaluated rows (fewer than rows when patients repeat).
+    pub patients: u64,
 }
 
 /// Scores `rows` of `data` through the served code path and evaluates them at `thresholds`, by
@@ -206,7 +208,8 @@ pub fn evaluate_rows(scorer: &Scorer, data: &TaskData, rows: &[usize], threshold
         .collect();
     let baseline: Option<Vec<f64>> = data.baseline.as_ref().map(|b| kept.iter().map(|&r| b.score[r]).collect());
     let baseline = data.baseline.as_ref().zip(baseline.as_deref()).map(|(b, s)| (b.name.as_str(), s));
-    Evaluation { report: report(&y, &p, thresholds, &subgroups, baseline), max_additivity_error: max_err, refused: rows.len() - kept.len() }
+    let patients = kept.iter().map(|&r| data.key_hash[r]).collect::<std::collections::HashSet<_>>().len() as u64;
+    Evaluation { report: report(&y, &p, thresholds, &subgroups, baseline), max_additivity_error: max_err, refused: rows.len() - kept.len(), patients }
 }
 
 /// `metrics.json`: the test-split report with how the model was chosen and which rows were left out.
@@ -216,6 +219,8 @@ pub struct MetricsFile {
     #[serde(flatten)]
     pub report: Report,
     pub max_additivity_error: f64,
+    /// Distinct patients among the evaluated rows.
+    pub evaluated_patients: u64,
     pub model_selection: serde_json::Value,
     pub excluded_rows: BTreeMap<String, usize>,
     pub training: TrainingSummary,
@@ -317,40 +322,40 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, options: impl Into<Trai
         model_selection,
     };
     let train_positives = data.train_rows.iter().filter(|&&r| data.labels[r]).count() as u64;
-    let version = registry.publish(&name, |dir, version| -> anyhow::Result<()> {
-        let manifest = Manifest {
-            format: String::new(),
-            name: name.clone(),
-            version: version.to_string(),
-            task: set.task.clone(),
-            algorithm: definition.estimator.algorithm().to_string(),
-            features: set.features.clone(),
-            training_data: TrainingData {
-                source: data.source.clone(),
-                sha256: data.sha256.clone(),
-                train_rows: data.train_rows.len() as u64,
-                train_positives,
-            },
-            files: BTreeMap::new(),
-        };
-        let metrics_file = MetricsFile {
-            split: "test".into(),
-            report: evaluation.report.clone(),
-            max_additivity_error,
-            model_selection: report.model_selection.clone(),
-            excluded_rows: report.excluded_rows.clone(),
-            training: training_summary(&definition.preprocessor, data, algorithm),
-        };
-        let mut manifest = manifest;
-        manifest.format = carecast_models::package::FORMAT.into();
-        let mut files = set.spec_files.clone();
-        files.push((card::MARKDOWN, card::markdown(&manifest, &metrics_file).into_bytes()));
-        files.push((card::HTML, card::html(&manifest, &metrics_file).into_bytes()));
-        write_package(dir, manifest, &definition, &metrics_file, &files)?;
-        Ok(())
-    })?;
+    let manifest = Manifest {
+        format: carecast_models::package::FORMAT.into(),
+        name: name.clone(),
+        version: String::new(),
+        task: set.task.clone(),
+        algorithm: definition.estimator.algorithm().to_string(),
+        features: set.features.clone(),
+        training_data: TrainingData { source: data.source.clone(), sha256: data.sha256.clone(), train_rows: data.train_rows.len() as u64, train_positives },
+        files: BTreeMap::new(),
+    };
+    let metrics_file = MetricsFile {
+        split: "test".into(),
+        report: evaluation.report,
+        max_additivity_error,
+        evaluated_patients: evaluation.patients,
+        model_selection: report.model_selection.clone(),
+        excluded_rows: report.excluded_rows.clone(),
+        training: training_summary(&definition.preprocessor, data, algorithm),
+    };
+    let version = publish(registry, manifest, &definition, &metrics_file, &set.spec_files)?;
     report.version = version;
     Ok(report)
+}
+
+/// Publishes a package (the next version of `manifest.name`) with its model card.
+fn publish(registry: &Registry, manifest: Manifest, definition: &ModelDefinition, metrics: &MetricsFile, spec_files: &[(&str, Vec<u8>)]) -> anyhow::Result<String> {
+    registry.publish(&manifest.name.clone(), |dir, version| -> anyhow::Result<()> {
+        let manifest = Manifest { version: version.to_string(), ..manifest };
+        let mut files = spec_files.to_vec();
+        files.push((card::MARKDOWN, card::markdown(&manifest, metrics).into_bytes()));
+        files.push((card::HTML, card::html(&manifest, metrics).into_bytes()));
+        write_package(dir, manifest, definition, metrics, &files)?;
+        Ok(())
+    })
 }
 
 /// Where a package is evaluated: a flat table for a flat task, a MEDS dataset for an event task.
@@ -359,35 +364,98 @@ pub enum EvaluationData<'a> {
     Meds(&'a Path),
 }
 
-/// Re-evaluates a published package through the served code path: on its task's test split, or
-/// on every row of another site's data (external validation). Returns the new `metrics.json`
-/// (keeping the package's training summary and model selection) for the card.
-pub fn evaluate_package(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Rows) -> anyhow::Result<MetricsFile> {
+/// A package's own task, read back from its spec files, on the given data.
+struct PackageTask {
+    data: TaskData,
+    bands: RiskBands,
+    trained: MetricsFile,
+    spec_files: Vec<(&'static str, Vec<u8>)>,
+}
+
+fn package_task(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Rows) -> anyhow::Result<PackageTask> {
     let read = |name: &str| std::fs::read_to_string(pkg.dir.join(name)).map_err(|e| anyhow::anyhow!("package {}: {name}: {e}", pkg.dir.display()));
     let trained: MetricsFile = serde_json::from_str(&read(carecast_models::package::METRICS)?)
         .map_err(|e| anyhow::anyhow!("package {}: metrics.json predates the evaluation report ({e}); retrain it", pkg.dir.display()))?;
     let task_toml = read("task.toml")?;
-    let (data, bands) = match source {
+    Ok(match source {
         EvaluationData::Table(path) => {
             let task = TaskSpec::from_toml(&task_toml)?;
-            (load_task_data(&task, path, rows)?, task.risk_bands)
+            let spec_files = vec![("task.toml", task_toml.into_bytes())];
+            PackageTask { data: load_task_data(&task, path, rows)?, bands: task.risk_bands, trained, spec_files }
         }
         EvaluationData::Meds(meds) => {
             let set = crate::cohort::event_training_set(meds, &task_toml, &read("features.toml")?, rows)?;
-            (set.data, set.risk_bands)
+            PackageTask { data: set.data, bands: set.risk_bands, trained, spec_files: set.spec_files }
         }
-    };
-    let evaluation = evaluate_rows(&pkg.scorer, &data, &data.test_rows, &[bands.moderate, bands.high]);
+    })
+}
+
+fn evaluated_metrics(scorer: &Scorer, task: &PackageTask, rows: Rows) -> MetricsFile {
+    let data = &task.data;
+    let evaluation = evaluate_rows(scorer, data, &data.test_rows, &[task.bands.moderate, task.bands.high]);
     let mut excluded_rows = data.excluded.clone();
     if evaluation.refused > 0 {
         excluded_rows.insert("refused by the model (e.g. a category unseen in training)".into(), evaluation.refused);
     }
-    Ok(MetricsFile {
+    MetricsFile {
         split: match rows { Rows::TaskSplit => "test".into(), Rows::All => format!("all rows of {}", data.source) },
         report: evaluation.report,
         max_additivity_error: evaluation.max_additivity_error,
-        model_selection: trained.model_selection,
+        evaluated_patients: evaluation.patients,
+        model_selection: task.trained.model_selection.clone(),
         excluded_rows,
-        training: trained.training,
-    })
+        training: task.trained.training.clone(),
+    }
+}
+
+/// Re-evaluates a published package through the served code path: on its task's test split, or
+/// on every row of another site's data (external validation). Returns the new `metrics.json`
+/// (keeping the package's training summary and model selection) for the card.
+pub fn evaluate_package(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Rows) -> anyhow::Result<MetricsFile> {
+    Ok(evaluated_metrics(&pkg.scorer, &package_task(pkg, source, rows)?, rows))
+}
+
+/// What recalibration did: the new version and the log-odds shift applied.
+#[derive(Debug, Clone)]
+pub struct Recalibrated {
+    pub version: String,
+    pub shift: f64,
+    pub metrics: MetricsFile,
+}
+
+/// Recalibration in the large for a new site: shifts the package's log-odds so that its mean
+/// prediction matches the outcome rate on the site's rows, leaving discrimination and every
+/// explanation's ranking untouched, and publishes the result as the next version of the model.
+/// The metrics stored are on the same rows, so they show calibration-in-the-large near zero by
+/// construction; validate on later data from the site.
+pub fn recalibrate_package(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Rows, registry: &Registry) -> anyhow::Result<Recalibrated> {
+    let task = package_task(pkg, source, rows)?;
+    let data = &task.data;
+    let mut ws = Workspace::default();
+    let (mut y, mut log_odds) = (Vec::new(), Vec::new());
+    for &r in &data.test_rows {
+        let values = row_values(&data.columns, r).expect("checked on load");
+        if let Ok(score) = pkg.scorer.score(&values, &mut ws) {
+            y.push(data.labels[r]);
+            log_odds.push(crate::evaluate::logit(score.probability));
+        }
+    }
+    anyhow::ensure!(y.iter().any(|&b| b) && y.iter().any(|&b| !b), "recalibration needs rows with and without the outcome");
+    let shift = crate::fit::calibrate::in_the_large(&y, &log_odds);
+    let mut definition = pkg.scorer.definition().clone();
+    definition.calibration = Some(match &definition.calibration {
+        None => carecast_models::calibration::Calibration::Platt { intercept: shift, slope: 1.0 },
+        Some(c) => c.shifted(shift),
+    });
+    let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
+    let mut metrics = evaluated_metrics(&scorer, &task, rows);
+    metrics.model_selection["recalibration_in_the_large"] = serde_json::json!({
+        "from_version": pkg.manifest.version,
+        "log_odds_shift": shift,
+        "data": data.source,
+        "data_sha256": data.sha256,
+        "rows": y.len(),
+    });
+    let version = publish(registry, pkg.manifest.clone(), &definition, &metrics, &task.spec_files)?;
+    Ok(Recalibrated { version, shift, metrics })
 }

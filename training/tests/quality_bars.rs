@@ -6,8 +6,9 @@ use carecast_models::{Registry, load_package};
 use carecast_training::cohort::event_training_set;
 use carecast_training::ingest::flat::{FlatMapping, read_flat};
 use carecast_training::ingest::meds::write_meds;
-use carecast_training::pipeline::{EvaluationData, MetricsFile, Rows, evaluate_package, train_set};
-use carecast_training::{Algorithm, TaskSpec, train};
+use carecast_training::fit::calibrate::Method;
+use carecast_training::pipeline::{EvaluationData, MetricsFile, Rows, evaluate_package, recalibrate_package, train_set};
+use carecast_training::{Algorithm, TaskSpec, TrainOptions, train};
 use std::path::{Path, PathBuf};
 
 fn shared_data(file: &str) -> PathBuf {
@@ -130,9 +131,53 @@ fn pbc2_death2y_meets_the_bars_and_training_is_reproducible() {
             assert_eq!(std::fs::read(a.join(&f)).unwrap(), std::fs::read(b.join(&f)).unwrap(), "{algorithm:?}: {f:?} differs");
         }
     }
-    // Sex subgroups come from coded attributes.
+    // Sex subgroups come from coded attributes; visits repeat patients, and the card says so.
     let full = metrics_file(&dir.join("a/pbc2_death2y-logistic/1"));
     let sexes: Vec<&str> = full.report.subgroups.iter().filter(|g| g.variable == "Sex").map(|g| g.level.as_str()).collect();
     assert_eq!(sexes, ["female", "male"]);
+    assert!(full.evaluated_patients > 50 && full.evaluated_patients < full.report.metrics.n / 2);
+    assert!(std::fs::read_to_string(dir.join("a/pbc2_death2y-logistic/1/model_card.md")).unwrap().contains("too narrow"));
+
+    // Recalibration in the large for a "new site" (here the test split): the mean prediction
+    // moves to the observed rate, the ranking (AUROC) is untouched, and a new version is promoted.
+    let registry = Registry::new(dir.join("a"));
+    let package = load_package(&dir.join("a/pbc2_death2y-logistic/1")).unwrap();
+    let site = EvaluationData::Meds(&meds);
+    let r = recalibrate_package(&package, site, Rows::TaskSplit, &registry).unwrap();
+    let m = &r.metrics.report.metrics;
+    eprintln!("recalibrated by {:+.3} log-odds: intercept {:+.4} (was {:+.4})", r.shift, m.calibration_intercept, full.report.metrics.calibration_intercept);
+    assert!(m.calibration_intercept.abs() < 1e-3 && (r.shift - full.report.metrics.calibration_intercept).abs() < 1e-6);
+    assert!((m.auroc - full.report.metrics.auroc).abs() < 1e-12);
+    assert_eq!(registry.current("pbc2_death2y-logistic").unwrap(), r.version);
+    let recalibrated = load_package(&registry.resolve("pbc2_death2y-logistic", None).unwrap().1).unwrap();
+    assert!(r.metrics.max_additivity_error < 1e-9, "explanations stay exact on the shifted scale");
+    assert_eq!(recalibrated.manifest.training_data, package.manifest.training_data);
+
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn calibration_on_the_tuning_split_undoes_class_weighting() {
+    let (task, toml) = TaskSpec::load("support2_hospdead").unwrap();
+    let dir = temp("calibration");
+    let registry = Registry::new(&dir);
+    // Class weights 3:1 overstate risk; Platt or isotonic calibration on the tuning split undoes
+    // most of it, and explanations stay exact.
+    let mut intercepts = Vec::new();
+    for method in [Method::None, Method::Platt, Method::Isotonic] {
+        let options = TrainOptions { algorithm: Algorithm::Gbm, calibration: method, positive_weight: 3.0 };
+        let report = train(&task, &toml, &shared_data("support2.csv"), &registry, options, Some(&format!("weighted-{method:?}").to_lowercase())).unwrap();
+        let m = &report.test;
+        eprintln!("GBM weighted 3:1, calibration {method:?}: AUROC {:.3} slope {:.2} intercept {:+.2}", m.auroc, m.calibration_slope, m.calibration_intercept);
+        assert!(report.max_additivity_error < 1e-9);
+        assert!(m.auroc > 0.89);
+        if method != Method::None {
+            assert!((0.9..=1.1).contains(&m.calibration_slope), "slope {}", m.calibration_slope);
+        }
+        intercepts.push(m.calibration_intercept);
+    }
+    assert!(intercepts[0] < -0.5, "weighting overstates risk: {intercepts:?}");
+    // A fifth of the training rows calibrate, so the correction carries their sampling error.
+    assert!(intercepts[1].abs() < 0.3 && intercepts[2].abs() < 0.3, "calibration restores it: {intercepts:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -20,7 +20,8 @@ pub fn platt(y: &[bool], margin: &[f64]) -> Calibration {
 }
 
 /// Isotonic regression by pool-adjacent-violators on rows sorted by margin; tied margins are
-/// pooled first, and each final block becomes one knot at its mean margin.
+/// pooled first, and each final block becomes one knot at its mean margin. Probabilities are kept
+/// within [1/2n, 1 - 1/2n]: a risk of exactly 0 or 1 is never a finding from n rows.
 pub fn isotonic(y: &[bool], margin: &[f64]) -> Calibration {
     let mut idx: Vec<usize> = (0..y.len()).collect();
     idx.sort_by(|&a, &b| margin[a].total_cmp(&margin[b]));
@@ -44,9 +45,10 @@ pub fn isotonic(y: &[bool], margin: &[f64]) -> Calibration {
             *blocks.last_mut().expect("two blocks") = (a.0 + b.0, a.1 + b.1, a.2 + b.2);
         }
     }
+    let floor = 0.5 / y.len() as f64;
     Calibration::Isotonic {
         margins: blocks.iter().map(|b| b.0 / b.2).collect(),
-        probabilities: blocks.iter().map(|b| b.1 / b.2).collect(),
+        probabilities: blocks.iter().map(|b| (b.1 / b.2).clamp(floor, 1.0 - floor)).collect(),
         logit_offset: 0.0,
     }
 }
@@ -67,7 +69,7 @@ mod tests {
         let m = [0.0, 1.0, 2.0, 3.0, 4.0];
         let Calibration::Isotonic { margins, probabilities, .. } = isotonic(&y, &m) else { panic!() };
         // (1: true) and (2: false) violate order and pool to 0.5 at margin 1.5.
-        assert_eq!(probabilities, [0.0, 0.5, 1.0]);
+        assert_eq!(probabilities, [0.1, 0.5, 0.9], "pooled rates, kept within [1/2n, 1 - 1/2n]");
         assert_eq!(margins, [0.0, 1.5, 3.5]);
         // Outcomes drawn at exactly sigmoid(0.5 + 2 m): Platt finds intercept 0.5 and slope 2.
         let (mut ys, mut ms) = (Vec::new(), Vec::new());
