@@ -96,8 +96,17 @@ fn cut_points(values: &[f64], max_bins: usize) -> Vec<f64> {
     cuts
 }
 
+/// Cut points come from at most this many rows, evenly spaced (as LightGBM samples 200,000):
+/// quantiles from a large sample are as good as from all rows, at a fraction of the sorting.
+const BIN_SAMPLE: usize = 200_000;
+
 fn bin_column(values: &[f64], max_bins: usize) -> BinnedColumn {
-    let cuts = cut_points(values, max_bins.min(255));
+    let step = values.len().div_ceil(BIN_SAMPLE).max(1);
+    let cuts = if step == 1 {
+        cut_points(values, max_bins.min(255))
+    } else {
+        cut_points(&values.iter().step_by(step).copied().collect::<Vec<_>>(), max_bins.min(255))
+    };
     let bins = values
         .iter()
         .map(|&v| if v.is_nan() { MISSING } else { cuts.partition_point(|&c| c <= v) as u8 })
@@ -173,10 +182,13 @@ struct Booster<'a> {
 impl Booster<'_> {
     fn histogram(&self, rows: &[u32], grad: &[Stat]) -> Vec<Stat> {
         let mut hist = vec![Stat::default(); self.cols.len() * HIST_WIDTH];
+        // The leaf's gradients gathered once into row order, so that every feature's pass reads
+        // them sequentially (LightGBM's "ordered gradients").
+        let ordered: Vec<Stat> = rows.iter().map(|&r| grad[r as usize]).collect();
         let build = |(f, h): (usize, &mut [Stat])| {
             let bins = &self.cols[f].bins;
-            for &r in rows {
-                h[bins[r as usize] as usize].add(grad[r as usize]);
+            for (&r, &g) in rows.iter().zip(&ordered) {
+                h[bins[r as usize] as usize].add(g);
             }
         };
         if rows.len() * self.cols.len() > 200_000 {
