@@ -31,7 +31,11 @@ enum ModelChoice {
     ElasticNet,
     /// Gradient-boosted trees.
     Gbm,
-    /// Every model above.
+    /// A multilayer perceptron (burn, CPU).
+    Mlp,
+    /// A discrete-time hazard model for censored follow-up (event tasks, --meds).
+    Hazard,
+    /// Every model above but the hazard model.
     All,
 }
 
@@ -214,7 +218,9 @@ fn fits(model: ModelChoice, calibration: CalibrationChoice, positive_weight: f64
         ModelChoice::Lasso => vec![Algorithm::Lasso],
         ModelChoice::ElasticNet => vec![Algorithm::ElasticNet],
         ModelChoice::Gbm => vec![Algorithm::Gbm],
-        ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm],
+        ModelChoice::Mlp => vec![Algorithm::Mlp],
+        ModelChoice::Hazard => vec![Algorithm::Hazard],
+        ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm, Algorithm::Mlp],
     };
     anyhow::ensure!(name.is_none() || chosen.len() == 1, "--name needs a single --model");
     anyhow::ensure!(positive_weight.is_finite() && positive_weight > 0.0, "--positive-weight must be a positive number");
@@ -281,7 +287,8 @@ fn request_for_row(model: &str, features: &[carecast_models::FeatureSpec], path:
 
 async fn demo(registry: &Registry) -> anyhow::Result<()> {
     println!("== 1. Train on the bundled SUPPORT data (support2_hospdead: in-hospital death)");
-    let reports = train_command(registry, "support2_hospdead", None, &fits(ModelChoice::All, CalibrationChoice::None, 1.0, None)?, None)?;
+    let fits: Vec<TrainOptions> = [Algorithm::Logistic, Algorithm::Gbm].into_iter().map(TrainOptions::from).collect();
+    let reports = train_command(registry, "support2_hospdead", None, &fits, None)?;
     let gbm = reports.last().expect("two models trained");
 
     println!("\n== 2. Batch-score every patient in the file with {}", gbm.name);

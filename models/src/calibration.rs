@@ -15,6 +15,15 @@ pub enum Calibration {
     /// beyond them, then shifted by `logit_offset` on the log-odds scale. Explanations stay on the
     /// estimator's margin, which the curve only reorders monotonically.
     Isotonic { margins: Vec<f64>, probabilities: Vec<f64>, logit_offset: f64 },
+    /// A discrete-time hazard model's risk by the horizon: the margin is the log-odds hazard in
+    /// the first interval, `interval_offsets[k]` shifts it for interval `k`, and
+    /// `risk = 1 - prod_k (1 - sigmoid(margin + interval_offsets[k]))`, then shifted by
+    /// `logit_offset`. Monotone in the margin; explanations stay on the margin (log-odds hazard).
+    DiscreteHazard { interval_offsets: Vec<f64>, logit_offset: f64 },
+}
+
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
 }
 
 fn logit(p: f64) -> f64 {
@@ -39,6 +48,13 @@ impl Calibration {
                 };
                 logit(p) + logit_offset
             }
+            Calibration::DiscreteHazard { interval_offsets, logit_offset } => {
+                // log of survival through every interval, summed stably: log(1 - sigmoid(z)) = -softplus(z).
+                let log_survival: f64 = interval_offsets.iter().map(|d| -softplus(margin + d)).sum();
+                // logit(1 - S) = log(1 - S) - log(S), with log(1 - S) = ln(-expm1(log S)).
+                let risk_log_odds = (-log_survival.exp_m1()).max(1e-300).ln() - log_survival;
+                risk_log_odds + logit_offset
+            }
         }
     }
 
@@ -47,7 +63,7 @@ impl Calibration {
     pub fn affine_slope(&self) -> Option<f64> {
         match self {
             Calibration::Platt { slope, .. } => Some(*slope),
-            Calibration::Isotonic { .. } => None,
+            Calibration::Isotonic { .. } | Calibration::DiscreteHazard { .. } => None,
         }
     }
 
@@ -57,6 +73,9 @@ impl Calibration {
             Calibration::Platt { intercept, slope } => Calibration::Platt { intercept: intercept + delta, slope: *slope },
             Calibration::Isotonic { margins, probabilities, logit_offset } => {
                 Calibration::Isotonic { margins: margins.clone(), probabilities: probabilities.clone(), logit_offset: logit_offset + delta }
+            }
+            Calibration::DiscreteHazard { interval_offsets, logit_offset } => {
+                Calibration::DiscreteHazard { interval_offsets: interval_offsets.clone(), logit_offset: logit_offset + delta }
             }
         }
     }
@@ -79,6 +98,11 @@ impl Calibration {
                     return Err("isotonic calibration needs increasing margins and non-decreasing probabilities in [0, 1]".into());
                 }
             }
+            Calibration::DiscreteHazard { interval_offsets, logit_offset } => {
+                if interval_offsets.is_empty() || interval_offsets.iter().any(|d| !d.is_finite()) || !logit_offset.is_finite() {
+                    return Err("a discrete-time hazard needs finite offsets for at least one interval".into());
+                }
+            }
         }
         Ok(())
     }
@@ -87,6 +111,20 @@ impl Calibration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discrete_hazard_gives_the_risk_of_an_event_in_any_interval() {
+        let c = Calibration::DiscreteHazard { interval_offsets: vec![0.0, 0.4, -0.3], logit_offset: 0.0 };
+        let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+        for margin in [-6.0, -2.0, 0.0, 1.5] {
+            let survival: f64 = [0.0, 0.4, -0.3].iter().map(|d| 1.0 - sig(margin + d)).product();
+            let risk = sig(c.log_odds(margin));
+            assert!((risk - (1.0 - survival)).abs() < 1e-12, "margin {margin}: {risk} vs {}", 1.0 - survival);
+        }
+        // Rare hazards stay accurate (no cancellation in 1 - S): the risk is the sum of the hazards.
+        let hazards: f64 = [0.0, 0.4, -0.3].iter().map(|d| sig(-30.0 + d)).sum();
+        assert!((sig(c.log_odds(-30.0)) / hazards - 1.0).abs() < 1e-9);
+    }
 
     #[test]
     fn isotonic_interpolates_and_is_flat_beyond_its_knots() {

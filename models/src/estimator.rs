@@ -2,6 +2,7 @@
 //! exact per-column contributions.
 
 use crate::linear::LinearModel;
+use crate::mlp::Mlp;
 use crate::tree_shap::TreeShapBuffer;
 use crate::trees::TreeEnsemble;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum Estimator {
     LogisticRegression(LinearModel),
     GradientBoostedTrees(TreeEnsemble),
+    /// Contributions are exact integrated gradients from the training mean (see [`crate::mlp`]).
+    Mlp(Mlp),
 }
 
 impl Estimator {
@@ -18,6 +21,7 @@ impl Estimator {
         match self {
             Estimator::LogisticRegression(_) => "logistic_regression",
             Estimator::GradientBoostedTrees(_) => "gradient_boosted_trees",
+            Estimator::Mlp(_) => "mlp",
         }
     }
 
@@ -26,6 +30,7 @@ impl Estimator {
         match self {
             Estimator::LogisticRegression(m) => m.margin(x),
             Estimator::GradientBoostedTrees(m) => m.margin(x),
+            Estimator::Mlp(m) => m.margin(x),
         }
     }
 
@@ -34,6 +39,7 @@ impl Estimator {
         match self {
             Estimator::LogisticRegression(m) => m.expected_margin(),
             Estimator::GradientBoostedTrees(m) => m.expected_margin(),
+            Estimator::Mlp(m) => m.expected_margin(),
         }
     }
 
@@ -45,6 +51,7 @@ impl Estimator {
                 phi.fill(0.0);
                 m.contributions(x, phi, buf);
             }
+            Estimator::Mlp(m) => m.contributions(x, phi),
         }
     }
 
@@ -68,6 +75,7 @@ impl Estimator {
                     t.validate(n_columns).map_err(|e| format!("tree {i}: {e}"))
                 })
             }
+            Estimator::Mlp(m) => m.validate(n_columns),
         }
     }
 }

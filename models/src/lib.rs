@@ -9,6 +9,7 @@ pub mod estimator;
 pub mod explain;
 pub mod features;
 pub mod linear;
+pub mod mlp;
 pub mod package;
 pub mod preprocess;
 pub mod registry;

@@ -65,8 +65,44 @@ pub struct Label {
     pub value: bool,
 }
 
-/// Labels for every subject; prediction times left out are counted by reason.
+/// Censoring, counted among the exclusions of binary labels.
+const CENSORED: &str = "censored: follow-up ends within the horizon without the outcome";
+
+/// A prediction time's follow-up, for time-to-event models: whether the outcome came within the
+/// horizon, and when it came or when observation ended, as a share of the horizon (1: observed
+/// through it without the outcome).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FollowUp {
+    pub subject: i64,
+    pub prediction_time: i64,
+    pub event: bool,
+    pub time: f64,
+}
+
+impl FollowUp {
+    /// Censored: observation ended within the horizon without the outcome.
+    pub fn censored(&self) -> bool {
+        !self.event && self.time < 1.0
+    }
+}
+
+/// Labels for every subject; prediction times left out (censored ones included) are counted by reason.
 pub fn label(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Vec<Label>, BTreeMap<String, u64>)> {
+    let (follow_ups, mut excluded) = follow_up(store, spec)?;
+    let mut labels = Vec::with_capacity(follow_ups.len());
+    for f in follow_ups {
+        if f.censored() {
+            *excluded.entry(CENSORED.into()).or_default() += 1;
+        } else {
+            labels.push(Label { subject: f.subject, prediction_time: f.prediction_time, value: f.event });
+        }
+    }
+    Ok((labels, excluded))
+}
+
+/// Follow-up of every eligible prediction time, censored ones included; ineligible prediction
+/// times are counted by reason.
+pub fn follow_up(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Vec<FollowUp>, BTreeMap<String, u64>)> {
     let horizon = spec.horizon.0.ok_or_else(|| anyhow::anyhow!("task `{}`: the horizon must be a length, not `all`", spec.name))?;
     anyhow::ensure!(
         spec.prediction_codes.is_empty() != spec.prediction_date.is_none(),
@@ -79,7 +115,7 @@ pub fn label(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Vec<La
     let is_anchor = CodePattern::mask(&pats(&spec.prediction_codes), &store.vocabulary);
     let is_outcome = CodePattern::mask(&pats(&spec.outcome_codes), &store.vocabulary);
     let is_birth = CodePattern::mask(&[CodePattern::new("MEDS_BIRTH")], &store.vocabulary);
-    let mut labels = Vec::new();
+    let mut follow_ups = Vec::new();
     let mut excluded: BTreeMap<String, u64> = BTreeMap::new();
     for i in 0..store.n_patients() {
         let events = store.patient(i);
@@ -109,15 +145,16 @@ pub fn label(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Vec<La
                 *excluded.entry(reason.into()).or_default() += 1;
                 continue;
             }
-            let positive = outcomes.iter().any(|&o| o > t && o <= t + horizon);
-            if positive || last > t + horizon {
-                labels.push(Label { subject: store.subjects[i], prediction_time: t, value: positive });
-            } else {
-                *excluded.entry("censored: follow-up ends within the horizon without the outcome".into()).or_default() += 1;
-            }
+            let share = |until: i64| ((until - t) as f64 / horizon as f64).min(1.0);
+            let follow_up = match outcomes.iter().find(|&&o| o > t && o <= t + horizon) {
+                Some(&o) => FollowUp { subject: store.subjects[i], prediction_time: t, event: true, time: share(o) },
+                None if last > t + horizon => FollowUp { subject: store.subjects[i], prediction_time: t, event: false, time: 1.0 },
+                None => FollowUp { subject: store.subjects[i], prediction_time: t, event: false, time: share(last).min(1.0 - 1e-9) },
+            };
+            follow_ups.push(follow_up);
         }
     }
-    Ok((labels, excluded))
+    Ok((follow_ups, excluded))
 }
 
 /// Feature rows for every label, extracted in parallel with the one extractor.
@@ -157,7 +194,9 @@ pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str, whi
     risk_bands.validate().map_err(anyhow::Error::msg)?;
     let features = FeatureSetSpec::from_toml(features_toml).map_err(|e| anyhow::anyhow!("feature spec: {e}"))?;
     let (store, splits, _) = crate::ingest::meds::read_meds(meds)?;
-    let (labels, excluded) = label(&store, &spec)?;
+    // Censored prediction times are kept for time-to-event models (training rows only).
+    let (follow_ups, excluded) = follow_up(&store, &spec)?;
+    let labels: Vec<Label> = follow_ups.iter().map(|f| Label { subject: f.subject, prediction_time: f.prediction_time, value: f.event }).collect();
     let extractor = FeatureExtractor::new(&features);
     let rows = extract_features(&store, &labels, &extractor);
     let specs = extractor.feature_specs();
@@ -187,14 +226,24 @@ pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str, whi
         sha256: dataset_fingerprint(meds)?,
         subgroups,
         baseline,
+        follow_up: follow_ups.iter().map(|f| (f.time, f.event)).collect(),
+        censored_rows: Vec::new(),
     };
-    for (r, l) in labels.iter().enumerate() {
-        match splits.get(&l.subject).map(String::as_str) {
+    for (r, (l, f)) in labels.iter().zip(&follow_ups).enumerate() {
+        let split = splits.get(&l.subject).map(String::as_str);
+        let training = matches!(split, Some("train") | Some("tuning")) && which == Rows::TaskSplit;
+        match split {
+            _ if f.censored() && training => data.censored_rows.push(r),
+            _ if f.censored() => *data.excluded.entry(CENSORED.into()).or_default() += 1,
             _ if which == Rows::All => data.test_rows.push(r),
             Some("held_out") => data.test_rows.push(r),
             Some("train") | Some("tuning") => data.train_rows.push(r),
             _ => *data.excluded.entry("subject has no train / tuning / held_out split".into()).or_default() += 1,
         }
+    }
+    if !data.censored_rows.is_empty() {
+        // Only time-to-event models use them; the others leave them out, so count them here.
+        *data.excluded.entry(format!("{CENSORED} (kept for time-to-event models)")).or_default() += data.censored_rows.len();
     }
     anyhow::ensure!(!data.test_rows.is_empty(), "task `{}`: no rows to evaluate", spec.name);
     anyhow::ensure!(which == Rows::All || !data.train_rows.is_empty(), "task `{}` has an empty train split", spec.name);

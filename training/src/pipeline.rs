@@ -33,6 +33,11 @@ pub struct TaskData {
     pub subgroups: Vec<SubgroupAssignment>,
     /// An existing score to compare with on the same rows (e.g. NEWS2), one value per row.
     pub baseline: Option<Baseline>,
+    /// Event data: per row, when the outcome came or observation ended (share of the horizon)
+    /// and whether the outcome came. Empty for flat tables.
+    pub follow_up: Vec<(f64, bool)>,
+    /// Training rows censored within the horizon: used by time-to-event models only.
+    pub censored_rows: Vec<usize>,
 }
 
 /// An existing score (higher = riskier) evaluated beside the model.
@@ -93,6 +98,8 @@ pub fn load_task_data(task: &TaskSpec, path: &Path, rows: Rows) -> anyhow::Resul
         sha256: sha256_hex(&bytes),
         subgroups: Vec::new(),
         baseline: None,
+        follow_up: Vec::new(),
+        censored_rows: Vec::new(),
     };
     // Subgroup and baseline columns may be features or other columns of the table (e.g. sex
     // reported for fairness without being a predictor).
@@ -143,7 +150,7 @@ pub fn load_task_data(task: &TaskSpec, path: &Path, rows: Rows) -> anyhow::Resul
 
 /// Encodes rows through the model's own preprocessing; rows it refuses are counted, not fitted.
 fn encode_rows(pre: &Preprocessor, data: &TaskData, rows: &[usize], excluded: &mut BTreeMap<String, usize>) -> Encoded {
-    let mut out = Encoded { x: Vec::with_capacity(rows.len() * pre.n_columns()), n_cols: pre.n_columns(), y: Vec::new(), key_hash: Vec::new() };
+    let mut out = Encoded { x: Vec::with_capacity(rows.len() * pre.n_columns()), n_cols: pre.n_columns(), y: Vec::new(), key_hash: Vec::new(), follow_up: Vec::new() };
     let (mut buf, mut warnings) = (Vec::new(), Vec::new());
     for &r in rows {
         let values = row_values(&data.columns, r).expect("checked on load");
@@ -152,6 +159,9 @@ fn encode_rows(pre: &Preprocessor, data: &TaskData, rows: &[usize], excluded: &m
                 out.x.extend_from_slice(&buf);
                 out.y.push(data.labels[r]);
                 out.key_hash.push(data.key_hash[r]);
+                if let Some(&f) = data.follow_up.get(r) {
+                    out.follow_up.push(f);
+                }
             }
             Err(e) => *excluded.entry(e.to_string()).or_default() += 1,
         }
@@ -300,7 +310,14 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, options: impl Into<Trai
     let data = &set.data;
     let mut excluded = data.excluded.clone();
     let preprocessor = fit_preprocessor(&set.features, &data.columns, &data.train_rows, algorithm.encoding())?;
-    let encoded = encode_rows(&preprocessor, data, &data.train_rows, &mut excluded);
+    // Time-to-event models also learn from training rows censored within the horizon.
+    let rows = if algorithm == Algorithm::Hazard {
+        excluded.retain(|reason, _| !reason.ends_with("(kept for time-to-event models)"));
+        [data.train_rows.as_slice(), &data.censored_rows].concat()
+    } else {
+        data.train_rows.clone()
+    };
+    let encoded = encode_rows(&preprocessor, data, &rows, &mut excluded);
     let fitted = crate::fit::fit(&options, &preprocessor, &encoded)?;
     let model_selection = fitted.selection;
     let definition = ModelDefinition { preprocessor, estimator: fitted.estimator, risk_bands: set.risk_bands, calibration: fitted.calibration };

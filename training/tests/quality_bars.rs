@@ -40,7 +40,7 @@ fn support2_hospdead_meets_the_bars_with_a_full_report_and_model_card() {
     let (task, toml) = TaskSpec::load("support2_hospdead").unwrap();
     let dir = temp("hospdead");
     let registry = Registry::new(&dir);
-    for algorithm in [Algorithm::Logistic, Algorithm::Gbm] {
+    for algorithm in [Algorithm::Logistic, Algorithm::Gbm, Algorithm::Mlp] {
         let report = train(&task, &toml, &shared_data("support2.csv"), &registry, algorithm, None).unwrap();
         let m = &report.test;
         assert_eq!(m.n as usize, report.test_rows, "every test row is scored");
@@ -117,6 +117,17 @@ fn pbc2_death2y_meets_the_bars_and_training_is_reproducible() {
     assert_eq!(set.data.test_rows.len() + set.data.train_rows.len(), 1754, "the task's rows");
     let report = train_set(&set, &Registry::new(dir.join("a")), Algorithm::Logistic, None).unwrap();
     assert_bars("pbc2_death2y logistic", &report.test, 0.894);
+    assert!(!set.data.censored_rows.is_empty(), "pbc2 has visits censored within two years");
+
+    // The discrete-time hazard model also learns from the censored visits, and gives the risk by
+    // the horizon with exact explanations of its linear predictor.
+    let hazard = train_set(&set, &Registry::new(dir.join("hazard")), Algorithm::Hazard, None).unwrap();
+    assert_bars("pbc2_death2y hazard", &hazard.test, 0.894);
+    assert_eq!(hazard.model_selection["censored_rows_used"].as_u64().unwrap() as usize, set.data.censored_rows.len());
+    assert!(hazard.max_additivity_error < 1e-9);
+    assert!(!hazard.excluded_rows.keys().any(|k| k.contains("kept for time-to-event")), "{:?}", hazard.excluded_rows);
+    let model: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("hazard/pbc2_death2y-hazard/1/model.json")).unwrap()).unwrap();
+    assert_eq!(model["calibration"]["method"], "discrete_hazard");
 
     // The same command twice: byte-identical packages (no wall-clock time inside a package).
     for algorithm in [Algorithm::Gbm, Algorithm::Lasso] {

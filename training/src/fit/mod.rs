@@ -10,7 +10,9 @@
 pub mod calibrate;
 pub mod elastic_net;
 pub mod gbm;
+pub mod hazard;
 pub mod logistic;
+pub mod mlp;
 pub mod preprocess;
 
 use carecast_models::calibration::Calibration;
@@ -30,6 +32,10 @@ pub enum Algorithm {
     ElasticNet,
     /// Histogram gradient-boosted trees (ours).
     Gbm,
+    /// A multilayer perceptron (burn), on the standardised encoding.
+    Mlp,
+    /// A discrete-time hazard model: risk by the horizon from censored follow-up (event tasks).
+    Hazard,
 }
 
 impl Algorithm {
@@ -39,6 +45,8 @@ impl Algorithm {
             Algorithm::Lasso => "lasso",
             Algorithm::ElasticNet => "elastic_net",
             Algorithm::Gbm => "gbm",
+            Algorithm::Mlp => "mlp",
+            Algorithm::Hazard => "hazard",
         }
     }
 
@@ -66,12 +74,14 @@ impl From<Algorithm> for TrainOptions {
     }
 }
 
-/// Training rows after encoding: row-major columns, labels, and each row's key hash.
+/// Training rows after encoding: row-major columns, labels, each row's key hash, and (event
+/// tasks) each row's follow-up for time-to-event models.
 pub struct Encoded {
     pub x: Vec<f64>,
     pub n_cols: usize,
     pub y: Vec<bool>,
     pub key_hash: Vec<u64>,
+    pub follow_up: Vec<(f64, bool)>,
 }
 
 impl Encoded {
@@ -118,11 +128,30 @@ pub fn monotone_columns(pre: &Preprocessor) -> Vec<i8> {
 
 /// Fits the chosen estimator (and calibration) on encoded training rows.
 pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow::Result<Fitted> {
+    if options.algorithm == Algorithm::Hazard {
+        anyhow::ensure!(options.calibration == calibrate::Method::None, "a hazard model gives risks by the horizon directly; it takes no --calibration");
+        let (model, calibration, selection) = hazard::fit(data)?;
+        return Ok(Fitted { estimator: Estimator::LogisticRegression(model), calibration: Some(calibration), selection });
+    }
     let calibrating = options.calibration != calibrate::Method::None;
     let tuning = data.rows(|r| data.fold(r) == 0);
     let fitting = if calibrating { data.rows(|r| data.fold(r) != 0) } else { data.rows(|_| true) };
     let (estimator, mut selection) = match options.algorithm {
         Algorithm::Gbm => fit_gbm(options, pre, data, calibrating),
+        Algorithm::Hazard => unreachable!("fitted above"),
+        Algorithm::Mlp => {
+            let params = mlp::MlpParams { positive_weight: options.positive_weight, ..Default::default() };
+            let (x, y) = data.subset(&data.rows(|r| data.fold(r) != 0));
+            let (tx, ty) = data.subset(&tuning);
+            let fitted = mlp::fit(&x, &y, &tx, &ty, data.n_cols, params);
+            let selection = json!({
+                "method": "early stopping on a 20% tuning split of the training rows (by key); the network fitted on the other 80% is kept",
+                "best_epoch": fitted.best_epoch,
+                "tuning_log_loss": fitted.tuning_log_loss,
+                "params": params,
+            });
+            (Estimator::Mlp(fitted.model), selection)
+        }
         linear => {
             let (x, y) = data.subset(&fitting);
             let design = logistic::Design { x: &x, n_cols: data.n_cols, y: &y };
