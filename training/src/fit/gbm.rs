@@ -182,13 +182,17 @@ struct Booster<'a> {
 impl Booster<'_> {
     fn histogram(&self, rows: &[u32], grad: &[Stat]) -> Vec<Stat> {
         let mut hist = vec![Stat::default(); self.cols.len() * HIST_WIDTH];
-        // The leaf's gradients gathered once into row order, so that every feature's pass reads
-        // them sequentially (LightGBM's "ordered gradients").
-        let ordered: Vec<Stat> = rows.iter().map(|&r| grad[r as usize]).collect();
+        // The leaf's gradients gathered once into row order as 8-byte f32 pairs, so that every
+        // feature's pass streams them sequentially (LightGBM's ordered gradients and `score_t`);
+        // the bins still sum in f64.
+        let ordered: Vec<(f32, f32)> = rows.iter().map(|&r| (grad[r as usize].g as f32, grad[r as usize].h as f32)).collect();
         let build = |(f, h): (usize, &mut [Stat])| {
             let bins = &self.cols[f].bins;
-            for (&r, &g) in rows.iter().zip(&ordered) {
-                h[bins[r as usize] as usize].add(g);
+            for (&r, &(g, hess)) in rows.iter().zip(&ordered) {
+                let bin = &mut h[bins[r as usize] as usize];
+                bin.g += f64::from(g);
+                bin.h += f64::from(hess);
+                bin.n += 1.0;
             }
         };
         if rows.len() * self.cols.len() > 200_000 {
