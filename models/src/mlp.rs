@@ -23,9 +23,13 @@ pub struct Dense {
 }
 
 impl Dense {
-    fn apply(&self, x: &[f64], out: &mut Vec<f64>) {
+    /// `weights · x`, plus the bias when `with_bias` (without it: how a change of input moves the outputs).
+    fn apply(&self, x: &[f64], with_bias: bool, out: &mut Vec<f64>) {
         out.clear();
-        out.extend(self.bias.iter().zip(self.weights.chunks(self.inputs)).map(|(b, w)| b + w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>()));
+        out.extend(self.weights.chunks(self.inputs).zip(&self.bias).map(|(w, b)| {
+            let wx = w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
+            if with_bias { b + wx } else { wx }
+        }));
     }
 }
 
@@ -41,7 +45,7 @@ impl Mlp {
     pub fn margin(&self, x: &[f64]) -> f64 {
         let (mut a, mut b) = (x.to_vec(), Vec::new());
         for (i, layer) in self.layers.iter().enumerate() {
-            layer.apply(&a, &mut b);
+            layer.apply(&a, true, &mut b);
             if i + 1 < self.layers.len() {
                 b.iter_mut().for_each(|v| *v = v.max(0.0));
             }
@@ -71,9 +75,8 @@ impl Mlp {
             let mut active: Vec<Vec<bool>> = Vec::with_capacity(hidden);
             let (mut v2, mut s2) = (Vec::new(), Vec::new());
             for layer in &self.layers[..hidden] {
-                layer.apply(&value, &mut v2);
-                let no_bias = Dense { bias: vec![0.0; layer.outputs], ..layer.clone() };
-                no_bias.apply(&slope, &mut s2);
+                layer.apply(&value, true, &mut v2);
+                layer.apply(&slope, false, &mut s2);
                 // Probing just past t decides units sitting on their kink at t (a breakpoint
                 // reached with rounding error), so a segment never runs with a stale pattern.
                 let on: Vec<bool> = v2.iter().zip(&s2).map(|(&z, &dz)| z + dz * PROBE > 0.0).collect();
