@@ -66,7 +66,7 @@ pub struct Label {
 }
 
 /// Censoring, counted among the exclusions of binary labels.
-const CENSORED: &str = "censored: follow-up ends within the horizon without the outcome";
+pub(crate) const CENSORED: &str = "censored: follow-up ends within the horizon without the outcome";
 
 /// A prediction time's follow-up, for time-to-event models: whether the outcome came within the
 /// horizon, and when it came or when observation ended, as a share of the horizon (1: observed
@@ -240,10 +240,6 @@ pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str, whi
             Some("train") | Some("tuning") => data.train_rows.push(r),
             _ => *data.excluded.entry("subject has no train / tuning / held_out split".into()).or_default() += 1,
         }
-    }
-    if !data.censored_rows.is_empty() {
-        // Only time-to-event models use them; the others leave them out, so count them here.
-        *data.excluded.entry(format!("{CENSORED} (kept for time-to-event models)")).or_default() += data.censored_rows.len();
     }
     anyhow::ensure!(!data.test_rows.is_empty(), "task `{}`: no rows to evaluate", spec.name);
     anyhow::ensure!(which == Rows::All || !data.train_rows.is_empty(), "task `{}` has an empty train split", spec.name);

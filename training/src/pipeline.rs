@@ -312,9 +312,11 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, options: impl Into<Trai
     let preprocessor = fit_preprocessor(&set.features, &data.columns, &data.train_rows, algorithm.encoding())?;
     // Time-to-event models also learn from training rows censored within the horizon.
     let rows = if algorithm == Algorithm::Hazard {
-        excluded.retain(|reason, _| !reason.ends_with("(kept for time-to-event models)"));
         [data.train_rows.as_slice(), &data.censored_rows].concat()
     } else {
+        if !data.censored_rows.is_empty() {
+            *excluded.entry(format!("{} (kept for time-to-event models)", crate::cohort::CENSORED)).or_default() += data.censored_rows.len();
+        }
         data.train_rows.clone()
     };
     let encoded = encode_rows(&preprocessor, data, &rows, &mut excluded);
