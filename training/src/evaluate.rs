@@ -620,13 +620,8 @@ mod tests {
     fn paired_delong_agrees_with_the_unpaired_figures_and_detects_a_better_score() {
         // A score and a noisier copy of it: the difference is positive and significant, and each
         // AUROC equals the unpaired computation.
-        let mut rng = 7u64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::rng::Rng(7);
+        let mut next = || rng.unit();
         let (mut y, mut good, mut noisy) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..3000 {
             let z = next() * 4.0 - 2.0;

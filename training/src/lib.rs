@@ -7,6 +7,7 @@ pub mod evaluate;
 pub mod fit;
 pub mod ingest;
 pub mod pipeline;
+pub mod rng;
 pub mod subgroups;
 pub mod synth;
 pub mod task;

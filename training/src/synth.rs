@@ -25,6 +25,7 @@
 //! of 0 reads as normal vital signs, 3 as NEWS2 around 7 or more). With this hazard the risk of
 //! deterioration within 24 hours of any observation has a closed form, written as the truth.
 
+use crate::rng::Rng;
 use crate::ingest::events::{EventStore, EventStoreBuilder};
 use carecast_models::features::{MICROS_PER_DAY, MICROS_PER_YEAR};
 use rayon::prelude::*;
@@ -84,34 +85,6 @@ fn cumulative_hazard(s0: f64, m: f64, t1: f64, t2: f64) -> f64 {
     let base = (HAZARD_A + HAZARD_B * s0).exp();
     let k = HAZARD_B * m;
     if k.abs() < 1e-9 { base * (t2 - t1) } else { base * ((k * t2).exp() - (k * t1).exp()) / k }
-}
-
-/// SplitMix64: small, fast and seedable per patient, so output does not depend on thread count.
-struct Rng(u64);
-
-impl Rng {
-    fn for_patient(seed: u64, subject: u64) -> Self {
-        let mut r = Rng(seed ^ subject.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        r.next();
-        r
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self, mean: f64, sd: f64) -> f64 {
-        let (u1, u2) = (self.unit().max(1e-300), self.unit());
-        mean + sd * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 fn incidence(age: f64) -> f64 {

@@ -6,27 +6,9 @@
 //! lightgbm`); it is a peer for this comparison, not a dependency of Carecast.
 
 use carecast_training::fit::gbm::{Columns, GbmParams, fit};
+use carecast_training::rng::Rng;
 use std::io::Write;
 use std::time::Instant;
-
-/// SplitMix64: a seeded, dependency-free source of the benchmark's data.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        (-2.0 * self.unit().max(1e-300).ln()).sqrt() * (std::f64::consts::TAU * self.unit()).cos()
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
@@ -41,7 +23,7 @@ fn main() -> anyhow::Result<()> {
     for r in 0..rows {
         for col in x.iter_mut() {
             // Values LightGBM reads back as f32 are exactly the ones fitted here.
-            col[r] = if rng.unit() < 0.05 { f64::NAN } else { rng.normal() as f32 as f64 };
+            col[r] = if rng.unit() < 0.05 { f64::NAN } else { rng.normal(0.0, 1.0) as f32 as f64 };
         }
         let v = |j: usize| if x[j][r].is_nan() { 0.0 } else { x[j][r] };
         let z = -1.0 + v(0) + 0.8 * v(1) * v(2) - 0.6 * v(3).abs() + 0.5 * (v(4) > 0.5) as u8 as f64 + 0.3 * (v(5) + v(6) + v(7) + v(8) + v(9));

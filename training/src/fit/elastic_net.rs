@@ -202,13 +202,8 @@ mod tests {
     #[test]
     fn coordinate_descent_reaches_the_penalised_optimum_and_the_lasso_selects() {
         // y depends on columns 0 and 1; columns 2..6 are noise.
-        let mut state = 11u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::rng::Rng(11);
+        let mut next = || rng.unit();
         let (n, p) = (3000, 6);
         let mut x = Vec::new();
         let mut y = Vec::new();

@@ -431,13 +431,8 @@ mod tests {
         // Risk rises with x0 overall but with a dip in the middle; x1 interacts. Constrained to
         // increase in x0, every model prediction must be non-decreasing in x0 for any x1.
         let n = 6000;
-        let mut state = 5u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = crate::rng::Rng(5);
+        let mut next = || rng.unit();
         let (mut x0, mut x1, mut y) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..n {
             let (a, b) = (next() * 4.0 - 2.0, next() * 2.0 - 1.0);

@@ -7,6 +7,7 @@ use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData, activation};
+use crate::rng::Rng;
 use carecast_models::mlp::{Dense, Mlp};
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -69,14 +70,10 @@ fn loss(z: Tensor<2>, y: Tensor<2>, w: Tensor<2>) -> Tensor<1> {
     (per_row * w.clone()).sum() / w.sum()
 }
 
-/// A reproducible shuffle (Fisher-Yates on SplitMix64), independent of thread count.
-fn shuffle(order: &mut [usize], state: &mut u64) {
+/// A reproducible shuffle (Fisher-Yates), independent of thread count.
+fn shuffle(order: &mut [usize], rng: &mut Rng) {
     for i in (1..order.len()).rev() {
-        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        order.swap(i, ((z ^ (z >> 31)) % (i as u64 + 1)) as usize);
+        order.swap(i, rng.below(i as u64 + 1) as usize);
     }
 }
 
@@ -113,10 +110,10 @@ pub fn fit(x: &[f64], y: &[bool], tune_x: &[f64], tune_y: &[bool], n_cols: usize
     let tw = column(tune_y.iter().map(|&b| weight(b)).collect());
 
     let mut order: Vec<usize> = (0..y.len()).collect();
-    let mut state = params.seed;
+    let mut rng = Rng(params.seed);
     let (mut best, mut best_epoch, mut best_model) = (f64::INFINITY, 0, None);
     for epoch in 0..params.max_epochs {
-        shuffle(&mut order, &mut state);
+        shuffle(&mut order, &mut rng);
         for batch in order.chunks(params.batch_size) {
             let xb = matrix(x, batch);
             let yb = column(batch.iter().map(|&r| f32::from(u8::from(y[r]))).collect());
