@@ -179,7 +179,7 @@ mod tests {
             m.contributions(&x, &mut phi);
             let completeness = (phi.iter().sum::<f64>() - (m.margin(&x) - m.expected_margin())).abs();
             prop_assert!(completeness < 1e-9, "completeness error {}", completeness);
-            let approx = riemann_ig(&m, &x, 4000);
+            let approx = riemann_ig(&m, &x, 20_000);
             for j in 0..3 {
                 prop_assert!((phi[j] - approx[j]).abs() < 2e-3, "column {} exact {} riemann {}", j, phi[j], approx[j]);
             }
