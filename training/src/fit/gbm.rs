@@ -132,6 +132,14 @@ impl Stat {
     }
 }
 
+/// One row's gradient and hessian as the histograms read them: 8 bytes, so that a leaf's
+/// gradients stream through the cache (LightGBM's `score_t`); bins still sum in f64.
+#[derive(Debug, Clone, Copy, Default)]
+struct Gradient {
+    g: f32,
+    h: f32,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Split {
     gain: f64,
@@ -153,9 +161,11 @@ struct Bounds {
 
 const UNBOUNDED: Bounds = Bounds { lo: f64::NEG_INFINITY, hi: f64::INFINITY };
 
+/// A leaf being grown: its rows are `rows[start..start + len]` of the tree's row order.
 struct Leaf {
     node: usize,
-    rows: Vec<u32>,
+    start: usize,
+    len: usize,
     hist: Vec<Stat>,
     total: Stat,
     depth: usize,
@@ -171,31 +181,67 @@ pub struct GbmFit {
     pub best_tuning_log_loss: Option<f64>,
 }
 
+/// Buffers a fit reuses across trees (fresh ones per tree cost the kernel's page zeroing):
+/// the row order, in which every leaf is a contiguous range (LightGBM's data partition), a
+/// scratch buffer for splitting a range, a leaf's gradients gathered into its row order, and
+/// histograms of leaves already split.
+struct Workspace {
+    rows: Vec<u32>,
+    scratch: Vec<u32>,
+    ordered: Vec<Gradient>,
+    spare_histograms: Vec<Vec<Stat>>,
+}
+
+/// Rows per parallel task when partitioning or gathering; fixed, so results never depend on
+/// how the work was scheduled.
+const CHUNK: usize = 1 << 14;
+
 struct Booster<'a> {
     params: GbmParams,
     cols: Vec<BinnedColumn>,
     /// Per column: +1 risk may only rise with the value, -1 only fall, 0 free.
     monotone: &'a [i8],
-    y: &'a [f64],
 }
 
 impl Booster<'_> {
-    fn histogram(&self, rows: &[u32], grad: &[Stat]) -> Vec<Stat> {
-        let mut hist = vec![Stat::default(); self.cols.len() * HIST_WIDTH];
-        // The leaf's gradients gathered once into row order as 8-byte f32 pairs, so that every
-        // feature's pass streams them sequentially (LightGBM's ordered gradients and `score_t`);
-        // the bins still sum in f64.
-        let ordered: Vec<(f32, f32)> = rows.iter().map(|&r| (grad[r as usize].g as f32, grad[r as usize].h as f32)).collect();
-        let build = |(f, h): (usize, &mut [Stat])| {
-            let bins = &self.cols[f].bins;
-            for (&r, &(g, hess)) in rows.iter().zip(&ordered) {
-                let bin = &mut h[bins[r as usize] as usize];
-                bin.g += f64::from(g);
-                bin.h += f64::from(hess);
-                bin.n += 1.0;
+    /// Every feature's histogram over `rows` (`None`: all rows, in order), one feature per task.
+    fn histogram(&self, rows: Option<&[u32]>, grad: &[Gradient], ws: &mut Workspace) -> Vec<Stat> {
+        let mut hist = ws.spare_histograms.pop().unwrap_or_else(|| vec![Stat::default(); self.cols.len() * HIST_WIDTH]);
+        // A subset's gradients are gathered once into row order, so that every feature's pass
+        // reads them sequentially (LightGBM's ordered gradients).
+        let ordered: &[Gradient] = match rows {
+            None => grad,
+            Some(rows) => {
+                let ordered = &mut ws.ordered[..rows.len()];
+                ordered.par_chunks_mut(CHUNK).zip(rows.par_chunks(CHUNK)).for_each(|(out, rows)| {
+                    for (o, &r) in out.iter_mut().zip(rows) {
+                        *o = grad[r as usize];
+                    }
+                });
+                ordered
             }
         };
-        if rows.len() * self.cols.len() > 200_000 {
+        let build = |(f, h): (usize, &mut [Stat])| {
+            let bins = &self.cols[f].bins;
+            // Sums in 16-byte bins with the counts in their own lane: less memory traffic per
+            // row than 24-byte bins.
+            let mut sums = [[0.0f64; 2]; HIST_WIDTH];
+            let mut counts = [0u32; HIST_WIDTH];
+            let mut add = |bin: u8, g: &Gradient| {
+                let s = &mut sums[bin as usize];
+                s[0] += f64::from(g.g);
+                s[1] += f64::from(g.h);
+                counts[bin as usize] += 1;
+            };
+            match rows {
+                None => bins.iter().zip(ordered).for_each(|(&b, g)| add(b, g)),
+                Some(rows) => rows.iter().zip(ordered).for_each(|(&r, g)| add(bins[r as usize], g)),
+            }
+            for ((out, s), &n) in h.iter_mut().zip(&sums).zip(&counts) {
+                *out = Stat { g: s[0], h: s[1], n: f64::from(n) };
+            }
+        };
+        if ordered.len() * self.cols.len() > 200_000 {
             hist.par_chunks_mut(HIST_WIDTH).enumerate().for_each(build);
         } else {
             hist.chunks_mut(HIST_WIDTH).enumerate().for_each(build);
@@ -213,35 +259,40 @@ impl Booster<'_> {
         -(2.0 * s.g * w + (s.h + self.params.l2) * w * w)
     }
 
+    /// The best split of a leaf: each feature's best found in parallel, then the first of the
+    /// highest gain in feature order, so ties break the same way on any number of threads.
     fn best_split(&self, hist: &[Stat], total: Stat, bounds: Bounds) -> Option<Split> {
-        let p = &self.params;
         let parent = self.score(total, self.value(total, bounds));
+        let per_feature: Vec<Option<Split>> =
+            (0..self.cols.len()).into_par_iter().map(|f| self.best_split_on(f, &hist[f * HIST_WIDTH..(f + 1) * HIST_WIDTH], total, bounds, parent)).collect();
+        per_feature.into_iter().flatten().fold(None, |best: Option<Split>, s| if best.is_none_or(|b| s.gain > b.gain) { Some(s) } else { best })
+    }
+
+    fn best_split_on(&self, f: usize, h: &[Stat], total: Stat, bounds: Bounds, parent: f64) -> Option<Split> {
+        let p = &self.params;
         let ok = |s: Stat| s.n >= p.min_rows_leaf as f64 && s.h >= p.min_hessian_leaf;
+        let missing = h[MISSING as usize];
+        // Try missing values on each side; without missing values in training, send them to
+        // the larger side, which generalises best.
+        let sides: &[bool] = if missing.n > 0.0 { &[false, true] } else { &[false] };
         let mut best: Option<Split> = None;
-        for (f, col) in self.cols.iter().enumerate() {
-            let h = &hist[f * HIST_WIDTH..(f + 1) * HIST_WIDTH];
-            let missing = h[MISSING as usize];
-            let mut acc = Stat::default();
-            for (b, &bin) in h.iter().enumerate().take(col.cuts.len()) {
-                acc.add(bin);
-                // Try missing values on each side; without missing values in training, send them
-                // to the larger side, which generalises best.
-                let sides: &[bool] = if missing.n > 0.0 { &[false, true] } else { &[false] };
-                for &missing_left in sides {
-                    let left = if missing_left { Stat { g: acc.g + missing.g, h: acc.h + missing.h, n: acc.n + missing.n } } else { acc };
-                    let right = total.minus(left);
-                    if !ok(left) || !ok(right) {
-                        continue;
-                    }
-                    let (wl, wr) = (self.value(left, bounds), self.value(right, bounds));
-                    if (self.monotone[f] > 0 && wl > wr) || (self.monotone[f] < 0 && wl < wr) {
-                        continue;
-                    }
-                    let gain = self.score(left, wl) + self.score(right, wr) - parent;
-                    if gain > 1e-9 && best.is_none_or(|s| gain > s.gain) {
-                        let missing_left = if missing.n > 0.0 { missing_left } else { left.n >= right.n };
-                        best = Some(Split { gain, feature: f, bin: b, missing_left, left, left_value: wl, right_value: wr });
-                    }
+        let mut acc = Stat::default();
+        for (b, &bin) in h.iter().enumerate().take(self.cols[f].cuts.len()) {
+            acc.add(bin);
+            for &missing_left in sides {
+                let left = if missing_left { Stat { g: acc.g + missing.g, h: acc.h + missing.h, n: acc.n + missing.n } } else { acc };
+                let right = total.minus(left);
+                if !ok(left) || !ok(right) {
+                    continue;
+                }
+                let (wl, wr) = (self.value(left, bounds), self.value(right, bounds));
+                if (self.monotone[f] > 0 && wl > wr) || (self.monotone[f] < 0 && wl < wr) {
+                    continue;
+                }
+                let gain = self.score(left, wl) + self.score(right, wr) - parent;
+                if gain > 1e-9 && best.is_none_or(|s| gain > s.gain) {
+                    let missing_left = if missing.n > 0.0 { missing_left } else { left.n >= right.n };
+                    best = Some(Split { gain, feature: f, bin: b, missing_left, left, left_value: wl, right_value: wr });
                 }
             }
         }
@@ -259,17 +310,67 @@ impl Booster<'_> {
         }
     }
 
+    /// Reorders `rows` stably into those the split sends left, then right: each chunk is split
+    /// into `scratch` in parallel (lefts from the front, rights from the back), then copied to
+    /// its place; returns how many went left.
+    fn partition(&self, s: &Split, rows: &mut [u32], scratch: &mut [u32]) -> usize {
+        let bins = &self.cols[s.feature].bins;
+        let goes_left = |r: u32| match bins[r as usize] {
+            MISSING => s.missing_left,
+            b => usize::from(b) <= s.bin,
+        };
+        let scratch = &mut scratch[..rows.len()];
+        let lefts: Vec<usize> = rows
+            .par_chunks(CHUNK)
+            .zip(scratch.par_chunks_mut(CHUNK))
+            .map(|(rows, out)| {
+                let (mut l, mut r) = (0, out.len());
+                for &row in rows {
+                    if goes_left(row) {
+                        out[l] = row;
+                        l += 1;
+                    } else {
+                        r -= 1;
+                        out[r] = row;
+                    }
+                }
+                l
+            })
+            .collect();
+        let n_left = lefts.iter().sum();
+        let (mut left_out, mut right_out) = rows.split_at_mut(n_left);
+        let mut tasks = Vec::with_capacity(lefts.len());
+        for (chunk, &l) in scratch.chunks(CHUNK).zip(&lefts) {
+            let (to_left, rest) = std::mem::take(&mut left_out).split_at_mut(l);
+            left_out = rest;
+            let (to_right, rest) = std::mem::take(&mut right_out).split_at_mut(chunk.len() - l);
+            right_out = rest;
+            tasks.push((chunk, to_left, to_right));
+        }
+        tasks.into_par_iter().for_each(|(chunk, to_left, to_right)| {
+            let (lefts, rights) = chunk.split_at(to_left.len());
+            to_left.copy_from_slice(lefts);
+            to_right.iter_mut().zip(rights.iter().rev()).for_each(|(o, &r)| *o = r);
+        });
+        n_left
+    }
+
     /// Grows one tree on the gradients; adds its outputs to `margin` for the training rows.
-    fn grow(&self, grad: &[Stat], margin: &mut [f64]) -> Tree {
+    fn grow(&self, grad: &[Gradient], margin: &mut [f64], ws: &mut Workspace) -> Tree {
         let p = &self.params;
-        let rows: Vec<u32> = (0..self.y.len() as u32).collect();
-        let hist = self.histogram(&rows, grad);
-        let total = rows.iter().fold(Stat::default(), |mut a, &r| {
-            a.add(grad[r as usize]);
+        for (i, r) in ws.rows.iter_mut().enumerate() {
+            *r = i as u32;
+        }
+        let hist = self.histogram(None, grad, ws);
+        // Every feature's bins (missing included) hold every row once, so the first one's sum is
+        // the total.
+        let total = hist.iter().take(HIST_WIDTH).fold(Stat::default(), |mut a, &s| {
+            a.add(s);
             a
         });
         let mut nodes = vec![Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value: 0.0, cover: total.n }];
-        let mut leaves = vec![Leaf { node: 0, best: self.best_split(&hist, total, UNBOUNDED), rows, hist, total, depth: 0, bounds: UNBOUNDED }];
+        let root = Leaf { node: 0, start: 0, len: grad.len(), best: self.best_split(&hist, total, UNBOUNDED), hist, total, depth: 0, bounds: UNBOUNDED };
+        let mut leaves = vec![root];
         let mut done: Vec<Leaf> = Vec::new();
         while leaves.len() + done.len() < p.max_leaves {
             let Some(i) = (0..leaves.len()).filter(|&i| leaves[i].best.is_some()).max_by(|&a, &b| {
@@ -277,25 +378,23 @@ impl Booster<'_> {
             }) else {
                 break;
             };
-            let leaf = leaves.swap_remove(i);
+            let mut leaf = leaves.swap_remove(i);
             let s = leaf.best.expect("chosen for its split");
-            let col = &self.cols[s.feature];
-            let (left_rows, right_rows): (Vec<u32>, Vec<u32>) = leaf.rows.iter().partition(|&&r| {
-                let b = col.bins[r as usize];
-                if b == MISSING { s.missing_left } else { (b as usize) <= s.bin }
-            });
-            let right_total = leaf.total.minus(s.left);
-            // Build the smaller child's histogram; the larger is the parent's minus it.
-            let (small_rows, small_is_left) =
-                if left_rows.len() <= right_rows.len() { (&left_rows, true) } else { (&right_rows, false) };
-            let small = self.histogram(small_rows, grad);
-            let large: Vec<Stat> = leaf.hist.iter().zip(&small).map(|(p, s)| p.minus(*s)).collect();
+            let mut rows = std::mem::take(&mut ws.rows);
+            let n_left = self.partition(&s, &mut rows[leaf.start..leaf.start + leaf.len], &mut ws.scratch);
+            // Build the smaller child's histogram; the larger is the parent's minus it, in place.
+            let small_is_left = 2 * n_left <= leaf.len;
+            let small_rows = if small_is_left { leaf.start..leaf.start + n_left } else { leaf.start + n_left..leaf.start + leaf.len };
+            let small = self.histogram(Some(&rows[small_rows]), grad, ws);
+            ws.rows = rows;
+            let mut large = std::mem::take(&mut leaf.hist);
+            large.iter_mut().zip(&small).for_each(|(p, s)| *p = p.minus(*s));
             let (left_hist, right_hist) = if small_is_left { (small, large) } else { (large, small) };
 
             let (l, r) = (nodes.len(), nodes.len() + 1);
             nodes[leaf.node] = Node {
                 feature: s.feature as u32,
-                threshold: col.cuts[s.bin],
+                threshold: self.cols[s.feature].cuts[s.bin],
                 left: l as u32,
                 right: r as u32,
                 default_left: s.missing_left,
@@ -304,20 +403,25 @@ impl Booster<'_> {
             };
             let depth = leaf.depth + 1;
             let (left_bounds, right_bounds) = self.child_bounds(&s, leaf.bounds);
-            for (rows, hist, total, bounds) in [(left_rows, left_hist, s.left, left_bounds), (right_rows, right_hist, right_total, right_bounds)] {
+            let children = [
+                (leaf.start, n_left, left_hist, s.left, left_bounds),
+                (leaf.start + n_left, leaf.len - n_left, right_hist, leaf.total.minus(s.left), right_bounds),
+            ];
+            for (start, len, hist, total, bounds) in children {
                 let node = nodes.len();
                 nodes.push(Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value: 0.0, cover: total.n });
                 let best = if depth < p.max_depth { self.best_split(&hist, total, bounds) } else { None };
-                let child = Leaf { node, rows, hist, total, depth, bounds, best };
+                let child = Leaf { node, start, len, hist, total, depth, bounds, best };
                 if child.best.is_some() { leaves.push(child) } else { done.push(child) }
             }
         }
-        for leaf in leaves.iter().chain(&done) {
+        for leaf in leaves.into_iter().chain(done) {
             let v = self.value(leaf.total, leaf.bounds) * p.learning_rate;
             nodes[leaf.node].value = v;
-            for &r in &leaf.rows {
+            for &r in &ws.rows[leaf.start..leaf.start + leaf.len] {
                 margin[r as usize] += v;
             }
+            ws.spare_histograms.push(leaf.hist);
         }
         Tree { nodes }
     }
@@ -351,21 +455,21 @@ pub fn fit(x: &Columns<'_>, y: &[f64], tuning: Option<(&Columns<'_>, &[f64])>, p
         params,
         cols: x.values.par_iter().map(|c| bin_column(c, params.max_bins)).collect(),
         monotone,
-        y,
     };
     let mut margin = vec![base_score; n];
-    let mut grad = vec![Stat::default(); n];
+    let mut grad = vec![Gradient::default(); n];
+    let mut workspace = Workspace { rows: vec![0; n], scratch: vec![0; n], ordered: vec![Gradient::default(); n], spare_histograms: Vec::new() };
     let mut trees = Vec::new();
     let mut tuning_margin = tuning.map(|(t, _)| vec![base_score; t.n_rows()]);
     let mut best = (f64::INFINITY, 0usize);
     let mut row = Vec::new();
     for round in 0..params.max_rounds {
-        for ((g, &z), &yi) in grad.iter_mut().zip(&margin).zip(y) {
+        grad.par_iter_mut().zip(margin.par_iter()).zip(y.par_iter()).for_each(|((g, &z), &yi)| {
             let p = 1.0 / (1.0 + (-z).exp());
             let weight = if yi > 0.5 { w } else { 1.0 };
-            *g = Stat { g: weight * (p - yi), h: weight * (p * (1.0 - p)).max(1e-16), n: 1.0 };
-        }
-        let tree = booster.grow(&grad, &mut margin);
+            *g = Gradient { g: (weight * (p - yi)) as f32, h: (weight * (p * (1.0 - p))).max(1e-16) as f32 };
+        });
+        let tree = booster.grow(&grad, &mut margin, &mut workspace);
         if let (Some((tx, ty)), Some(tm)) = (tuning, tuning_margin.as_mut()) {
             for (r, m) in tm.iter_mut().enumerate() {
                 tx.row(r, &mut row);
@@ -408,6 +512,36 @@ mod tests {
                 assert_eq!((b as usize) <= k, v < cut, "value {v} bin {b} cut {k}={cut}");
             }
         }
+    }
+
+    #[test]
+    fn partition_is_stable_across_chunks() {
+        let n = 3 * CHUNK + 123;
+        let values = vec![(0..n).map(|i| ((i * 7919) % 10) as f64).collect::<Vec<_>>()];
+        let booster = Booster { params: GbmParams::default(), cols: vec![bin_column(&values[0], 255)], monotone: &[0] };
+        let split = Split { gain: 1.0, feature: 0, bin: 3, missing_left: false, left: Stat::default(), left_value: 0.0, right_value: 0.0 };
+        // Every other row, so the partition sees a leaf's sparse, ascending rows.
+        let mut rows: Vec<u32> = (0..n as u32).step_by(2).collect();
+        let mut scratch = vec![0; n];
+        let expected: (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&r| values[0][r as usize] <= 3.0);
+        let n_left = booster.partition(&split, &mut rows, &mut scratch);
+        assert_eq!(n_left, expected.0.len());
+        assert_eq!(rows[..n_left], expected.0[..]);
+        assert_eq!(rows[n_left..], expected.1[..]);
+    }
+
+    #[test]
+    fn one_thread_or_two_grow_the_same_trees() {
+        let n = 40_000;
+        let mut rng = crate::rng::Rng(11);
+        let values: Vec<Vec<f64>> = (0..6).map(|_| (0..n).map(|_| if rng.unit() < 0.05 { f64::NAN } else { rng.normal(0.0, 1.0) }).collect()).collect();
+        let y: Vec<f64> = (0..n).map(|r| f64::from(u8::from(values[0][r].max(0.0) + values[1][r].abs() > 1.0 + rng.unit()))).collect();
+        let params = GbmParams { max_rounds: 20, max_leaves: 31, max_depth: 8, learning_rate: 0.1, ..Default::default() };
+        let on = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| fit(&Columns { values: &values }, &y, None, params, &[]).ensemble)
+        };
+        assert_eq!(on(1), on(2));
     }
 
     #[test]
