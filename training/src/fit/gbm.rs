@@ -517,13 +517,13 @@ mod tests {
     #[test]
     fn partition_is_stable_across_chunks() {
         let n = 3 * CHUNK + 123;
-        let values = vec![(0..n).map(|i| ((i * 7919) % 10) as f64).collect::<Vec<_>>()];
-        let booster = Booster { params: GbmParams::default(), cols: vec![bin_column(&values[0], 255)], monotone: &[0] };
+        let values = (0..n).map(|i| ((i * 7919) % 10) as f64).collect::<Vec<_>>();
+        let booster = Booster { params: GbmParams::default(), cols: vec![bin_column(&values, 255)], monotone: &[0] };
         let split = Split { gain: 1.0, feature: 0, bin: 3, missing_left: false, left: Stat::default(), left_value: 0.0, right_value: 0.0 };
         // Every other row, so the partition sees a leaf's sparse, ascending rows.
         let mut rows: Vec<u32> = (0..n as u32).step_by(2).collect();
         let mut scratch = vec![0; n];
-        let expected: (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&r| values[0][r as usize] <= 3.0);
+        let expected: (Vec<u32>, Vec<u32>) = rows.iter().partition(|&&r| values[r as usize] <= 3.0);
         let n_left = booster.partition(&split, &mut rows, &mut scratch);
         assert_eq!(n_left, expected.0.len());
         assert_eq!(rows[..n_left], expected.0[..]);
