@@ -18,6 +18,10 @@ pub struct FeatureSpec {
     /// clinically required (e.g. risk never falls with age); tree models are fitted under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monotone: Option<Monotone>,
+    /// Position in an event sequence (0: the latest observation, 1: the one before, ...): the
+    /// features with a step are the time steps a recurrent model reads, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +34,7 @@ pub enum Monotone {
 impl FeatureSpec {
     /// A feature with no display name, unit or constraint.
     pub fn plain(name: &str, kind: FeatureKind) -> Self {
-        Self { name: name.into(), kind, display: None, unit: None, monotone: None }
+        Self { name: name.into(), kind, display: None, unit: None, monotone: None, step: None }
     }
 
     pub fn display_name(&self) -> &str {

@@ -62,6 +62,42 @@ codes = ["FALL"]
 name = "news2"
 kind = "news2"
 window = "24h"
+
+[[features]]
+name = "sbp_step1_24h"
+kind = "measurement"
+codes = ["VITAL//SYSTOLIC_BP"]
+agg = "latest"
+window = "24h"
+rank = 1
+
+[[features]]
+name = "sbp_step2_24h"
+kind = "measurement"
+codes = ["VITAL//SYSTOLIC_BP"]
+agg = "latest"
+window = "24h"
+rank = 2
+
+[[features]]
+name = "sbp_step2"
+kind = "measurement"
+codes = ["VITAL//SYSTOLIC_BP"]
+agg = "latest"
+rank = 2
+
+[[features]]
+name = "sbp_hours_step1"
+kind = "measurement"
+codes = ["VITAL//SYSTOLIC_BP"]
+agg = "hours_ago"
+rank = 1
+
+[[features]]
+name = "sbp_hours_ago"
+kind = "measurement"
+codes = ["VITAL//SYSTOLIC_BP"]
+agg = "hours_ago"
 "#;
 
 const VOCAB: [&str; 14] = [
@@ -123,6 +159,15 @@ fn features_of_a_known_patient() {
     assert!((out[at("days_since_fall")] - 10.0).abs() < 1e-9);
     // RR 22 (2) + SpO2 95 (1) + air (0) + SBP 105 (1) + pulse 95 (1) + alert (0) + 38.5 °C (1).
     assert_eq!(out[at("news2")], 6.0);
+    // The blood-pressure sequence, latest first: 105 (2 h ago), 95 (20 h), 150 (30 days).
+    assert_eq!(out[at("sbp_step1_24h")], 95.0);
+    assert!(out[at("sbp_step2_24h")].is_nan(), "only two readings in 24 hours");
+    assert_eq!(out[at("sbp_step2")], 150.0);
+    assert!((out[at("sbp_hours_step1")] - 20.0).abs() < 1e-9);
+    assert!((out[at("sbp_hours_ago")] - 2.0).abs() < 1e-9);
+    let steps: Vec<Option<u8>> = extractor.feature_specs().iter().map(|f| f.step).collect();
+    assert_eq!(steps[at("sbp_step2")], Some(2));
+    assert_eq!(steps[at("sbp_hours_ago")], None, "no rank: not a sequence step");
 
     // 20 days earlier: the fall 10 days before T has not happened yet, and there are no vitals
     // in the 24 hours before, so NEWS2 and the latest blood pressure are missing.
@@ -140,6 +185,10 @@ fn specs_are_validated() {
     assert!(FeatureSetSpec::from_toml(&bad_window).unwrap_err().contains("365 days"));
     let no_codes = "[[features]]\nname = \"x\"\nkind = \"count\"\ncodes = []\n";
     assert!(FeatureSetSpec::from_toml(no_codes).unwrap_err().contains("no codes"));
+    let deep = "[[features]]\nname = \"x\"\nkind = \"measurement\"\ncodes = [\"A\"]\nagg = \"latest\"\nrank = 8\n";
+    assert!(FeatureSetSpec::from_toml(deep).unwrap_err().contains("rank 8"));
+    let mean = deep.replace("rank = 8", "rank = 1").replace("latest", "mean");
+    assert!(FeatureSetSpec::from_toml(&mean).unwrap_err().contains("agg must be"));
 }
 
 fn arb_events(max: usize) -> impl Strategy<Value = Vec<Event>> {

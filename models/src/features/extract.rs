@@ -4,7 +4,7 @@
 //! checks it anyway.
 
 use super::news2::{Observations, news2};
-use super::{Aggregate, CodePattern, EventFeature, FeatureKind, FeatureSetSpec, MICROS_PER_DAY, MICROS_PER_YEAR};
+use super::{Aggregate, CodePattern, EventFeature, FeatureKind, FeatureSetSpec, MAX_RANK, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_YEAR};
 use crate::schema::{FeatureKind as InputKind, FeatureSpec};
 
 /// Time of a static fact (MEDS: null time): before everything, so always visible.
@@ -81,7 +81,17 @@ impl FeatureExtractor {
     pub fn feature_specs(&self) -> Vec<FeatureSpec> {
         self.features
             .iter()
-            .map(|f| FeatureSpec { name: f.name.clone(), kind: InputKind::Numeric, display: f.display.clone(), unit: f.unit.clone(), monotone: f.monotone })
+            .map(|f| FeatureSpec {
+                name: f.name.clone(),
+                kind: InputKind::Numeric,
+                display: f.display.clone(),
+                unit: f.unit.clone(),
+                monotone: f.monotone,
+                step: match f.kind {
+                    FeatureKind::Measurement { rank, .. } => rank,
+                    _ => None,
+                },
+            })
             .collect()
     }
 
@@ -109,6 +119,7 @@ impl FeatureExtractor {
 struct Acc {
     count: u32,
     values: u32,
+    timed_values: u32,
     sum: f64,
     min: f64,
     max: f64,
@@ -119,11 +130,16 @@ struct Acc {
     sxx: f64,
     sxy: f64,
     vitals: [(i64, f64); 7],
+    /// The latest timed, valued events, a ring indexed by `values % RECENT`.
+    recent: [(i64, f64); RECENT],
 }
+
+const RECENT: usize = MAX_RANK as usize + 1;
 
 const EMPTY: Acc = Acc {
     count: 0,
     values: 0,
+    timed_values: 0,
     sum: 0.0,
     min: f64::INFINITY,
     max: f64::NEG_INFINITY,
@@ -133,6 +149,7 @@ const EMPTY: Acc = Acc {
     sxx: 0.0,
     sxy: 0.0,
     vitals: [(STATIC, f64::NAN); 7],
+    recent: [(STATIC, f64::NAN); RECENT],
 };
 
 /// Scratch state for [`BoundExtractor::extract`]; reuse it across patients.
@@ -199,6 +216,8 @@ impl BoundExtractor<'_> {
                                 a.last_value = v;
                             }
                             if e.time != STATIC {
+                                a.recent[a.timed_values as usize % RECENT] = (e.time, v);
+                                a.timed_values += 1;
                                 let x = (e.time - t) as f64 / MICROS_PER_DAY as f64;
                                 a.sx += x;
                                 a.sxx += x * x;
@@ -227,6 +246,15 @@ fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
         FeatureKind::DaysSince { .. } => {
             if a.count == 0 || a.last_time == STATIC { f64::NAN } else { days_before(a.last_time) }
         }
+        FeatureKind::Measurement { agg, rank, .. } if rank.is_some() || *agg == Aggregate::HoursAgo => {
+            // Events arrive in time order, so the ring's newest entry is the latest.
+            let Some(back) = a.timed_values.checked_sub(u32::from(rank.unwrap_or(0)) + 1) else { return f64::NAN };
+            let (time, value) = a.recent[back as usize % RECENT];
+            match agg {
+                Aggregate::HoursAgo => (t - time) as f64 / MICROS_PER_HOUR as f64,
+                _ => value,
+            }
+        }
         FeatureKind::Measurement { agg, .. } => {
             if a.values == 0 {
                 return f64::NAN;
@@ -241,6 +269,7 @@ fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
                     let denom = n * a.sxx - a.sx * a.sx;
                     if a.values < 2 || denom.abs() < 1e-12 { f64::NAN } else { (n * a.sxy - a.sx * a.sum) / denom }
                 }
+                Aggregate::HoursAgo => unreachable!("read from the ring above"),
             }
         }
         FeatureKind::News2 { .. } => {

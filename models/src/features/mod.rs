@@ -66,6 +66,14 @@ impl FeatureSetSpec {
             if codes.is_some_and(|c| c.is_empty()) {
                 return Err(format!("feature `{}`: no codes", f.name));
             }
+            if let FeatureKind::Measurement { agg, rank: Some(rank), .. } = &f.kind {
+                if *rank > MAX_RANK {
+                    return Err(format!("feature `{}`: rank {rank} is beyond the oldest step kept ({MAX_RANK})", f.name));
+                }
+                if !matches!(agg, Aggregate::Latest | Aggregate::HoursAgo) {
+                    return Err(format!("feature `{}`: a rank picks one event, so agg must be `latest` or `hours_ago`", f.name));
+                }
+            }
         }
         Ok(spec)
     }
@@ -109,11 +117,16 @@ pub enum FeatureKind {
         window: Window,
     },
     /// An aggregate of the numeric values of matching events in the window; missing if none.
+    /// With a `rank`, one step of the event sequence a recurrent model reads: `latest` or
+    /// `hours_ago` of the rank-th most recent valued event before the latest (0: the latest
+    /// itself; at most [`MAX_RANK`]).
     Measurement {
         codes: Vec<String>,
         agg: Aggregate,
         #[serde(default)]
         window: Window,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rank: Option<u8>,
     },
     /// Days from the latest matching event to the prediction time; missing if none.
     DaysSince { codes: Vec<String> },
@@ -137,7 +150,13 @@ pub enum Aggregate {
     Mean,
     /// Least-squares slope of value against time, per day; missing with fewer than two times.
     Trend,
+    /// Hours from the latest timed, valued event to the prediction time (with `rank`: when
+    /// that step was observed).
+    HoursAgo,
 }
+
+/// The oldest step of an event sequence a feature can read (ranks 0..=7).
+pub const MAX_RANK: u8 = 7;
 
 /// The event codes NEWS2 reads. Oxygen and consciousness are recorded as numbers: 1 = on
 /// supplemental oxygen, 1 = new confusion / voice / pain / unresponsive (0 = air, 0 = alert).
