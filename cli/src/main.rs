@@ -33,9 +33,11 @@ enum ModelChoice {
     Gbm,
     /// A multilayer perceptron (burn, CPU).
     Mlp,
+    /// A GRU (burn, CPU) over the event sequence: features with a `rank` (event tasks, --meds).
+    Gru,
     /// A discrete-time hazard model for censored follow-up (event tasks, --meds).
     Hazard,
-    /// Every model above but the hazard model.
+    /// Every model above but the GRU and the hazard model.
     All,
 }
 
@@ -219,6 +221,7 @@ fn fits(model: ModelChoice, calibration: CalibrationChoice, positive_weight: f64
         ModelChoice::ElasticNet => vec![Algorithm::ElasticNet],
         ModelChoice::Gbm => vec![Algorithm::Gbm],
         ModelChoice::Mlp => vec![Algorithm::Mlp],
+        ModelChoice::Gru => vec![Algorithm::Gru],
         ModelChoice::Hazard => vec![Algorithm::Hazard],
         ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm, Algorithm::Mlp],
     };

@@ -1,6 +1,7 @@
 //! The fitted estimators a package can hold, behind one interface: margin, expected margin and
 //! exact per-column contributions.
 
+use crate::gru::Gru;
 use crate::linear::LinearModel;
 use crate::mlp::Mlp;
 use crate::tree_shap::TreeShapBuffer;
@@ -14,6 +15,9 @@ pub enum Estimator {
     GradientBoostedTrees(TreeEnsemble),
     /// Contributions are exact integrated gradients from the training mean (see [`crate::mlp`]).
     Mlp(Mlp),
+    /// A GRU over the event sequence; contributions are integrated gradients from the training
+    /// mean, complete to within [`crate::gru::COMPLETENESS`] (see [`crate::gru`]).
+    Gru(Box<Gru>),
 }
 
 impl Estimator {
@@ -22,6 +26,7 @@ impl Estimator {
             Estimator::LogisticRegression(_) => "logistic_regression",
             Estimator::GradientBoostedTrees(_) => "gradient_boosted_trees",
             Estimator::Mlp(_) => "mlp",
+            Estimator::Gru(_) => "gru",
         }
     }
 
@@ -31,6 +36,7 @@ impl Estimator {
             Estimator::LogisticRegression(m) => m.margin(x),
             Estimator::GradientBoostedTrees(m) => m.margin(x),
             Estimator::Mlp(m) => m.margin(x),
+            Estimator::Gru(m) => m.margin(x),
         }
     }
 
@@ -40,10 +46,12 @@ impl Estimator {
             Estimator::LogisticRegression(m) => m.expected_margin(),
             Estimator::GradientBoostedTrees(m) => m.expected_margin(),
             Estimator::Mlp(m) => m.expected_margin(),
+            Estimator::Gru(m) => m.expected_margin(),
         }
     }
 
-    /// Exact Shapley value of each column, written into `phi` (overwritten).
+    /// Each column's contribution, written into `phi` (overwritten): exact Shapley values for
+    /// linear and tree models, integrated gradients for the networks.
     pub fn contributions(&self, x: &[f64], phi: &mut [f64], buf: &mut TreeShapBuffer) {
         match self {
             Estimator::LogisticRegression(m) => m.contributions(x, phi),
@@ -52,6 +60,7 @@ impl Estimator {
                 m.contributions(x, phi, buf);
             }
             Estimator::Mlp(m) => m.contributions(x, phi),
+            Estimator::Gru(m) => m.contributions(x, phi),
         }
     }
 
@@ -76,6 +85,7 @@ impl Estimator {
                 })
             }
             Estimator::Mlp(m) => m.validate(n_columns),
+            Estimator::Gru(m) => m.validate(n_columns),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod deid;
 pub mod estimator;
 pub mod explain;
 pub mod features;
+pub mod gru;
 pub mod linear;
 pub mod mlp;
 pub mod package;

@@ -24,12 +24,33 @@ pub struct Dense {
 
 impl Dense {
     /// `weights · x`, plus the bias when `with_bias` (without it: how a change of input moves the outputs).
-    fn apply(&self, x: &[f64], with_bias: bool, out: &mut Vec<f64>) {
+    pub(crate) fn apply(&self, x: &[f64], with_bias: bool, out: &mut Vec<f64>) {
         out.clear();
         out.extend(self.weights.chunks(self.inputs).zip(&self.bias).map(|(w, b)| {
             let wx = w.iter().zip(x).map(|(a, b)| a * b).sum::<f64>();
             if with_bias { b + wx } else { wx }
         }));
+    }
+
+    /// Back-propagation: adds `weightsᵀ · grad_out` (the gradient with respect to the inputs) to
+    /// `grad_in`.
+    pub(crate) fn back(&self, grad_out: &[f64], grad_in: &mut [f64]) {
+        for (w, &g) in self.weights.chunks(self.inputs).zip(grad_out) {
+            if g != 0.0 {
+                grad_in.iter_mut().zip(w).for_each(|(d, wi)| *d += g * wi);
+            }
+        }
+    }
+
+    /// Checks the shapes against the expected ones and that every weight is finite.
+    pub(crate) fn validate(&self, inputs: usize, outputs: usize) -> Result<(), String> {
+        if self.inputs != inputs || self.outputs != outputs || self.weights.len() != inputs * outputs || self.bias.len() != outputs {
+            return Err(format!("expected {inputs} inputs and {outputs} outputs, found inconsistent shapes"));
+        }
+        if self.weights.iter().chain(&self.bias).any(|w| !w.is_finite()) {
+            return Err("non-finite weights".into());
+        }
+        Ok(())
     }
 }
 
@@ -96,14 +117,9 @@ impl Mlp {
             let output = &self.layers[hidden];
             let mut grad: Vec<f64> = output.weights.clone();
             for (layer, on) in self.layers[..hidden].iter().zip(&active).rev() {
+                grad.iter_mut().zip(on).filter(|(_, on)| !**on).for_each(|(g, _)| *g = 0.0);
                 let mut below = vec![0.0; layer.inputs];
-                for (o, w) in layer.weights.chunks(layer.inputs).enumerate() {
-                    if on[o] && grad[o] != 0.0 {
-                        for (b, wi) in below.iter_mut().zip(w) {
-                            *b += grad[o] * wi;
-                        }
-                    }
-                }
+                layer.back(&grad, &mut below);
                 grad = below;
             }
             let length = next - t;
@@ -123,16 +139,9 @@ impl Mlp {
         }
         let mut inputs = n_columns;
         for (i, l) in self.layers.iter().enumerate() {
-            if l.inputs != inputs || l.weights.len() != l.inputs * l.outputs || l.bias.len() != l.outputs {
-                return Err(format!("MLP layer {i} has inconsistent shapes"));
-            }
-            if l.weights.iter().chain(&l.bias).any(|w| !w.is_finite()) {
-                return Err(format!("MLP layer {i} has non-finite weights"));
-            }
+            let outputs = if i + 1 == self.layers.len() { 1 } else { l.outputs };
+            l.validate(inputs, outputs).map_err(|e| format!("MLP layer {i}: {e}"))?;
             inputs = l.outputs;
-        }
-        if inputs != 1 {
-            return Err("MLP output layer must have one unit".into());
         }
         Ok(())
     }

@@ -239,7 +239,7 @@ pub struct MetricsFile {
 /// How each encoding handles missing values, in the model card's words.
 fn missing_handling(encoding: Encoding) -> &'static str {
     match encoding {
-        Encoding::Standardised => "Missing numeric values are replaced by the training median, with a missing-indicator column wherever training data had missing values; a missing category has its own column.",
+        Encoding::Standardised => "Missing numeric values are replaced by the training median, with a missing-indicator column wherever training data had missing values (and always for the steps of an event sequence); a missing category has its own column.",
         Encoding::Native => "Missing values are kept missing: each tree split learned from the training data which way missing values go.",
     }
 }

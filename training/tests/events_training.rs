@@ -1,6 +1,7 @@
 //! Training on events: a synthetic MEDS dataset, an event task spec and a feature spec give a
 //! published package that holds both specs, checksummed; the dementia model's risks agree with the
-//! synthetic population's true risks, and the deterioration model beats NEWS2 on the same rows.
+//! synthetic population's true risks, and the deterioration models (GBM, and a GRU over the
+//! observation sequence) beat NEWS2 on the same rows.
 
 use carecast_models::{Registry, Value, Workspace, load_package};
 use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
@@ -52,7 +53,7 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
         })
         .collect();
     let mean_gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
-    eprintln!("synth_dementia_5y GBM: AUROC {:.3}, ICI {:.4}, mean |predicted - true risk| {mean_gap:.4}", report.test.auroc, full.report.ici);
+    eprintln!("synth_dementia_5y GBM: AUROC {:.3}, ICI {:.4}, mean |predicted - true risk| {mean_gap:.5}", report.test.auroc, full.report.ici);
     assert!(mean_gap <= 0.02, "mean |predicted - true| {mean_gap}");
 
     // A task spec without risk bands cannot train a model, and says so.
@@ -72,5 +73,20 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     assert_eq!(b.baseline, "news2");
     assert!((b.model_auroc - report.test.auroc).abs() < 1e-12, "same rows");
     assert!(b.difference_ci[0] > 0.0, "the model beats NEWS2: {b:?}");
+
+    // A GRU over the last six observation sets (with age, NEWS2 and time since admission beside
+    // them), against NEWS2 on the same rows; its integrated gradients add up.
+    let sequence = include_str!("../tasks/synth_deterioration_sequence_features.toml");
+    let set = event_training_set(&dir.join("meds"), task, sequence, Rows::TaskSplit).unwrap();
+    let report = train_set(&set, &registry, Algorithm::Gru, None).unwrap();
+    let pkg = load_package(&registry.resolve("synth_deterioration_24h-gru", None).unwrap().1).unwrap();
+    let full: MetricsFile = serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap();
+    let b = full.report.baseline.expect("NEWS2 baseline");
+    eprintln!(
+        "synth_deterioration_24h GRU: AUROC {:.3} vs NEWS2 {:.3}, difference {:+.3} ({:+.3} to {:+.3}); slope {:.2}; max completeness error {:.1e}",
+        b.model_auroc, b.baseline_auroc, b.difference, b.difference_ci[0], b.difference_ci[1], report.test.calibration_slope, report.max_additivity_error
+    );
+    assert!(b.difference_ci[0] > 0.0, "the GRU beats NEWS2: {b:?}");
+    assert!(report.max_additivity_error <= carecast_models::gru::COMPLETENESS, "completeness error {}", report.max_additivity_error);
     std::fs::remove_dir_all(&dir).unwrap();
 }

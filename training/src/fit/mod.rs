@@ -10,9 +10,11 @@
 pub mod calibrate;
 pub mod elastic_net;
 pub mod gbm;
+pub mod gru;
 pub mod hazard;
 pub mod logistic;
 pub mod mlp;
+pub mod network;
 pub mod preprocess;
 
 use carecast_models::calibration::Calibration;
@@ -34,6 +36,8 @@ pub enum Algorithm {
     Gbm,
     /// A multilayer perceptron (burn), on the standardised encoding.
     Mlp,
+    /// A GRU (burn) over the event sequence (features with a `step`), beside the other features.
+    Gru,
     /// A discrete-time hazard model: risk by the horizon from censored follow-up (event tasks).
     Hazard,
 }
@@ -46,6 +50,7 @@ impl Algorithm {
             Algorithm::ElasticNet => "elastic_net",
             Algorithm::Gbm => "gbm",
             Algorithm::Mlp => "mlp",
+            Algorithm::Gru => "gru",
             Algorithm::Hazard => "hazard",
         }
     }
@@ -139,18 +144,26 @@ pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow
     let (estimator, mut selection) = match options.algorithm {
         Algorithm::Gbm => fit_gbm(options, pre, data, calibrating),
         Algorithm::Hazard => unreachable!("fitted above"),
-        Algorithm::Mlp => {
-            let params = mlp::MlpParams { positive_weight: options.positive_weight, ..Default::default() };
+        Algorithm::Mlp | Algorithm::Gru => {
+            let schedule = network::Schedule { positive_weight: options.positive_weight, ..Default::default() };
             let (x, y) = data.subset(&data.rows(|r| data.fold(r) != 0));
             let (tx, ty) = data.subset(&tuning);
-            let fitted = mlp::fit(&x, &y, &tx, &ty, data.n_cols, params);
+            let (estimator, best_epoch, tuning_log_loss, params) = if options.algorithm == Algorithm::Mlp {
+                let params = mlp::MlpParams::new(schedule);
+                let fitted = mlp::fit(&x, &y, &tx, &ty, data.n_cols, params);
+                (Estimator::Mlp(fitted.model), fitted.best_epoch, fitted.tuning_log_loss, json!(params))
+            } else {
+                let params = gru::GruParams::new(schedule);
+                let fitted = gru::fit(&x, &y, &tx, &ty, data.n_cols, &gru::Layout::of(pre)?, params);
+                (Estimator::Gru(Box::new(fitted.model)), fitted.best_epoch, fitted.tuning_log_loss, json!(params))
+            };
             let selection = json!({
                 "method": "early stopping on a 20% tuning split of the training rows (by key); the network fitted on the other 80% is kept",
-                "best_epoch": fitted.best_epoch,
-                "tuning_log_loss": fitted.tuning_log_loss,
+                "best_epoch": best_epoch,
+                "tuning_log_loss": tuning_log_loss,
                 "params": params,
             });
-            (Estimator::Mlp(fitted.model), selection)
+            (estimator, selection)
         }
         linear => {
             let (x, y) = data.subset(&fitting);

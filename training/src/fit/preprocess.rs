@@ -18,7 +18,9 @@ pub fn fit_preprocessor(
         .map(|(spec, col)| {
             let values = train_rows.iter().map(|&r| col.value(r).expect("bad cells are excluded before fitting"));
             let stats = match spec.kind {
-                FeatureKind::Numeric => numeric_stats(&spec.name, values)?,
+                // A step of an event sequence always gets a missing indicator, so that every
+                // step of the sequence has the same channels.
+                FeatureKind::Numeric => numeric_stats(&spec.name, values, spec.step.is_some())?,
                 FeatureKind::Categorical => categorical_stats(&spec.name, values)?,
             };
             Ok(FittedFeature { spec: spec.clone(), stats })
@@ -27,9 +29,9 @@ pub fn fit_preprocessor(
     Ok(Preprocessor { encoding, features })
 }
 
-fn numeric_stats<'a>(name: &str, values: impl Iterator<Item = Value<'a>>) -> anyhow::Result<FeatureStats> {
+fn numeric_stats<'a>(name: &str, values: impl Iterator<Item = Value<'a>>, indicator: bool) -> anyhow::Result<FeatureStats> {
     let mut xs = Vec::new();
-    let mut had_missing = false;
+    let mut had_missing = indicator;
     for v in values {
         match v {
             Value::Number(x) if x.is_finite() => xs.push(x),

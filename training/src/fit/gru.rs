@@ -1,0 +1,158 @@
+//! A GRU over a patient's event sequence (the features that carry a `step`), trained with burn
+//! (see [`super::network`]) and exported to Carecast's own [`Gru`], which serves and explains
+//! without burn. The final hidden state and the features without a step (age, time since
+//! admission) feed one output unit.
+
+use super::network::{self, Rows, Schedule};
+use burn::module::Module;
+use burn::nn::{GateController, Gru as BurnGru, GruConfig, Linear, LinearConfig};
+use burn::tensor::{Tensor, TensorData};
+use carecast_models::gru::{Gate, Gru};
+use carecast_models::preprocess::Preprocessor;
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct GruParams {
+    pub hidden: usize,
+    #[serde(flatten)]
+    pub schedule: Schedule,
+}
+
+impl GruParams {
+    pub fn new(schedule: Schedule) -> Self {
+        Self { hidden: 32, schedule }
+    }
+}
+
+/// Which encoded columns each step reads (oldest first) and which the output layer reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layout {
+    pub steps: Vec<Vec<usize>>,
+    pub static_columns: Vec<usize>,
+}
+
+impl Layout {
+    /// From the features' steps: step `k` (0 the latest) reads its features' columns in the
+    /// order the features are declared, and every step must read the same number of columns.
+    pub fn of(pre: &Preprocessor) -> anyhow::Result<Layout> {
+        let mut by_step: std::collections::BTreeMap<u8, Vec<usize>> = Default::default();
+        let mut static_columns = Vec::new();
+        for (column, &owner) in pre.column_owners().iter().enumerate() {
+            match pre.features[owner].spec.step {
+                Some(step) => by_step.entry(step).or_default().push(column),
+                None => static_columns.push(column),
+            }
+        }
+        anyhow::ensure!(!by_step.is_empty(), "a GRU reads an event sequence: give some features a `rank` (their step) in the feature spec");
+        let steps: Vec<Vec<usize>> = by_step.into_values().rev().collect();
+        let width = steps[0].len();
+        anyhow::ensure!(steps.iter().all(|s| s.len() == width), "every step of the sequence must have the same features (ranks 0..{} each need one per channel)", steps.len() - 1);
+        Ok(Layout { steps, static_columns })
+    }
+}
+
+#[derive(Module, Debug)]
+struct Network {
+    gru: BurnGru,
+    output: Linear,
+}
+
+impl Network {
+    /// `sequence`: `[rows, steps, channels]`; `fixed`: `[rows, static columns]`.
+    fn forward(&self, sequence: Tensor<3>, fixed: Tensor<2>) -> Tensor<2> {
+        let [rows, steps, _] = sequence.dims();
+        let states = self.gru.forward(sequence, None);
+        let hidden = states.dims()[2];
+        let last = states.slice([0..rows, steps - 1..steps, 0..hidden]).reshape([rows, hidden]);
+        self.output.forward(Tensor::cat(vec![last, fixed], 1))
+    }
+
+    fn export(&self, layout: &Layout, background: Vec<f64>) -> Gru {
+        let gate = |g: &GateController| Gate { input: network::export_dense(&g.input_transform), hidden: network::export_dense(&g.hidden_transform) };
+        Gru {
+            steps: layout.steps.clone(),
+            static_columns: layout.static_columns.clone(),
+            update: gate(&self.gru.update_gate),
+            reset: gate(&self.gru.reset_gate),
+            candidate: gate(&self.gru.new_gate),
+            output: network::export_dense(&self.output),
+            background,
+        }
+    }
+}
+
+pub struct GruFit {
+    pub model: Gru,
+    pub best_epoch: usize,
+    pub tuning_log_loss: f64,
+}
+
+/// Fits on row-major `x` (standardised columns) and labels, early-stopping on the tuning rows.
+pub fn fit(x: &[f64], y: &[bool], tune_x: &[f64], tune_y: &[bool], n_cols: usize, layout: &Layout, params: GruParams) -> GruFit {
+    let device = network::device(&params.schedule);
+    let (steps, channels, fixed) = (layout.steps.len(), layout.steps[0].len(), layout.static_columns.len());
+    let initial = Network {
+        gru: GruConfig::new(channels, params.hidden, true).init(&device),
+        output: LinearConfig::new(params.hidden + fixed, 1).init(&device),
+    };
+    let inputs = |x: &[f64], rows: &[usize]| {
+        let sequence: Vec<f32> = rows.iter().flat_map(|&r| layout.steps.iter().flatten().map(move |&c| x[r * n_cols + c] as f32)).collect();
+        let statics: Vec<f32> = rows.iter().flat_map(|&r| layout.static_columns.iter().map(move |&c| x[r * n_cols + c] as f32)).collect();
+        (
+            Tensor::<3>::from_data(TensorData::new(sequence, [rows.len(), steps, channels]), &device),
+            Tensor::<2>::from_data(TensorData::new(statics, [rows.len(), fixed]), &device),
+        )
+    };
+    let all_tuning: Vec<usize> = (0..tune_y.len()).collect();
+    let (tune_sequence, tune_static) = inputs(tune_x, &all_tuning);
+    let logits = |net: &Network, rows: Rows<'_>| match rows {
+        Rows::Batch(batch) => {
+            let (sequence, statics) = inputs(x, batch);
+            net.forward(sequence, statics)
+        }
+        Rows::Tuning => net.forward(tune_sequence.clone(), tune_static.clone()),
+    };
+    let trained = network::train(initial, logits, y, tune_y, &params.schedule, &device);
+    GruFit {
+        model: trained.network.export(layout, network::column_means(x, n_cols)),
+        best_epoch: trained.best_epoch,
+        tuning_log_loss: trained.tuning_log_loss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// The exported model computes what burn computes: same margins on random sequences.
+    #[test]
+    fn exported_gru_matches_burn() {
+        let device = network::device(&Schedule::default());
+        let (rows, steps, channels, fixed, hidden) = (5, 3, 4, 2, 6);
+        let net = Network { gru: GruConfig::new(channels, hidden, true).init(&device), output: LinearConfig::new(hidden + fixed, 1).init(&device) };
+        // Columns: each step's channels in turn, then the static ones.
+        let layout = Layout {
+            steps: (0..steps).map(|s| (s * channels..(s + 1) * channels).collect()).collect(),
+            static_columns: (steps * channels..steps * channels + fixed).collect(),
+        };
+        let n_cols = steps * channels + fixed;
+        let mut rng = Rng(3);
+        let x: Vec<f32> = (0..rows * n_cols).map(|_| rng.normal(0.0, 1.0) as f32).collect();
+        let sequence: Vec<f32> = x.chunks(n_cols).flat_map(|r| r[..steps * channels].to_vec()).collect();
+        let statics: Vec<f32> = x.chunks(n_cols).flat_map(|r| r[steps * channels..].to_vec()).collect();
+        let burn_logits: Vec<f32> = net
+            .forward(
+                Tensor::<3>::from_data(TensorData::new(sequence, [rows, steps, channels]), &device),
+                Tensor::<2>::from_data(TensorData::new(statics, [rows, fixed]), &device),
+            )
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let ours = net.export(&layout, vec![0.0; n_cols]);
+        assert!(ours.validate(n_cols).is_ok());
+        for (row, burn) in x.chunks(n_cols).zip(burn_logits) {
+            let row: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+            assert!((ours.margin(&row) - f64::from(burn)).abs() < 1e-5, "{} vs {burn}", ours.margin(&row));
+        }
+    }
+}
