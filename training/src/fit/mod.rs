@@ -3,9 +3,10 @@
 //! besides the preprocessor, with a record of how hyper-parameters were chosen.
 //!
 //! Splits are by patient key: cross-validation folds are `key_hash % 5`, and the tuning split is
-//! fold 0. Without calibration, the tuning split serves early stopping and the final model is
-//! refitted on every training row; with calibration, the model is fitted on the other folds only
-//! and the tuning split is kept for the calibration map, so the map never sees its own fit's rows.
+//! fold 0. The linear models' penalties and the GBM's tree shape are chosen by cross-validation
+//! over the folds, and the final model is refitted on every training row; the networks early-stop
+//! on the tuning split and keep the fit on the other folds. With calibration, fold 0 is kept for
+//! the calibration map alone, so the map never sees its own fit's rows.
 
 pub mod calibrate;
 pub mod elastic_net;
@@ -211,29 +212,58 @@ pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow
     Ok(Fitted { estimator, calibration, selection })
 }
 
-/// Early stopping on the tuning split finds the number of rounds; without calibration the model is
-/// then refitted on every training row with rounds scaled by the row ratio.
+/// Tree shapes the GBM search tries (leaves, depth): stumps-like to moderately deep. The learning
+/// rate stays small and the number of rounds is found by early stopping in each fold.
+const GBM_SHAPES: [(usize, usize); 3] = [(4, 2), (8, 4), (16, 6)];
+
+/// Patient-level cross-validation over [`GBM_SHAPES`]: each shape is fitted on all folds but one
+/// and early-stopped on the one left out; the shape with the lowest mean held-out log-loss wins,
+/// and the final model is fitted on every fitting row (all training rows, or without calibration's
+/// tuning fold) with the folds' mean best rounds scaled by the row ratio.
 fn fit_gbm(options: &TrainOptions, pre: &Preprocessor, data: &Encoded, calibrating: bool) -> (Estimator, serde_json::Value) {
-    let params = gbm::GbmParams { positive_weight: options.positive_weight, ..Default::default() };
+    use rayon::prelude::*;
+    let base = gbm::GbmParams { positive_weight: options.positive_weight, ..Default::default() };
     let monotone = monotone_columns(pre);
-    let (fit_x, fit_y) = data.columns(&data.rows(|r| data.fold(r) != 0));
-    let (tune_x, tune_y) = data.columns(&data.rows(|r| data.fold(r) == 0));
-    let tuned = gbm::fit(&gbm::Columns { values: &fit_x }, &fit_y, Some((&gbm::Columns { values: &tune_x }, &tune_y)), params, &monotone);
-    let mut selection = json!({
-        "tuned_rounds": tuned.rounds,
-        "tuning_log_loss": tuned.best_tuning_log_loss,
+    // With calibration, fold 0 is kept for the calibration map and the search uses folds 1-4.
+    let folds: Vec<usize> = if calibrating { (1..5).collect() } else { (0..5).collect() };
+    let fitting = data.rows(|r| folds.contains(&data.fold(r)));
+    let runs: Vec<(usize, usize, gbm::GbmFit, usize)> = GBM_SHAPES
+        .iter()
+        .flat_map(|&shape| folds.iter().map(move |&k| (shape, k)))
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|((leaves, depth), k)| {
+            let (fit_x, fit_y) = data.columns(&data.rows(|r| folds.contains(&data.fold(r)) && data.fold(r) != k));
+            let (tune_x, tune_y) = data.columns(&data.rows(|r| data.fold(r) == k));
+            let params = gbm::GbmParams { max_leaves: leaves, max_depth: depth, ..base };
+            let fitted = gbm::fit(&gbm::Columns { values: &fit_x }, &fit_y, Some((&gbm::Columns { values: &tune_x }, &tune_y)), params, &monotone);
+            (leaves, depth, fitted, fit_y.len())
+        })
+        .collect();
+    // Per shape: held-out log-loss averaged over folds (weighted by rows), and rounds per row.
+    let summary: Vec<((usize, usize), f64, f64)> = GBM_SHAPES
+        .iter()
+        .map(|&(leaves, depth)| {
+            let mine: Vec<_> = runs.iter().filter(|r| (r.0, r.1) == (leaves, depth)).collect();
+            let held_out = |n_fit: usize| (fitting.len() - n_fit) as f64;
+            let loss = mine.iter().map(|r| r.2.best_tuning_log_loss.unwrap_or(f64::INFINITY) * held_out(r.3)).sum::<f64>() / mine.iter().map(|r| held_out(r.3)).sum::<f64>();
+            let rounds_per_row = mine.iter().map(|r| r.2.rounds as f64 / r.3 as f64).sum::<f64>() / mine.len() as f64;
+            ((leaves, depth), loss, rounds_per_row)
+        })
+        .collect();
+    let &((leaves, depth), loss, rounds_per_row) = summary.iter().fold(&summary[0], |best, s| if s.1 < best.1 { s } else { best });
+    // More rows support proportionally more rounds at the same learning rate.
+    let rounds = ((rounds_per_row * fitting.len() as f64).round() as usize).max(1);
+    let params = gbm::GbmParams { max_leaves: leaves, max_depth: depth, max_rounds: rounds, ..base };
+    let (all_x, all_y) = data.columns(&fitting);
+    let final_fit = gbm::fit(&gbm::Columns { values: &all_x }, &all_y, None, params, &monotone);
+    let selection = json!({
+        "method": format!("{}-fold cross-validation by key over tree shapes (leaves, depth), each fold early-stopped on its held-out rows; refit on {} with the folds' mean rounds scaled by the row ratio", folds.len(), if calibrating { "the rows outside the calibration fold" } else { "all training rows" }),
+        "cv_log_loss": summary.iter().map(|((l, d), loss, _)| json!({"leaves": l, "depth": d, "log_loss": loss})).collect::<Vec<_>>(),
+        "chosen": {"leaves": leaves, "depth": depth, "cv_log_loss": loss},
+        "final_rounds": rounds,
         "params": params,
         "monotone_columns": monotone.iter().filter(|m| **m != 0).count(),
     });
-    if calibrating {
-        selection["method"] = "early stopping on a 20% tuning split of the training rows (by key); the model fitted on the other 80% is kept".into();
-        return (Estimator::GradientBoostedTrees(tuned.ensemble), selection);
-    }
-    let (all_x, all_y) = data.columns(&data.rows(|_| true));
-    // More rows support proportionally more rounds at the same learning rate.
-    let rounds = (tuned.rounds as f64 * all_y.len() as f64 / fit_y.len() as f64).round() as usize;
-    let final_fit = gbm::fit(&gbm::Columns { values: &all_x }, &all_y, None, gbm::GbmParams { max_rounds: rounds, ..params }, &monotone);
-    selection["method"] = "early stopping on a 20% tuning split of the training rows (by key), then refit on all training rows with rounds scaled by the row ratio".into();
-    selection["final_rounds"] = rounds.into();
     (Estimator::GradientBoostedTrees(final_fit.ensemble), selection)
 }
