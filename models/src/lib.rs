@@ -9,6 +9,7 @@ pub mod estimator;
 pub mod explain;
 pub mod features;
 pub mod gru;
+pub mod import;
 pub mod linear;
 pub mod mlp;
 pub mod package;
