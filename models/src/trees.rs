@@ -1,6 +1,7 @@
 //! Carecast's compact tree-ensemble representation: what every tree model (our own GBM, and
 //! later imported XGBoost and LightGBM models) is scored and explained with at serving time.
 
+use crate::tree_shap::ShapTable;
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
 
@@ -99,6 +100,9 @@ pub struct TreeEnsemble {
     /// Deepest tree, computed once: it sizes TreeSHAP's path buffer for every row.
     #[serde(skip)]
     max_depth: OnceLock<usize>,
+    /// Per tree, TreeSHAP's precomputed tables (built on the first explanation).
+    #[serde(skip)]
+    shap_tables: OnceLock<Vec<Option<ShapTable>>>,
 }
 
 /// Equal when the models are: the cached depth is not part of the model.
@@ -110,7 +114,7 @@ impl PartialEq for TreeEnsemble {
 
 impl TreeEnsemble {
     pub fn new(base_score: f64, trees: Vec<Tree>) -> Self {
-        Self { base_score, trees, max_depth: OnceLock::new() }
+        Self { base_score, trees, max_depth: OnceLock::new(), shap_tables: OnceLock::new() }
     }
 
     pub fn margin(&self, x: &[f64]) -> f64 {
@@ -123,5 +127,9 @@ impl TreeEnsemble {
 
     pub fn max_depth(&self) -> usize {
         *self.max_depth.get_or_init(|| self.trees.iter().map(Tree::max_depth).max().unwrap_or(0))
+    }
+
+    pub(crate) fn shap_tables(&self) -> &[Option<ShapTable>] {
+        self.shap_tables.get_or_init(|| self.trees.iter().map(ShapTable::new).collect())
     }
 }

@@ -2,7 +2,7 @@
 //! coalitions) on random small models and rows, missing values included, and add up to the margin.
 
 use carecast_models::linear::LinearModel;
-use carecast_models::tree_shap::TreeShapBuffer;
+use carecast_models::tree_shap::{ShapTable, TreeShapBuffer};
 use carecast_models::trees::{LEAF, Node, Tree, TreeEnsemble};
 use proptest::prelude::*;
 
@@ -108,8 +108,12 @@ proptest! {
         let expected = brute_force_shapley(m, |in_s| {
             ensemble.base_score + ensemble.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>()
         });
+        // Both algorithms: the tabulated one (these trees fit its tables) and the classic one.
+        let mut classic = vec![0.0; m];
+        ensemble.contributions_classic(&x, &mut classic, &mut TreeShapBuffer::default());
         for j in 0..m {
             prop_assert!((phi[j] - expected[j]).abs() < 1e-9, "feature {j}: treeshap {} brute force {}", phi[j], expected[j]);
+            prop_assert!((classic[j] - expected[j]).abs() < 1e-9, "feature {j}: classic {} brute force {}", classic[j], expected[j]);
         }
         let additivity = ensemble.expected_margin() + phi.iter().sum::<f64>() - ensemble.margin(&x);
         prop_assert!(additivity.abs() < 1e-9, "additivity error {additivity}");
@@ -137,6 +141,27 @@ proptest! {
         let additivity = model.expected_margin() + phi.iter().sum::<f64>() - model.margin(&x);
         prop_assert!(additivity.abs() < 1e-9);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20))]
+
+    #[test]
+    fn trees_too_deep_to_tabulate_fall_back_exactly(seed in any::<u64>()) {
+        // Depth 12 over 12 features: leaves with more than MAX_TABLE_FEATURES distinct path
+        // features, so some trees take the classic algorithm; the sum is still exact.
+        let (m, mut rng) = (12, Rng(seed));
+        let ensemble = TreeEnsemble::new(0.0, (0..2).map(|_| random_tree(&mut rng, m, 12)).collect());
+        prop_assume!(ensemble.trees.iter().any(|t| ShapTable::new(t).is_none()));
+        let x = random_row(&mut rng, m);
+        let mut phi = vec![0.0; m];
+        ensemble.contributions(&x, &mut phi, &mut TreeShapBuffer::default());
+        let expected = brute_force_shapley(m, |in_s| ensemble.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>());
+        for j in 0..m {
+            prop_assert!((phi[j] - expected[j]).abs() < 1e-9, "feature {j}: {} vs {}", phi[j], expected[j]);
+        }
+    }
+
 }
 
 #[test]

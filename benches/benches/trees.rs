@@ -1,0 +1,51 @@
+//! Tree-model speed on the shared benchmark model (XGBoost, 300 trees of depth 6 over 50
+//! features, imported): one row scored, one row explained (exact TreeSHAP), and a block of rows
+//! explained together. `explain_vs_xgboost` prints the same figures beside XGBoost's.
+
+use carecast_models::import::xgboost_json;
+use carecast_models::tree_shap::TreeShapBuffer;
+use carecast_training::rng::Rng;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+
+fn trees(c: &mut Criterion) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
+    let model = xgboost_json(&std::fs::read_to_string(path).expect("shared fixtures beside the repository")).expect("valid model");
+    let (ensemble, width) = (&model.ensemble, model.feature_names.len());
+    let mut rng = Rng(7);
+    let rows = 256;
+    let x: Vec<f64> = (0..rows * width).map(|_| rng.normal(0.0, 1.0)).collect();
+    let mut buf = TreeShapBuffer::default();
+    let mut phi = vec![0.0; rows * width];
+    ensemble.contributions(&x[..width], &mut phi[..width], &mut buf); // tables built once
+
+    let mut group = c.benchmark_group("trees/bench_300x6_50f");
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function("predict_one_row", |b| {
+        b.iter(|| {
+            i = (i + 1) % rows;
+            black_box(ensemble.margin(black_box(&x[i * width..(i + 1) * width])))
+        })
+    });
+    group.bench_function("explain_one_row", |b| {
+        b.iter(|| {
+            i = (i + 1) % rows;
+            phi[..width].fill(0.0);
+            ensemble.contributions(black_box(&x[i * width..(i + 1) * width]), &mut phi[..width], &mut buf);
+            black_box(phi[0])
+        })
+    });
+    group.throughput(Throughput::Elements(rows as u64));
+    group.bench_function("explain_256_rows", |b| {
+        b.iter(|| {
+            phi.fill(0.0);
+            ensemble.contributions_batch(black_box(&x), width, &mut phi, &mut buf);
+            black_box(phi[0])
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, trees);
+criterion_main!(benches);

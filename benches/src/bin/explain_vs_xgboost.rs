@@ -1,0 +1,99 @@
+//! Exact TreeSHAP and prediction speed on the shared benchmark model (XGBoost, 300 trees of depth
+//! 6 over 50 features, imported), beside XGBoost's own `pred_contribs` and `inplace_predict` on
+//! the same rows in the same run, one thread each; then Carecast on every core, and one
+//! patient's score plus full explanation (p50 / p99).
+//!
+//! `cargo run --release -p carecast-benches --bin explain_vs_xgboost -- [rows]` (default
+//! 200,000). XGBoost comes from PyPI (`pip install xgboost`); it is a peer for this comparison,
+//! not a dependency of Carecast.
+
+use carecast_models::import::xgboost_json;
+use carecast_models::tree_shap::TreeShapBuffer;
+use carecast_training::rng::Rng;
+use rayon::prelude::*;
+use std::io::Write;
+use std::time::Instant;
+
+fn main() -> anyhow::Result<()> {
+    let rows: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(200_000);
+    let model_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
+    let model = xgboost_json(&std::fs::read_to_string(&model_path)?)?;
+    let (ensemble, width) = (&model.ensemble, model.feature_names.len());
+    // Standard-normal inputs, as the model was trained on; f32 so both sides read the same values.
+    let mut rng = Rng(7);
+    let x: Vec<f64> = (0..rows * width).map(|_| rng.normal(0.0, 1.0) as f32 as f64).collect();
+    let explain_rows = rows.min(20_000);
+
+    let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let (predict, explain) = one_thread.install(|| {
+        let started = Instant::now();
+        let total: f64 = x.chunks(width).map(|r| ensemble.margin(r)).sum();
+        let predict = rows as f64 / started.elapsed().as_secs_f64();
+        std::hint::black_box(total);
+        let (mut phi, mut buf) = (vec![0.0; explain_rows * width], TreeShapBuffer::default());
+        ensemble.contributions(&x[..width], &mut phi[..width], &mut buf); // builds the tables
+        phi.fill(0.0);
+        let started = Instant::now();
+        ensemble.contributions_batch(&x[..explain_rows * width], width, &mut phi, &mut buf);
+        std::hint::black_box(&phi);
+        (predict, explain_rows as f64 / started.elapsed().as_secs_f64())
+    });
+    let threads = rayon::current_num_threads();
+    let started = Instant::now();
+    let explained: usize = x[..explain_rows * width]
+        .par_chunks(256 * width)
+        .map_init(|| (vec![0.0; 256 * width], TreeShapBuffer::default()), |(phi, buf), rows| {
+            phi.fill(0.0);
+            ensemble.contributions_batch(rows, width, phi, buf);
+            rows.len() / width
+        })
+        .sum();
+    let explain_all = explained as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let total: f64 = x.par_chunks(width).map(|r| ensemble.margin(r)).sum();
+    let predict_all = rows as f64 / started.elapsed().as_secs_f64();
+    std::hint::black_box(total);
+    // One patient at a time: margin, probability and every contribution.
+    let (mut phi, mut buf) = (vec![0.0; width], TreeShapBuffer::default());
+    let mut latencies: Vec<f64> = x
+        .chunks(width)
+        .take(5_000)
+        .map(|r| {
+            let started = Instant::now();
+            let p = 1.0 / (1.0 + (-ensemble.margin(r)).exp());
+            phi.fill(0.0);
+            ensemble.contributions(r, &mut phi, &mut buf);
+            std::hint::black_box((p, &phi));
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+
+    let path = std::env::temp_dir().join(format!("carecast-xgb-bench-{}.bin", std::process::id()));
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    for v in &x {
+        file.write_all(&(*v as f32).to_le_bytes())?;
+    }
+    file.flush()?;
+    drop(file);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("xgboost_explain.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .args([model_path.display().to_string(), path.display().to_string(), rows.to_string(), width.to_string()])
+        .output()?;
+    std::fs::remove_file(&path).ok();
+
+    println!("bench_300x6_50f: 300 trees of depth 6, 50 features; {rows} rows ({explain_rows} explained)");
+    println!("one thread      carecast TreeSHAP {explain:>12.0} rows/s   predict {predict:>12.0} rows/s");
+    if output.status.success() {
+        let theirs: Vec<f64> = String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+        println!("one thread      XGBoost  pred_contribs {:>9.0} rows/s   inplace_predict {:>4.0} rows/s", theirs[0], theirs[1]);
+        println!("carecast / XGBoost: explain {:.1}x, predict {:.2}x", explain / theirs[0], predict / theirs[1]);
+    } else {
+        println!("XGBoost: not run ({})", String::from_utf8_lossy(&output.stderr).trim().lines().last().unwrap_or("no output"));
+    }
+    println!("{threads} threads       carecast TreeSHAP {explain_all:>12.0} rows/s   predict {predict_all:>12.0} rows/s");
+    println!("one patient, score + full explanation: p50 {:.1} µs, p99 {:.1} µs", at(0.5), at(0.99));
+    Ok(())
+}
