@@ -70,15 +70,19 @@ fn lightgbm_model_scores_and_explains_as_lightgbm_does() {
 }
 
 #[test]
-fn benchmark_model_margins_match_xgboost() {
+fn benchmark_model_margins_match_xgboost_one_row_or_in_blocks() {
     let model = xgboost_json(&fixture("xgboost/bench_300x6_50f.json")).unwrap();
     assert_eq!((model.ensemble.trees.len(), model.ensemble.max_depth()), (300, 6));
     let (header, rows) = table(&fixture("xgboost/bench_300x6_50f_rows.csv"));
     let margin_at = header.iter().position(|h| h == "expected_margin").unwrap();
     let features: Vec<usize> = model.feature_names.iter().map(|n| header.iter().position(|h| h == n).unwrap()).collect();
-    for row in &rows {
-        let x: Vec<f64> = features.iter().map(|&c| row[c]).collect();
-        assert!((model.ensemble.margin(&x) - row[margin_at]).abs() <= TOLERANCE);
+    let x: Vec<f64> = rows.iter().flat_map(|row| features.iter().map(|&c| row[c])).collect();
+    let mut batch = vec![0.0; rows.len()];
+    model.ensemble.margins(&x, features.len(), &mut batch);
+    for ((row, x), &from_batch) in rows.iter().zip(x.chunks(features.len())).zip(&batch) {
+        let margin = model.ensemble.margin(x);
+        assert!((margin - row[margin_at]).abs() <= TOLERANCE);
+        assert!((from_batch - margin).abs() <= 1e-12, "block prediction {from_batch} vs one row {margin}");
     }
 }
 
