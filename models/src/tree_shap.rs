@@ -47,13 +47,7 @@ impl TreeEnsemble {
     /// Adds each column's exact TreeSHAP value for row `x` into `phi` (one slot per column).
     /// The values sum to `margin(x) - expected_margin()`.
     pub fn contributions(&self, x: &[f64], phi: &mut [f64], buf: &mut TreeShapBuffer) {
-        buf.reserve_for_depth(self.max_depth());
-        for (tree, table) in self.trees.iter().zip(self.shap_tables()) {
-            match table {
-                Some(table) => table.add_contributions(tree, x, x.len(), phi, &mut buf.patterns),
-                None => tree_shap(tree, x, phi, &mut buf.path),
-            }
-        }
+        self.contributions_batch(x, x.len(), phi, buf);
     }
 
     /// Contributions for many rows (row-major, `width` columns each) into `phi` (the same shape,
@@ -61,6 +55,9 @@ impl TreeEnsemble {
     /// tables stay in cache across the block's rows.
     pub fn contributions_batch(&self, x: &[f64], width: usize, phi: &mut [f64], buf: &mut TreeShapBuffer) {
         const BLOCK: usize = 64;
+        if width == 0 {
+            return; // no columns, nothing to attribute
+        }
         buf.reserve_for_depth(self.max_depth());
         let tables = self.shap_tables();
         for (rows, out) in x.chunks(BLOCK * width).zip(phi.chunks_mut(BLOCK * width)) {
@@ -112,7 +109,8 @@ struct LeafEntry {
 }
 
 impl ShapTable {
-    /// Tabulates a tree, or `None` when a leaf has too many distinct path features.
+    /// Tabulates a tree, or `None` when a leaf has more than [`MAX_TABLE_FEATURES`] distinct
+    /// path features or a zero cover fraction.
     pub fn new(tree: &Tree) -> Option<ShapTable> {
         let n = tree.nodes.len();
         let mut table = ShapTable { bit: vec![0; n], leaves: Vec::new(), features: Vec::new(), values: Vec::new() };

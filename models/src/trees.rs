@@ -1,5 +1,5 @@
 //! Carecast's compact tree-ensemble representation: what every tree model (our own GBM, and
-//! later imported XGBoost and LightGBM models) is scored and explained with at serving time.
+//! models imported from XGBoost and LightGBM) is scored and explained with at serving time.
 
 use crate::tree_shap::ShapTable;
 use serde::{Deserialize, Serialize};
@@ -105,7 +105,7 @@ pub struct TreeEnsemble {
     shap_tables: OnceLock<Vec<Option<ShapTable>>>,
 }
 
-/// Equal when the models are: the cached depth is not part of the model.
+/// Equal when the models are: the cached depth and TreeSHAP tables are not part of the model.
 impl PartialEq for TreeEnsemble {
     fn eq(&self, other: &Self) -> bool {
         self.base_score == other.base_score && self.trees == other.trees
