@@ -143,7 +143,7 @@ pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow
     let tuning = data.rows(|r| data.fold(r) == 0);
     let fitting = if calibrating { data.rows(|r| data.fold(r) != 0) } else { data.rows(|_| true) };
     let (estimator, mut selection) = match options.algorithm {
-        Algorithm::Gbm => fit_gbm(options, pre, data, calibrating),
+        Algorithm::Gbm => fit_gbm(options, pre, data, &fitting, calibrating),
         Algorithm::Hazard => unreachable!("fitted above"),
         Algorithm::Mlp | Algorithm::Gru => {
             let schedule = network::Schedule { positive_weight: options.positive_weight, ..Default::default() };
@@ -220,13 +220,12 @@ const GBM_SHAPES: [(usize, usize); 3] = [(4, 2), (8, 4), (16, 6)];
 /// and early-stopped on the one left out; the shape with the lowest mean held-out log-loss wins,
 /// and the final model is fitted on every fitting row (all training rows, or without calibration's
 /// tuning fold) with the folds' mean best rounds scaled by the row ratio.
-fn fit_gbm(options: &TrainOptions, pre: &Preprocessor, data: &Encoded, calibrating: bool) -> (Estimator, serde_json::Value) {
+fn fit_gbm(options: &TrainOptions, pre: &Preprocessor, data: &Encoded, fitting: &[usize], calibrating: bool) -> (Estimator, serde_json::Value) {
     use rayon::prelude::*;
     let base = gbm::GbmParams { positive_weight: options.positive_weight, ..Default::default() };
     let monotone = monotone_columns(pre);
     // With calibration, fold 0 is kept for the calibration map and the search uses folds 1-4.
     let folds: Vec<usize> = if calibrating { (1..5).collect() } else { (0..5).collect() };
-    let fitting = data.rows(|r| folds.contains(&data.fold(r)));
     let runs: Vec<(usize, usize, gbm::GbmFit, usize)> = GBM_SHAPES
         .iter()
         .flat_map(|&shape| folds.iter().map(move |&k| (shape, k)))
@@ -255,7 +254,7 @@ fn fit_gbm(options: &TrainOptions, pre: &Preprocessor, data: &Encoded, calibrati
     // More rows support proportionally more rounds at the same learning rate.
     let rounds = ((rounds_per_row * fitting.len() as f64).round() as usize).max(1);
     let params = gbm::GbmParams { max_leaves: leaves, max_depth: depth, max_rounds: rounds, ..base };
-    let (all_x, all_y) = data.columns(&fitting);
+    let (all_x, all_y) = data.columns(fitting);
     let final_fit = gbm::fit(&gbm::Columns { values: &all_x }, &all_y, None, params, &monotone);
     let selection = json!({
         "method": format!("{}-fold cross-validation by key over tree shapes (leaves, depth), each fold early-stopped on its held-out rows; refit on {} with the folds' mean rounds scaled by the row ratio", folds.len(), if calibrating { "the rows outside the calibration fold" } else { "all training rows" }),
