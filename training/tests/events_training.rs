@@ -3,13 +3,18 @@
 //! synthetic population's true risks, and the deterioration models (GBM, and a GRU over the
 //! observation sequence) beat NEWS2 on the same rows.
 
-use carecast_models::{Registry, Value, Workspace, load_package};
+use carecast_models::{ModelPackage, Registry, Value, Workspace, load_package};
 use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
 use carecast_training::ingest::meds::read_meds;
 use carecast_training::ingest::table::row_values;
 use carecast_training::pipeline::{MetricsFile, Rows, train_set};
 use carecast_training::{Algorithm, synth};
 use std::collections::HashMap;
+
+/// The evaluation a published package carries.
+fn metrics(pkg: &ModelPackage) -> MetricsFile {
+    serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap()
+}
 
 #[test]
 fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
@@ -30,7 +35,7 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     assert!(pkg.manifest.files.contains_key("features.toml") && pkg.manifest.files.contains_key("task.toml"));
     assert_eq!(std::fs::read_to_string(pkg.dir.join("features.toml")).unwrap(), features);
     assert_eq!(pkg.manifest.task.outcome, "a dementia diagnosis within five years");
-    let full: MetricsFile = serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap();
+    let full = metrics(&pkg);
     assert!(full.report.ici <= 0.02, "ICI {}", full.report.ici);
     assert_eq!(full.training.monotone, ["Age (risk never falls as it rises)"]);
     let deciles = full.report.subgroups.iter().filter(|g| g.variable.starts_with("Deprivation")).count();
@@ -67,7 +72,7 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit).unwrap();
     let report = train_set(&set, &registry, Algorithm::Gbm, None).unwrap();
     let pkg = load_package(&registry.resolve("synth_deterioration_24h-gbm", None).unwrap().1).unwrap();
-    let full: MetricsFile = serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap();
+    let full = metrics(&pkg);
     let b = full.report.baseline.expect("NEWS2 baseline");
     eprintln!("synth_deterioration_24h GBM: AUROC {:.3} vs NEWS2 {:.3}, difference {:+.3} ({:+.3} to {:+.3})", b.model_auroc, b.baseline_auroc, b.difference, b.difference_ci[0], b.difference_ci[1]);
     assert_eq!(b.baseline, "news2");
@@ -80,7 +85,7 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     let set = event_training_set(&dir.join("meds"), task, sequence, Rows::TaskSplit).unwrap();
     let report = train_set(&set, &registry, Algorithm::Gru, None).unwrap();
     let pkg = load_package(&registry.resolve("synth_deterioration_24h-gru", None).unwrap().1).unwrap();
-    let full: MetricsFile = serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap();
+    let full = metrics(&pkg);
     let b = full.report.baseline.expect("NEWS2 baseline");
     eprintln!(
         "synth_deterioration_24h GRU: AUROC {:.3} vs NEWS2 {:.3}, difference {:+.3} ({:+.3} to {:+.3}); slope {:.2}; max completeness error {:.1e}",
