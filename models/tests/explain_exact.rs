@@ -144,6 +144,30 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// The prediction layout (breadth-first, fixed-depth walks in groups) scores every row as a
+    /// plain walk of each node tree does: unbalanced trees, single leaves, missing values, values
+    /// on a threshold, and row counts that leave part-filled groups and blocks.
+    #[test]
+    fn block_prediction_equals_walking_each_tree(seed in any::<u64>(), m in 1usize..6, depth in 0usize..7, rows in 1usize..150) {
+        let mut rng = Rng(seed);
+        let ensemble = TreeEnsemble::new(rng.unit(), (0..5).map(|_| random_tree(&mut rng, m, depth)).collect());
+        let thresholds: Vec<f64> = ensemble.trees.iter().flat_map(|t| &t.nodes).filter(|n| !n.is_leaf()).map(|n| n.threshold).collect();
+        let x: Vec<f64> = (0..rows * m)
+            .map(|_| if !thresholds.is_empty() && rng.unit() < 0.2 { thresholds[rng.below(thresholds.len())] } else { random_row(&mut rng, 1)[0] })
+            .collect();
+        let mut block = vec![0.0; rows];
+        ensemble.margins(&x, m, &mut block);
+        for (row, &got) in x.chunks(m).zip(&block) {
+            let walked = ensemble.base_score + ensemble.trees.iter().map(|t| t.predict(row)).sum::<f64>();
+            prop_assert!((got - walked).abs() < 1e-12, "block {got} vs walk {walked}");
+            prop_assert!((ensemble.margin(row) - walked).abs() < 1e-12);
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(20))]
 
     #[test]
