@@ -1,7 +1,12 @@
 //! Explanations are exact: TreeSHAP and linear SHAP equal brute-force Shapley values (all 2^M
 //! coalitions) on random small models and rows, missing values included, and add up to the margin.
+//! The networks' integrated gradients are not Shapley values in general: they equal brute force
+//! where the two coincide (networks additive in their inputs), and keep efficiency, dummy and
+//! symmetry on any network.
 
+use carecast_models::gru::{Gate, Gru};
 use carecast_models::linear::LinearModel;
+use carecast_models::mlp::{Dense, Mlp};
 use carecast_models::tree_shap::{ShapTable, TreeShapBuffer};
 use carecast_models::trees::{LEAF, Node, Tree, TreeEnsemble};
 use proptest::prelude::*;
@@ -210,5 +215,99 @@ fn repeated_feature_on_a_path_is_handled() {
         ensemble.contributions(&x, &mut phi, &mut TreeShapBuffer::default());
         let expected = brute_force_shapley(2, |s| conditional_expectation(&ensemble.trees[0], 0, &x, s));
         assert!((phi[0] - expected[0]).abs() < 1e-12 && (phi[1] - expected[1]).abs() < 1e-12, "{x:?}: {phi:?} vs {expected:?}");
+    }
+}
+
+/// A dense layer from a generator, weights in [-1.5, 1.5).
+fn random_dense(rng: &mut Rng, inputs: usize, outputs: usize) -> Dense {
+    let mut w = || rng.unit() * 3.0 - 1.5;
+    Dense { inputs, outputs, weights: (0..inputs * outputs).map(|_| w()).collect(), bias: (0..outputs).map(|_| w()).collect() }
+}
+
+/// The margin of `model` at `x` with the columns outside the coalition at the background.
+fn at_coalition(background: &[f64], x: &[f64], in_s: &[bool], margin: impl Fn(&[f64]) -> f64) -> f64 {
+    let z: Vec<f64> = (0..x.len()).map(|j| if in_s[j] { x[j] } else { background[j] }).collect();
+    margin(&z)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// Integrated gradients are the exact (baseline) Shapley values when the network is a sum of
+    /// one function per input: each column's hidden units see that column alone, in both layers.
+    #[test]
+    fn mlp_integrated_gradients_equal_brute_force_on_additive_networks(seed in any::<u64>(), m in 1usize..6) {
+        let mut rng = Rng(seed);
+        let (units, hidden) = (3, 3 * m);
+        let mut first = random_dense(&mut rng, m, hidden);
+        let mut second = random_dense(&mut rng, hidden, hidden);
+        for u in 0..hidden {
+            for j in 0..m {
+                if u / units != j { first.weights[u * m + j] = 0.0; }
+            }
+            for v in 0..hidden {
+                if u / units != v / units { second.weights[u * hidden + v] = 0.0; }
+            }
+        }
+        let model = Mlp { layers: vec![first, second, random_dense(&mut rng, hidden, 1)], background: (0..m).map(|_| rng.unit() * 2.0 - 1.0).collect() };
+        let x: Vec<f64> = (0..m).map(|_| rng.unit() * 4.0 - 2.0).collect();
+        let mut phi = vec![0.0; m];
+        model.contributions(&x, &mut phi);
+        let expected = brute_force_shapley(m, |s| at_coalition(&model.background, &x, s, |z| model.margin(z)));
+        for j in 0..m {
+            prop_assert!((phi[j] - expected[j]).abs() < 1e-9, "column {j}: IG {} brute force {}", phi[j], expected[j]);
+        }
+    }
+
+    /// On any network, integrated gradients keep the Shapley axioms they share with it: they add
+    /// up (efficiency), a column the network ignores gets nothing (dummy), and two columns it
+    /// treats alike, at equal values, get the same (symmetry).
+    #[test]
+    fn mlp_integrated_gradients_keep_efficiency_dummy_and_symmetry(seed in any::<u64>(), m in 3usize..7) {
+        let mut rng = Rng(seed);
+        let mut first = random_dense(&mut rng, m, 6);
+        for u in 0..6 {
+            first.weights[u * m] = 0.0; // column 0 is ignored
+            first.weights[u * m + 2] = first.weights[u * m + 1]; // columns 1 and 2 are alike
+        }
+        let mut background: Vec<f64> = (0..m).map(|_| rng.unit() * 2.0 - 1.0).collect();
+        background[2] = background[1];
+        let model = Mlp { layers: vec![first, random_dense(&mut rng, 6, 5), random_dense(&mut rng, 5, 1)], background };
+        let mut x: Vec<f64> = (0..m).map(|_| rng.unit() * 4.0 - 2.0).collect();
+        x[2] = x[1];
+        let mut phi = vec![0.0; m];
+        model.contributions(&x, &mut phi);
+        let efficiency = (model.expected_margin() + phi.iter().sum::<f64>() - model.margin(&x)).abs();
+        prop_assert!(efficiency < 1e-9, "additivity error {efficiency}");
+        prop_assert!(phi[0].abs() < 1e-12, "dummy column got {}", phi[0]);
+        prop_assert!((phi[1] - phi[2]).abs() < 1e-9, "symmetric columns: {} vs {}", phi[1], phi[2]);
+    }
+
+    /// The GRU's quadrature-integrated gradients equal brute-force Shapley values where the two
+    /// coincide: one step of one channel (a smooth, non-linear function of it) beside static
+    /// columns the output reads linearly.
+    #[test]
+    fn gru_integrated_gradients_equal_brute_force_on_additive_networks(seed in any::<u64>(), statics in 1usize..4) {
+        let mut rng = Rng(seed);
+        let hidden = 4;
+        let gate = |rng: &mut Rng| Gate { input: random_dense(rng, 1, hidden), hidden: random_dense(rng, hidden, hidden) };
+        let (update, reset, candidate) = (gate(&mut rng), gate(&mut rng), gate(&mut rng));
+        let m = 1 + statics;
+        let model = Gru {
+            steps: vec![vec![0]],
+            static_columns: (1..m).collect(),
+            update,
+            reset,
+            candidate,
+            output: random_dense(&mut rng, hidden + statics, 1),
+            background: (0..m).map(|_| rng.unit() * 2.0 - 1.0).collect(),
+        };
+        let x: Vec<f64> = (0..m).map(|_| rng.unit() * 4.0 - 2.0).collect();
+        let mut phi = vec![0.0; m];
+        model.contributions(&x, &mut phi);
+        let expected = brute_force_shapley(m, |s| at_coalition(&model.background, &x, s, |z| model.margin(z)));
+        for j in 0..m {
+            prop_assert!((phi[j] - expected[j]).abs() < 1e-8, "column {j}: IG {} brute force {}", phi[j], expected[j]);
+        }
     }
 }
