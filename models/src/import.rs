@@ -66,7 +66,8 @@ fn layout(nodes: &[Source], root: usize) -> Result<Tree, String> {
 /// The smallest `f64` boundary `b` with `(x as f32) < t` ⇔ `x < b` for every `f64` `x` (the
 /// midpoint between `t` and the `f32` below it; a value exactly on it rounds to even).
 fn strict_boundary_of_f32(t: f32) -> f64 {
-    (f64::from(t.next_down()) + f64::from(t)) / 2.0
+    // An infinite threshold (every value left) becomes f64::MAX: JSON holds no infinity.
+    ((f64::from(t.next_down()) + f64::from(t)) / 2.0).min(f64::MAX)
 }
 
 fn logit(p: f64) -> f64 {
@@ -208,7 +209,14 @@ pub fn lightgbm_text(text: &str) -> Result<Imported, ImportError> {
             if feature as usize >= feature_names.len() {
                 return Err(err(&place, format!("split {i} uses feature {feature}")));
             }
-            nodes.push(Source::Split { feature, threshold: threshold.next_up(), default_left, left: child(left[i]), right: child(right[i]), cover: internal_count[i] });
+            if threshold.is_nan() {
+                return Err(err(&place, format!("split {i} has no threshold (NaN)")));
+            }
+            // `x <= t` is `x < next_up(t)`. LightGBM writes `inf` for "every value goes left";
+            // as `x < f64::MAX` it routes every finite value the same except f64::MAX itself, and
+            // a package must hold finite numbers (JSON has no infinity).
+            let strict = threshold.next_up().min(f64::MAX);
+            nodes.push(Source::Split { feature, threshold: strict, default_left, left: child(left[i]), right: child(right[i]), cover: internal_count[i] });
         }
         nodes.extend(leaf_value.iter().zip(&leaf_count).map(|(&v, &c)| Source::Leaf { value: v * sigmoid, cover: c }));
         trees.push(layout(&nodes, 0).map_err(|e| err(&place, e))?);

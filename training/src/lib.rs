@@ -5,6 +5,7 @@ pub mod card;
 pub mod cohort;
 pub mod evaluate;
 pub mod fit;
+pub mod import;
 pub mod ingest;
 pub mod pipeline;
 pub mod rng;

@@ -244,7 +244,9 @@ fn missing_handling(encoding: Encoding) -> &'static str {
     }
 }
 
-fn training_summary(pre: &Preprocessor, data: &TaskData, algorithm: Algorithm) -> TrainingSummary {
+/// What the model was fitted from; `constrained` says the features' monotone constraints were
+/// imposed in fitting (our GBM), so the card may state them.
+pub(crate) fn training_summary(pre: &Preprocessor, data: &TaskData, constrained: bool) -> TrainingSummary {
     let n = data.train_rows.len().max(1) as f64;
     TrainingSummary {
         train_rows: data.train_rows.len() as u64,
@@ -256,9 +258,8 @@ fn training_summary(pre: &Preprocessor, data: &TaskData, algorithm: Algorithm) -
             .map(|c| data.train_rows.iter().filter(|&&r| matches!(c.value(r), Ok(Value::Missing))).count() as f64 / n)
             .collect(),
         missing_handling: missing_handling(pre.encoding).to_string(),
-        monotone: match algorithm {
-            Algorithm::Gbm => pre
-                .features
+        monotone: if constrained {
+            pre.features
                 .iter()
                 .filter_map(|f| {
                     let direction = match f.spec.monotone? {
@@ -267,8 +268,9 @@ fn training_summary(pre: &Preprocessor, data: &TaskData, algorithm: Algorithm) -
                     };
                     Some(format!("{} ({direction})", f.spec.display_name()))
                 })
-                .collect(),
-            _ => Vec::new(),
+                .collect()
+        } else {
+            Vec::new()
         },
     }
 }
@@ -321,29 +323,50 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, options: impl Into<Trai
     };
     let encoded = encode_rows(&preprocessor, data, &rows, &mut excluded);
     let fitted = crate::fit::fit(&options, &preprocessor, &encoded)?;
-    let model_selection = fitted.selection;
     let definition = ModelDefinition { preprocessor, estimator: fitted.estimator, risk_bands: set.risk_bands, calibration: fitted.calibration };
-    let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
-    let thresholds = [set.risk_bands.moderate, set.risk_bands.high];
-    let evaluation = evaluate_rows(&scorer, data, &data.test_rows, &thresholds);
-    let (test, max_additivity_error) = (evaluation.report.metrics.clone(), evaluation.max_additivity_error);
-
     let name = name.map_or_else(|| format!("{}-{}", set.task.name, algorithm.short_name()), str::to_string);
-    let mut report = TrainReport {
-        name: name.clone(),
-        version: String::new(),
+    let training = training_summary(&definition.preprocessor, data, algorithm == Algorithm::Gbm);
+    let published = evaluate_and_publish(set, registry, &definition, &name, fitted.selection.clone(), excluded.clone(), training)?;
+    Ok(TrainReport {
+        name,
+        version: published.version,
         options,
-        test,
-        max_additivity_error,
+        test: published.test,
+        max_additivity_error: published.max_additivity_error,
         train_rows: data.train_rows.len(),
         test_rows: data.test_rows.len(),
         excluded_rows: excluded,
-        model_selection,
-    };
+        model_selection: fitted.selection,
+    })
+}
+
+/// A model published: its version and how it did on the test split.
+pub(crate) struct Published {
+    pub version: String,
+    pub test: Metrics,
+    pub max_additivity_error: f64,
+}
+
+/// Evaluates a model on the set's test split through the served code path, and publishes it
+/// (the next version of `name`) with its metrics and model card: how both trained and imported
+/// models reach the registry.
+pub(crate) fn evaluate_and_publish(
+    set: &TrainingSet,
+    registry: &Registry,
+    definition: &ModelDefinition,
+    name: &str,
+    model_selection: serde_json::Value,
+    excluded_rows: BTreeMap<String, usize>,
+    training: TrainingSummary,
+) -> anyhow::Result<Published> {
+    let data = &set.data;
+    let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
+    let evaluation = evaluate_rows(&scorer, data, &data.test_rows, &[set.risk_bands.moderate, set.risk_bands.high]);
+    let (test, max_additivity_error) = (evaluation.report.metrics.clone(), evaluation.max_additivity_error);
     let train_positives = data.train_rows.iter().filter(|&&r| data.labels[r]).count() as u64;
     let manifest = Manifest {
         format: carecast_models::package::FORMAT.into(),
-        name: name.clone(),
+        name: name.to_string(),
         version: String::new(),
         task: set.task.clone(),
         algorithm: definition.estimator.algorithm().to_string(),
@@ -356,13 +379,12 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, options: impl Into<Trai
         report: evaluation.report,
         max_additivity_error,
         evaluated_patients: evaluation.patients,
-        model_selection: report.model_selection.clone(),
-        excluded_rows: report.excluded_rows.clone(),
-        training: training_summary(&definition.preprocessor, data, algorithm),
+        model_selection,
+        excluded_rows,
+        training,
     };
-    let version = publish(registry, manifest, &definition, &metrics_file, &set.spec_files)?;
-    report.version = version;
-    Ok(report)
+    let version = publish(registry, manifest, definition, &metrics_file, &set.spec_files)?;
+    Ok(Published { version, test, max_additivity_error })
 }
 
 /// Publishes a package (the next version of `manifest.name`) with its model card.
