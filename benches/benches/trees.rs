@@ -1,6 +1,6 @@
 //! Tree-model speed on the shared benchmark model (XGBoost, 300 trees of depth 6 over 50
 //! features, imported): one row scored, one row explained (exact TreeSHAP), and a block of rows
-//! explained together. `explain_vs_xgboost` prints the same figures beside XGBoost's.
+//! scored and explained together. `explain_vs_xgboost` prints the same figures beside XGBoost's.
 
 use carecast_models::import::xgboost_json;
 use carecast_models::tree_shap::TreeShapBuffer;
@@ -37,6 +37,13 @@ fn trees(c: &mut Criterion) {
         })
     });
     group.throughput(Throughput::Elements(rows as u64));
+    let mut margins = vec![0.0; rows];
+    group.bench_function("predict_256_rows", |b| {
+        b.iter(|| {
+            ensemble.margins(black_box(&x), width, &mut margins);
+            black_box(margins[0])
+        })
+    });
     group.bench_function("explain_256_rows", |b| {
         b.iter(|| {
             phi.fill(0.0);

@@ -42,6 +42,14 @@ enum ModelChoice {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ImportFormat {
+    /// XGBoost's JSON model (`Booster.save_model("model.json")`).
+    Xgboost,
+    /// LightGBM's text model (`Booster.save_model("model.txt")`).
+    Lightgbm,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum CalibrationChoice {
     None,
     Platt,
@@ -74,6 +82,25 @@ enum Command {
         #[arg(long, default_value_t = 1.0)]
         positive_weight: f64,
         /// Package name; default `<task>-<model>`.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Import a tree model trained elsewhere (XGBoost JSON or LightGBM text) into a task: its
+    /// columns matched to the task's features by name, evaluated on the task's test split, and
+    /// published with its model card, to be served like a trained model.
+    Import {
+        /// The model file.
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long, value_enum)]
+        format: ImportFormat,
+        /// A bundled task or a task spec TOML file (outcome, split, risk bands, feature names).
+        #[arg(long)]
+        task: String,
+        /// The task's data (CSV or Parquet); default: the bundled file the task names.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Package name; default `<task>-imported`.
         #[arg(long)]
         name: Option<String>,
     },
@@ -257,9 +284,9 @@ fn audit_path(registry: &Registry, audit: Option<PathBuf>) -> PathBuf {
 fn print_score(r: &pb::ScoreResponse) {
     let band = pb::RiskBand::try_from(r.risk_band).map_or("unknown", |b| b.as_str_name().trim_start_matches("RISK_BAND_"));
     println!("{} v{} for patient {}: probability {:.3} ({band})", r.model, r.model_version, r.patient_key, r.probability);
-    println!("  starts from the average patient at {:.3} log-odds; contributions (log-odds):", r.base_value);
-    for c in &r.contributions {
-        println!("  {:+.3}  {}", c.contribution, c.explanation);
+    println!("  starts from the average patient at {:.3} log-odds; clinical factors (log-odds):", r.base_value);
+    for f in &r.factors {
+        println!("  {:+.3}  {}", f.contribution, f.explanation);
     }
     println!("  additivity error {:.1e}", r.additivity_error);
     for w in &r.warnings {
@@ -339,6 +366,20 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Train { task, data, model, calibration, positive_weight, name, .. } => {
             train_command(&registry, &task, data, &fits(model, calibration, positive_weight, name.as_deref())?, name.as_deref())?;
+        }
+        Command::Import { file, format, task, data, name } => {
+            use carecast_training::import::{Format, import_model};
+            let (spec, _) = TaskSpec::load(&task)?;
+            let data = match data {
+                Some(d) => d,
+                None => bundled_data(&spec.data)?,
+            };
+            let format = match format {
+                ImportFormat::Xgboost => Format::XgboostJson,
+                ImportFormat::Lightgbm => Format::LightgbmText,
+            };
+            let r = import_model(&spec, &data, &registry, &file, format, name.as_deref())?;
+            println!("{} v{}: {} trees imported; test AUROC {:.3}; largest additivity error {:.1e}", r.name, r.version, r.trees, r.auroc, r.max_additivity_error);
         }
         Command::Evaluate { model, version, data, meds, all_rows, output } => {
             use carecast_training::{card, pipeline};

@@ -50,17 +50,30 @@ impl Estimator {
         }
     }
 
-    /// Each column's contribution, written into `phi` (overwritten): exact Shapley values for
-    /// linear and tree models, integrated gradients for the networks.
-    pub fn contributions(&self, x: &[f64], phi: &mut [f64], buf: &mut TreeShapBuffer) {
+    /// Log-odds of many rows (row-major, `width` columns each) into `out`: the tree ensemble's
+    /// block path, row by row for the others.
+    pub fn margins(&self, x: &[f64], width: usize, out: &mut [f64]) {
         match self {
-            Estimator::LogisticRegression(m) => m.contributions(x, phi),
+            Estimator::GradientBoostedTrees(m) => m.margins(x, width, out),
+            _ => x.chunks(width).zip(out.iter_mut()).for_each(|(row, m)| *m = self.margin(row)),
+        }
+    }
+
+    /// Each column's contribution for many rows (row-major, `width` columns each), written into
+    /// `phi` (the same shape, overwritten): exact Shapley values for linear and tree models,
+    /// integrated gradients for the networks.
+    pub fn contributions(&self, x: &[f64], width: usize, phi: &mut [f64], buf: &mut TreeShapBuffer) {
+        let per_row = |phi: &mut [f64], explain: &dyn Fn(&[f64], &mut [f64])| {
+            x.chunks(width).zip(phi.chunks_mut(width)).for_each(|(row, phi)| explain(row, phi));
+        };
+        match self {
+            Estimator::LogisticRegression(m) => per_row(phi, &|row, phi| m.contributions(row, phi)),
             Estimator::GradientBoostedTrees(m) => {
                 phi.fill(0.0);
-                m.contributions(x, phi, buf);
+                m.contributions_batch(x, width, phi, buf);
             }
-            Estimator::Mlp(m) => m.contributions(x, phi),
-            Estimator::Gru(m) => m.contributions(x, phi),
+            Estimator::Mlp(m) => per_row(phi, &|row, phi| m.contributions(row, phi)),
+            Estimator::Gru(m) => per_row(phi, &|row, phi| m.contributions(row, phi)),
         }
     }
 

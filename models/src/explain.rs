@@ -1,5 +1,7 @@
 //! Explanations a clinician reads: exact column contributions summed back into the features
-//! they came from, ranked, and put into words.
+//! they came from (one-hot columns and missing indicators), then into clinical factors (a vital
+//! sign's readings over time), ranked, and put into words. Shapley values are additive, so
+//! every grouping still adds up to the margin.
 
 use crate::preprocess::fmt_num;
 use crate::schema::{FeatureSpec, Value};
@@ -25,9 +27,59 @@ pub fn ranked(contributions: &[f64], k: usize) -> Vec<usize> {
     idx
 }
 
-/// One line, e.g. `Mean blood pressure 52 mmHg: raises risk`.
+/// Clinical factors: features a clinician thinks of as one, by the specs' `factor`; a feature
+/// without one is its own factor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Factors {
+    pub names: Vec<String>,
+    /// Each factor's features, in feature order: the first is the one its reason quotes (for a
+    /// sequence, declare the latest reading first).
+    pub members: Vec<Vec<usize>>,
+}
+
+impl Factors {
+    pub fn of<'a>(specs: impl IntoIterator<Item = &'a FeatureSpec>) -> Self {
+        let mut factors = Factors { names: Vec::new(), members: Vec::new() };
+        for (i, spec) in specs.into_iter().enumerate() {
+            let shared = spec.factor.as_ref().and_then(|f| factors.names.iter().position(|n| n == f));
+            match shared {
+                Some(k) => factors.members[k].push(i),
+                None => {
+                    factors.names.push(spec.factor.clone().unwrap_or_else(|| spec.display_name().to_string()));
+                    factors.members.push(vec![i]);
+                }
+            }
+        }
+        factors
+    }
+
+    /// Each factor's contribution: the sum of its features'.
+    pub fn contributions(&self, per_feature: &[f64]) -> Vec<f64> {
+        self.members.iter().map(|m| m.iter().map(|&i| per_feature[i]).sum()).collect()
+    }
+
+    /// One line for factor `k`, quoting its first feature's value, e.g. `Systolic BP (latest
+    /// set) 82 mmHg and 5 related inputs: raises risk`.
+    pub fn reason(&self, k: usize, specs: &[&FeatureSpec], row: &[Value<'_>], contribution: f64) -> String {
+        let members = &self.members[k];
+        let lead = members[0];
+        let related = match members.len() - 1 {
+            0 => String::new(),
+            1 => " and 1 related input".to_string(),
+            n => format!(" and {n} related inputs"),
+        };
+        format!("{}{related}: {}", shown(specs[lead], &row[lead]), effect(contribution))
+    }
+}
+
+/// One line for one feature, e.g. `Mean blood pressure 52 mmHg: raises risk`.
 pub fn reason(spec: &FeatureSpec, value: &Value<'_>, contribution: f64) -> String {
-    let shown = match value {
+    format!("{}: {}", shown(spec, value), effect(contribution))
+}
+
+/// The feature's display name and value with its unit.
+fn shown(spec: &FeatureSpec, value: &Value<'_>) -> String {
+    let value = match value {
         Value::Number(x) => match &spec.unit {
             Some(u) => format!("{} {u}", fmt_num(*x)),
             None => fmt_num(*x),
@@ -35,12 +87,42 @@ pub fn reason(spec: &FeatureSpec, value: &Value<'_>, contribution: f64) -> Strin
         Value::Text(t) => (*t).to_string(),
         Value::Missing => "not recorded".to_string(),
     };
-    let effect = if contribution.abs() < 1e-3 {
+    format!("{} {value}", spec.display_name())
+}
+
+fn effect(contribution: f64) -> &'static str {
+    if contribution.abs() < 1e-3 {
         "little effect on risk"
     } else if contribution > 0.0 {
         "raises risk"
     } else {
         "lowers risk"
-    };
-    format!("{} {shown}: {effect}", spec.display_name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::FeatureKind;
+
+    #[test]
+    fn features_sharing_a_factor_are_explained_together() {
+        let mut specs: Vec<FeatureSpec> = ["sbp_0", "age", "sbp_1", "sbp_min"].iter().map(|n| FeatureSpec::plain(n, FeatureKind::Numeric)).collect();
+        for s in [0, 2, 3] {
+            specs[s].factor = Some("Systolic BP".into());
+        }
+        specs[0].display = Some("Systolic BP (latest set)".into());
+        specs[0].unit = Some("mmHg".into());
+        let factors = Factors::of(&specs);
+        assert_eq!(factors.names, ["Systolic BP", "age"]);
+        assert_eq!(factors.members, [vec![0, 2, 3], vec![1]]);
+        let per_feature = [0.25, -0.5, 0.125, 0.0625];
+        let grouped = factors.contributions(&per_feature);
+        assert_eq!(grouped, [0.4375, -0.5]);
+        assert_eq!(grouped.iter().sum::<f64>(), per_feature.iter().sum::<f64>());
+        let row = [Value::Number(82.0), Value::Number(70.0), Value::Missing, Value::Number(80.0)];
+        let refs: Vec<&FeatureSpec> = specs.iter().collect();
+        assert_eq!(factors.reason(0, &refs, &row, grouped[0]), "Systolic BP (latest set) 82 mmHg and 2 related inputs: raises risk");
+        assert_eq!(factors.reason(1, &refs, &row, grouped[1]), "age 70: lowers risk");
+    }
 }

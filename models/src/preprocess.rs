@@ -206,6 +206,9 @@ impl Preprocessor {
 
     /// Checks that the declared kinds agree with the fitted statistics (a package consistency check).
     pub fn validate(&self) -> Result<(), String> {
+        if self.features.is_empty() {
+            return Err("no features".into());
+        }
         for f in &self.features {
             let ok = matches!(
                 (&f.spec.kind, &f.stats),

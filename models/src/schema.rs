@@ -22,6 +22,11 @@ pub struct FeatureSpec {
     /// features with a step are the time steps a recurrent model reads, oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<u8>,
+    /// The clinical factor this feature belongs to, as a clinician names it (e.g. "Systolic
+    /// BP"): features sharing one (a vital sign's readings over time, its minimum and maximum)
+    /// are explained together. Without one, a feature is its own factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +39,7 @@ pub enum Monotone {
 impl FeatureSpec {
     /// A feature with no display name, unit or constraint.
     pub fn plain(name: &str, kind: FeatureKind) -> Self {
-        Self { name: name.into(), kind, display: None, unit: None, monotone: None, step: None }
+        Self { name: name.into(), kind, display: None, unit: None, monotone: None, step: None, factor: None }
     }
 
     pub fn display_name(&self) -> &str {

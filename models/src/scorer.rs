@@ -4,7 +4,7 @@
 use crate::bands::{RiskBand, RiskBands};
 use crate::calibration::Calibration;
 use crate::estimator::Estimator;
-use crate::explain::group_by_feature;
+use crate::explain::{Factors, group_by_feature};
 use crate::preprocess::{Preprocessor, Warning};
 use crate::schema::{InputError, Value};
 use crate::tree_shap::TreeShapBuffer;
@@ -33,6 +33,8 @@ pub struct Score {
     pub base_value: f64,
     /// Exact contribution of each feature, in feature order (log-odds, on the scale of `margin`).
     pub contributions: Vec<f64>,
+    /// The same, summed by clinical factor (in the order of [`Scorer::factors`]).
+    pub factors: Vec<f64>,
     /// |base + sum(contributions) - margin|.
     pub additivity_error: f64,
     pub warnings: Vec<Warning>,
@@ -42,6 +44,9 @@ pub struct Score {
 #[derive(Debug, Default, Clone)]
 pub struct Workspace {
     encoded: Vec<f64>,
+    /// The valid rows' encodings, one after another.
+    block: Vec<f64>,
+    margins: Vec<f64>,
     phi: Vec<f64>,
     shap: TreeShapBuffer,
 }
@@ -51,6 +56,7 @@ pub struct Workspace {
 pub struct Scorer {
     definition: ModelDefinition,
     owners: Vec<usize>,
+    factors: Factors,
     base_value: f64,
 }
 
@@ -61,12 +67,21 @@ impl Scorer {
         definition.preprocessor.validate()?;
         definition.risk_bands.validate()?;
         let owners = definition.preprocessor.column_owners();
+        if owners.is_empty() {
+            return Err("the features encode to no columns".into());
+        }
         definition.estimator.validate(owners.len())?;
         if let Some(c) = &definition.calibration {
             c.validate()?;
         }
         let base_value = definition.estimator.expected_margin();
-        Ok(Self { definition, owners, base_value })
+        let factors = Factors::of(definition.preprocessor.features.iter().map(|f| &f.spec));
+        Ok(Self { definition, owners, factors, base_value })
+    }
+
+    /// The clinical factors explanations are grouped into.
+    pub fn factors(&self) -> &Factors {
+        &self.factors
     }
 
     pub fn definition(&self) -> &ModelDefinition {
@@ -106,20 +121,50 @@ impl Scorer {
 
     /// Scores and explains one row given in feature order.
     pub fn score(&self, row: &[Value<'_>], ws: &mut Workspace) -> Result<Score, InputError> {
+        let mut scores = self.score_rows(&[row], ws);
+        scores.pop().expect("one result per row")
+    }
+
+    /// Scores and explains rows given in feature order, one result per row: a refused row gets
+    /// its error and the rest are scored. The valid rows go through the estimator together, so
+    /// a tree ensemble takes its block paths (trees stay in cache across the rows).
+    pub fn score_rows(&self, rows: &[&[Value<'_>]], ws: &mut Workspace) -> Vec<Result<Score, InputError>> {
         let pre = &self.definition.preprocessor;
-        if row.len() != pre.features.len() {
-            return Err(InputError::new(
-                "features",
-                format!("expected {} values, got {}", pre.features.len(), row.len()),
-            ));
-        }
-        let mut warnings = Vec::new();
-        pre.encode(row, &mut ws.encoded, &mut warnings)?;
+        let width = self.owners.len(); // not 0 (validated)
+        ws.block.clear();
+        let mut encoded: Vec<Result<Vec<Warning>, InputError>> = rows
+            .iter()
+            .map(|row| {
+                if row.len() != pre.features.len() {
+                    return Err(InputError::new("features", format!("expected {} values, got {}", pre.features.len(), row.len())));
+                }
+                let mut warnings = Vec::new();
+                pre.encode(row, &mut ws.encoded, &mut warnings)?;
+                ws.block.extend_from_slice(&ws.encoded);
+                Ok(warnings)
+            })
+            .collect();
+        let n = ws.block.len() / width;
         let est = &self.definition.estimator;
-        let mut margin = est.margin(&ws.encoded);
-        ws.phi.resize(self.owners.len(), 0.0);
-        est.contributions(&ws.encoded, &mut ws.phi, &mut ws.shap);
-        let mut contributions = group_by_feature(&ws.phi, &self.owners, pre.features.len());
+        ws.margins.resize(n, 0.0);
+        est.margins(&ws.block, width, &mut ws.margins);
+        ws.phi.resize(n * width, 0.0);
+        est.contributions(&ws.block, width, &mut ws.phi, &mut ws.shap);
+        let mut valid = ws.margins.iter().zip(ws.phi.chunks(width));
+        encoded
+            .drain(..)
+            .map(|warnings| {
+                let warnings = warnings?;
+                let (&margin, phi) = valid.next().expect("one margin per valid row");
+                Ok(self.finish(margin, phi, warnings))
+            })
+            .collect()
+    }
+
+    /// A row's score from its margin and column contributions: grouped by feature and factor,
+    /// calibrated, banded.
+    fn finish(&self, mut margin: f64, phi: &[f64], warnings: Vec<Warning>) -> Score {
+        let mut contributions = group_by_feature(phi, &self.owners, self.preprocessor().features.len());
         let mut base_value = self.base_value;
         let probability = match &self.definition.calibration {
             None => sigmoid(margin),
@@ -135,15 +180,16 @@ impl Scorer {
             }
         };
         let additivity_error = (base_value + contributions.iter().sum::<f64>() - margin).abs();
-        Ok(Score {
+        Score {
             probability,
             margin,
             band: self.definition.risk_bands.band(probability),
             base_value,
+            factors: self.factors.contributions(&contributions),
             contributions,
             additivity_error,
             warnings,
-        })
+        }
     }
 }
 

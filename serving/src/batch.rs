@@ -1,5 +1,5 @@
 //! Batch scoring for planners: a CSV or Parquet table in, one Parquet row per scored patient out
-//! (probability, band, top contributions), and every refused row reported with its row number,
+//! (probability, band, top clinical factors), and every refused row reported with its row number,
 //! field and reason, while the rest are scored.
 
 use crate::audit::{AuditLog, AuditRecord};
@@ -8,6 +8,9 @@ use carecast_training::ingest::table::{feature_columns, read_table, row_values, 
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::path::Path;
+
+/// Rows scored through the model together.
+const CHUNK: usize = 256;
 
 /// A row that was not scored.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +35,7 @@ struct Scored {
     margin: f64,
     band: &'static str,
     additivity_error: f64,
-    /// (feature name, contribution, explanation), largest first.
+    /// (clinical factor, contribution, explanation), largest first.
     top: Vec<(String, f64, String)>,
     warnings: String,
 }
@@ -55,38 +58,55 @@ pub fn score_table(
     let keys = key_column.map(|k| text_column(&df, k)).transpose()?;
     let key_name = key_column.unwrap_or("key");
 
-    let results: Vec<Result<Scored, RowError>> = (0..df.height())
+    let specs: Vec<_> = specs.iter().collect();
+    let factors = pkg.scorer.factors();
+    // Chunks of rows, each scored through the model together (its block paths), in parallel.
+    let starts: Vec<usize> = (0..df.height()).step_by(CHUNK).collect();
+    let results: Vec<Result<Scored, RowError>> = starts
         .into_par_iter()
-        .map_init(Workspace::default, |ws, r| {
-            let fail = |field: &str, reason: &str| RowError { row: r + 1, field: field.to_string(), reason: reason.to_string() };
-            let key = keys.as_ref().and_then(|k| k[r].clone());
-            if keys.is_some() {
-                match key.as_deref() {
-                    None => return Err(fail(key_name, "key missing")),
-                    Some(k) => deid::check_patient_key(k).map_err(|reason| fail(key_name, reason))?,
-                }
-            }
-            let values = row_values(&columns, r).map_err(|e| fail(&e.field, &e.reason))?;
-            let score = pkg.scorer.score(&values, ws).map_err(|e| fail(&e.field, &e.reason))?;
-            let top = explain::ranked(&score.contributions, top)
-                .into_iter()
-                .map(|i| {
-                    let spec = &features[i].spec;
-                    (spec.name.clone(), score.contributions[i], explain::reason(spec, &values[i], score.contributions[i]))
+        .map_init(Workspace::default, |ws, start| {
+            let rows = start..(start + CHUNK).min(df.height());
+            let read: Vec<Result<(Option<String>, Vec<_>), RowError>> = rows
+                .clone()
+                .map(|r| {
+                    let fail = |field: &str, reason: &str| RowError { row: r + 1, field: field.to_string(), reason: reason.to_string() };
+                    let key = keys.as_ref().and_then(|k| k[r].clone());
+                    if keys.is_some() {
+                        match key.as_deref() {
+                            None => return Err(fail(key_name, "key missing")),
+                            Some(k) => deid::check_patient_key(k).map_err(|reason| fail(key_name, reason))?,
+                        }
+                    }
+                    let values = row_values(&columns, r).map_err(|e| fail(&e.field, &e.reason))?;
+                    Ok((key, values))
                 })
                 .collect();
-            let warnings = score.warnings.iter().map(|w| format!("{}: {}", features[w.feature].spec.name, w.message)).collect::<Vec<_>>().join("; ");
-            Ok(Scored {
-                row: r + 1,
-                key,
-                probability: score.probability,
-                margin: score.margin,
-                band: score.band.as_str(),
-                additivity_error: score.additivity_error,
-                top,
-                warnings,
-            })
+            let valid: Vec<&[_]> = read.iter().filter_map(|r| r.as_ref().ok()).map(|(_, v)| v.as_slice()).collect();
+            let mut scores = pkg.scorer.score_rows(&valid, ws).into_iter();
+            rows.zip(read.iter())
+                .map(|(r, read)| {
+                    let (key, values) = read.as_ref().map_err(Clone::clone)?;
+                    let score = scores.next().expect("one score per valid row");
+                    let score = score.map_err(|e| RowError { row: r + 1, field: e.field, reason: e.reason })?;
+                    let top = explain::ranked(&score.factors, top)
+                        .into_iter()
+                        .map(|k| (factors.names[k].clone(), score.factors[k], factors.reason(k, &specs, values, score.factors[k])))
+                        .collect();
+                    let warnings = score.warnings.iter().map(|w| format!("{}: {}", features[w.feature].spec.name, w.message)).collect::<Vec<_>>().join("; ");
+                    Ok(Scored {
+                        row: r + 1,
+                        key: key.clone(),
+                        probability: score.probability,
+                        margin: score.margin,
+                        band: score.band.as_str(),
+                        additivity_error: score.additivity_error,
+                        top,
+                        warnings,
+                    })
+                })
+                .collect::<Vec<_>>()
         })
+        .flatten()
         .collect();
     let mut scored = Vec::with_capacity(results.len());
     let mut errors = Vec::new();
@@ -121,7 +141,7 @@ pub fn score_table(
         Column::new("margin".into(), scored.iter().map(|s| s.margin).collect::<Vec<_>>()),
         Column::new("additivity_error".into(), scored.iter().map(|s| s.additivity_error).collect::<Vec<_>>()),
     ]);
-    for k in 0..top.min(features.len()) {
+    for k in 0..top.min(factors.names.len()) {
         let names: Vec<Option<&str>> = scored.iter().map(|s| s.top.get(k).map(|t| t.0.as_str())).collect();
         let values: Vec<Option<f64>> = scored.iter().map(|s| s.top.get(k).map(|t| t.1)).collect();
         let words: Vec<Option<&str>> = scored.iter().map(|s| s.top.get(k).map(|t| t.2.as_str())).collect();

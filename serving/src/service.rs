@@ -61,6 +61,17 @@ pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'
             }
         })
         .collect();
+    let specs: Vec<_> = features.iter().map(|f| &f.spec).collect();
+    let factors = pkg.scorer.factors();
+    let factor_list = explain::ranked(&score.factors, req.max_contributions as usize)
+        .into_iter()
+        .map(|k| pb::Factor {
+            name: factors.names[k].clone(),
+            contribution: score.factors[k],
+            explanation: factors.reason(k, &specs, row, score.factors[k]),
+            features: factors.members[k].iter().map(|&i| specs[i].name.clone()).collect(),
+        })
+        .collect();
     let warnings = score
         .warnings
         .iter()
@@ -84,6 +95,7 @@ pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'
         contributions,
         additivity_error: score.additivity_error,
         warnings,
+        factors: factor_list,
     }
 }
 

@@ -109,6 +109,10 @@ async fn round_trip_equals_the_in_process_scorer() {
             }
             let sum: f64 = got.contributions.iter().map(|c| c.contribution).sum();
             assert!((got.base_value + sum - got.margin).abs() < 1e-9 && got.additivity_error < 1e-9);
+            // Clinical factors: here each feature is its own, and they add up to the same.
+            let factor_sum: f64 = got.factors.iter().map(|f| f.contribution).sum();
+            assert_eq!(got.factors.len(), pkg.manifest.features.len());
+            assert!((factor_sum - sum).abs() < 1e-9 && got.factors.iter().all(|f| f.features.len() == 1 && f.explanation.contains("risk")));
             assert_eq!(got.warnings.len(), want.warnings.len());
             assert_eq!(got.model_version, "1");
             assert_ne!(got.risk_band, pb::RiskBand::Unspecified as i32);

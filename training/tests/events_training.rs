@@ -78,6 +78,14 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     assert_eq!(b.baseline, "news2");
     assert!((b.model_auroc - report.test.auroc).abs() < 1e-12, "same rows");
     assert!(b.difference_ci[0] > 0.0, "the model beats NEWS2: {b:?}");
+    // Scored as a block (the trees' block paths) or one by one, the same scores.
+    let rows: Vec<Vec<Value<'_>>> = set.data.test_rows.iter().take(300).map(|&r| row_values(&set.data.columns, r).unwrap()).collect();
+    let refs: Vec<&[Value<'_>]> = rows.iter().map(Vec::as_slice).collect();
+    for (block, row) in pkg.scorer.score_rows(&refs, &mut ws).into_iter().zip(&rows) {
+        let (block, single) = (block.unwrap(), pkg.scorer.score(row, &mut Workspace::default()).unwrap());
+        assert!((block.margin - single.margin).abs() < 1e-12);
+        assert!(block.contributions.iter().zip(&single.contributions).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
 
     // A GRU over the last six observation sets (with age, NEWS2 and time since admission beside
     // them), against NEWS2 on the same rows; its integrated gradients add up.
@@ -93,5 +101,16 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     );
     assert!(b.difference_ci[0] > 0.0, "the GRU beats NEWS2: {b:?}");
     assert!(report.max_additivity_error <= carecast_models::gru::COMPLETENESS, "completeness error {}", report.max_additivity_error);
+    // Explained as clinical factors: each vital sign's six readings are one factor.
+    let factors = pkg.scorer.factors();
+    assert_eq!(factors.names.len(), 3 + 8);
+    let sbp = factors.names.iter().position(|n| n == "Systolic BP").unwrap();
+    assert_eq!(factors.members[sbp].len(), 6);
+    let specs: Vec<_> = pkg.scorer.preprocessor().features.iter().map(|f| &f.spec).collect();
+    let values = row_values(&set.data.columns, set.data.test_rows[0]).unwrap();
+    let score = pkg.scorer.score(&values, &mut ws).unwrap();
+    assert!((score.factors.iter().sum::<f64>() - score.contributions.iter().sum::<f64>()).abs() < 1e-12);
+    let reason = factors.reason(sbp, &specs, &values, score.factors[sbp]);
+    assert!(reason.starts_with("Systolic BP (latest set) ") && reason.contains("mmHg and 5 related inputs: "), "{reason}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

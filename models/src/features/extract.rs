@@ -91,6 +91,7 @@ impl FeatureExtractor {
                     FeatureKind::Measurement { rank, .. } => rank,
                     _ => None,
                 },
+                factor: f.factor.clone(),
             })
             .collect()
     }

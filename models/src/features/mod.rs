@@ -90,6 +90,9 @@ pub struct EventFeature {
     /// See [`crate::schema::FeatureSpec::monotone`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monotone: Option<crate::schema::Monotone>,
+    /// See [`crate::schema::FeatureSpec::factor`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<String>,
     #[serde(flatten)]
     pub kind: FeatureKind,
 }
