@@ -41,6 +41,18 @@ enum ModelChoice {
     All,
 }
 
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain (with no server holding the trail open): every record present,
+    /// linked to the one before and unaltered. Prints the count and the head hash; keep the head
+    /// elsewhere to detect records cut off the end later.
+    Verify {
+        /// Default `<registry>/audit.redb`.
+        #[arg(long)]
+        audit: Option<PathBuf>,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ImportFormat {
     /// XGBoost's JSON model (`Booster.save_model("model.json")`).
@@ -160,15 +172,20 @@ enum Command {
         /// Contributions per row, largest first.
         #[arg(long, default_value_t = 5)]
         top: usize,
-        /// Audit trail file; default `<registry>/audit.jsonl`.
+        /// Audit trail (an embedded database); default `<registry>/audit.redb`.
         #[arg(long)]
         audit: Option<PathBuf>,
+    },
+    /// The audit trail of scores.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Serve carecast.v1 gRPC (with health and reflection) on one port.
     Serve {
         #[arg(long, default_value = "127.0.0.1:50051")]
         addr: String,
-        /// Audit trail file; default `<registry>/audit.jsonl`.
+        /// Audit trail (an embedded database); default `<registry>/audit.redb`.
         #[arg(long)]
         audit: Option<PathBuf>,
     },
@@ -215,6 +232,19 @@ enum Command {
     },
     /// List the registry's models and versions.
     Models,
+    /// Make a version the one served by default; running servers pick it up without a restart
+    /// (and keep serving the previous one if it fails to load).
+    Promote {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        version: String,
+    },
+    /// Go back to the version promoted before the current one.
+    Rollback {
+        #[arg(long)]
+        model: String,
+    },
     /// The whole path on the bundled data: train, batch-score, serve, and score one patient over gRPC.
     Demo,
 }
@@ -278,7 +308,7 @@ fn train_command(registry: &Registry, task: &str, data: Option<PathBuf>, fits: &
 }
 
 fn audit_path(registry: &Registry, audit: Option<PathBuf>) -> PathBuf {
-    audit.unwrap_or_else(|| registry.root().join("audit.jsonl"))
+    audit.unwrap_or_else(|| registry.root().join("audit.redb"))
 }
 
 fn print_score(r: &pb::ScoreResponse) {
@@ -344,7 +374,9 @@ async fn demo(registry: &Registry) -> anyhow::Result<()> {
     print_score(&response);
     stop.send(()).ok();
     server.await??;
-    println!("\nAudit trail: {}", audit_path(registry, None).display());
+    let trail = audit_path(registry, None);
+    let verified = carecast_serving::audit::verify(&trail)?;
+    println!("\nAudit trail {}: {} records, hash chain intact", trail.display(), verified.records);
     Ok(())
 }
 
@@ -434,6 +466,11 @@ async fn main() -> anyhow::Result<()> {
                 println!("{} row(s) refused; see {}", report.errors.len(), errors.display());
             }
         }
+        Command::Audit { action: AuditAction::Verify { audit } } => {
+            let path = audit_path(&registry, audit);
+            let verified = carecast_serving::audit::verify(&path)?;
+            println!("{}: {} records, chain intact; head {}", path.display(), verified.records, verified.head);
+        }
         Command::Serve { addr, audit } => {
             let store = ModelStore::new(registry.clone());
             let loaded = store.preload()?;
@@ -510,6 +547,14 @@ async fn main() -> anyhow::Result<()> {
                 let current = registry.current(&name).unwrap_or_else(|_| "-".into());
                 println!("{name}: versions {} (current {current})", registry.versions(&name)?.join(", "));
             }
+        }
+        Command::Promote { model, version } => {
+            registry.promote(&model, &version)?;
+            println!("{model}: v{version} promoted");
+        }
+        Command::Rollback { model } => {
+            let version = registry.rollback(&model)?;
+            println!("{model}: rolled back to v{version}");
         }
         Command::Demo => demo(&registry).await?,
     }

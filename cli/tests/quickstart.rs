@@ -20,14 +20,18 @@ fn demo_and_commands_work_end_to_end() {
     assert!(demo.contains("scored 9105 of 9105 rows"), "{demo}");
     assert!(demo.contains("additivity error") && demo.contains(": raises risk"), "{demo}");
     assert!(dir.join("out/support2_hospdead_scores.parquet").exists());
-    // One audit line per score: 9,105 batch scores and one over gRPC.
-    let audit = std::fs::read_to_string(dir.join("registry/audit.jsonl")).unwrap();
-    assert_eq!(audit.lines().count(), 9105 + 1);
+    // One audit record per score, hash-chained: 9,105 batch scores and one over gRPC.
+    assert!(demo.contains("9106 records, hash chain intact"), "{demo}");
+    let verified = carecast(&dir, &["audit", "verify"]);
+    assert!(verified.contains("9106 records, chain intact; head "), "{verified}");
 
     // Retraining publishes version 2 and promotes it.
     carecast(&dir, &["train", "--task", "support2_hospdead", "--model", "gbm"]);
     let models = carecast(&dir, &["models"]);
     assert!(models.contains("support2_hospdead-gbm: versions 1, 2 (current 2)"), "{models}");
+    assert!(carecast(&dir, &["rollback", "--model", "support2_hospdead-gbm"]).contains("rolled back to v1"));
+    assert!(carecast(&dir, &["models"]).contains("support2_hospdead-gbm: versions 1, 2 (current 1)"));
+    carecast(&dir, &["promote", "--model", "support2_hospdead-gbm", "--version", "2"]);
 
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv");
     let scored = carecast(&dir, &[

@@ -51,6 +51,8 @@ pub enum FeatureStats {
 pub enum WarningKind {
     MissingImputed,
     OutOfTrainingRange,
+    /// Possible, but outside the feature's plausible physiological range: check it.
+    Implausible,
 }
 
 /// Something a clinician should know about how an input was used; never an error.
@@ -125,6 +127,21 @@ impl Preprocessor {
                         }
                     };
                     let unit = f.spec.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
+                    // The message names the range, never the value (errors can reach logs).
+                    let outside = |range: Option<[f64; 2]>| x.zip(range).filter(|&(x, [lo, hi])| x < lo || x > hi).map(|(_, r)| r);
+                    if let Some([lo, hi]) = outside(f.spec.possible) {
+                        return Err(InputError::new(
+                            &f.spec.name,
+                            format!("outside the possible range {}{unit} to {}{unit}: check the value and its unit", fmt_num(lo), fmt_num(hi)),
+                        ));
+                    }
+                    if let Some([lo, hi]) = outside(f.spec.plausible) {
+                        warnings.push(Warning {
+                            feature: i,
+                            kind: WarningKind::Implausible,
+                            message: format!("outside the plausible range {}{unit} to {}{unit}: check it", fmt_num(lo), fmt_num(hi)),
+                        });
+                    }
                     match x {
                         Some(x) if x < *min || x > *max => warnings.push(Warning {
                             feature: i,
@@ -210,6 +227,7 @@ impl Preprocessor {
             return Err("no features".into());
         }
         for f in &self.features {
+            f.spec.validate_limits()?;
             let ok = matches!(
                 (&f.spec.kind, &f.stats),
                 (FeatureKind::Numeric, FeatureStats::Numeric { .. })

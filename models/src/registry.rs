@@ -32,9 +32,14 @@ pub enum RegistryError {
     UnknownVersion { model: String, version: String },
     #[error("model `{0}` has no promoted version")]
     NoCurrent(String),
+    #[error("model `{0}` has no earlier promoted version to roll back to")]
+    NothingToRollBack(String),
     #[error("registry {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
+
+/// The history action of a roll-back (it names the version gone back to).
+const ROLLED_BACK: &str = "rolled back";
 
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -167,13 +172,40 @@ impl Registry {
 
     /// Makes `version` the one served by default, atomically.
     pub fn promote(&self, model: &str, version: &str) -> Result<(), RegistryError> {
+        self.point_current(model, version, "promoted")
+    }
+
+    /// Goes back to the version promoted before the current one; returns it. Promotions stack
+    /// and roll-backs pop them, so rolling back twice goes back two promotions.
+    pub fn rollback(&self, model: &str) -> Result<String, RegistryError> {
+        let current = self.current(model)?;
+        let mut stack = Vec::new();
+        for e in self.history(model)? {
+            match e.action.as_str() {
+                "promoted" => stack.push(e.version),
+                ROLLED_BACK => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+        }
+        while stack.last() == Some(&current) {
+            stack.pop();
+        }
+        let previous = stack.pop().ok_or_else(|| RegistryError::NothingToRollBack(model.into()))?;
+        self.point_current(model, &previous, ROLLED_BACK)?;
+        Ok(previous)
+    }
+
+    /// Swaps `CURRENT` to `version` by renaming a new file over it, and records why.
+    fn point_current(&self, model: &str, version: &str, action: &str) -> Result<(), RegistryError> {
         self.resolve(model, Some(version))?;
         let dir = self.root.join(model);
         let tmp = dir.join(format!(".{CURRENT}.{}", std::process::id()));
         std::fs::write(&tmp, format!("{version}\n")).map_err(Self::io(&tmp))?;
         let path = dir.join(CURRENT);
         std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
-        self.record(model, "promoted", version)
+        self.record(model, action, version)
     }
 
     fn record(&self, model: &str, action: &str, version: &str) -> Result<(), RegistryError> {
@@ -199,5 +231,28 @@ impl Registry {
     /// When a version was published, if the history records it.
     pub fn published_at(&self, model: &str, version: &str) -> Option<DateTime<Utc>> {
         self.history(model).ok()?.into_iter().find(|e| e.action == "published" && e.version == version).map(|e| e.at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roll_backs_pop_promotions() {
+        let dir = std::env::temp_dir().join(format!("carecast-registry-{}", std::process::id()));
+        let registry = Registry::new(&dir);
+        for _ in 0..3 {
+            registry.publish("m", |_, _| Ok::<(), RegistryError>(())).unwrap(); // each published version is promoted
+        }
+        assert_eq!(registry.current("m").unwrap(), "3");
+        assert_eq!(registry.rollback("m").unwrap(), "2");
+        assert_eq!(registry.rollback("m").unwrap(), "1");
+        assert!(matches!(registry.rollback("m"), Err(RegistryError::NothingToRollBack(_))));
+        assert_eq!(registry.current("m").unwrap(), "1");
+        registry.promote("m", "3").unwrap();
+        assert_eq!(registry.rollback("m").unwrap(), "1", "back past the versions already rolled back");
+        assert!(matches!(registry.promote("m", "9"), Err(RegistryError::UnknownVersion { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,6 +27,13 @@ pub struct FeatureSpec {
     /// are explained together. Without one, a feature is its own factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factor: Option<String>,
+    /// Physiological limits of a numeric feature, in its unit: outside `possible` a value cannot
+    /// be real (a unit mix-up, a typing error) and is refused; outside `plausible` it is scored
+    /// with a warning to check it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub possible: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plausible: Option<[f64; 2]>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,11 +46,29 @@ pub enum Monotone {
 impl FeatureSpec {
     /// A feature with no display name, unit or constraint.
     pub fn plain(name: &str, kind: FeatureKind) -> Self {
-        Self { name: name.into(), kind, display: None, unit: None, monotone: None, step: None, factor: None }
+        Self { name: name.into(), kind, display: None, unit: None, monotone: None, step: None, factor: None, possible: None, plausible: None }
     }
 
     pub fn display_name(&self) -> &str {
         self.display.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Checks the limits: numeric features only, each range ordered, the plausible range inside
+    /// the possible one.
+    pub fn validate_limits(&self) -> Result<(), String> {
+        let ordered = |r: Option<[f64; 2]>| r.is_none_or(|[lo, hi]| lo.is_finite() && hi.is_finite() && lo < hi);
+        if (self.possible.is_some() || self.plausible.is_some()) && self.kind != FeatureKind::Numeric {
+            return Err(format!("feature `{}`: physiological limits apply to numeric features only", self.name));
+        }
+        if !ordered(self.possible) || !ordered(self.plausible) {
+            return Err(format!("feature `{}`: a limit range must be two finite numbers, low then high", self.name));
+        }
+        if let (Some([lo, hi]), Some([plo, phi])) = (self.possible, self.plausible)
+            && (plo < lo || phi > hi)
+        {
+            return Err(format!("feature `{}`: the plausible range must lie within the possible one", self.name));
+        }
+        Ok(())
     }
 }
 
@@ -73,5 +98,27 @@ pub struct InputError {
 impl InputError {
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self { field: field.into(), reason: reason.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn physiological_limits_must_be_ordered_nested_and_numeric() {
+        let limited = |possible, plausible| FeatureSpec { possible, plausible, ..FeatureSpec::plain("hrt", FeatureKind::Numeric) };
+        assert!(limited(Some([0.0, 350.0]), Some([20.0, 220.0])).validate_limits().is_ok());
+        assert!(limited(None, Some([20.0, 220.0])).validate_limits().is_ok());
+        for (possible, plausible, needle) in [
+            (Some([350.0, 0.0]), None, "low then high"),
+            (Some([0.0, f64::INFINITY]), None, "finite"),
+            (Some([0.0, 200.0]), Some([20.0, 220.0]), "within the possible"),
+        ] {
+            let err = limited(possible, plausible).validate_limits().unwrap_err();
+            assert!(err.contains("`hrt`") && err.contains(needle), "{err}");
+        }
+        let category = FeatureSpec { possible: Some([0.0, 1.0]), ..FeatureSpec::plain("sex", FeatureKind::Categorical) };
+        assert!(category.validate_limits().unwrap_err().contains("numeric features only"));
     }
 }

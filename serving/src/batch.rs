@@ -118,15 +118,19 @@ pub fn score_table(
     }
 
     let m = &pkg.manifest;
-    audit.record_all(scored.iter().map(|s| AuditRecord {
-        time: chrono::Utc::now(),
-        caller: "batch",
-        patient_key: s.key.as_deref().unwrap_or(""),
-        model: &m.name,
-        model_version: &m.version,
-        probability: s.probability,
-        risk_band: s.band,
-    }))?;
+    let records: Vec<AuditRecord<'_>> = scored
+        .iter()
+        .map(|s| AuditRecord {
+            time: chrono::Utc::now(),
+            caller: "batch",
+            patient_key: s.key.as_deref().unwrap_or(""),
+            model: &m.name,
+            model_version: &m.version,
+            probability: s.probability,
+            risk_band: s.band,
+        })
+        .collect();
+    audit.record_all(&records)?;
 
     let n = scored.len();
     let mut cols: Vec<Column> = vec![Column::new("row".into(), scored.iter().map(|s| s.row as u64).collect::<Vec<_>>())];

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod batch;
+pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;

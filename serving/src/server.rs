@@ -1,11 +1,22 @@
-//! One port serving `carecast.v1`, `grpc.health.v1.Health` and server reflection.
+//! One port serving `carecast.v1`, `grpc.health.v1.Health`, server reflection and, over plain
+//! HTTP, Prometheus metrics at `/metrics`, with limits:
+//! message sizes, concurrent requests per connection, and a deadline for every request (the
+//! client's `grpc-timeout` when shorter).
 
 use crate::service::{AppState, Models, Scoring};
 use carecast_proto::v1::{self as pb, model_service_server::ModelServiceServer, scoring_service_server::ScoringServiceServer};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+
+/// A batch of 1,000 patients with every feature fits; nothing larger is read.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+/// Requests served at once on one connection; more wait (HTTP/2 flow control pushes back).
+const PER_CONNECTION: usize = 256;
+/// The longest any request may take.
+const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -16,12 +27,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    tonic::transport::Server::builder()
+    crate::metrics::handle();
+    let upkeep = tokio::spawn(crate::metrics::upkeep());
+    let http = axum::Router::new().route("/metrics", axum::routing::get(|| async { crate::metrics::handle().render() }));
+    let routes = tonic::service::Routes::from(http)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ScoringServiceServer::new(Scoring { state: state.clone() }))
-        .add_service(ModelServiceServer::new(Models { state }))
+        .add_service(ScoringServiceServer::new(Scoring { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE))
+        .add_service(ModelServiceServer::new(Models { state }));
+    let served = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .timeout(DEADLINE)
+        .concurrency_limit_per_connection(PER_CONNECTION)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
+        .await;
+    upkeep.abort();
+    Ok(served?)
 }

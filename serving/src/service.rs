@@ -1,6 +1,7 @@
 //! The `carecast.v1` gRPC services: scoring with explanations, and model metadata.
 
 use crate::audit::{AuditLog, AuditRecord};
+use crate::metrics;
 use crate::store::{ModelStore, StoreError};
 use carecast_models::preprocess::{FeatureStats, WarningKind as ModelWarningKind};
 use carecast_models::registry::RegistryError;
@@ -19,7 +20,10 @@ fn store_status(e: StoreError) -> Status {
     match &e {
         StoreError::Registry(RegistryError::BadName(_)) => Status::invalid_argument(e.to_string()),
         StoreError::Registry(
-            RegistryError::UnknownModel(_) | RegistryError::UnknownVersion { .. } | RegistryError::NoCurrent(_),
+            RegistryError::UnknownModel(_)
+            | RegistryError::UnknownVersion { .. }
+            | RegistryError::NoCurrent(_)
+            | RegistryError::NothingToRollBack(_),
         ) => Status::not_found(e.to_string()),
         StoreError::Registry(RegistryError::Io { .. }) => Status::internal("model registry unavailable"),
         StoreError::Unloadable { .. } => Status::failed_precondition(e.to_string()),
@@ -80,6 +84,7 @@ pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'
             kind: match w.kind {
                 ModelWarningKind::MissingImputed => pb::WarningKind::MissingImputed,
                 ModelWarningKind::OutOfTrainingRange => pb::WarningKind::OutOfTrainingRange,
+                ModelWarningKind::Implausible => pb::WarningKind::Implausible,
             } as i32,
             message: w.message.clone(),
         })
@@ -103,11 +108,20 @@ pub struct Scoring {
     pub state: Arc<AppState>,
 }
 
-#[tonic::async_trait]
-impl pb::scoring_service_server::ScoringService for Scoring {
-    async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
-        let caller = request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.to_string());
-        let req = request.into_inner();
+/// Most requests in one `ScoreBatch`.
+pub const MAX_BATCH: usize = 1000;
+/// Results a stream may have waiting for its client before the server stops reading its requests.
+const STREAM_BUFFER: usize = 16;
+
+/// A scored request, its band kept for the audit.
+struct Scored {
+    response: pb::ScoreResponse,
+    band: &'static str,
+}
+
+impl Scoring {
+    /// Validates, scores and explains one request (not yet audited).
+    fn evaluate(&self, req: &pb::ScoreRequest, ws: &mut Workspace) -> Result<Scored, Status> {
         deid::check_patient_key(&req.patient_key).map_err(|reason| Status::invalid_argument(format!("patient_key: {reason}")))?;
         if req.model.is_empty() {
             return Err(Status::invalid_argument("model: required"));
@@ -120,25 +134,141 @@ impl pb::scoring_service_server::ScoringService for Scoring {
             .map(|(name, v)| value_of(name, v).map(|v| (name.as_str(), v)))
             .collect::<Result<Vec<_>, _>>()?;
         let row = pkg.scorer.bind(named).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let score = pkg.scorer.score(&row, &mut Workspace::default()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let response = score_response(&pkg, &req, &row, &score);
-        self.state
-            .audit
-            .record(&AuditRecord {
-                time: chrono::Utc::now(),
-                caller: &caller,
-                patient_key: &req.patient_key,
-                model: &response.model,
-                model_version: &response.model_version,
-                probability: response.probability,
-                risk_band: score.band.as_str(),
+        let score = pkg.scorer.score(&row, ws).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Scored { response: score_response(&pkg, req, &row, &score), band: score.band.as_str() })
+    }
+
+    /// Commits the scores to the audit trail; until it has, none may be returned.
+    async fn audit(&self, caller: &str, scored: &[&Scored]) -> Result<(), Status> {
+        let time = chrono::Utc::now();
+        let records: Vec<AuditRecord<'_>> = scored
+            .iter()
+            .map(|s| AuditRecord {
+                time,
+                caller,
+                patient_key: &s.response.patient_key,
+                model: &s.response.model,
+                model_version: &s.response.model_version,
+                probability: s.response.probability,
+                risk_band: s.band,
             })
-            .map_err(|e| {
-                tracing::error!(error = %e, "audit write failed; score withheld");
-                Status::unavailable("audit trail unavailable; score withheld")
-            })?;
-        tracing::debug!(model = %response.model, version = %response.model_version, "scored");
-        Ok(Response::new(response))
+            .collect();
+        self.state.audit.record(&records).await.map_err(|e| {
+            tracing::error!(error = %e, "audit write failed; scores withheld");
+            Status::unavailable("audit trail unavailable; score withheld")
+        })
+    }
+}
+
+/// Counts a request's outcome in the metrics.
+fn count(rpc: &'static str, outcome: &Result<Scored, Status>) {
+    match outcome {
+        Ok(s) => metrics::scored(&s.response.model, &s.response.model_version, s.band),
+        Err(status) => metrics::refused(rpc, status.code()),
+    }
+}
+
+fn caller_of<T>(request: &Request<T>) -> String {
+    request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.to_string())
+}
+
+/// A refused request as a stream or batch result.
+fn refused(req: &pb::ScoreRequest, status: &Status) -> pb::ScoreResult {
+    pb::ScoreResult {
+        outcome: Some(pb::score_result::Outcome::Error(pb::ScoreError {
+            patient_key: req.patient_key.clone(),
+            code: status.code() as i32,
+            message: status.message().to_string(),
+        })),
+    }
+}
+
+fn scored(s: Scored) -> pb::ScoreResult {
+    pb::ScoreResult { outcome: Some(pb::score_result::Outcome::Score(s.response)) }
+}
+
+#[tonic::async_trait]
+impl pb::scoring_service_server::ScoringService for Scoring {
+    async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
+        let started = std::time::Instant::now();
+        let caller = caller_of(&request);
+        let outcome = match self.evaluate(request.get_ref(), &mut Workspace::default()) {
+            Ok(s) => self.audit(&caller, &[&s]).await.map(|()| s),
+            Err(status) => Err(status),
+        };
+        count("Score", &outcome);
+        metrics::answered("Score", started.elapsed().as_secs_f64());
+        Ok(Response::new(outcome?.response))
+    }
+
+    type ScoreStreamStream = tokio_stream::wrappers::ReceiverStream<Result<pb::ScoreResult, Status>>;
+
+    async fn score_stream(&self, request: Request<tonic::Streaming<pb::ScoreRequest>>) -> Result<Response<Self::ScoreStreamStream>, Status> {
+        let caller = caller_of(&request);
+        let mut requests = request.into_inner();
+        let (results, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let this = Scoring { state: self.state.clone() };
+        tokio::spawn(async move {
+            let mut ws = Workspace::default();
+            // The next request is read only once the previous result has a place in the buffer.
+            while let Some(next) = requests.message().await.transpose() {
+                let result = match next {
+                    Err(status) => Err(status), // the client's stream broke: report it and stop
+                    Ok(req) => {
+                        let started = std::time::Instant::now();
+                        let outcome = match this.evaluate(&req, &mut ws) {
+                            Ok(s) => this.audit(&caller, &[&s]).await.map(|()| s),
+                            Err(status) => Err(status),
+                        };
+                        count("ScoreStream", &outcome);
+                        metrics::answered("ScoreStream", started.elapsed().as_secs_f64());
+                        Ok(match outcome {
+                            Ok(s) => scored(s),
+                            Err(status) => refused(&req, &status),
+                        })
+                    }
+                };
+                let stop = result.is_err();
+                if results.send(result).await.is_err() || stop {
+                    break; // the client has gone: what it was sent is audited
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+    }
+
+    async fn score_batch(&self, request: Request<pb::ScoreBatchRequest>) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+        let started = std::time::Instant::now();
+        let caller = caller_of(&request);
+        let requests = request.into_inner().requests;
+        if requests.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "requests: {} in one batch; at most {MAX_BATCH} (use ScoreStream, or `carecast score` for a population)",
+                requests.len()
+            )));
+        }
+        // Scoring a thousand patients is CPU work: off the async workers.
+        let this = Scoring { state: self.state.clone() };
+        let (requests, outcomes) = tokio::task::spawn_blocking(move || {
+            let mut ws = Workspace::default();
+            let outcomes: Vec<Result<Scored, Status>> = requests.iter().map(|r| this.evaluate(r, &mut ws)).collect();
+            (requests, outcomes)
+        })
+        .await
+        .map_err(|_| Status::internal("batch scoring failed"))?;
+        let ok: Vec<&Scored> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        self.audit(&caller, &ok).await?;
+        outcomes.iter().for_each(|o| count("ScoreBatch", o));
+        metrics::answered("ScoreBatch", started.elapsed().as_secs_f64());
+        let results = outcomes
+            .into_iter()
+            .zip(&requests)
+            .map(|(o, r)| match o {
+                Ok(s) => scored(s),
+                Err(status) => refused(r, &status),
+            })
+            .collect();
+        Ok(Response::new(pb::ScoreBatchResponse { results }))
     }
 }
 

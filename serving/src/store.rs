@@ -1,6 +1,8 @@
 //! Loaded model packages, keyed by name and version. A request without a version follows the
-//! registry's `CURRENT` pointer, read on every request, so a promotion takes effect without a
-//! restart; each version is loaded (and its checksums verified) once.
+//! registry's `CURRENT` pointer, read on every request, so a promotion (or a roll-back) takes
+//! effect without a restart; each version is loaded (and its checksums verified) once. When the
+//! promoted version cannot be loaded (damaged, failing its checksums), the version served before
+//! it keeps serving, and the refusal is logged once.
 
 use carecast_models::registry::RegistryError;
 use carecast_models::{ModelPackage, Registry, load_package};
@@ -18,29 +20,89 @@ pub enum StoreError {
 pub struct ModelStore {
     registry: Registry,
     loaded: RwLock<HashMap<(String, String), Arc<ModelPackage>>>,
+    /// Versions that failed to load, with the reason: packages are immutable, so not retried.
+    refused: RwLock<HashMap<(String, String), String>>,
+    /// Per model, the version last served by default: the fallback while a promoted version
+    /// cannot be loaded.
+    serving: RwLock<HashMap<String, Arc<ModelPackage>>>,
 }
 
 impl ModelStore {
     pub fn new(registry: Registry) -> Self {
-        Self { registry, loaded: RwLock::new(HashMap::new()) }
+        Self { registry, loaded: RwLock::default(), refused: RwLock::default(), serving: RwLock::default() }
     }
 
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
-    /// The package for `model` at `version` (the promoted one when `None`), loading it on first use.
+    /// The package for `model` at `version`; with `None`, the promoted version, or while that
+    /// cannot be loaded, the one served before it (or else the newest earlier version that loads).
     pub fn get(&self, model: &str, version: Option<&str>) -> Result<Arc<ModelPackage>, StoreError> {
-        let (version, dir) = self.registry.resolve(model, version)?;
-        let key = (model.to_string(), version);
+        if version.is_some() {
+            let (version, dir) = self.registry.resolve(model, version)?;
+            return self.load(model, &version, &dir);
+        }
+        let (current, dir) = self.registry.resolve(model, None)?;
+        match self.load(model, &current, &dir) {
+            Ok(package) => {
+                let mut serving = self.serving.write().expect("store lock");
+                if serving.get(model).is_none_or(|p| !Arc::ptr_eq(p, &package)) {
+                    tracing::info!(model, version = %current, "serving by default");
+                    if let Some(before) = serving.insert(model.to_string(), package.clone()) {
+                        crate::metrics::serving(model, &before.manifest.version, false);
+                    }
+                    crate::metrics::serving(model, &current, true);
+                }
+                Ok(package)
+            }
+            Err(refused) => {
+                if let Some(previous) = self.serving.read().expect("store lock").get(model) {
+                    return Ok(previous.clone());
+                }
+                // Nothing served yet (a fresh start): the newest earlier version that loads.
+                let earlier = self.registry.versions(model)?;
+                for v in earlier.iter().rev().filter(|v| v.parse::<u64>().ok() < current.parse::<u64>().ok()) {
+                    let (v, dir) = self.registry.resolve(model, Some(v))?;
+                    if let Ok(package) = self.load(model, &v, &dir) {
+                        tracing::warn!(model, promoted = %current, serving = %v, "promoted version refused; serving an earlier one");
+                        self.serving.write().expect("store lock").insert(model.to_string(), package.clone());
+                        crate::metrics::serving(model, &v, true);
+                        return Ok(package);
+                    }
+                }
+                Err(refused)
+            }
+        }
+    }
+
+    /// A version's package, loaded and verified once.
+    fn load(&self, model: &str, version: &str, dir: &std::path::Path) -> Result<Arc<ModelPackage>, StoreError> {
+        let key = (model.to_string(), version.to_string());
         if let Some(p) = self.loaded.read().expect("store lock").get(&key) {
             return Ok(p.clone());
         }
-        let package = load_package(&dir).map_err(|e| {
-            tracing::error!(model, version = %key.1, error = %e, "model package refused");
-            StoreError::Unloadable { model: key.0.clone(), version: key.1.clone(), reason: e.to_string() }
-        })?;
-        let package = Arc::new(package);
+        let unloadable = |reason: String| StoreError::Unloadable { model: model.to_string(), version: version.to_string(), reason };
+        if let Some(reason) = self.refused.read().expect("store lock").get(&key) {
+            return Err(unloadable(reason.clone()));
+        }
+        // A package copied into another version's place is refused too: callers are told the
+        // version that scored them.
+        let loaded = load_package(dir).map_err(|e| e.to_string()).and_then(|p| {
+            if p.manifest.name == model && p.manifest.version == version {
+                Ok(Arc::new(p))
+            } else {
+                Err(format!("the package is {} version {}, not {model} version {version}", p.manifest.name, p.manifest.version))
+            }
+        });
+        let package = match loaded {
+            Ok(p) => p,
+            Err(reason) => {
+                tracing::error!(model, version, error = %reason, "model package refused");
+                self.refused.write().expect("store lock").insert(key, reason.clone());
+                return Err(unloadable(reason));
+            }
+        };
         self.loaded.write().expect("store lock").insert(key, package.clone());
         Ok(package)
     }

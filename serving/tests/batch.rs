@@ -37,13 +37,13 @@ fn bad_rows_are_reported_and_the_rest_scored() {
 
     let output = dir.join("scores.parquet");
     let errors = dir.join("scores.errors.csv");
-    let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+    let audit = AuditLog::open(&dir.join("audit.redb")).unwrap();
     let result = batch::score_table(&pkg, &input, &output, &errors, Some("sno"), 3, &audit).unwrap();
     assert_eq!((result.rows, result.scored), (60, 57));
     let refused: Vec<(usize, &str)> = result.errors.iter().map(|e| (e.row, e.field.as_str())).collect();
     assert_eq!(refused, [(3, "hrt"), (5, "sex"), (9, "temp")]);
     assert_eq!(std::fs::read_to_string(&errors).unwrap().lines().count(), 4);
-    assert_eq!(std::fs::read_to_string(dir.join("audit.jsonl")).unwrap().lines().count(), 57);
+    assert_eq!(audit.entries().unwrap().len(), 57);
 
     // The output equals scoring the same rows in process.
     let out = read_table(&output).unwrap();
@@ -77,7 +77,7 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     std::fs::write(&identified_path, identified.join("\n")).unwrap();
     let err = batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
     assert!(err.contains("column `sno`") && err.contains("NHS numbers") && err.contains("row 7") && !err.contains("9434765919"), "{err}");
-    assert_eq!(std::fs::read_to_string(dir.join("audit.jsonl")).unwrap().lines().count(), 57 * 2, "nothing scored or audited");
+    assert_eq!(audit.verify().unwrap().records, 57 * 2, "nothing scored or audited");
 
     // A table without a column the model needs is refused whole, naming the column.
     let no_meanbp = dir.join("no_meanbp.csv");

@@ -32,18 +32,18 @@ fn registry() -> &'static Path {
 
 struct Server {
     addr: String,
-    audit: PathBuf,
+    state: Arc<AppState>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 async fn start(registry_dir: &Path) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
-    let audit = registry_dir.join(format!("audit-{}.jsonl", listener.local_addr().unwrap().port()));
+    let audit = registry_dir.join(format!("audit-{}.redb", listener.local_addr().unwrap().port()));
     let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry_dir)), audit: AuditLog::open(&audit).unwrap() });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, state, async { stopped.await.ok(); }));
-    Server { addr, audit, _stop: stop }
+    tokio::spawn(server::serve(listener, state.clone(), async { stopped.await.ok(); }));
+    Server { addr, state, _stop: stop }
 }
 
 async fn channel(s: &Server) -> Channel {
@@ -118,8 +118,9 @@ async fn round_trip_equals_the_in_process_scorer() {
             assert_ne!(got.risk_band, pb::RiskBand::Unspecified as i32);
         }
     }
-    let audited = std::fs::read_to_string(&server.audit).unwrap().lines().count();
-    assert_eq!(audited, 80, "every score is audited");
+    let audited = server.state.audit.entries().unwrap();
+    assert_eq!(audited.len(), 80, "every score is audited");
+    assert!(audited.iter().all(|e| e.patient_key.starts_with("t-") && e.model.starts_with("support2_hospdead-")));
 }
 
 #[tokio::test]
@@ -165,6 +166,10 @@ async fn bad_requests_get_actionable_errors() {
     let mut r = good.clone();
     r.features.insert("bili".into(), pb::FeatureValue { value: Some(feature_value::Value::Missing(false)) });
     expect(client.score(r).await, Code::InvalidArgument, "bili");
+    // A heart rate no patient can have (a unit or typing error) is refused, naming the range.
+    let mut r = good.clone();
+    r.features.insert("hrt".into(), pb::FeatureValue { value: Some(feature_value::Value::Number(400.0)) });
+    expect(client.score(r).await, Code::InvalidArgument, "feature `hrt`: outside the possible range 0 beats/min to 350 beats/min");
     let mut r = good.clone();
     r.patient_key = "943 476 5919".into();
     expect(client.score(r).await, Code::InvalidArgument, "patient_key");
@@ -172,18 +177,24 @@ async fn bad_requests_get_actionable_errors() {
     r.patient_key = "9434765919".into();
     expect(client.score(r).await, Code::InvalidArgument, "NHS number");
 
-    // Missing and out-of-range values are scored, with warnings naming the feature.
+    // Missing, implausible and out-of-training-range values are scored, with warnings naming
+    // the feature.
     let mut r = good.clone();
     r.features.insert("alb".into(), pb::FeatureValue { value: Some(feature_value::Value::Missing(true)) });
-    r.features.insert("hrt".into(), pb::FeatureValue { value: Some(feature_value::Value::Number(400.0)) });
+    r.features.insert("hrt".into(), pb::FeatureValue { value: Some(feature_value::Value::Number(320.0)) });
     r.max_contributions = 3;
     let resp = client.score(r).await.unwrap().into_inner();
     assert_eq!(resp.contributions.len(), 3);
     assert!(resp.warnings.iter().any(|w| w.feature == "alb" && w.kind == pb::WarningKind::MissingImputed as i32));
     assert!(resp.warnings.iter().any(|w| w.feature == "hrt" && w.kind == pb::WarningKind::OutOfTrainingRange as i32));
-    let audit = std::fs::read_to_string(&server.audit).unwrap();
-    assert_eq!(audit.lines().count(), 1, "refused requests are not scores");
-    assert!(!audit.contains("400"), "the audit holds the score, not the inputs");
+    assert!(resp.warnings.iter().any(|w| w.feature == "hrt" && w.kind == pb::WarningKind::Implausible as i32 && w.message.contains("20 beats/min to 220 beats/min")));
+    let audit = server.state.audit.entries().unwrap();
+    assert_eq!(audit.len(), 1, "refused requests are not scores");
+    // The audit holds the score, never the inputs.
+    let mut fields: Vec<String> = serde_json::to_value(&audit[0]).unwrap().as_object().unwrap().keys().cloned().collect();
+    fields.sort();
+    assert_eq!(fields, ["caller", "hash", "model", "model_version", "patient_key", "prev", "probability", "risk_band", "seq", "time"]);
+    assert_eq!(audit[0].probability, resp.probability);
 }
 
 #[tokio::test]
@@ -224,31 +235,143 @@ async fn models_health_and_reflection() {
 }
 
 #[tokio::test]
-async fn a_corrupt_package_is_refused_and_other_versions_keep_serving() {
-    // A private copy of the registry, with a second GBM version whose model file is then damaged.
+async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_serving() {
+    // A private copy of the registry: versions 1 and 3 intact, version 2's model file damaged
+    // after publication (so it fails its checksums).
     let dir = std::env::temp_dir().join(format!("carecast-corrupt-{}", std::process::id()));
     let src = registry().join("support2_hospdead-gbm");
     let dst = dir.join("support2_hospdead-gbm");
-    for v in ["1", "2"] {
+    for v in ["1", "2", "3"] {
         std::fs::create_dir_all(dst.join(v)).unwrap();
         for f in std::fs::read_dir(src.join("1")).unwrap() {
             let f = f.unwrap();
             std::fs::copy(f.path(), dst.join(v).join(f.file_name())).unwrap();
         }
+        let manifest = dst.join(v).join("manifest.json");
+        let text = std::fs::read_to_string(&manifest).unwrap().replacen("\"version\": \"1\"", &format!("\"version\": \"{v}\""), 1);
+        std::fs::write(&manifest, text).unwrap();
     }
     let model = dst.join("2/model.json");
     let text = std::fs::read_to_string(&model).unwrap().replacen("\"value\": 0.0", "\"value\": 9.0", 1);
     std::fs::write(&model, text).unwrap();
-    Registry::new(&dir).promote("support2_hospdead-gbm", "2").unwrap();
+    let registry = Registry::new(&dir);
+    registry.promote("support2_hospdead-gbm", "1").unwrap();
 
     let server = start(&dir).await;
     let mut client = scoring(&server).await;
     let (req, _) = requests("support2_hospdead-gbm", 1).remove(0);
-    let status = client.score(req.clone()).await.unwrap_err();
+    let served = |r: Result<tonic::Response<pb::ScoreResponse>, tonic::Status>| r.unwrap().into_inner().model_version;
+    assert_eq!(served(client.score(req.clone()).await), "1");
+
+    // Version 2 promoted while serving: refused, version 1 keeps serving, no restart.
+    registry.promote("support2_hospdead-gbm", "2").unwrap();
+    assert_eq!(served(client.score(req.clone()).await), "1");
+    let mut pinned = req.clone();
+    pinned.version = "2".into();
+    let status = client.score(pinned).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("checksum"), "{}", status.message());
-    let mut pinned = req;
-    pinned.version = "1".into();
-    assert_eq!(client.score(pinned).await.unwrap().into_inner().model_version, "1");
+
+    // A server starting with the damaged version promoted serves the newest earlier one.
+    let fresh = start(&dir).await;
+    assert_eq!(served(scoring(&fresh).await.score(req.clone()).await), "1");
+
+    // A package copied into another version's place is refused.
+    std::fs::create_dir_all(dst.join("4")).unwrap();
+    for f in std::fs::read_dir(dst.join("1")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), dst.join("4").join(f.file_name())).unwrap();
+    }
+    let mut pinned = req.clone();
+    pinned.version = "4".into();
+    let status = client.score(pinned).await.unwrap_err();
+    assert!(status.message().contains("is support2_hospdead-gbm version 1, not"), "{}", status.message());
+
+    // A good version promoted is picked up by the running server.
+    registry.promote("support2_hospdead-gbm", "3").unwrap();
+    assert_eq!(served(client.score(req).await), "3");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn streams_and_batches_score_each_request_and_refuse_bad_ones_alone() {
+    use pb::score_result::Outcome;
+    let server = start(registry()).await;
+    let mut client = scoring(&server).await;
+    let mut all: Vec<pb::ScoreRequest> = requests("support2_hospdead-gbm", 30).into_iter().map(|(r, _)| r).collect();
+    all[3].features.insert("hrt".into(), pb::FeatureValue { value: Some(feature_value::Value::Number(400.0)) });
+
+    let batch = client.score_batch(pb::ScoreBatchRequest { requests: all.clone() }).await.unwrap().into_inner().results;
+    assert_eq!(batch.len(), 30);
+    for (i, (result, req)) in batch.iter().zip(&all).enumerate() {
+        match result.outcome.as_ref().unwrap() {
+            Outcome::Score(s) => {
+                assert_ne!(i, 3);
+                assert_eq!(s, &client.score(req.clone()).await.unwrap().into_inner(), "a batch scores as Score does");
+            }
+            Outcome::Error(e) => {
+                assert_eq!((i, e.code, e.patient_key.as_str()), (3, Code::InvalidArgument as i32, req.patient_key.as_str()));
+                assert!(e.message.contains("feature `hrt`"), "{}", e.message);
+            }
+        }
+    }
+    let too_many = pb::ScoreBatchRequest { requests: vec![all[0].clone(); carecast_serving::service::MAX_BATCH + 1] };
+    let status = client.score_batch(too_many).await.unwrap_err();
+    assert!(status.code() == Code::InvalidArgument && status.message().contains("at most 1000"), "{}", status.message());
+
+    // The same requests as a stream: the same results, in order; the bad one does not end it.
+    let mut stream = client.score_stream(tokio_stream::iter(all.clone())).await.unwrap().into_inner();
+    let mut streamed = Vec::new();
+    while let Some(result) = stream.message().await.unwrap() {
+        streamed.push(result);
+    }
+    assert_eq!(streamed, batch);
+    // Batch and stream each audited their 29 scores (and the 29 single scores above).
+    assert_eq!(server.state.audit.entries().unwrap().len(), 29 * 3);
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_stream_leaves_the_server_serving() {
+    let server = start(registry()).await;
+    let reqs: Vec<pb::ScoreRequest> = requests("support2_hospdead-logistic", 4).into_iter().map(|(r, _)| r).collect();
+    let mut leaving = scoring(&server).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut results = leaving.score_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    tx.send(reqs[0].clone()).await.unwrap();
+    let first = results.message().await.unwrap().unwrap();
+    tx.send(reqs[1].clone()).await.unwrap();
+    tx.send(reqs[2].clone()).await.unwrap();
+    drop((results, tx, leaving)); // gone, with requests in flight
+
+    let mut other = scoring(&server).await;
+    assert_eq!(other.score(reqs[3].clone()).await.unwrap().into_inner().patient_key, reqs[3].patient_key);
+    let audited: Vec<String> = server.state.audit.entries().unwrap().into_iter().map(|e| e.patient_key).collect();
+    let Some(pb::score_result::Outcome::Score(first)) = first.outcome else { panic!("scored") };
+    assert!(audited.contains(&first.patient_key) && audited.contains(&reqs[3].patient_key));
+}
+
+#[tokio::test]
+async fn prometheus_metrics_are_served_over_http_on_the_grpc_port() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(registry()).await;
+    let mut client = scoring(&server).await;
+    let (good, _) = requests("support2_hospdead-logistic", 1).remove(0);
+    client.score(good.clone()).await.unwrap();
+    let mut bad = good;
+    bad.features.remove("meanbp");
+    client.score(bad).await.unwrap_err();
+
+    let mut http = tokio::net::TcpStream::connect(server.addr.trim_start_matches("http://")).await.unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: carecast\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    http.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    for needle in [
+        "carecast_scores_total{model=\"support2_hospdead-logistic\",version=\"1\",band=",
+        "carecast_errors_total{rpc=\"Score\",code=\"InvalidArgument\"}",
+        "carecast_request_seconds_bucket{rpc=\"Score\",le=\"0.001\"}",
+        "carecast_model_serving{model=\"support2_hospdead-logistic\",version=\"1\"} 1",
+    ] {
+        assert!(text.contains(needle), "no `{needle}` in\n{text}");
+    }
 }

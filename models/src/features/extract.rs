@@ -92,6 +92,8 @@ impl FeatureExtractor {
                     _ => None,
                 },
                 factor: f.factor.clone(),
+                possible: f.possible,
+                plausible: f.plausible,
             })
             .collect()
     }

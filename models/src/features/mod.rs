@@ -56,6 +56,8 @@ impl FeatureSetSpec {
             if !seen.insert(f.name.as_str()) {
                 return Err(format!("feature `{}` declared twice", f.name));
             }
+            let limits = crate::schema::FeatureSpec { possible: f.possible, plausible: f.plausible, ..crate::schema::FeatureSpec::plain(&f.name, crate::schema::FeatureKind::Numeric) };
+            limits.validate_limits()?;
             let codes = match &f.kind {
                 FeatureKind::Present { codes, .. }
                 | FeatureKind::Count { codes, .. }
@@ -93,6 +95,11 @@ pub struct EventFeature {
     /// See [`crate::schema::FeatureSpec::factor`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factor: Option<String>,
+    /// See [`crate::schema::FeatureSpec::possible`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub possible: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plausible: Option<[f64; 2]>,
     #[serde(flatten)]
     pub kind: FeatureKind,
 }

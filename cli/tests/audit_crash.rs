@@ -1,0 +1,105 @@
+//! A server killed with SIGKILL while scoring and auditing under load: afterwards the audit
+//! trail's hash chain still verifies, and every score a client received is in it.
+
+use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
+use carecast_training::ingest::table::{feature_columns, read_table, row_values};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn carecast(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_carecast")).args(args).current_dir(dir).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "carecast {args:?} failed:\n{text}");
+    text
+}
+
+/// Requests for the first rows of the shared SUPPORT data, every feature named.
+fn requests(model: &str, features: &[carecast_models::FeatureSpec], n: usize) -> Vec<pb::ScoreRequest> {
+    let df = read_table(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv")).unwrap();
+    let columns = feature_columns(&df, features).unwrap();
+    (0..n)
+        .map(|r| pb::ScoreRequest {
+            model: model.into(),
+            features: features
+                .iter()
+                .zip(row_values(&columns, r).unwrap())
+                .map(|(f, v)| {
+                    let value = match v {
+                        carecast_models::Value::Number(x) => feature_value::Value::Number(x),
+                        carecast_models::Value::Text(t) => feature_value::Value::Category(t.into()),
+                        carecast_models::Value::Missing => feature_value::Value::Missing(true),
+                    };
+                    (f.name.clone(), pb::FeatureValue { value: Some(value) })
+                })
+                .collect(),
+            max_contributions: 3,
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_auditing_loses_no_acknowledged_score() {
+    let dir = std::env::temp_dir().join(format!("carecast-crash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    carecast(&dir, &["train", "--task", "support2_hospdead", "--model", "logistic"]);
+    let model = "support2_hospdead-logistic";
+    let pkg = carecast_models::load_package(&carecast_models::Registry::new(dir.join("registry")).resolve(model, None).unwrap().1).unwrap();
+    let requests = Arc::new(requests(model, &pkg.manifest.features, 200));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_carecast"))
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let client = loop {
+        match ScoringServiceClient::connect(url.clone()).await {
+            Ok(c) => break c,
+            Err(_) if started.elapsed() < Duration::from_secs(60) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("server did not start: {e}"),
+        }
+    };
+
+    // 16 clients score continuously; each records the patient keys it got a score back for.
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut clients = Vec::new();
+    for c in 0..16 {
+        let (mut client, requests, acknowledged) = (client.clone(), requests.clone(), acknowledged.clone());
+        clients.push(tokio::spawn(async move {
+            for i in 0.. {
+                let mut request = requests[(c * 13 + i) % requests.len()].clone();
+                request.patient_key = format!("c{c}-{i}");
+                match client.score(request).await {
+                    Ok(response) => acknowledged.lock().unwrap().push(response.into_inner().patient_key),
+                    Err(_) => return, // the server is gone
+                }
+            }
+        }));
+    }
+    while acknowledged.lock().unwrap().len() < 500 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    server.wait().unwrap();
+    for c in clients {
+        c.await.unwrap();
+    }
+
+    let verified = carecast(&dir, &["audit", "verify"]);
+    assert!(verified.contains("chain intact"), "{verified}");
+    let trail = carecast_serving::AuditLog::open(&dir.join("registry/audit.redb")).unwrap();
+    let recorded: std::collections::HashSet<String> = trail.entries().unwrap().into_iter().map(|e| e.patient_key).collect();
+    let acknowledged = acknowledged.lock().unwrap();
+    let lost: Vec<&String> = acknowledged.iter().filter(|k| !recorded.contains(*k)).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged scores missing from the audit: {:?}", lost.len(), acknowledged.len(), &lost[..lost.len().min(5)]);
+    eprintln!("{} scores acknowledged before the kill, {} audited", acknowledged.len(), recorded.len());
+    drop(trail);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,51 @@
+//! Prometheus metrics, served as text at `/metrics` on the server's own port: latency of each
+//! scoring call, scores by model, version and band, refusals by gRPC code, and the version each
+//! model serves by default. Labels name models and codes only, never a patient or a value.
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Latency buckets, in seconds: a score takes about 100 µs, a batch up to a second.
+const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// The process's recorder (metrics are process-wide), installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+            .expect("buckets are valid")
+            .install_recorder()
+            .expect("no other metrics recorder is installed")
+    })
+}
+
+/// Keeps the histograms bounded: drains them into their buckets every few seconds.
+pub async fn upkeep() {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        handle().run_upkeep();
+    }
+}
+
+/// One call answered (`rpc`: Score, ScoreStream, ScoreBatch) after `seconds`.
+pub fn answered(rpc: &'static str, seconds: f64) {
+    metrics::histogram!("carecast_request_seconds", "rpc" => rpc).record(seconds);
+}
+
+/// One score returned.
+pub fn scored(model: &str, version: &str, band: &'static str) {
+    metrics::counter!("carecast_scores_total", "model" => model.to_string(), "version" => version.to_string(), "band" => band).increment(1);
+}
+
+/// One request refused, by its gRPC code.
+pub fn refused(rpc: &'static str, code: tonic::Code) {
+    metrics::counter!("carecast_errors_total", "rpc" => rpc, "code" => format!("{code:?}")).increment(1);
+}
+
+/// Which version a model serves by default: 1 for the one now served, 0 for the one before.
+pub fn serving(model: &str, version: &str, now: bool) {
+    metrics::gauge!("carecast_model_serving", "model" => model.to_string(), "version" => version.to_string()).set(if now { 1.0 } else { 0.0 });
+}
