@@ -1,37 +1,27 @@
 //! A server killed with SIGKILL while scoring and auditing under load: afterwards the audit
 //! trail's hash chain still verifies, and every score a client received is in it.
 
-use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
-use carecast_training::ingest::table::{feature_columns, read_table, row_values};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
-fn carecast(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_carecast")).args(args).current_dir(dir).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "carecast {args:?} failed:\n{text}");
-    text
-}
+use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
+use common::{Cell, carecast, serve, support2_row};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Requests for the first rows of the shared SUPPORT data, every feature named.
 fn requests(model: &str, features: &[carecast_models::FeatureSpec], n: usize) -> Vec<pb::ScoreRequest> {
-    let df = read_table(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv")).unwrap();
-    let columns = feature_columns(&df, features).unwrap();
     (0..n)
         .map(|r| pb::ScoreRequest {
             model: model.into(),
-            features: features
-                .iter()
-                .zip(row_values(&columns, r).unwrap())
-                .map(|(f, v)| {
-                    let value = match v {
-                        carecast_models::Value::Number(x) => feature_value::Value::Number(x),
-                        carecast_models::Value::Text(t) => feature_value::Value::Category(t.into()),
-                        carecast_models::Value::Missing => feature_value::Value::Missing(true),
+            features: support2_row(features, r)
+                .into_iter()
+                .map(|(name, cell)| {
+                    let value = match cell {
+                        Cell::Number(x) => feature_value::Value::Number(x),
+                        Cell::Category(t) => feature_value::Value::Category(t),
+                        Cell::Missing => feature_value::Value::Missing(true),
                     };
-                    (f.name.clone(), pb::FeatureValue { value: Some(value) })
+                    (name, pb::FeatureValue { value: Some(value) })
                 })
                 .collect(),
             max_contributions: 3,
@@ -49,23 +39,8 @@ async fn kill_9_while_auditing_loses_no_acknowledged_score() {
     let pkg = carecast_models::load_package(&carecast_models::Registry::new(dir.join("registry")).resolve(model, None).unwrap().1).unwrap();
     let requests = Arc::new(requests(model, &pkg.manifest.features, 200));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_carecast"))
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    let client = loop {
-        match ScoringServiceClient::connect(url.clone()).await {
-            Ok(c) => break c,
-            Err(_) if started.elapsed() < Duration::from_secs(60) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => panic!("server did not start: {e}"),
-        }
-    };
+    let (mut server, address) = serve(&dir);
+    let client = ScoringServiceClient::connect(format!("http://{address}")).await.unwrap();
 
     // 16 clients score continuously; each records the patient keys it got a score back for.
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -1,14 +1,10 @@
 //! The README's quickstart (`carecast demo`) and the individual commands, run as a user would.
 
+mod common;
+
+use common::carecast;
 use std::path::Path;
 use std::process::Command;
-
-fn carecast(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_carecast")).args(args).current_dir(dir).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "carecast {args:?} failed:\n{text}");
-    text
-}
 
 #[test]
 fn demo_and_commands_work_end_to_end() {
