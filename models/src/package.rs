@@ -78,7 +78,24 @@ pub struct ModelPackage {
     pub manifest: Manifest,
     pub metrics: Metrics,
     pub scorer: Scorer,
+    /// For models trained on events: how a patient's raw events become the model's inputs.
+    pub events: Option<EventInputs>,
 }
+
+/// A package's event feature spec (`features.toml`) and outcome horizon (`task.toml`), read from
+/// the checksummed files at load, so a patient's raw events (FHIR resources in CDS Hooks) are
+/// turned into features by the one extractor the model was trained with.
+#[derive(Debug, Clone)]
+pub struct EventInputs {
+    pub extractor: crate::features::extract::FeatureExtractor,
+    /// How far ahead the outcome is predicted, in microseconds (e.g. 24 hours).
+    pub horizon: Option<i64>,
+}
+
+/// An event model's feature spec.
+pub const FEATURES: &str = "features.toml";
+/// The task spec.
+pub const TASK: &str = "task.toml";
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -158,5 +175,25 @@ pub fn load_package(dir: &Path) -> Result<ModelPackage, PackageError> {
         return Err(invalid("manifest algorithm differs from the model's".into()));
     }
     let scorer = Scorer::new(model).map_err(invalid)?;
-    Ok(ModelPackage { dir: dir.to_path_buf(), manifest, metrics, scorer })
+    let events = match contents.get(FEATURES) {
+        None => None,
+        Some(bytes) => {
+            let text = std::str::from_utf8(bytes).map_err(|_| invalid(format!("{FEATURES} is not UTF-8")))?;
+            let spec = crate::features::FeatureSetSpec::from_toml(text).map_err(|e| invalid(format!("{FEATURES}: {e}")))?;
+            let extractor = crate::features::extract::FeatureExtractor::new(&spec);
+            let names = |specs: Vec<&FeatureSpec>| specs.into_iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+            if names(extractor.feature_specs().iter().collect()) != names(declared) {
+                return Err(invalid(format!("{FEATURES} declares other features than the model's")));
+            }
+            let horizon = contents
+                .get(TASK)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .and_then(|t| toml::from_str::<toml::Value>(t).ok())
+                .and_then(|t| t.get("horizon").and_then(|h| h.as_str()).map(str::to_string))
+                .and_then(|h| crate::features::Window::try_from(h).ok())
+                .and_then(|w| w.0);
+            Some(EventInputs { extractor, horizon })
+        }
+    };
+    Ok(ModelPackage { dir: dir.to_path_buf(), manifest, metrics, scorer, events })
 }

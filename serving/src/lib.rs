@@ -3,6 +3,8 @@
 
 pub mod audit;
 pub mod batch;
+pub mod cds;
+pub mod fhir;
 pub mod metrics;
 pub mod server;
 pub mod service;

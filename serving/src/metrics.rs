@@ -45,6 +45,11 @@ pub fn refused(rpc: &'static str, code: tonic::Code) {
     metrics::counter!("carecast_errors_total", "rpc" => rpc, "code" => format!("{code:?}")).increment(1);
 }
 
+/// One HTTP request refused, by its status.
+pub fn refused_http(route: &'static str, status: u16) {
+    metrics::counter!("carecast_errors_total", "rpc" => route, "code" => status.to_string()).increment(1);
+}
+
 /// Which version a model serves by default: 1 for the one now served, 0 for the one before.
 pub fn serving(model: &str, version: &str, now: bool) {
     metrics::gauge!("carecast_model_serving", "model" => model.to_string(), "version" => version.to_string()).set(if now { 1.0 } else { 0.0 });

@@ -1,5 +1,5 @@
 //! One port serving `carecast.v1`, `grpc.health.v1.Health`, server reflection and, over plain
-//! HTTP, Prometheus metrics at `/metrics`, with limits:
+//! HTTP, CDS Hooks at `/cds-services` and Prometheus metrics at `/metrics`, with limits:
 //! message sizes, concurrent requests per connection, and a deadline for every request (the
 //! client's `grpc-timeout` when shorter).
 
@@ -29,7 +29,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
         .build_v1()?;
     crate::metrics::handle();
     let upkeep = tokio::spawn(crate::metrics::upkeep());
-    let http = axum::Router::new().route("/metrics", axum::routing::get(|| async { crate::metrics::handle().render() }));
+    let http = axum::Router::new()
+        .route("/metrics", axum::routing::get(|| async { crate::metrics::handle().render() }))
+        .merge(crate::cds::routes(state.clone()));
     let routes = tonic::service::Routes::from(http)
         .add_service(health_service)
         .add_service(reflection)

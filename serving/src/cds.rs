@@ -1,0 +1,224 @@
+//! CDS Hooks 2.0 on the server's own port, for risk flags inside the EHR. Discovery
+//! (`GET /cds-services`) lists a `patient-view` service for each model trained on events;
+//! `POST /cds-services/{model}` scores the patient the clinician has open from the FHIR R4
+//! resources the EHR prefetched (Patient, Observations, Conditions), through the model's own
+//! feature spec and the one extractor, and answers with one card: the risk band as its indicator,
+//! the top clinical factors in Markdown, and a FHIR RiskAssessment to record. Every score is
+//! audited before it is returned. HTTP 412 when the required prefetch is missing.
+
+use crate::audit::AuditRecord;
+use crate::fhir;
+use crate::service::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use carecast_models::{ModelPackage, Value as Input, Workspace, deid, explain};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// What each service asks the EHR to send with the request.
+const PREFETCH: &[(&str, &str)] = &[
+    ("patient", "Patient/{{context.patientId}}"),
+    ("observations", "Observation?patient={{context.patientId}}&_sort=-date&_count=1000"),
+    ("conditions", "Condition?patient={{context.patientId}}"),
+];
+/// Longest card summary the specification allows.
+const SUMMARY: usize = 140;
+/// Clinical factors listed in a card.
+const FACTORS: usize = 5;
+
+pub fn routes(state: Arc<AppState>) -> axum::Router {
+    axum::Router::new()
+        .route("/cds-services", axum::routing::get(discovery))
+        .route("/cds-services/{id}", axum::routing::post(patient_view))
+        .with_state(state)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn discovery(State(state): State<Arc<AppState>>) -> Response {
+    let prefetch: serde_json::Map<String, Value> = PREFETCH.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let models = state.store.registry().models().unwrap_or_default();
+    let services: Vec<Value> = models
+        .iter()
+        .filter_map(|m| state.store.get(m, None).ok())
+        .filter(|pkg| pkg.events.is_some())
+        .map(|pkg| {
+            json!({
+                "hook": "patient-view",
+                "id": pkg.manifest.name,
+                "title": format!("Carecast: {}", pkg.manifest.task.description),
+                "description": format!("Risk of {}, with the clinical factors behind it (model {}).", pkg.manifest.task.outcome, pkg.manifest.name),
+                "prefetch": prefetch,
+            })
+        })
+        .collect();
+    json_response(StatusCode::OK, &json!({ "services": services }))
+}
+
+/// A refusal: the HTTP status and a message naming the field.
+type Refusal = (StatusCode, String);
+
+fn bad(reason: impl Into<String>) -> Refusal {
+    (StatusCode::BAD_REQUEST, reason.into())
+}
+
+async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let started = std::time::Instant::now();
+    let result = match card(&state, &id, &body) {
+        Ok((card, record)) => {
+            let audited = state.audit.record(&[record.as_record()]).await;
+            match audited {
+                Ok(()) => {
+                    crate::metrics::scored(&record.model, &record.version, record.band);
+                    Ok(card)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "audit write failed; card withheld");
+                    Err((StatusCode::SERVICE_UNAVAILABLE, "audit trail unavailable; score withheld".to_string()))
+                }
+            }
+        }
+        Err(refusal) => Err(refusal),
+    };
+    crate::metrics::answered("CdsHooks", started.elapsed().as_secs_f64());
+    match result {
+        Ok(card) => json_response(StatusCode::OK, &card),
+        Err((status, message)) => {
+            crate::metrics::refused_http("CdsHooks", status.as_u16());
+            json_response(status, &json!({ "error": message }))
+        }
+    }
+}
+
+/// The audit record of a card's score, owned until it is written.
+struct Audited {
+    caller: String,
+    patient: String,
+    model: String,
+    version: String,
+    probability: f64,
+    band: &'static str,
+}
+
+impl Audited {
+    fn as_record(&self) -> AuditRecord<'_> {
+        AuditRecord {
+            time: chrono::Utc::now(),
+            caller: &self.caller,
+            patient_key: &self.patient,
+            model: &self.model,
+            model_version: &self.version,
+            probability: self.probability,
+            risk_band: self.band,
+        }
+    }
+}
+
+fn card(state: &AppState, id: &str, body: &[u8]) -> Result<(Value, Audited), Refusal> {
+    let request: Value = serde_json::from_slice(body).map_err(|e| bad(format!("request body: not JSON ({e})")))?;
+    if request.get("hook").and_then(Value::as_str) != Some("patient-view") {
+        return Err(bad("hook: this service answers `patient-view`"));
+    }
+    let patient = request.pointer("/context/patientId").and_then(Value::as_str).ok_or_else(|| bad("context.patientId: required"))?;
+    deid::check_patient_key(patient).map_err(|reason| bad(format!("context.patientId: {reason}")))?;
+    let pkg = state.store.get(id, None).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
+    let inputs = pkg.events.as_ref().ok_or_else(|| (StatusCode::NOT_FOUND, format!("model `{id}` is not trained on events; it has no CDS service")))?;
+    let prefetched = |key: &str| request.get("prefetch").and_then(|p| p.get(key)).filter(|v| !v.is_null());
+    let (Some(patient_resource), Some(observations)) = (prefetched("patient"), prefetched("observations")) else {
+        return Err((StatusCode::PRECONDITION_FAILED, "prefetch: `patient` and `observations` are required (this service does not query a FHIR server)".into()));
+    };
+    let fhir_error = |e: fhir::FhirError| bad(format!("prefetch.{e}"));
+    let observations = fhir::bundle("observations", observations, "Observation").map_err(fhir_error)?;
+    let conditions = match prefetched("conditions") {
+        Some(c) => fhir::bundle("conditions", c, "Condition").map_err(fhir_error)?,
+        None => Vec::new(),
+    };
+    let events = fhir::events(patient_resource, &observations, &conditions).map_err(fhir_error)?;
+
+    // The model's features now, from the patient's events, by the extractor it was trained with.
+    let now = chrono::Utc::now();
+    let mut features = vec![f64::NAN; inputs.extractor.n_features()];
+    inputs.extractor.bind(&events.codes).extract(&events.events, now.timestamp_micros(), &mut features, &mut Default::default());
+    let row: Vec<Input<'_>> = features.iter().map(|&x| if x.is_nan() { Input::Missing } else { Input::Number(x) }).collect();
+    let score = pkg.scorer.score(&row, &mut Workspace::default()).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+
+    let band = score.band.as_str();
+    let specs: Vec<_> = pkg.scorer.preprocessor().features.iter().map(|f| &f.spec).collect();
+    let factors = pkg.scorer.factors();
+    let top: Vec<String> = explain::ranked(&score.factors, FACTORS)
+        .into_iter()
+        .map(|k| format!("{} ({:+.2})", factors.reason(k, &specs, &row, score.factors[k]), score.factors[k]))
+        .collect();
+    let assessment = fhir::risk_assessment(&fhir::Assessment {
+        patient,
+        model: &pkg.manifest.name,
+        version: &pkg.manifest.version,
+        algorithm: &pkg.manifest.algorithm,
+        outcome: &pkg.manifest.task.outcome,
+        probability: score.probability,
+        band,
+        at: now,
+        horizon: inputs.horizon,
+        rationale: top.join("; "),
+    });
+    let card = json!({ "cards": [{
+        "summary": summary(&pkg, score.probability, band),
+        "indicator": match band { "high" => "critical", "moderate" => "warning", _ => "info" },
+        "detail": detail(&pkg, score.probability, band, &top, &score.warnings, &specs),
+        "source": { "label": format!("Carecast {} v{}", pkg.manifest.name, pkg.manifest.version) },
+        "suggestions": [{
+            "label": "Record this risk assessment",
+            "actions": [{ "type": "create", "description": "A FHIR RiskAssessment of this score", "resource": assessment }],
+        }],
+    }]});
+    let caller = request.pointer("/context/userId").and_then(Value::as_str).map_or_else(|| "cds-hooks".to_string(), |u| format!("cds-hooks {u}"));
+    let audited = Audited { caller, patient: patient.to_string(), model: pkg.manifest.name.clone(), version: pkg.manifest.version.clone(), probability: score.probability, band };
+    Ok((card, audited))
+}
+
+fn percent(p: f64) -> String {
+    if p < 0.01 { "<1%".into() } else { format!("{:.0}%", p * 100.0) }
+}
+
+/// One line under the specification's 140 characters: band, probability and outcome.
+fn summary(pkg: &ModelPackage, probability: f64, band: &str) -> String {
+    let mut band = band.to_string();
+    band[..1].make_ascii_uppercase();
+    let line = format!("{band} risk ({}): {}", percent(probability), pkg.manifest.task.outcome);
+    if line.chars().count() <= SUMMARY {
+        return line;
+    }
+    let mut cut: String = line.chars().take(SUMMARY - 1).collect();
+    cut.push('…');
+    cut
+}
+
+fn detail(pkg: &ModelPackage, probability: f64, band: &str, top: &[String], warnings: &[carecast_models::preprocess::Warning], specs: &[&carecast_models::FeatureSpec]) -> String {
+    let mut md = format!(
+        "**{}** probability of {} (risk band **{band}**; model {} v{}).\n\nMain factors (contribution to the log-odds):\n",
+        percent(probability),
+        pkg.manifest.task.outcome,
+        pkg.manifest.name,
+        pkg.manifest.version
+    );
+    for t in top {
+        md.push_str(&format!("- {t}\n"));
+    }
+    use carecast_models::preprocess::WarningKind;
+    let (missing, checks): (Vec<_>, Vec<_>) = warnings.iter().partition(|w| w.kind == WarningKind::MissingImputed);
+    if !checks.is_empty() {
+        md.push_str("\nCheck:\n");
+        for w in checks {
+            md.push_str(&format!("- {}: {}\n", specs[w.feature].display_name(), w.message));
+        }
+    }
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|w| specs[w.feature].display_name()).collect();
+        md.push_str(&format!("\nNot recorded, scored as missing: {}.\n", names.join(", ")));
+    }
+    md
+}

@@ -1,0 +1,181 @@
+//! CDS Hooks against a deterioration model trained on synthetic events: discovery lists it (and
+//! not the flat models), a `patient-view` request with a synthetic inpatient's vital signs as FHIR
+//! Observations gets a card whose fields follow the CDS Hooks and FHIR R4 specifications, and
+//! whose probability equals the model's on the same events read straight from the MEDS data;
+//! missing prefetch is HTTP 412.
+
+use carecast_models::features::extract::{Event, STATIC};
+use chrono::Datelike;
+use carecast_models::{Registry, Value as Input, Workspace, load_package};
+use carecast_serving::{AppState, AuditLog, ModelStore, fhir, server};
+use carecast_training::cohort::event_training_set;
+use carecast_training::ingest::meds::read_meds;
+use carecast_training::pipeline::{Rows, train_set};
+use carecast_training::{Algorithm, synth};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 request; the status and the body.
+async fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("{method} {path} HTTP/1.1\r\nHost: carecast\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A patient as FHIR: Patient, Observation entries, Condition entries, and the events they carry.
+struct AsFhir {
+    patient: Value,
+    observations: Vec<Value>,
+    conditions: Vec<Value>,
+    carried: Vec<(i64, String, f32)>,
+}
+
+/// A synthetic patient's events as FHIR: LOINC Observations timed so that the latest observation
+/// set is a minute old, ICD-10 Conditions, birth month and sex; with the events, shifted the same
+/// way, of the codes FHIR carries.
+fn as_fhir(vocabulary: &[String], events: &[Event], now: i64) -> AsFhir {
+    let code = |e: &Event| vocabulary[e.code as usize].as_str();
+    // The latest inpatient observation set (the ones with a pulse) was taken a minute ago.
+    let last = events.iter().filter(|e| code(e) == "VITAL//PULSE").map(|e| e.time).max().unwrap();
+    let shift = now - 60_000_000 - last;
+    let at = |t: i64| chrono::DateTime::from_timestamp_micros(t + shift).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut patient = json!({ "resourceType": "Patient", "id": "cds-1" });
+    let (mut observations, mut conditions, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+    for e in events {
+        let c = code(e);
+        if c == "MEDS_BIRTH" {
+            // The day is dropped on the way in: the model sees the first of the month.
+            let birth = chrono::DateTime::from_timestamp_micros(e.time + shift).unwrap().date_naive();
+            patient["birthDate"] = json!(birth.format("%Y-%m-15").to_string());
+            let month = birth.with_day(1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
+            kept.push((month, c.to_string(), e.value));
+        } else if c == "SEX//F" || c == "SEX//M" {
+            patient["gender"] = json!(if c == "SEX//F" { "female" } else { "male" });
+            kept.push((STATIC, c.to_string(), e.value));
+        } else if let Some((loinc, _)) = fhir::LOINC.iter().find(|(_, ours)| *ours == c) {
+            if e.time + shift > now || e.value.is_nan() {
+                continue;
+            }
+            observations.push(json!({ "resource": {
+                "resourceType": "Observation", "status": "final",
+                "code": { "coding": [{ "system": "http://loinc.org", "code": loinc }] },
+                "effectiveDateTime": at(e.time), "valueQuantity": { "value": e.value },
+            }}));
+            kept.push((e.time + shift, c.to_string(), e.value));
+        } else if let Some(icd) = c.strip_prefix("ICD10//") {
+            let onset = if e.time == STATIC { json!(null) } else { json!(at(e.time)) };
+            conditions.push(json!({ "resource": {
+                "resourceType": "Condition", "code": { "coding": [{ "system": "http://hl7.org/fhir/sid/icd-10", "code": icd }] }, "onsetDateTime": onset,
+            }}));
+            kept.push((if e.time == STATIC { STATIC } else { e.time + shift }, c.to_string(), e.value));
+        }
+    }
+    AsFhir { patient, observations, conditions, carried: kept }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_does() {
+    let dir = std::env::temp_dir().join(format!("carecast-cds-{}", std::process::id()));
+    synth::write_population(4000, 5, 8_000, &dir.join("meds")).unwrap();
+    let registry = Registry::new(dir.join("registry"));
+    let task = include_str!("../../training/tasks/synth_deterioration_24h.toml");
+    let features = include_str!("../../training/tasks/synth_deterioration_features.toml");
+    let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit).unwrap();
+    let report = train_set(&set, &registry, Algorithm::Logistic, None).unwrap();
+    let (task, toml) = carecast_training::TaskSpec::load("support2_hospdead").unwrap();
+    let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv");
+    carecast_training::train(&task, &toml, &support, &registry, Algorithm::Logistic, None).unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let state = Arc::new(AppState { store: ModelStore::new(registry.clone()), audit: AuditLog::open(&dir.join("audit.redb")).unwrap() });
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server::serve(listener, state.clone(), async { stopped.await.ok(); }));
+
+    // Discovery: the event model, with its prefetch; not the flat SUPPORT model.
+    let (status, body) = http(&address, "GET", "/cds-services", "").await;
+    assert_eq!(status, 200, "{body}");
+    let services: Value = serde_json::from_str(&body).unwrap();
+    let services = services["services"].as_array().unwrap();
+    assert_eq!(services.len(), 1, "{services:?}");
+    let service = &services[0];
+    assert_eq!((service["hook"].as_str(), service["id"].as_str()), (Some("patient-view"), Some(report.name.as_str())));
+    assert!(service["title"].is_string() && service["description"].is_string());
+    assert!(service["prefetch"]["observations"].as_str().unwrap().contains("{{context.patientId}}"));
+
+    // An inpatient with vital signs.
+    let (store, _, _) = read_meds(&dir.join("meds")).unwrap();
+    let pulse = store.vocabulary.iter().position(|c| c == "VITAL//PULSE").unwrap() as u32;
+    let i = (0..store.subjects.len()).find(|&i| store.patient(i).iter().filter(|e| e.code == pulse).count() >= 6).unwrap();
+    let now = chrono::Utc::now().timestamp_micros();
+    let AsFhir { patient, observations, conditions, carried: kept } = as_fhir(&store.vocabulary, store.patient(i), now);
+    let request = json!({
+        "hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": { "userId": "Practitioner/42", "patientId": "cds-1" },
+        "prefetch": {
+            "patient": patient,
+            "observations": { "resourceType": "Bundle", "type": "searchset", "entry": observations },
+            "conditions": { "resourceType": "Bundle", "type": "searchset", "entry": conditions },
+        },
+    });
+    let (status, body) = http(&address, "POST", &format!("/cds-services/{}", report.name), &request.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let response: Value = serde_json::from_str(&body).unwrap();
+    let card = &response["cards"][0];
+    let summary = card["summary"].as_str().unwrap();
+    assert!(summary.chars().count() < 140 && summary.contains("risk ("), "{summary}");
+    let assessment = &card["suggestions"][0]["actions"][0]["resource"];
+    assert_eq!(card["suggestions"][0]["actions"][0]["type"], "create");
+    assert_eq!(assessment["resourceType"], "RiskAssessment");
+    assert_eq!((assessment["status"].as_str(), assessment["subject"]["reference"].as_str()), (Some("final"), Some("Patient/cds-1")));
+    let prediction = &assessment["prediction"][0];
+    let probability = prediction["probabilityDecimal"].as_f64().unwrap();
+    let risk = prediction["qualitativeRisk"]["coding"][0]["code"].as_str().unwrap();
+    let indicator = card["indicator"].as_str().unwrap();
+    assert!(matches!((risk, indicator), ("low", "info") | ("moderate", "warning") | ("high", "critical")), "{risk} {indicator}");
+    assert!(prediction["rationale"].as_str().unwrap().contains("risk"));
+    assert!(assessment["method"]["text"].as_str().unwrap().contains(&report.name));
+    let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().timestamp_micros();
+    assert_eq!(time(&prediction["whenPeriod"]["end"]) - time(&prediction["whenPeriod"]["start"]), 24 * 3_600_000_000);
+    let detail = card["detail"].as_str().unwrap();
+    assert!(detail.contains("Main factors") && detail.contains("\n- "), "{detail}");
+    // The vital signs reached the model: NEWS2 (which needs all five) was computed.
+    let missing = detail.split("Not recorded, scored as missing:").nth(1).unwrap_or("");
+    assert!(!missing.contains("NEWS2"), "{detail}");
+    assert_eq!(card["source"]["label"], format!("Carecast {} v{}", report.name, report.version));
+
+    // The same probability from the MEDS events themselves (the codes FHIR carries), extracted at
+    // the assessment's time: the FHIR mapping loses nothing the model reads from them.
+    let pkg = load_package(&registry.resolve(&report.name, None).unwrap().1).unwrap();
+    let inputs = pkg.events.as_ref().unwrap();
+    let mut codes: Vec<String> = kept.iter().map(|(_, c, _)| c.clone()).collect();
+    codes.dedup();
+    codes.sort();
+    codes.dedup();
+    let mut events: Vec<Event> = kept.iter().map(|(t, c, v)| Event { time: *t, code: codes.iter().position(|x| x == c).unwrap() as u32, value: *v }).collect();
+    events.sort_by_key(|e| e.time);
+    let mut x = vec![f64::NAN; inputs.extractor.n_features()];
+    inputs.extractor.bind(&codes).extract(&events, time(&assessment["occurrenceDateTime"]), &mut x, &mut Default::default());
+    let row: Vec<Input<'_>> = x.iter().map(|&v| if v.is_nan() { Input::Missing } else { Input::Number(v) }).collect();
+    let want = pkg.scorer.score(&row, &mut Workspace::default()).unwrap();
+    assert!((want.probability - probability).abs() < 1e-12, "{} vs {probability}", want.probability);
+    assert!(state.audit.entries().unwrap().iter().any(|e| e.patient_key == "cds-1" && e.caller == "cds-hooks Practitioner/42"));
+
+    // Without the prefetch: 412. An unknown service: 404. Not patient-view: 400.
+    let mut bare = request.clone();
+    bare.as_object_mut().unwrap().remove("prefetch");
+    let (status, body) = http(&address, "POST", &format!("/cds-services/{}", report.name), &bare.to_string()).await;
+    assert!(status == 412 && body.contains("prefetch"), "{status} {body}");
+    assert_eq!(http(&address, "POST", "/cds-services/no_such_model", &request.to_string()).await.0, 404);
+    let mut other = request.clone();
+    other["hook"] = json!("order-select");
+    assert_eq!(http(&address, "POST", &format!("/cds-services/{}", report.name), &other.to_string()).await.0, 400);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
