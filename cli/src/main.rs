@@ -342,7 +342,7 @@ fn request_for_row(model: &str, features: &[carecast_models::FeatureSpec], path:
             (f.name.clone(), pb::FeatureValue { value: Some(value) })
         })
         .collect();
-    Ok(pb::ScoreRequest { model: model.to_string(), version: String::new(), patient_key: format!("support2-{key}"), features, max_contributions: 5 })
+    Ok(pb::ScoreRequest { model: model.to_string(), version: String::new(), patient_key: format!("support2-{key}"), features, max_contributions: 5, ..Default::default() })
 }
 
 async fn demo(registry: &Registry) -> anyhow::Result<()> {

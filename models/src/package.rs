@@ -92,6 +92,16 @@ pub struct EventInputs {
     pub horizon: Option<i64>,
 }
 
+impl EventInputs {
+    /// One patient's model inputs at `at` (microseconds) from their events (sorted by time;
+    /// `code` indexes `codes`): a value, or missing.
+    pub fn row<S: AsRef<str>>(&self, codes: &[S], events: &[crate::features::extract::Event], at: i64) -> Vec<crate::Value<'static>> {
+        let mut x = vec![f64::NAN; self.extractor.n_features()];
+        self.extractor.bind(codes).extract(events, at, &mut x, &mut Default::default());
+        x.into_iter().map(|v| if v.is_nan() { crate::Value::Missing } else { crate::Value::Number(v) }).collect()
+    }
+}
+
 /// An event model's feature spec.
 pub const FEATURES: &str = "features.toml";
 /// The task spec.

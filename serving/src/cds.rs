@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use carecast_models::{ModelPackage, Value as Input, Workspace, deid, explain};
+use carecast_models::{ModelPackage, Workspace, deid, explain};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -141,9 +141,7 @@ fn card(state: &AppState, id: &str, body: &[u8]) -> Result<(Value, Audited), Ref
 
     // The model's features now, from the patient's events, by the extractor it was trained with.
     let now = chrono::Utc::now();
-    let mut features = vec![f64::NAN; inputs.extractor.n_features()];
-    inputs.extractor.bind(&events.codes).extract(&events.events, now.timestamp_micros(), &mut features, &mut Default::default());
-    let row: Vec<Input<'_>> = features.iter().map(|&x| if x.is_nan() { Input::Missing } else { Input::Number(x) }).collect();
+    let row = inputs.row(&events.codes, &events.events, now.timestamp_micros());
     let score = pkg.scorer.score(&row, &mut Workspace::default()).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
 
     let band = score.band.as_str();

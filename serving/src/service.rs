@@ -50,6 +50,16 @@ fn value_of<'a>(name: &str, v: &'a pb::FeatureValue) -> Result<Value<'a>, Status
     }
 }
 
+/// An input as the API carries it.
+fn pb_value(v: &Value<'_>) -> pb::FeatureValue {
+    let value = match v {
+        Value::Number(x) => feature_value::Value::Number(*x),
+        Value::Text(t) => feature_value::Value::Category(t.to_string()),
+        Value::Missing => feature_value::Value::Missing(true),
+    };
+    pb::FeatureValue { value: Some(value) }
+}
+
 /// Builds the response for a score: top contributions with the values as sent, warnings by name.
 pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'_>], score: &Score) -> pb::ScoreResponse {
     let features = &pkg.scorer.preprocessor().features;
@@ -60,7 +70,7 @@ pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'
             pb::Contribution {
                 feature: spec.name.clone(),
                 contribution: score.contributions[i],
-                value: req.features.get(&spec.name).cloned(),
+                value: Some(pb_value(&row[i])),
                 explanation: explain::reason(spec, &row[i], score.contributions[i]),
             }
         })
@@ -104,6 +114,34 @@ pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'
     }
 }
 
+/// A request's events turned into the model's inputs at its prediction time, by the package's
+/// own feature spec and the one extractor.
+fn inputs_from_events(pkg: &carecast_models::ModelPackage, req: &pb::ScoreRequest) -> Result<Vec<Value<'static>>, Status> {
+    use carecast_models::features::extract::{Event, STATIC};
+    let inputs = pkg.events.as_ref().ok_or_else(|| {
+        Status::invalid_argument(format!("events: model `{}` is not trained on events; send its features by name", pkg.manifest.name))
+    })?;
+    let mut codes: Vec<&str> = req.events.iter().map(|e| e.code.as_str()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    let mut events = Vec::with_capacity(req.events.len());
+    for (i, e) in req.events.iter().enumerate() {
+        if e.code.is_empty() {
+            return Err(Status::invalid_argument(format!("events[{i}].code: required")));
+        }
+        let value = match e.value {
+            Some(v) if !v.is_finite() => return Err(Status::invalid_argument(format!("events[{i}].value: NaN or infinite"))),
+            Some(v) => v as f32,
+            None => f32::NAN,
+        };
+        let code = codes.binary_search(&e.code.as_str()).expect("every code is listed") as u32;
+        events.push(Event { time: e.time_micros.unwrap_or(STATIC), code, value });
+    }
+    events.sort_by_key(|e| e.time);
+    let at = if req.prediction_time_micros == 0 { chrono::Utc::now().timestamp_micros() } else { req.prediction_time_micros };
+    Ok(inputs.row(&codes, &events, at))
+}
+
 pub struct Scoring {
     pub state: Arc<AppState>,
 }
@@ -128,12 +166,19 @@ impl Scoring {
         }
         let version = (!req.version.is_empty()).then_some(req.version.as_str());
         let pkg = self.state.store.get(&req.model, version).map_err(store_status)?;
-        let named = req
-            .features
-            .iter()
-            .map(|(name, v)| value_of(name, v).map(|v| (name.as_str(), v)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let row = pkg.scorer.bind(named).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let row = if req.events.is_empty() {
+            let named = req
+                .features
+                .iter()
+                .map(|(name, v)| value_of(name, v).map(|v| (name.as_str(), v)))
+                .collect::<Result<Vec<_>, _>>()?;
+            pkg.scorer.bind(named).map_err(|e| Status::invalid_argument(e.to_string()))?
+        } else {
+            if !req.features.is_empty() {
+                return Err(Status::invalid_argument("features: send features or events, not both"));
+            }
+            inputs_from_events(&pkg, req)?
+        };
         let score = pkg.scorer.score(&row, ws).map_err(|e| Status::invalid_argument(e.to_string()))?;
         Ok(Scored { response: score_response(&pkg, req, &row, &score), band: score.band.as_str() })
     }

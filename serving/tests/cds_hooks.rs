@@ -168,6 +168,27 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     assert!((want.probability - probability).abs() < 1e-12, "{} vs {probability}", want.probability);
     assert!(state.audit.entries().unwrap().iter().any(|e| e.patient_key == "cds-1" && e.caller == "cds-hooks Practitioner/42"));
 
+    // The same events sent over gRPC as raw events: the same score, with the computed values.
+    use carecast_proto::v1::{self as pb, scoring_service_client::ScoringServiceClient};
+    let mut client = ScoringServiceClient::connect(format!("http://{address}")).await.unwrap();
+    let by_events = pb::ScoreRequest {
+        model: report.name.clone(),
+        patient_key: "grpc-events-1".into(),
+        events: kept.iter().map(|(t, c, v)| pb::Event { code: c.clone(), time_micros: (*t != STATIC).then_some(*t), value: (!v.is_nan()).then_some(f64::from(*v)) }).collect(),
+        prediction_time_micros: time(&assessment["occurrenceDateTime"]),
+        ..Default::default()
+    };
+    let scored = client.score(by_events.clone()).await.unwrap().into_inner();
+    assert_eq!(scored.probability, want.probability);
+    let age = scored.contributions.iter().find(|c| c.feature == "age").unwrap();
+    assert!(matches!(age.value.as_ref().and_then(|v| v.value.clone()), Some(pb::feature_value::Value::Number(a)) if a > 18.0));
+    let mut both = by_events.clone();
+    both.features.insert("age".into(), pb::FeatureValue { value: Some(pb::feature_value::Value::Number(70.0)) });
+    assert!(client.score(both).await.unwrap_err().message().contains("features or events"));
+    let mut flat = by_events;
+    flat.model = "support2_hospdead-logistic".into();
+    assert!(client.score(flat).await.unwrap_err().message().contains("not trained on events"));
+
     // Without the prefetch: 412. An unknown service: 404. Not patient-view: 400.
     let mut bare = request.clone();
     bare.as_object_mut().unwrap().remove("prefetch");

@@ -81,7 +81,7 @@ fn requests(model: &str, n: usize) -> Vec<(pb::ScoreRequest, usize)> {
                 .zip(row_values(&cols, r).unwrap())
                 .map(|(f, v)| (f.name.clone(), to_pb(v)))
                 .collect();
-            (pb::ScoreRequest { model: model.into(), version: String::new(), patient_key: format!("t-{r}"), features, max_contributions: 0 }, r)
+            (pb::ScoreRequest { model: model.into(), version: String::new(), patient_key: format!("t-{r}"), features, max_contributions: 0, ..Default::default() }, r)
         })
         .collect()
 }
