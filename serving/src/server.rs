@@ -18,6 +18,13 @@ const PER_CONNECTION: usize = 256;
 /// The longest any request may take.
 const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Accepted connections with Nagle's algorithm off: a response is sent the moment it is ready,
+/// not held back up to 40 ms for the client's acknowledgement.
+fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|conn| conn.and_then(|c| c.set_nodelay(true).map(|()| c)))
+}
+
 /// Serves on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -42,7 +49,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
         .timeout(DEADLINE)
         .concurrency_limit_per_connection(PER_CONNECTION)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await;
     upkeep.abort();
     Ok(served?)
