@@ -188,6 +188,18 @@ enum Command {
         /// Audit trail (an embedded database); default `<registry>/audit.redb`.
         #[arg(long)]
         audit: Option<PathBuf>,
+        /// JWKS file with the keys that sign callers' bearer tokens (RS384 or ES384).
+        #[arg(long, requires_all = ["issuer", "audience"], conflicts_with = "insecure_demo")]
+        jwks: Option<PathBuf>,
+        /// The `iss` tokens must carry.
+        #[arg(long, requires = "jwks")]
+        issuer: Option<String>,
+        /// The `aud` tokens must carry.
+        #[arg(long, requires = "jwks")]
+        audience: Option<String>,
+        /// Serve without authenticating callers: a local demo only, never with real patients.
+        #[arg(long)]
+        insecure_demo: bool,
     },
     /// Read de-identified records (MEDS, or a flat table with a column mapping), check them, apply
     /// pseudonyms, year-and-month birth dates and the opt-out list, and write a MEDS dataset.
@@ -364,7 +376,7 @@ async fn demo(registry: &Registry) -> anyhow::Result<()> {
     println!("\n== 3. Serve over gRPC and score one patient");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(AppState { store, audit });
+    let state = Arc::new(AppState { store, audit, auth: None }); // the demo's own loopback server
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state, async { stopped.await.ok(); }));
     let mut client = pb::scoring_service_client::ScoringServiceClient::connect(format!("http://{addr}")).await?;
@@ -471,7 +483,19 @@ async fn main() -> anyhow::Result<()> {
             let verified = carecast_serving::audit::verify(&path)?;
             println!("{}: {} records, chain intact; head {}", path.display(), verified.records, verified.head);
         }
-        Command::Serve { addr, audit } => {
+        Command::Serve { addr, audit, jwks, issuer, audience, insecure_demo } => {
+            let auth = match (jwks, insecure_demo) {
+                (Some(jwks), _) => {
+                    let text = std::fs::read_to_string(&jwks).with_context(|| format!("{}", jwks.display()))?;
+                    let (issuer, audience) = (issuer.expect("required with --jwks"), audience.expect("required with --jwks"));
+                    Some(carecast_serving::auth::Authenticator::from_jwks(&text, &issuer, &audience).map_err(anyhow::Error::msg)?)
+                }
+                (None, true) => {
+                    tracing::warn!("serving WITHOUT authentication (--insecure-demo): a local demo only");
+                    None
+                }
+                (None, false) => anyhow::bail!("refusing to serve without authentication: give --jwks FILE --issuer ISS --audience AUD, or --insecure-demo for a local demo"),
+            };
             let store = ModelStore::new(registry.clone());
             let loaded = store.preload()?;
             let audit = AuditLog::open(&audit_path(&registry, audit))?;
@@ -481,7 +505,7 @@ async fn main() -> anyhow::Result<()> {
                 tokio::signal::ctrl_c().await.ok();
                 tracing::info!("shutting down; draining in-flight requests");
             };
-            server::serve(listener, Arc::new(AppState { store, audit }), shutdown).await?;
+            server::serve(listener, Arc::new(AppState { store, audit, auth }), shutdown).await?;
         }
         Command::Ingest { input, mapping, output, key_file, opt_out } => {
             use carecast_training::ingest::{deid::Privacy, flat, meds, omop};

@@ -36,6 +36,10 @@ fn demo_and_commands_work_end_to_end() {
     ]);
     assert!(scored.contains("v1: scored 9105 of 9105 rows"), "{scored}");
 
+    // Nothing is served without authentication unless a demo is asked for explicitly.
+    let open = Command::new(env!("CARGO_BIN_EXE_carecast")).args(["serve", "--addr", "127.0.0.1:0"]).current_dir(&dir).output().unwrap();
+    assert!(!open.status.success() && String::from_utf8_lossy(&open.stderr).contains("refusing to serve without authentication"));
+
     let bad = Command::new(env!("CARGO_BIN_EXE_carecast")).args(["train", "--task", "no_such_task"]).current_dir(&dir).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_task"));

@@ -4,9 +4,11 @@
 //! resources the EHR prefetched (Patient, Observations, Conditions), through the model's own
 //! feature spec and the one extractor, and answers with one card: the risk band as its indicator,
 //! the top clinical factors in Markdown, and a FHIR RiskAssessment to record. Every score is
-//! audited before it is returned. HTTP 412 when the required prefetch is missing.
+//! audited before it is returned. HTTP 412 when the required prefetch is missing; 401 / 403 for
+//! a missing or invalid bearer token, or one without the clinician role.
 
 use crate::audit::AuditRecord;
+use crate::auth::{Refused, Role};
 use crate::fhir;
 use crate::service::AppState;
 use axum::body::Bytes;
@@ -66,9 +68,17 @@ fn bad(reason: impl Into<String>) -> Refusal {
     (StatusCode::BAD_REQUEST, reason.into())
 }
 
-async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
     let started = std::time::Instant::now();
-    let result = match card(&state, &id, &body) {
+    // The EHR's bearer token, as for gRPC: a clinician's call.
+    let authorized = match &state.auth {
+        None => Ok(None),
+        Some(auth) => auth.check(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), Role::Clinician).map(Some).map_err(|refused| match refused {
+            Refused::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
+            Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+        }),
+    };
+    let result = match authorized.and_then(|subject| card(&state, &id, &body, subject)) {
         Ok((card, record)) => {
             let audited = state.audit.record(&[record.as_record()]).await;
             match audited {
@@ -118,7 +128,7 @@ impl Audited {
     }
 }
 
-fn card(state: &AppState, id: &str, body: &[u8]) -> Result<(Value, Audited), Refusal> {
+fn card(state: &AppState, id: &str, body: &[u8], subject: Option<String>) -> Result<(Value, Audited), Refusal> {
     let request: Value = serde_json::from_slice(body).map_err(|e| bad(format!("request body: not JSON ({e})")))?;
     if request.get("hook").and_then(Value::as_str) != Some("patient-view") {
         return Err(bad("hook: this service answers `patient-view`"));
@@ -173,7 +183,14 @@ fn card(state: &AppState, id: &str, body: &[u8]) -> Result<(Value, Audited), Ref
             "actions": [{ "type": "create", "description": "A FHIR RiskAssessment of this score", "resource": assessment }],
         }],
     }]});
-    let caller = request.pointer("/context/userId").and_then(Value::as_str).map_or_else(|| "cds-hooks".to_string(), |u| format!("cds-hooks {u}"));
+    // The authenticated subject when there is one, and the EHR user it names.
+    let user = request.pointer("/context/userId").and_then(Value::as_str);
+    let caller = match (subject, user) {
+        (Some(s), Some(u)) => format!("{s} (cds-hooks {u})"),
+        (Some(s), None) => s,
+        (None, Some(u)) => format!("cds-hooks {u}"),
+        (None, None) => "cds-hooks".to_string(),
+    };
     let audited = Audited { caller, patient: patient.to_string(), model: pkg.manifest.name.clone(), version: pkg.manifest.version.clone(), probability: score.probability, band };
     Ok((card, audited))
 }

@@ -2,6 +2,7 @@
 //! and batch scoring of whole populations.
 
 pub mod audit;
+pub mod auth;
 pub mod batch;
 pub mod cds;
 pub mod fhir;

@@ -1,6 +1,7 @@
 //! The `carecast.v1` gRPC services: scoring with explanations, and model metadata.
 
 use crate::audit::{AuditLog, AuditRecord};
+use crate::auth::{Authenticator, Role};
 use crate::metrics;
 use crate::store::{ModelStore, StoreError};
 use carecast_models::preprocess::{FeatureStats, WarningKind as ModelWarningKind};
@@ -14,6 +15,24 @@ use tonic::{Request, Response, Status};
 pub struct AppState {
     pub store: ModelStore,
     pub audit: AuditLog,
+    /// Who may call; `None` only in the explicit local demo mode.
+    pub auth: Option<Authenticator>,
+}
+
+impl AppState {
+    /// The caller of a request needing `role`: the token's subject, or in demo mode the peer
+    /// address. Refusals are counted in the metrics.
+    pub fn caller<T>(&self, request: &Request<T>, rpc: &'static str, role: Role) -> Result<String, Status> {
+        let Some(auth) = &self.auth else {
+            return Ok(request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.to_string()));
+        };
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        auth.check(header, role).map_err(|refused| {
+            let status = Status::from(refused);
+            metrics::refused(rpc, status.code());
+            status
+        })
+    }
 }
 
 fn store_status(e: StoreError) -> Status {
@@ -213,9 +232,6 @@ fn count(rpc: &'static str, outcome: &Result<Scored, Status>) {
     }
 }
 
-fn caller_of<T>(request: &Request<T>) -> String {
-    request.remote_addr().map_or_else(|| "unknown".to_string(), |a| a.to_string())
-}
 
 /// A refused request as a stream or batch result.
 fn refused(req: &pb::ScoreRequest, status: &Status) -> pb::ScoreResult {
@@ -236,7 +252,7 @@ fn scored(s: Scored) -> pb::ScoreResult {
 impl pb::scoring_service_server::ScoringService for Scoring {
     async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
         let started = std::time::Instant::now();
-        let caller = caller_of(&request);
+        let caller = self.state.caller(&request, "Score", Role::Clinician)?;
         let outcome = match self.evaluate(request.get_ref(), &mut Workspace::default()) {
             Ok(s) => self.audit(&caller, &[&s]).await.map(|()| s),
             Err(status) => Err(status),
@@ -249,7 +265,7 @@ impl pb::scoring_service_server::ScoringService for Scoring {
     type ScoreStreamStream = tokio_stream::wrappers::ReceiverStream<Result<pb::ScoreResult, Status>>;
 
     async fn score_stream(&self, request: Request<tonic::Streaming<pb::ScoreRequest>>) -> Result<Response<Self::ScoreStreamStream>, Status> {
-        let caller = caller_of(&request);
+        let caller = self.state.caller(&request, "ScoreStream", Role::Clinician)?;
         let mut requests = request.into_inner();
         let (results, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let this = Scoring { state: self.state.clone() };
@@ -284,7 +300,7 @@ impl pb::scoring_service_server::ScoringService for Scoring {
 
     async fn score_batch(&self, request: Request<pb::ScoreBatchRequest>) -> Result<Response<pb::ScoreBatchResponse>, Status> {
         let started = std::time::Instant::now();
-        let caller = caller_of(&request);
+        let caller = self.state.caller(&request, "ScoreBatch", Role::Planner)?;
         let requests = request.into_inner().requests;
         if requests.len() > MAX_BATCH {
             return Err(Status::invalid_argument(format!(
@@ -323,7 +339,8 @@ pub struct Models {
 
 #[tonic::async_trait]
 impl pb::model_service_server::ModelService for Models {
-    async fn list_models(&self, _: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+    async fn list_models(&self, request: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+        self.state.caller(&request, "ListModels", Role::Researcher)?;
         let registry = self.state.store.registry();
         let mut models = Vec::new();
         for name in registry.models().map_err(|e| store_status(e.into()))? {
@@ -339,6 +356,7 @@ impl pb::model_service_server::ModelService for Models {
     }
 
     async fn get_model(&self, request: Request<pb::GetModelRequest>) -> Result<Response<pb::GetModelResponse>, Status> {
+        self.state.caller(&request, "GetModel", Role::Researcher)?;
         let req = request.into_inner();
         let version = (!req.version.is_empty()).then_some(req.version.as_str());
         let pkg = self.state.store.get(&req.name, version).map_err(store_status)?;

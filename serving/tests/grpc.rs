@@ -40,7 +40,7 @@ async fn start(registry_dir: &Path) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let audit = registry_dir.join(format!("audit-{}.redb", listener.local_addr().unwrap().port()));
-    let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry_dir)), audit: AuditLog::open(&audit).unwrap() });
+    let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry_dir)), audit: AuditLog::open(&audit).unwrap(), auth: None });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state.clone(), async { stopped.await.ok(); }));
     Server { addr, state, _stop: stop }

@@ -20,7 +20,7 @@ pub fn serve(dir: &Path) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let address = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_carecast"))
-        .args(["serve", "--addr", &address])
+        .args(["serve", "--addr", &address, "--insecure-demo"])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
