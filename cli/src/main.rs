@@ -3,6 +3,7 @@
 use anyhow::Context;
 use carecast_models::{Registry, Value};
 use carecast_proto::v1::{self as pb, feature_value};
+use carecast_serving::audit::Location;
 use carecast_serving::{AppState, AuditLog, ModelStore, batch, server};
 use carecast_training::ingest::table::{feature_columns, read_table, row_values, text_column};
 use carecast_training::fit::calibrate;
@@ -47,9 +48,9 @@ enum AuditAction {
     /// linked to the one before and unaltered. Prints the count and the head hash; keep the head
     /// elsewhere to detect records cut off the end later.
     Verify {
-        /// Default `<registry>/audit.redb`.
-        #[arg(long)]
-        audit: Option<PathBuf>,
+        /// A database file, or a PostgreSQL connection string; default `<registry>/audit.redb`.
+        #[arg(long, env = "CARECAST_AUDIT")]
+        audit: Option<String>,
     },
 }
 
@@ -172,9 +173,11 @@ enum Command {
         /// Contributions per row, largest first.
         #[arg(long, default_value_t = 5)]
         top: usize,
-        /// Audit trail (an embedded database); default `<registry>/audit.redb`.
-        #[arg(long)]
-        audit: Option<PathBuf>,
+        /// Audit trail: an embedded database file, or a PostgreSQL connection string
+        /// (`postgresql://user:password@host/db`: set CARECAST_AUDIT to keep the password off the
+        /// command line); default `<registry>/audit.redb`.
+        #[arg(long, env = "CARECAST_AUDIT")]
+        audit: Option<String>,
     },
     /// The audit trail of scores.
     Audit {
@@ -185,9 +188,11 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:50051")]
         addr: String,
-        /// Audit trail (an embedded database); default `<registry>/audit.redb`.
-        #[arg(long)]
-        audit: Option<PathBuf>,
+        /// Audit trail: an embedded database file, or a PostgreSQL connection string
+        /// (`postgresql://user:password@host/db`: set CARECAST_AUDIT to keep the password off the
+        /// command line); default `<registry>/audit.redb`.
+        #[arg(long, env = "CARECAST_AUDIT")]
+        audit: Option<String>,
         /// JWKS file with the keys that sign callers' bearer tokens (RS384 or ES384).
         #[arg(long, requires_all = ["issuer", "audience"], conflicts_with = "insecure_demo")]
         jwks: Option<PathBuf>,
@@ -200,6 +205,17 @@ enum Command {
         /// Serve without authenticating callers: a local demo only, never with real patients.
         #[arg(long)]
         insecure_demo: bool,
+        /// TLS: the server's certificate chain (PEM, leaf first). Without TLS the server binds
+        /// to loopback only (behind a TLS-terminating proxy).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS: the server's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Mutual TLS: the CA bundle (PEM) that clinical systems' client certificates must chain
+        /// to; clients without one are refused in the handshake.
+        #[arg(long, requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
     },
     /// Read de-identified records (MEDS, or a flat table with a column mapping), check them, apply
     /// pseudonyms, year-and-month birth dates and the opt-out list, and write a MEDS dataset.
@@ -319,8 +335,8 @@ fn train_command(registry: &Registry, task: &str, data: Option<PathBuf>, fits: &
         .collect()
 }
 
-fn audit_path(registry: &Registry, audit: Option<PathBuf>) -> PathBuf {
-    audit.unwrap_or_else(|| registry.root().join("audit.redb"))
+fn audit_location(registry: &Registry, audit: Option<String>) -> Location {
+    audit.map_or_else(|| Location::File(registry.root().join("audit.redb")), |a| Location::parse(&a))
 }
 
 fn print_score(r: &pb::ScoreResponse) {
@@ -368,7 +384,7 @@ async fn demo(registry: &Registry) -> anyhow::Result<()> {
     let store = ModelStore::new(registry.clone());
     let pkg = store.get(&gbm.name, None)?;
     std::fs::create_dir_all("out")?;
-    let audit = AuditLog::open(&audit_path(registry, None))?;
+    let audit = AuditLog::open_at(&audit_location(registry, None))?;
     let output = PathBuf::from("out/support2_hospdead_scores.parquet");
     let report = batch::score_table(&pkg, &data, &output, Path::new("out/support2_hospdead_scores.errors.csv"), Some("sno"), 3, &audit)?;
     println!("scored {} of {} rows into {} ({} refused)", report.scored, report.rows, output.display(), report.errors.len());
@@ -378,7 +394,7 @@ async fn demo(registry: &Registry) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState { store, audit, auth: None }); // the demo's own loopback server
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, state, async { stopped.await.ok(); }));
+    let server = tokio::spawn(server::serve(listener, state, None, async { stopped.await.ok(); }));
     let mut client = pb::scoring_service_client::ScoringServiceClient::connect(format!("http://{addr}")).await?;
     let features: Vec<_> = pkg.manifest.features.clone();
     let request = request_for_row(&gbm.name, &features, &data, 1, "sno")?;
@@ -386,9 +402,9 @@ async fn demo(registry: &Registry) -> anyhow::Result<()> {
     print_score(&response);
     stop.send(()).ok();
     server.await??;
-    let trail = audit_path(registry, None);
-    let verified = carecast_serving::audit::verify(&trail)?;
-    println!("\nAudit trail {}: {} records, hash chain intact", trail.display(), verified.records);
+    let trail = audit_location(registry, None);
+    let verified = carecast_serving::audit::verify(trail.clone())?;
+    println!("\nAudit trail {trail}: {} records, hash chain intact", verified.records);
     Ok(())
 }
 
@@ -471,7 +487,7 @@ async fn main() -> anyhow::Result<()> {
             let store = ModelStore::new(registry.clone());
             let pkg = store.get(&model, version.as_deref())?;
             let errors = errors.unwrap_or_else(|| output.with_extension("errors.csv"));
-            let audit = AuditLog::open(&audit_path(&registry, audit))?;
+            let audit = AuditLog::open_at(&audit_location(&registry, audit))?;
             let report = batch::score_table(&pkg, &input, &output, &errors, key_column.as_deref(), top, &audit)?;
             println!("{} v{}: scored {} of {} rows into {}", pkg.manifest.name, pkg.manifest.version, report.scored, report.rows, output.display());
             if !report.errors.is_empty() {
@@ -479,11 +495,11 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Audit { action: AuditAction::Verify { audit } } => {
-            let path = audit_path(&registry, audit);
-            let verified = carecast_serving::audit::verify(&path)?;
-            println!("{}: {} records, chain intact; head {}", path.display(), verified.records, verified.head);
+            let trail = audit_location(&registry, audit);
+            let verified = carecast_serving::audit::verify(trail.clone())?;
+            println!("{trail}: {} records, chain intact; head {}", verified.records, verified.head);
         }
-        Command::Serve { addr, audit, jwks, issuer, audience, insecure_demo } => {
+        Command::Serve { addr, audit, jwks, issuer, audience, insecure_demo, tls_cert, tls_key, client_ca } => {
             let auth = match (jwks, insecure_demo) {
                 (Some(jwks), _) => {
                     let text = std::fs::read_to_string(&jwks).with_context(|| format!("{}", jwks.display()))?;
@@ -496,16 +512,34 @@ async fn main() -> anyhow::Result<()> {
                 }
                 (None, false) => anyhow::bail!("refusing to serve without authentication: give --jwks FILE --issuer ISS --audience AUD, or --insecure-demo for a local demo"),
             };
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(carecast_serving::tls::Tls::from_files(&cert, &key, client_ca.as_deref()).map_err(anyhow::Error::msg)?),
+                _ => None,
+            };
+            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
+            let local = listener.local_addr()?;
+            if tls.is_none() && !local.ip().is_loopback() && !insecure_demo {
+                anyhow::bail!("refusing to serve health data in plain text on {local}: give --tls-cert and --tls-key (and --client-ca for mutual TLS), or bind to loopback behind a TLS-terminating proxy");
+            }
             let store = ModelStore::new(registry.clone());
             let loaded = store.preload()?;
-            let audit = AuditLog::open(&audit_path(&registry, audit))?;
-            let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
-            tracing::info!(addr = %listener.local_addr()?, models = loaded, audit = %audit.path().display(), "carecast serving");
-            let shutdown = async {
-                tokio::signal::ctrl_c().await.ok();
-                tracing::info!("shutting down; draining in-flight requests");
+            let audit = AuditLog::open_at(&audit_location(&registry, audit))?;
+            let transport = match &tls {
+                Some(t) if t.mutual() => "mutual TLS",
+                Some(_) => "TLS",
+                None => "plain text",
             };
-            server::serve(listener, Arc::new(AppState { store, audit, auth }), shutdown).await?;
+            tracing::info!(addr = %local, transport, models = loaded, audit = %audit.location(), "carecast serving");
+            let shutdown = async {
+                let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+                tracing::info!("shutting down: no new connections; draining in-flight requests");
+            };
+            server::serve(listener, Arc::new(AppState { store, audit, auth }), tls, shutdown).await?;
+            tracing::info!("drained; stopped");
         }
         Command::Ingest { input, mapping, output, key_file, opt_out } => {
             use carecast_training::ingest::{deid::Privacy, flat, meds, omop};
@@ -573,14 +607,19 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Promote { model, version } => {
-            registry.promote(&model, &version)?;
+            ModelStore::new(registry.clone()).promote(&model, &version, &cli_user())?;
             println!("{model}: v{version} promoted");
         }
         Command::Rollback { model } => {
-            let version = registry.rollback(&model)?;
-            println!("{model}: rolled back to v{version}");
+            let version = ModelStore::new(registry.clone()).rollback(&model, &cli_user())?;
+            println!("{model}: rolled back; serving v{version}");
         }
         Command::Demo => demo(&registry).await?,
     }
     Ok(())
+}
+
+/// Who promoted or rolled back from the command line, for the registry's history.
+fn cli_user() -> String {
+    format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }

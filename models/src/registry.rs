@@ -17,9 +17,12 @@ const HISTORY: &str = "HISTORY.jsonl";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub at: DateTime<Utc>,
-    /// `published` or `promoted`.
+    /// `published`, `promoted` or `rolled back`.
     pub action: String,
     pub version: String,
+    /// Who promoted or rolled back: a server caller's token subject, or `cli:<user>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,19 +168,19 @@ impl Registry {
         }
         let target = dir.join(&next);
         std::fs::rename(&staging, &target).map_err(Self::io(&target))?;
-        self.record(model, "published", &next)?;
-        self.promote(model, &next)?;
+        self.record(model, "published", &next, None)?;
+        self.point_current(model, &next, "promoted", None)?;
         Ok(next)
     }
 
-    /// Makes `version` the one served by default, atomically.
-    pub fn promote(&self, model: &str, version: &str) -> Result<(), RegistryError> {
-        self.point_current(model, version, "promoted")
+    /// Makes `version` the one served by default, atomically; the history records `by` whom.
+    pub fn promote(&self, model: &str, version: &str, by: &str) -> Result<(), RegistryError> {
+        self.point_current(model, version, "promoted", Some(by))
     }
 
-    /// Goes back to the version promoted before the current one; returns it. Promotions stack
-    /// and roll-backs pop them, so rolling back twice goes back two promotions.
-    pub fn rollback(&self, model: &str) -> Result<String, RegistryError> {
+    /// The version a roll-back would go back to: the one promoted before the current one.
+    /// Promotions stack and roll-backs pop them, so rolling back twice goes back two promotions.
+    pub fn previous(&self, model: &str) -> Result<String, RegistryError> {
         let current = self.current(model)?;
         let mut stack = Vec::new();
         for e in self.history(model)? {
@@ -192,25 +195,30 @@ impl Registry {
         while stack.last() == Some(&current) {
             stack.pop();
         }
-        let previous = stack.pop().ok_or_else(|| RegistryError::NothingToRollBack(model.into()))?;
-        self.point_current(model, &previous, ROLLED_BACK)?;
+        stack.pop().ok_or_else(|| RegistryError::NothingToRollBack(model.into()))
+    }
+
+    /// Goes back to [`Self::previous`], atomically; returns it.
+    pub fn rollback(&self, model: &str, by: &str) -> Result<String, RegistryError> {
+        let previous = self.previous(model)?;
+        self.point_current(model, &previous, ROLLED_BACK, Some(by))?;
         Ok(previous)
     }
 
     /// Swaps `CURRENT` to `version` by renaming a new file over it, and records why.
-    fn point_current(&self, model: &str, version: &str, action: &str) -> Result<(), RegistryError> {
+    fn point_current(&self, model: &str, version: &str, action: &str, by: Option<&str>) -> Result<(), RegistryError> {
         self.resolve(model, Some(version))?;
         let dir = self.root.join(model);
         let tmp = dir.join(format!(".{CURRENT}.{}", std::process::id()));
         std::fs::write(&tmp, format!("{version}\n")).map_err(Self::io(&tmp))?;
         let path = dir.join(CURRENT);
         std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
-        self.record(model, action, version)
+        self.record(model, action, version, by)
     }
 
-    fn record(&self, model: &str, action: &str, version: &str) -> Result<(), RegistryError> {
+    fn record(&self, model: &str, action: &str, version: &str, by: Option<&str>) -> Result<(), RegistryError> {
         let path = self.root.join(model).join(HISTORY);
-        let entry = HistoryEntry { at: Utc::now(), action: action.into(), version: version.into() };
+        let entry = HistoryEntry { at: Utc::now(), action: action.into(), version: version.into(), by: by.map(str::to_string) };
         let mut line = serde_json::to_vec(&entry).expect("history entries serialise");
         line.push(b'\n');
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(Self::io(&path))?;
@@ -246,13 +254,13 @@ mod tests {
             registry.publish("m", |_, _| Ok::<(), RegistryError>(())).unwrap(); // each published version is promoted
         }
         assert_eq!(registry.current("m").unwrap(), "3");
-        assert_eq!(registry.rollback("m").unwrap(), "2");
-        assert_eq!(registry.rollback("m").unwrap(), "1");
-        assert!(matches!(registry.rollback("m"), Err(RegistryError::NothingToRollBack(_))));
+        assert_eq!(registry.rollback("m", "test").unwrap(), "2");
+        assert_eq!(registry.rollback("m", "test").unwrap(), "1");
+        assert!(matches!(registry.rollback("m", "test"), Err(RegistryError::NothingToRollBack(_))));
         assert_eq!(registry.current("m").unwrap(), "1");
-        registry.promote("m", "3").unwrap();
-        assert_eq!(registry.rollback("m").unwrap(), "1", "back past the versions already rolled back");
-        assert!(matches!(registry.promote("m", "9"), Err(RegistryError::UnknownVersion { .. })));
+        registry.promote("m", "3", "test").unwrap();
+        assert_eq!(registry.rollback("m", "test").unwrap(), "1", "back past the versions already rolled back");
+        assert!(matches!(registry.promote("m", "9", "test"), Err(RegistryError::UnknownVersion { .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,16 +1,21 @@
 //! The audit trail: every score (when, which caller, which pseudonymous patient, which model
-//! version, what probability and band) as a record in an embedded database (redb), committed
-//! durably before the score is returned, so every score a caller received is on record, a kill
-//! -9 included.
+//! version, what probability and band) as a record committed durably before the score is
+//! returned, so every score a caller received is on record, a kill -9 included. Kept in an
+//! embedded database file (redb) by default, or in a PostgreSQL table when configured (a
+//! connection string, `postgresql://…` or `host=… dbname=…`), which several servers may share.
 //!
 //! Records are hash-chained: each holds the SHA-256 of the record before it and its own hash over
 //! its contents and that link, so changing, deleting or reordering any record breaks the chain
 //! ([`verify`], `carecast audit verify`). Cutting records off the end leaves a valid shorter
-//! chain: keep the head hash `verify` prints somewhere else to detect that.
+//! chain: keep the head hash `verify` prints somewhere else to detect that. In PostgreSQL a
+//! trigger also refuses UPDATE, DELETE and TRUNCATE on the table.
 //!
-//! One writer thread owns the database and commits whatever has queued up in one transaction (one
-//! fsync for many concurrent scores), then acknowledges each of them.
+//! One writer thread per server owns the store and commits whatever has queued up in one
+//! transaction (one fsync for many concurrent scores), then acknowledges each of them. Each
+//! commit reads the chain's head inside its transaction (under a table lock in PostgreSQL), so
+//! writers sharing a table extend one chain.
 
+use crate::audit_postgres::PostgresTrail;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -23,6 +28,49 @@ const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Most records committed in one transaction.
 const MAX_GROUP: usize = 4096;
+
+/// Where a trail is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// An embedded database file.
+    File(PathBuf),
+    /// A PostgreSQL connection string (URL or key=value form).
+    Postgres(String),
+}
+
+impl Location {
+    /// A PostgreSQL connection string, or else a file path.
+    pub fn parse(s: &str) -> Self {
+        let s = s.trim();
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.contains("host=") || s.contains("dbname=") {
+            Location::Postgres(s.to_string())
+        } else {
+            Location::File(PathBuf::from(s))
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(p: &Path) -> Self {
+        Location::File(p.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(p: &PathBuf) -> Self {
+        Location::File(p.clone())
+    }
+}
+
+/// For logs and errors: the file, or PostgreSQL's host and database, never a password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::Postgres(conn) => write!(f, "{}", crate::audit_postgres::describe(conn)),
+        }
+    }
+}
 
 /// A score to record, as the scoring code has it.
 #[derive(Debug, Clone)]
@@ -55,11 +103,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The record, not yet in the chain (the writer numbers and links it).
+    /// The record, not yet in the chain (the writer numbers and links it). Times are kept to
+    /// the microsecond, as PostgreSQL keeps them, so a record hashes the same in either store.
     fn unchained(r: &AuditRecord<'_>) -> Self {
+        use chrono::SubsecRound;
         Entry {
             seq: 0,
-            time: r.time,
+            time: r.time.trunc_subsecs(6),
             caller: r.caller.into(),
             patient_key: r.patient_key.into(),
             model: r.model.into(),
@@ -71,12 +121,6 @@ impl Entry {
         }
     }
 
-    fn chain(&mut self, seq: u64, prev: &str) {
-        self.seq = seq;
-        self.prev = prev.into();
-        self.hash = self.digest();
-    }
-
     /// The hash this record must carry: over its contents with `hash` left empty.
     fn digest(&self) -> String {
         let body = Entry { hash: String::new(), ..self.clone() };
@@ -84,10 +128,27 @@ impl Entry {
     }
 }
 
+/// Numbers and links `entries` after `head` (the last record's number and hash); returns the
+/// new head.
+pub(crate) fn chain(head: Option<(u64, String)>, entries: &mut [Entry]) -> Option<(u64, String)> {
+    let mut head = head;
+    for entry in entries {
+        let (seq, prev) = match &head {
+            Some((seq, hash)) => (seq + 1, hash.as_str()),
+            None => (0, GENESIS),
+        };
+        entry.seq = seq;
+        entry.prev = prev.to_string();
+        entry.hash = entry.digest();
+        head = Some((entry.seq, entry.hash.clone()));
+    }
+    head
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("audit trail {path}: {reason}")]
-    Store { path: PathBuf, reason: String },
+    #[error("audit trail {location}: {reason}")]
+    Store { location: String, reason: String },
     #[error("audit trail broken at record {seq}: {reason}")]
     Broken { seq: u64, reason: String },
     #[error("audit trail is closed")]
@@ -105,62 +166,80 @@ struct Job {
     reply: Reply,
 }
 
+/// A store the writer appends to: each call one durable transaction that reads the chain's head,
+/// links `entries` after it and commits them.
+pub(crate) trait Trail: Send {
+    fn append(&mut self, entries: &mut [Entry]) -> Result<(), String>;
+}
+
+/// Reads a store's records in order: (the key it is stored under, the record or why it is
+/// unreadable).
+pub(crate) type Records = Vec<(u64, Result<Entry, String>)>;
+
+/// How the trail's records are read back (verification), beside the writer.
+enum Reader {
+    File(Arc<Database>),
+    Postgres(String),
+}
+
 pub struct AuditLog {
-    path: PathBuf,
-    /// Shared with the writer: reads (verification) run beside its commits.
-    db: Arc<Database>,
+    location: Location,
+    reader: Reader,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
 
-fn store_error(path: &Path, e: impl std::fmt::Display) -> AuditError {
-    AuditError::Store { path: path.to_path_buf(), reason: e.to_string() }
+fn store_error(location: &Location, e: impl std::fmt::Display) -> AuditError {
+    AuditError::Store { location: location.to_string(), reason: e.to_string() }
 }
 
 impl AuditLog {
-    /// Opens (or creates) the trail at `path` and continues its chain.
+    /// Opens (or creates) the trail in a database file and continues its chain.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| store_error(path, e))?;
-        }
-        let db = Arc::new(Database::create(path).map_err(|e| store_error(path, e))?);
-        let head = {
-            let txn = db.begin_read().map_err(|e| store_error(path, e))?;
-            match txn.open_table(RECORDS) {
-                Ok(table) => match table.last().map_err(|e| store_error(path, e))? {
-                    Some((_, v)) => {
-                        let e: Entry = serde_json::from_slice(v.value()).map_err(|e| store_error(path, e))?;
-                        Some((e.seq, e.hash))
-                    }
-                    None => None,
-                },
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
-                Err(e) => return Err(store_error(path, e)),
+        Self::open_at(&Location::from(path))
+    }
+
+    /// Opens (or creates) the trail at `location` and continues its chain.
+    pub fn open_at(location: &Location) -> Result<Self, AuditError> {
+        let (trail, reader): (Box<dyn Trail>, Reader) = match location {
+            Location::File(path) => {
+                let db = open_file(path, true).map_err(|e| store_error(location, e))?;
+                (Box::new(FileTrail(db.clone())), Reader::File(db))
+            }
+            Location::Postgres(conn) => {
+                (Box::new(PostgresTrail::connect(conn).map_err(|e| store_error(location, e))?), Reader::Postgres(conn.clone()))
             }
         };
         let (jobs, queue) = mpsc::channel::<Job>();
-        let writer_db = db.clone();
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(&writer_db, head, queue))
-            .map_err(|e| store_error(path, e))?;
-        Ok(Self { path: path.to_path_buf(), db, jobs: Some(jobs), writer: Some(writer) })
+            .spawn(move || write_loop(trail, queue))
+            .map_err(|e| store_error(location, e))?;
+        Ok(Self { location: location.clone(), reader, jobs: Some(jobs), writer: Some(writer) })
     }
 
     /// Checks the chain as committed so far (see [`verify`]), while the trail stays in use.
     pub fn verify(&self) -> Result<Verified, AuditError> {
-        read_chain(&self.db, &self.path, |_| ())
+        check_chain(self.records()?, |_| ())
     }
 
     /// Every committed record, in order.
     pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
         let mut all = Vec::new();
-        read_chain(&self.db, &self.path, |e| all.push(e))?;
+        check_chain(self.records()?, |e| all.push(e))?;
         Ok(all)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn records(&self) -> Result<Records, AuditError> {
+        match &self.reader {
+            Reader::File(db) => file_records(db),
+            Reader::Postgres(conn) => crate::audit_postgres::records(conn),
+        }
+        .map_err(|e| store_error(&self.location, e))
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     fn job<'a>(records: impl IntoIterator<Item = &'a AuditRecord<'a>>, reply: Reply) -> Job {
@@ -177,7 +256,7 @@ impl AuditLog {
         let (reply, done) = tokio::sync::oneshot::channel();
         self.send(Self::job(records, Reply::Async(reply)))?;
         let result = done.await.map_err(|_| AuditError::Closed)?;
-        result.map_err(|reason| store_error(&self.path, reason))
+        result.map_err(|reason| store_error(&self.location, reason))
     }
 
     /// Records many scores (batch scoring), blocking until they are committed.
@@ -185,7 +264,7 @@ impl AuditLog {
         let (reply, done) = mpsc::sync_channel(1);
         self.send(Self::job(records, Reply::Blocking(reply)))?;
         let result = done.recv().map_err(|_| AuditError::Closed)?;
-        result.map_err(|reason| store_error(&self.path, reason))
+        result.map_err(|reason| store_error(&self.location, reason))
     }
 }
 
@@ -199,7 +278,7 @@ impl Drop for AuditLog {
     }
 }
 
-fn write_loop(db: &Database, mut head: Option<(u64, String)>, queue: mpsc::Receiver<Job>) {
+fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Job>) {
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
         let mut pending = jobs[0].entries.len();
@@ -212,17 +291,11 @@ fn write_loop(db: &Database, mut head: Option<(u64, String)>, queue: mpsc::Recei
                 Err(_) => break,
             }
         }
-        let result = commit(db, &head, &mut jobs);
-        let reply = match result {
-            Ok(new_head) => {
-                head = new_head;
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "audit commit failed");
-                Err(e)
-            }
-        };
+        let mut entries: Vec<Entry> = jobs.iter_mut().flat_map(|j| j.entries.drain(..)).collect();
+        let reply = trail.append(&mut entries);
+        if let Err(e) = &reply {
+            tracing::error!(error = %e, "audit commit failed");
+        }
         for job in jobs {
             match job.reply {
                 Reply::Blocking(tx) => drop(tx.send(reply.clone())),
@@ -232,24 +305,54 @@ fn write_loop(db: &Database, mut head: Option<(u64, String)>, queue: mpsc::Recei
     }
 }
 
-/// Appends the jobs' records in one durable transaction; returns the new head.
-fn commit(db: &Database, head: &Option<(u64, String)>, jobs: &mut [Job]) -> Result<Option<(u64, String)>, String> {
-    let txn = db.begin_write().map_err(|e| e.to_string())?;
-    let mut head = head.clone();
-    {
-        let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
-        for entry in jobs.iter_mut().flat_map(|j| &mut j.entries) {
-            match &head {
-                Some((seq, hash)) => entry.chain(seq + 1, hash),
-                None => entry.chain(0, GENESIS),
-            }
-            let bytes = serde_json::to_vec(&entry).map_err(|e| e.to_string())?;
-            table.insert(entry.seq, bytes.as_slice()).map_err(|e| e.to_string())?;
-            head = Some((entry.seq, entry.hash.clone()));
-        }
+fn open_file(path: &Path, create: bool) -> Result<Arc<Database>, String> {
+    if !create {
+        return Database::open(path).map(Arc::new).map_err(|e| e.to_string());
     }
-    txn.commit().map_err(|e| e.to_string())?;
-    Ok(head)
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    Database::create(path).map(Arc::new).map_err(|e| e.to_string())
+}
+
+/// The embedded store: records as JSON under their sequence number.
+struct FileTrail(Arc<Database>);
+
+impl Trail for FileTrail {
+    fn append(&mut self, entries: &mut [Entry]) -> Result<(), String> {
+        let txn = self.0.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
+            let head = match table.last().map_err(|e| e.to_string())? {
+                Some((_, v)) => {
+                    let last: Entry = serde_json::from_slice(v.value()).map_err(|e| format!("last record unreadable: {e}"))?;
+                    Some((last.seq, last.hash))
+                }
+                None => None,
+            };
+            chain(head, entries);
+            for entry in entries.iter() {
+                let bytes = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
+                table.insert(entry.seq, bytes.as_slice()).map_err(|e| e.to_string())?;
+            }
+        }
+        txn.commit().map_err(|e| e.to_string())
+    }
+}
+
+fn file_records(db: &Database) -> Result<Records, String> {
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table = match txn.open_table(RECORDS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut all = Vec::new();
+    for item in table.iter().map_err(|e| e.to_string())? {
+        let (key, value) = item.map_err(|e| e.to_string())?;
+        all.push((key.value(), serde_json::from_slice(value.value()).map_err(|e| format!("unreadable: {e}"))));
+    }
+    Ok(all)
 }
 
 /// What a verified trail holds.
@@ -260,31 +363,29 @@ pub struct Verified {
     pub head: String,
 }
 
-/// Reads the trail at `path` (with no server holding it open) and checks the chain: sequence
-/// numbers without gaps, each link equal to the previous hash, each hash equal to its contents'.
-pub fn verify(path: &Path) -> Result<Verified, AuditError> {
-    let db = Database::open(path).map_err(|e| store_error(path, e))?;
-    read_chain(&db, path, |_| ())
+/// Reads the trail at `location` (for a file, with no server holding it open) and checks the
+/// chain: sequence numbers without gaps, each link equal to the previous hash, each hash equal to
+/// its contents'.
+pub fn verify<L: Into<Location>>(location: L) -> Result<Verified, AuditError> {
+    let location = location.into();
+    let records = match &location {
+        Location::File(path) => open_file(path, false).and_then(|db| file_records(&db)),
+        Location::Postgres(conn) => crate::audit_postgres::records(conn),
+    }
+    .map_err(|e| store_error(&location, e))?;
+    check_chain(records, |_| ())
 }
 
-/// Walks the records in order, checking the chain, handing each checked record to `each`.
-fn read_chain(db: &Database, path: &Path, mut each: impl FnMut(Entry)) -> Result<Verified, AuditError> {
-    let txn = db.begin_read().map_err(|e| store_error(path, e))?;
-    let table = match txn.open_table(RECORDS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Verified { records: 0, head: GENESIS.into() }),
-        Err(e) => return Err(store_error(path, e)),
-    };
+/// Checks the records in order, handing each checked record to `each`.
+fn check_chain(records: Records, mut each: impl FnMut(Entry)) -> Result<Verified, AuditError> {
     let mut prev = GENESIS.to_string();
     let mut expected = 0u64;
-    for item in table.iter().map_err(|e| store_error(path, e))? {
-        let (key, value) = item.map_err(|e| store_error(path, e))?;
-        let seq = key.value();
+    for (seq, entry) in records {
         let broken = |reason: String| AuditError::Broken { seq, reason };
         if seq != expected {
             return Err(AuditError::Broken { seq: expected, reason: format!("missing (the next record is {seq})") });
         }
-        let entry: Entry = serde_json::from_slice(value.value()).map_err(|e| broken(format!("unreadable: {e}")))?;
+        let entry = entry.map_err(broken)?;
         if entry.seq != seq {
             return Err(broken(format!("stored under {seq} but numbered {}", entry.seq)));
         }

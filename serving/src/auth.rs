@@ -1,7 +1,7 @@
 //! Who may call: bearer JWTs (RS384 or ES384) signed by a key in the trust's JWKS file, with the
 //! configured issuer and audience, unexpired, carrying roles in a `roles` claim. Each call needs
-//! one role (scoring: clinician; batches: planner; model metadata: researcher); admin may do
-//! everything. A missing or invalid token is UNAUTHENTICATED, a valid one without the role
+//! one role (scoring: clinician; batches: planner; model metadata: researcher; promotion and
+//! roll-back: admin); admin may do everything. A missing or invalid token is UNAUTHENTICATED, a valid one without the role
 //! PERMISSION_DENIED, each with the reason. Without an authenticator the server runs in an
 //! explicit local demo mode.
 

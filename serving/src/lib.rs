@@ -2,6 +2,7 @@
 //! and batch scoring of whole populations.
 
 pub mod audit;
+mod audit_postgres;
 pub mod auth;
 pub mod batch;
 pub mod cds;
@@ -10,6 +11,7 @@ pub mod metrics;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod tls;
 
 pub use audit::AuditLog;
 pub use service::AppState;

@@ -54,3 +54,10 @@ pub fn refused_http(route: &'static str, status: u16) {
 pub fn serving(model: &str, version: &str, now: bool) {
     metrics::gauge!("carecast_model_serving", "model" => model.to_string(), "version" => version.to_string()).set(if now { 1.0 } else { 0.0 });
 }
+
+/// One connection refused in its TLS handshake (no or untrusted client certificate, a plain-text
+/// client, a stalled handshake). The reason is logged; the count is by outcome only.
+pub fn tls_refused(reason: &str) {
+    tracing::warn!(reason, "TLS handshake refused");
+    metrics::counter!("carecast_tls_refused_total").increment(1);
+}

@@ -1,9 +1,10 @@
-//! One port serving `carecast.v1`, `grpc.health.v1.Health`, server reflection and, over plain
-//! HTTP, CDS Hooks at `/cds-services` and Prometheus metrics at `/metrics`, with limits:
-//! message sizes, concurrent requests per connection, and a deadline for every request (the
-//! client's `grpc-timeout` when shorter).
+//! One port serving `carecast.v1`, `grpc.health.v1.Health`, server reflection and, over
+//! HTTP/1.1 or HTTP/2, CDS Hooks at `/cds-services` and Prometheus metrics at `/metrics`, with
+//! limits: message sizes, concurrent requests per connection, and a deadline for every request
+//! (the client's `grpc-timeout` when shorter). TLS (and mutual TLS) when configured.
 
 use crate::service::{AppState, Models, Scoring};
+use crate::tls::Tls;
 use carecast_proto::v1::{self as pb, model_service_server::ModelServiceServer, scoring_service_server::ScoringServiceServer};
 use std::future::Future;
 use std::sync::Arc;
@@ -25,8 +26,9 @@ fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
     TcpListenerStream::new(listener).map(|conn| conn.and_then(|c| c.set_nodelay(true).map(|()| c)))
 }
 
-/// Serves on `listener` until `shutdown` resolves, then drains in-flight requests.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Serves on `listener` (over TLS when `tls` is given) until `shutdown` resolves; then stops
+/// accepting connections and drains the requests in flight before returning.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<Tls>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ScoringServiceServer<Scoring>>().await;
     health.set_serving::<ModelServiceServer<Models>>().await;
@@ -44,13 +46,15 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: impl F
         .add_service(reflection)
         .add_service(ScoringServiceServer::new(Scoring { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE))
         .add_service(ModelServiceServer::new(Models { state }));
-    let served = tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .accept_http1(true)
         .timeout(DEADLINE)
         .concurrency_limit_per_connection(PER_CONNECTION)
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await;
+        .add_routes(routes);
+    let served = match tls {
+        None => server.serve_with_incoming_shutdown(incoming(listener), shutdown).await,
+        Some(tls) => server.serve_with_incoming_shutdown(tls.accept(incoming(listener)), shutdown).await,
+    };
     upkeep.abort();
     Ok(served?)
 }

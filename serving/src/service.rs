@@ -355,6 +355,24 @@ impl pb::model_service_server::ModelService for Models {
         Ok(Response::new(pb::ListModelsResponse { models }))
     }
 
+    async fn promote(&self, request: Request<pb::PromoteRequest>) -> Result<Response<pb::PromoteResponse>, Status> {
+        let caller = self.state.caller(&request, "Promote", Role::Admin)?;
+        let req = request.into_inner();
+        if req.version.is_empty() {
+            return Err(Status::invalid_argument("version: required"));
+        }
+        let store = &self.state.store;
+        store.promote(&req.name, &req.version, &caller).map_err(store_status)?;
+        Ok(Response::new(pb::PromoteResponse { name: req.name, current_version: req.version }))
+    }
+
+    async fn rollback(&self, request: Request<pb::RollbackRequest>) -> Result<Response<pb::RollbackResponse>, Status> {
+        let caller = self.state.caller(&request, "Rollback", Role::Admin)?;
+        let name = request.into_inner().name;
+        let current_version = self.state.store.rollback(&name, &caller).map_err(store_status)?;
+        Ok(Response::new(pb::RollbackResponse { name, current_version }))
+    }
+
     async fn get_model(&self, request: Request<pb::GetModelRequest>) -> Result<Response<pb::GetModelResponse>, Status> {
         self.state.caller(&request, "GetModel", Role::Researcher)?;
         let req = request.into_inner();

@@ -107,6 +107,26 @@ impl ModelStore {
         Ok(package)
     }
 
+    /// Makes `version` the one served by default, once its package has loaded and passed its
+    /// checksums here: a version that would be refused is never promoted.
+    pub fn promote(&self, model: &str, version: &str, by: &str) -> Result<(), StoreError> {
+        let (version, dir) = self.registry.resolve(model, Some(version))?;
+        self.load(model, &version, &dir)?;
+        self.registry.promote(model, &version, by)?;
+        tracing::info!(model, version, by, "promoted");
+        Ok(())
+    }
+
+    /// Goes back to the version promoted before the current one (`Registry::previous`), once
+    /// its package has loaded here; returns it.
+    pub fn rollback(&self, model: &str, by: &str) -> Result<String, StoreError> {
+        let (version, dir) = self.registry.resolve(model, Some(&self.registry.previous(model)?))?;
+        self.load(model, &version, &dir)?;
+        let version = self.registry.rollback(model, by)?;
+        tracing::info!(model, version, by, "rolled back");
+        Ok(version)
+    }
+
     /// Loads every model's promoted version; returns how many loaded, logging the refusals.
     pub fn preload(&self) -> Result<usize, StoreError> {
         let mut ok = 0;

@@ -1,5 +1,5 @@
 //! Callers authenticate with bearer JWTs (ES384 here, keys from a JWKS document): scoring needs a
-//! clinician, model metadata a researcher, admin may do all; every refusal says why, with
+//! clinician, model metadata a researcher, promotion an admin, who may do all; every refusal says why, with
 //! UNAUTHENTICATED / PERMISSION_DENIED over gRPC and 401 / 403 over HTTP; the audit names the
 //! token's subject.
 
@@ -60,7 +60,7 @@ async fn tokens_roles_and_refusals() {
     let address = listener.local_addr().unwrap().to_string();
     let state = Arc::new(AppState { store: ModelStore::new(Registry::new(dir.join("registry"))), audit: AuditLog::open(&dir.join("audit.redb")).unwrap(), auth: Some(auth) });
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, state.clone(), async { stopped.await.ok(); }));
+    tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
     let mut scoring = ScoringServiceClient::connect(format!("http://{address}")).await.unwrap();
     let mut models = ModelServiceClient::connect(format!("http://{address}")).await.unwrap();
 
@@ -106,6 +106,16 @@ async fn tokens_roles_and_refusals() {
     assert!(models.list_models(bearer(pb::ListModelsRequest {}, &researcher)).await.is_ok());
     assert_eq!(models.list_models(bearer(pb::ListModelsRequest {}, &clinician)).await.unwrap_err().code(), Code::PermissionDenied);
     assert_eq!(state.audit.entries().unwrap().len(), 2, "refused calls are not scored");
+    // Promotion and roll-back are the admin's alone; the registry's history names who.
+    let promote = || pb::PromoteRequest { name: report.name.clone(), version: "1".into() };
+    for who in [&clinician, &researcher] {
+        assert_eq!(models.promote(bearer(promote(), who)).await.unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(models.rollback(bearer(pb::RollbackRequest { name: report.name.clone() }, who)).await.unwrap_err().code(), Code::PermissionDenied);
+    }
+    assert_eq!(models.promote(promote()).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(models.promote(bearer(promote(), &admin)).await.unwrap().into_inner().current_version, "1");
+    let history = Registry::new(dir.join("registry")).history(&report.name).unwrap();
+    assert_eq!(history.last().unwrap().by.as_deref(), Some("ops-1"));
 
     // CDS Hooks: the EHR's bearer token too.
     for (authorization, expected) in [(None, "401"), (Some(&researcher), "403")] {

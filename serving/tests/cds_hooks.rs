@@ -97,7 +97,7 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let address = listener.local_addr().unwrap().to_string();
     let state = Arc::new(AppState { store: ModelStore::new(registry.clone()), audit: AuditLog::open(&dir.join("audit.redb")).unwrap(), auth: None });
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, state.clone(), async { stopped.await.ok(); }));
+    tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
 
     // Discovery: the event model, with its prefetch; not the flat SUPPORT model.
     let (status, body) = http(&address, "GET", "/cds-services", "").await;

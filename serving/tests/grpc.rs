@@ -42,7 +42,7 @@ async fn start(registry_dir: &Path) -> Server {
     let audit = registry_dir.join(format!("audit-{}.redb", listener.local_addr().unwrap().port()));
     let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry_dir)), audit: AuditLog::open(&audit).unwrap(), auth: None });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, state.clone(), async { stopped.await.ok(); }));
+    tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
     Server { addr, state, _stop: stop }
 }
 
@@ -255,7 +255,7 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     let text = std::fs::read_to_string(&model).unwrap().replacen("\"value\": 0.0", "\"value\": 9.0", 1);
     std::fs::write(&model, text).unwrap();
     let registry = Registry::new(&dir);
-    registry.promote("support2_hospdead-gbm", "1").unwrap();
+    registry.promote("support2_hospdead-gbm", "1", "test").unwrap();
 
     let server = start(&dir).await;
     let mut client = scoring(&server).await;
@@ -264,7 +264,7 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     assert_eq!(served(client.score(req.clone()).await), "1");
 
     // Version 2 promoted while serving: refused, version 1 keeps serving, no restart.
-    registry.promote("support2_hospdead-gbm", "2").unwrap();
+    registry.promote("support2_hospdead-gbm", "2", "test").unwrap();
     assert_eq!(served(client.score(req.clone()).await), "1");
     let mut pinned = req.clone();
     pinned.version = "2".into();
@@ -288,7 +288,7 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     assert!(status.message().contains("is support2_hospdead-gbm version 1, not"), "{}", status.message());
 
     // A good version promoted is picked up by the running server.
-    registry.promote("support2_hospdead-gbm", "3").unwrap();
+    registry.promote("support2_hospdead-gbm", "3", "test").unwrap();
     assert_eq!(served(client.score(req).await), "3");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -374,4 +374,98 @@ async fn prometheus_metrics_are_served_over_http_on_the_grpc_port() {
     ] {
         assert!(text.contains(needle), "no `{needle}` in\n{text}");
     }
+}
+
+#[tokio::test]
+async fn shutdown_stops_new_connections_and_drains_the_calls_in_flight() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let audit = registry().join(format!("audit-drain-{}.redb", address.port()));
+    let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry())), audit: AuditLog::open(&audit).unwrap(), auth: None });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
+    let reqs: Vec<pb::ScoreRequest> = requests("support2_hospdead-gbm", 3).into_iter().map(|(r, _)| r).collect();
+
+    // A ward feed is mid-stream when the server is told to stop.
+    let mut feed = ScoringServiceClient::connect(format!("http://{address}")).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut results = feed.score_stream(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
+    tx.send(reqs[0].clone()).await.unwrap();
+    assert!(results.message().await.unwrap().is_some());
+    stop.send(()).unwrap();
+
+    // New connections are refused at once...
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if tokio::net::TcpStream::connect(address).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    refused.await.expect("the port stops accepting after shutdown");
+    // ...while the feed in flight is still answered, until it ends.
+    tx.send(reqs[1].clone()).await.unwrap();
+    let Some(pb::score_result::Outcome::Score(second)) = results.message().await.unwrap().and_then(|r| r.outcome) else { panic!("scored during the drain") };
+    assert_eq!(second.patient_key, reqs[1].patient_key);
+    assert!(!server.is_finished(), "the server waits for the stream in flight");
+    drop(tx);
+    assert!(results.message().await.unwrap().is_none());
+    tokio::time::timeout(std::time::Duration::from_secs(10), server).await.expect("drained and stopped").unwrap().unwrap();
+    let audited: Vec<String> = state.audit.entries().unwrap().into_iter().map(|e| e.patient_key).collect();
+    assert_eq!(audited, [reqs[0].patient_key.clone(), reqs[1].patient_key.clone()], "both answers audited before the server stopped");
+}
+
+#[tokio::test]
+async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_promoted() {
+    // A private registry: versions 1 and 2 as trained, version 3 damaged after publication.
+    let dir = std::env::temp_dir().join(format!("carecast-admin-{}", std::process::id()));
+    let (task, toml) = TaskSpec::load("support2_hospdead").unwrap();
+    let registry = Registry::new(&dir);
+    for _ in 0..3 {
+        train(&task, &toml, &shared_data("support2.csv"), &registry, Algorithm::Gbm, None).unwrap();
+    }
+    let model = "support2_hospdead-gbm";
+    let damaged = dir.join(model).join("3/model.json");
+    let text = std::fs::read_to_string(&damaged).unwrap().replacen("\"value\": 0.0", "\"value\": 9.0", 1);
+    std::fs::write(&damaged, text).unwrap();
+    registry.promote(model, "1", "test").unwrap();
+
+    let server = start(&dir).await;
+    let mut admin = ModelServiceClient::new(channel(&server).await);
+    let mut client = scoring(&server).await;
+    let (mut req, _) = requests(model, 1).remove(0);
+    req.model = model.into();
+    let served = async |client: &mut ScoringServiceClient<Channel>| client.score(req.clone()).await.unwrap().into_inner().model_version;
+    assert_eq!(served(&mut client).await, "1");
+
+    let promoted = admin.promote(pb::PromoteRequest { name: model.into(), version: "2".into() }).await.unwrap().into_inner();
+    assert_eq!(promoted.current_version, "2");
+    assert_eq!(served(&mut client).await, "2", "the running server follows the promotion");
+
+    let status = admin.promote(pb::PromoteRequest { name: model.into(), version: "3".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(status.message().contains("checksum"), "{}", status.message());
+    assert_eq!(registry.current(model).unwrap(), "2", "a version that fails its checksums is not promoted");
+    assert_eq!(served(&mut client).await, "2");
+    let status = admin.promote(pb::PromoteRequest { name: model.into(), version: "9".into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    let status = admin.promote(pb::PromoteRequest { name: model.into(), version: String::new() }).await.unwrap_err();
+    assert!(status.code() == Code::InvalidArgument && status.message().starts_with("version"), "{status:?}");
+
+    let rolled = admin.rollback(pb::RollbackRequest { name: model.into() }).await.unwrap().into_inner();
+    assert_eq!(rolled.current_version, "1");
+    assert_eq!(served(&mut client).await, "1");
+    // The history says who did what (in demo mode, the caller is the peer address).
+    let history = registry.history(model).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!((last.action.as_str(), last.version.as_str()), ("rolled back", "1"));
+    assert!(last.by.as_deref().is_some_and(|by| by.starts_with("127.0.0.1:")), "{last:?}");
+    // Rolling back again would go to version 3 (promoted at publication, before version 1 was):
+    // damaged, so refused, and version 1 keeps serving.
+    let status = admin.rollback(pb::RollbackRequest { name: model.into() }).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(registry.current(model).unwrap(), "1");
+    assert_eq!(served(&mut client).await, "1");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -1,0 +1,153 @@
+//! The audit trail in PostgreSQL: one row per record in `carecast_audit` (in the connection's
+//! search path), with the same fields and hashes as the embedded store, so the trust's
+//! information-governance team can query it with SQL. A trigger refuses UPDATE, DELETE and
+//! TRUNCATE; the hash chain still catches changes made by someone who disables it. Several
+//! servers may share the table: each commit locks it, reads the head and extends the chain.
+//!
+//! The client is `postgres` (pure Rust, synchronous): it runs on the audit writer's own thread,
+//! never on the async workers.
+
+use crate::audit::{Entry, Records, Trail, chain};
+use chrono::{DateTime, Utc};
+use postgres::{Client, Config, NoTls};
+
+/// Creates the table and its guard if missing; under an advisory lock, as several servers may
+/// start at once.
+const SCHEMA: &str = r#"
+SELECT pg_advisory_xact_lock(7410117);
+CREATE TABLE IF NOT EXISTS carecast_audit (
+    seq BIGINT PRIMARY KEY,
+    at TIMESTAMPTZ NOT NULL,
+    caller TEXT NOT NULL,
+    patient_key TEXT NOT NULL,
+    model TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    probability DOUBLE PRECISION NOT NULL,
+    risk_band TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE OR REPLACE FUNCTION carecast_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'carecast_audit is append-only: % refused', TG_OP;
+END $$;
+CREATE OR REPLACE TRIGGER carecast_audit_append_only BEFORE UPDATE OR DELETE ON carecast_audit
+    FOR EACH ROW EXECUTE FUNCTION carecast_audit_append_only();
+CREATE OR REPLACE TRIGGER carecast_audit_no_truncate BEFORE TRUNCATE ON carecast_audit
+    FOR EACH STATEMENT EXECUTE FUNCTION carecast_audit_append_only();
+"#;
+
+const COLUMNS: &str = "seq, at, caller, patient_key, model, model_version, probability, risk_band, prev, hash";
+
+fn connect(conn: &str) -> Result<Client, String> {
+    let config: Config = conn.parse().map_err(|e| format!("connection string: {e}"))?;
+    config.connect(NoTls).map_err(|e| e.to_string())
+}
+
+/// The server, database and user a connection string names, for logs: never its password.
+pub(crate) fn describe(conn: &str) -> String {
+    let Ok(config) = conn.parse::<Config>() else { return "PostgreSQL (unreadable connection string)".into() };
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("postgresql://{}@{host}:{port}/{}", config.get_user().unwrap_or(""), config.get_dbname().unwrap_or(""))
+}
+
+pub(crate) struct PostgresTrail {
+    conn: String,
+    client: Client,
+}
+
+impl PostgresTrail {
+    /// Connects and makes sure the table exists.
+    pub(crate) fn connect(conn: &str) -> Result<Self, String> {
+        // The client blocks on a runtime of its own: set up on a plain thread, as the caller may
+        // be an async worker (it is then used and dropped on the audit writer's thread).
+        let client = std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut client = connect(conn)?;
+                let mut txn = client.transaction().map_err(|e| e.to_string())?;
+                txn.batch_execute(SCHEMA).map_err(|e| format!("creating carecast_audit: {e}"))?;
+                txn.commit().map_err(|e| e.to_string())?;
+                Ok::<_, String>(client)
+            })
+            .join()
+            .expect("connect thread")
+        })?;
+        Ok(Self { conn: conn.to_string(), client })
+    }
+}
+
+impl Trail for PostgresTrail {
+    fn append(&mut self, entries: &mut [Entry]) -> Result<(), String> {
+        if self.client.is_closed() {
+            self.client = connect(&self.conn)?; // the server restarted: nothing was acknowledged since
+        }
+        let mut txn = self.client.transaction().map_err(|e| e.to_string())?;
+        txn.batch_execute("LOCK TABLE carecast_audit IN EXCLUSIVE MODE").map_err(|e| e.to_string())?;
+        let head = txn
+            .query_opt("SELECT seq, hash FROM carecast_audit ORDER BY seq DESC LIMIT 1", &[])
+            .map_err(|e| e.to_string())?
+            .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, String>(1)));
+        chain(head, entries);
+        // One statement for the whole group: columns as arrays, unnested into rows.
+        let seq: Vec<i64> = entries.iter().map(|e| e.seq as i64).collect();
+        let at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.time).collect();
+        let text = |f: fn(&Entry) -> &String| entries.iter().map(f).collect::<Vec<&String>>();
+        let probability: Vec<f64> = entries.iter().map(|e| e.probability).collect();
+        txn.execute(
+            &format!(
+                "INSERT INTO carecast_audit ({COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], \
+                 $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[])"
+            ),
+            &[
+                &seq,
+                &at,
+                &text(|e| &e.caller),
+                &text(|e| &e.patient_key),
+                &text(|e| &e.model),
+                &text(|e| &e.model_version),
+                &probability,
+                &text(|e| &e.risk_band),
+                &text(|e| &e.prev),
+                &text(|e| &e.hash),
+            ],
+        )
+        .map_err(|e| e.to_string())?;
+        txn.commit().map_err(|e| e.to_string())
+    }
+}
+
+/// Every row in order, read on a plain thread (see [`PostgresTrail::connect`]).
+pub(crate) fn records(conn: &str) -> Result<Records, String> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut client = connect(conn)?;
+            let rows = client.query(&format!("SELECT {COLUMNS} FROM carecast_audit ORDER BY seq"), &[]).map_err(|e| e.to_string())?;
+            Ok(rows
+                .iter()
+                .map(|row| {
+                    let seq = row.get::<_, i64>(0) as u64;
+                    let entry = Entry {
+                        seq,
+                        time: row.get(1),
+                        caller: row.get(2),
+                        patient_key: row.get(3),
+                        model: row.get(4),
+                        model_version: row.get(5),
+                        probability: row.get(6),
+                        risk_band: row.get(7),
+                        prev: row.get(8),
+                        hash: row.get(9),
+                    };
+                    (seq, Ok(entry))
+                })
+                .collect())
+        })
+        .join()
+        .expect("audit read thread")
+    })
+}
