@@ -1,7 +1,8 @@
 //! Load on loopback: the gRPC server (in this process, on its own runtime) scoring and fully
 //! explaining the synthetic deterioration GBM for 1, 16 and 64 concurrent clients, each on its own
-//! connection, sending one request after another for a fixed time. Prints throughput, p50 / p99 /
-//! p99.9 latency and the error count per level. Both sides share this machine's cores.
+//! connection, sending one request after another for a fixed time; then CDS Hooks `patient-view`
+//! for the same model (FHIR prefetch in, card out) at 1 and 16 clients. Prints throughput, p50 /
+//! p99 / p99.9 latency and the error count per level. Both sides share this machine's cores.
 //!
 //! `cargo run --release -p carecast-benches --bin load_grpc -- [seconds per level] [patients]`
 //! (defaults 10 and 20,000; the model is trained first on a synthetic population of that size).
@@ -57,21 +58,32 @@ fn main() -> anyhow::Result<()> {
     let listener = server_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let address = format!("http://{}", listener.local_addr()?);
     let state = Arc::new(AppState { store: ModelStore::new(registry), audit: AuditLog::open(&dir.join("audit.redb"))?, auth: None });
-    server_runtime.spawn(server::serve(listener, state, std::future::pending()));
+    server_runtime.spawn(server::serve(listener, state, None, std::future::pending()));
 
     let clients_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     println!("synthetic deterioration GBM ({} trees), Score with full explanation, {seconds} s per level", tree_count(&dir, &report.name));
     println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors");
     for clients in [1usize, 16, 64] {
-        let (mut latencies, errors) = clients_runtime.block_on(level(&address, clients, Duration::from_secs(seconds), requests.clone()))?;
-        latencies.sort_unstable();
-        let at = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0);
-        let rate = latencies.len() as f64 / seconds as f64;
-        println!("{clients:>8} {rate:>12.0} {:>9} {:>9} {:>9} {errors:>7}", at(0.5), at(0.99), at(0.999));
+        let measured = clients_runtime.block_on(level(&address, clients, Duration::from_secs(seconds), requests.clone()))?;
+        print_level(clients, seconds, measured);
+    }
+    println!("CDS Hooks patient-view (six sets of vital signs as FHIR Observations), {seconds} s per level");
+    let host = address.trim_start_matches("http://").to_string();
+    for clients in [1usize, 16] {
+        let measured = clients_runtime.block_on(cds_level(&host, &report.name, clients, Duration::from_secs(seconds)))?;
+        print_level(clients, seconds, measured);
     }
     drop(server_runtime);
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
+}
+
+/// One line of the table: throughput, latency quantiles (µs), errors.
+fn print_level(clients: usize, seconds: u64, (mut latencies, errors): (Vec<u64>, usize)) {
+    latencies.sort_unstable();
+    let at = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0);
+    let rate = latencies.len() as f64 / seconds as f64;
+    println!("{clients:>8} {rate:>12.0} {:>9} {:>9} {:>9} {errors:>7}", at(0.5), at(0.99), at(0.999));
 }
 
 fn tree_count(dir: &std::path::Path, name: &str) -> usize {
@@ -105,6 +117,92 @@ async fn level(address: &str, clients: usize, length: Duration, requests: Arc<Ve
             (latencies, errors)
         }));
     }
+    gather(tasks).await
+}
+
+/// A `patient-view` request for an inpatient of about 80 with six sets of vital signs over the last
+/// day (pulse, respiration, SpO2, systolic BP, temperature, consciousness, oxygen), varied by `i`.
+fn patient_view(i: usize) -> String {
+    const VITALS: [(&str, f64); 7] = [("8867-4", 92.0), ("9279-1", 19.0), ("59408-5", 95.0), ("8480-6", 116.0), ("8310-5", 37.3), ("67775-7", 0.0), ("3151-8", 0.0)];
+    let now = chrono::Utc::now();
+    let mut observations = Vec::new();
+    for set in 0..6i64 {
+        let taken = (now - chrono::Duration::minutes(4 * 60 * set + 1)).to_rfc3339();
+        for (k, (loinc, typical)) in VITALS.iter().enumerate() {
+            let wobble = ((i * 7 + set as usize * 3 + k) % 11) as f64 - 5.0;
+            observations.push(serde_json::json!({ "resource": {
+                "resourceType": "Observation", "status": "final",
+                "code": { "coding": [{ "system": "http://loinc.org", "code": loinc }] },
+                "effectiveDateTime": taken, "valueQuantity": { "value": typical * (1.0 + 0.02 * wobble) },
+            }}));
+        }
+    }
+    serde_json::json!({
+        "hook": "patient-view", "hookInstance": format!("load-{i}"),
+        "context": { "userId": "Practitioner/load", "patientId": format!("load-{i}") },
+        "prefetch": {
+            "patient": { "resourceType": "Patient", "id": format!("load-{i}"), "gender": if i.is_multiple_of(2) { "female" } else { "male" }, "birthDate": "1946-03-15" },
+            "observations": { "resourceType": "Bundle", "type": "searchset", "entry": observations },
+            "conditions": { "resourceType": "Bundle", "type": "searchset", "entry": [] },
+        },
+    })
+    .to_string()
+}
+
+/// One HTTP/1.1 POST on a kept-alive connection; the status.
+async fn post(connection: &mut tokio::io::BufReader<tokio::net::TcpStream>, path: &str, body: &str) -> std::io::Result<u16> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let head = format!("POST {path} HTTP/1.1\r\nHost: carecast\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    connection.get_mut().write_all(format!("{head}{body}").as_bytes()).await?;
+    let (mut line, mut status, mut length) = (String::new(), 0u16, 0usize);
+    loop {
+        line.clear();
+        connection.read_line(&mut line).await?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some(code) = header.strip_prefix("HTTP/1.1 ") {
+            status = code.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+        } else if let Some((_, value)) = header.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("content-length")) {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut card = vec![0; length];
+    connection.read_exact(&mut card).await?;
+    Ok(status)
+}
+
+/// `clients` keep-alive connections posting `patient-view` back to back for `length`.
+async fn cds_level(host: &str, model: &str, clients: usize, length: Duration) -> anyhow::Result<(Vec<u64>, usize)> {
+    let bodies: Arc<Vec<String>> = Arc::new((0..64).map(patient_view).collect());
+    let path = format!("/cds-services/{model}");
+    let end = Instant::now() + length;
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let stream = tokio::net::TcpStream::connect(host).await?;
+        stream.set_nodelay(true)?;
+        let mut connection = tokio::io::BufReader::new(stream);
+        let (bodies, path) = (bodies.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0usize);
+            let mut i = c * 5;
+            while Instant::now() < end {
+                let started = Instant::now();
+                match post(&mut connection, &path, &bodies[i % bodies.len()]).await {
+                    Ok(200) => latencies.push(started.elapsed().as_micros() as u64),
+                    _ => errors += 1,
+                }
+                i += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    gather(tasks).await
+}
+
+/// Every client's latencies, and the errors.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<(Vec<u64>, usize)>>) -> anyhow::Result<(Vec<u64>, usize)> {
     let (mut all, mut errors) = (Vec::new(), 0);
     for t in tasks {
         let (l, e) = t.await?;
