@@ -612,7 +612,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Rollback { model } => {
             let version = ModelStore::new(registry.clone()).rollback(&model, &cli_user())?;
-            println!("{model}: rolled back; serving v{version}");
+            println!("{model}: rolled back to v{version}");
         }
         Command::Demo => demo(&registry).await?,
     }
