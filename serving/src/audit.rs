@@ -176,15 +176,10 @@ pub(crate) trait Trail: Send {
 /// unreadable).
 pub(crate) type Records = Vec<(u64, Result<Entry, String>)>;
 
-/// How the trail's records are read back (verification), beside the writer.
-enum Reader {
-    File(Arc<Database>),
-    Postgres(String),
-}
-
 pub struct AuditLog {
     location: Location,
-    reader: Reader,
+    /// The open database file, read beside the writer (a file cannot be opened twice).
+    file: Option<Arc<Database>>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<std::thread::JoinHandle<()>>,
 }
@@ -201,21 +196,19 @@ impl AuditLog {
 
     /// Opens (or creates) the trail at `location` and continues its chain.
     pub fn open_at(location: &Location) -> Result<Self, AuditError> {
-        let (trail, reader): (Box<dyn Trail>, Reader) = match location {
+        let (trail, file): (Box<dyn Trail>, _) = match location {
             Location::File(path) => {
                 let db = open_file(path, true).map_err(|e| store_error(location, e))?;
-                (Box::new(FileTrail(db.clone())), Reader::File(db))
+                (Box::new(FileTrail(db.clone())), Some(db))
             }
-            Location::Postgres(conn) => {
-                (Box::new(PostgresTrail::connect(conn).map_err(|e| store_error(location, e))?), Reader::Postgres(conn.clone()))
-            }
+            Location::Postgres(conn) => (Box::new(PostgresTrail::connect(conn).map_err(|e| store_error(location, e))?), None),
         };
         let (jobs, queue) = mpsc::channel::<Job>();
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || write_loop(trail, queue))
             .map_err(|e| store_error(location, e))?;
-        Ok(Self { location: location.clone(), reader, jobs: Some(jobs), writer: Some(writer) })
+        Ok(Self { location: location.clone(), file, jobs: Some(jobs), writer: Some(writer) })
     }
 
     /// Checks the chain as committed so far (see [`verify`]), while the trail stays in use.
@@ -231,11 +224,7 @@ impl AuditLog {
     }
 
     fn records(&self) -> Result<Records, AuditError> {
-        match &self.reader {
-            Reader::File(db) => file_records(db),
-            Reader::Postgres(conn) => crate::audit_postgres::records(conn),
-        }
-        .map_err(|e| store_error(&self.location, e))
+        read_records(&self.location, self.file.as_deref())
     }
 
     pub fn location(&self) -> &Location {
@@ -367,13 +356,17 @@ pub struct Verified {
 /// chain: sequence numbers without gaps, each link equal to the previous hash, each hash equal to
 /// its contents'.
 pub fn verify<L: Into<Location>>(location: L) -> Result<Verified, AuditError> {
-    let location = location.into();
-    let records = match &location {
-        Location::File(path) => open_file(path, false).and_then(|db| file_records(&db)),
-        Location::Postgres(conn) => crate::audit_postgres::records(conn),
+    check_chain(read_records(&location.into(), None)?, |_| ())
+}
+
+/// Every record at `location` in order, from `open` when the file is already open.
+fn read_records(location: &Location, open: Option<&Database>) -> Result<Records, AuditError> {
+    match (location, open) {
+        (Location::File(_), Some(db)) => file_records(db),
+        (Location::File(path), None) => open_file(path, false).and_then(|db| file_records(&db)),
+        (Location::Postgres(conn), _) => crate::audit_postgres::records(conn),
     }
-    .map_err(|e| store_error(&location, e))?;
-    check_chain(records, |_| ())
+    .map_err(|e| store_error(location, e))
 }
 
 /// Checks the records in order, handing each checked record to `each`.

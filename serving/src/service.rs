@@ -361,8 +361,7 @@ impl pb::model_service_server::ModelService for Models {
         if req.version.is_empty() {
             return Err(Status::invalid_argument("version: required"));
         }
-        let store = &self.state.store;
-        store.promote(&req.name, &req.version, &caller).map_err(store_status)?;
+        self.state.store.promote(&req.name, &req.version, &caller).map_err(store_status)?;
         Ok(Response::new(pb::PromoteResponse { name: req.name, current_version: req.version }))
     }
 
