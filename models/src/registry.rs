@@ -44,6 +44,15 @@ pub enum RegistryError {
 /// The history action of a roll-back (it names the version gone back to).
 const ROLLED_BACK: &str = "rolled back";
 
+/// The identity of a `CURRENT` pointer file (see [`Registry::current_stamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointerStamp {
+    device: u64,
+    inode: u64,
+    modified: (i64, i64),
+    size: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Registry {
     root: PathBuf,
@@ -106,6 +115,20 @@ impl Registry {
         }
         versions.sort_unstable();
         Ok(versions.into_iter().map(|v| v.to_string()).collect())
+    }
+
+    /// What identifies a model's `CURRENT` pointer file as it is now, `None` when there is none.
+    /// A promotion renames a new file over the pointer, so an unchanged stamp is an unchanged
+    /// pointer: a server can check it on every request with one `stat` instead of reading it.
+    pub fn current_stamp(&self, model: &str) -> Result<Option<PointerStamp>, RegistryError> {
+        use std::os::unix::fs::MetadataExt;
+        check_name(model)?;
+        let path = self.root.join(model).join(CURRENT);
+        match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(PointerStamp { device: m.dev(), inode: m.ino(), modified: (m.mtime(), m.mtime_nsec()), size: m.size() })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RegistryError::Io { path, source: e }),
+        }
     }
 
     /// The promoted version of a model.

@@ -1,10 +1,11 @@
 //! Loaded model packages, keyed by name and version. A request without a version follows the
 //! registry's `CURRENT` pointer, read on every request, so a promotion (or a roll-back) takes
-//! effect without a restart; each version is loaded (and its checksums verified) once. When the
+//! effect without a restart (between promotions a request costs one `stat` of the pointer, not a
+//! read); each version is loaded (and its checksums verified) once. When the
 //! promoted version cannot be loaded (damaged, failing its checksums), the version served before
 //! it keeps serving, and the refusal is logged once.
 
-use carecast_models::registry::RegistryError;
+use carecast_models::registry::{PointerStamp, RegistryError};
 use carecast_models::{ModelPackage, Registry, load_package};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -24,7 +25,15 @@ pub struct ModelStore {
     refused: RwLock<HashMap<(String, String), String>>,
     /// Per model, the version last served by default: the fallback while a promoted version
     /// cannot be loaded.
-    serving: RwLock<HashMap<String, Arc<ModelPackage>>>,
+    serving: RwLock<HashMap<String, Served>>,
+}
+
+/// The package a model serves by default.
+struct Served {
+    package: Arc<ModelPackage>,
+    /// The stamp of the `CURRENT` pointer that named it; `None` while it is a fallback, so that
+    /// the promoted version is tried again.
+    pointer: Option<PointerStamp>,
 }
 
 impl ModelStore {
@@ -43,22 +52,31 @@ impl ModelStore {
             let (version, dir) = self.registry.resolve(model, version)?;
             return self.load(model, &version, &dir);
         }
+        let pointer = self.registry.current_stamp(model)?;
+        if let Some(served) = self.serving.read().expect("store lock").get(model)
+            && pointer.is_some()
+            && served.pointer == pointer
+        {
+            return Ok(served.package.clone());
+        }
         let (current, dir) = self.registry.resolve(model, None)?;
         match self.load(model, &current, &dir) {
             Ok(package) => {
                 let mut serving = self.serving.write().expect("store lock");
-                if serving.get(model).is_none_or(|p| !Arc::ptr_eq(p, &package)) {
+                let before = serving.insert(model.to_string(), Served { package: package.clone(), pointer });
+                if before.as_ref().is_none_or(|b| !Arc::ptr_eq(&b.package, &package)) {
                     tracing::info!(model, version = %current, "serving by default");
-                    if let Some(before) = serving.insert(model.to_string(), package.clone()) {
-                        crate::metrics::serving(model, &before.manifest.version, false);
+                    if let Some(before) = before {
+                        crate::metrics::serving(model, &before.package.manifest.version, false);
                     }
                     crate::metrics::serving(model, &current, true);
                 }
                 Ok(package)
             }
             Err(refused) => {
-                if let Some(previous) = self.serving.read().expect("store lock").get(model) {
-                    return Ok(previous.clone());
+                if let Some(previous) = self.serving.write().expect("store lock").get_mut(model) {
+                    previous.pointer = None;
+                    return Ok(previous.package.clone());
                 }
                 // Nothing served yet (a fresh start): the newest earlier version that loads.
                 let earlier = self.registry.versions(model)?;
@@ -66,7 +84,7 @@ impl ModelStore {
                     let (v, dir) = self.registry.resolve(model, Some(v))?;
                     if let Ok(package) = self.load(model, &v, &dir) {
                         tracing::warn!(model, promoted = %current, serving = %v, "promoted version refused; serving an earlier one");
-                        self.serving.write().expect("store lock").insert(model.to_string(), package.clone());
+                        self.serving.write().expect("store lock").insert(model.to_string(), Served { package: package.clone(), pointer: None });
                         crate::metrics::serving(model, &v, true);
                         return Ok(package);
                     }
