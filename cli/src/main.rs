@@ -12,6 +12,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// mimalloc: a scored request makes and frees many small allocations on whichever worker thread
+/// runs it, which glibc's allocator serves markedly slower under concurrency.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "carecast", version, about = "Explained clinical risk scores: train, evaluate, score and serve.")]
 struct Cli {
