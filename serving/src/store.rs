@@ -31,8 +31,9 @@ pub struct ModelStore {
 /// The package a model serves by default.
 struct Served {
     package: Arc<ModelPackage>,
-    /// The stamp of the `CURRENT` pointer that named it; `None` while it is a fallback, so that
-    /// the promoted version is tried again.
+    /// The stamp of the `CURRENT` pointer that named it; `None` for an earlier version served
+    /// from a fresh start because the promoted one was refused. While the promoted version is
+    /// refused the pointer's stamp differs from this one, so it is tried again.
     pointer: Option<PointerStamp>,
 }
 
@@ -74,8 +75,7 @@ impl ModelStore {
                 Ok(package)
             }
             Err(refused) => {
-                if let Some(previous) = self.serving.write().expect("store lock").get_mut(model) {
-                    previous.pointer = None;
+                if let Some(previous) = self.serving.read().expect("store lock").get(model) {
                     return Ok(previous.package.clone());
                 }
                 // Nothing served yet (a fresh start): the newest earlier version that loads.
