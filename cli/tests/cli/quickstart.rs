@@ -1,8 +1,6 @@
 //! The README's quickstart (`carecast demo`) and the individual commands, run as a user would.
 
-mod common;
-
-use common::carecast;
+use crate::common::carecast;
 use std::path::Path;
 use std::process::Command;
 

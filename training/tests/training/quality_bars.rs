@@ -100,7 +100,7 @@ fn support2_dementia_meets_the_discrimination_and_slope_bars() {
 
 /// pbc2 as events (the flat mapping bundled with Carecast), written as MEDS.
 fn pbc2_meds(dir: &Path) -> PathBuf {
-    let mapping: FlatMapping = toml::from_str(include_str!("../tasks/pbc2_events.toml")).unwrap();
+    let mapping: FlatMapping = toml::from_str(include_str!("../../tasks/pbc2_events.toml")).unwrap();
     let flat = read_flat(&shared_data("pbc2.csv"), &mapping).unwrap();
     let meds = dir.join("meds");
     write_meds(&flat.store, &flat.splits, &meds, "pbc2").unwrap();
@@ -111,8 +111,8 @@ fn pbc2_meds(dir: &Path) -> PathBuf {
 fn pbc2_death2y_meets_the_bars_and_training_is_reproducible() {
     let dir = temp("pbc2-bars");
     let meds = pbc2_meds(&dir);
-    let task = include_str!("../tasks/pbc2_death2y_events.toml");
-    let features = include_str!("../tasks/pbc2_features.toml");
+    let task = include_str!("../../tasks/pbc2_death2y_events.toml");
+    let features = include_str!("../../tasks/pbc2_features.toml");
     let set = event_training_set(&meds, task, features, Rows::TaskSplit).unwrap();
     assert_eq!(set.data.test_rows.len() + set.data.train_rows.len(), 1754, "the task's rows");
     let report = train_set(&set, &Registry::new(dir.join("a")), Algorithm::Logistic, None).unwrap();

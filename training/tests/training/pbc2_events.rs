@@ -16,7 +16,7 @@ fn shared(file: &str) -> PathBuf {
 
 #[test]
 fn pbc2_events_reproduce_the_flat_task() {
-    let mapping: FlatMapping = toml::from_str(include_str!("../tasks/pbc2_events.toml")).unwrap();
+    let mapping: FlatMapping = toml::from_str(include_str!("../../tasks/pbc2_events.toml")).unwrap();
     let flat = read_flat(&shared("pbc2.csv"), &mapping).unwrap();
     assert_eq!(flat.report.rows_read, 1945);
     assert!(flat.report.dropped.is_empty(), "{:?}", flat.report.dropped);
@@ -46,7 +46,7 @@ fn pbc2_events_reproduce_the_flat_task() {
     std::fs::remove_dir_all(&dir).unwrap();
 
     // Labels equal the flat definition, computed here independently from the CSV.
-    let spec: EventTaskSpec = toml::from_str(include_str!("../tasks/pbc2_death2y_events.toml")).unwrap();
+    let spec: EventTaskSpec = toml::from_str(include_str!("../../tasks/pbc2_death2y_events.toml")).unwrap();
     let (labels, excluded) = label(&back, &spec).unwrap();
     let df = read_table(&shared("pbc2.csv")).unwrap();
     let col = |c: &str| text_column(&df, c).unwrap();
@@ -76,7 +76,7 @@ fn pbc2_events_reproduce_the_flat_task() {
     assert!((prevalence - 0.151).abs() < 0.001, "{prevalence}");
 
     // Features at each label agree with the visit row.
-    let features = FeatureSetSpec::from_toml(include_str!("../tasks/pbc2_features.toml")).unwrap();
+    let features = FeatureSetSpec::from_toml(include_str!("../../tasks/pbc2_features.toml")).unwrap();
     let extractor = FeatureExtractor::new(&features);
     let rows = extract_features(&back, &labels, &extractor);
     let at = |name: &str| features.features.iter().position(|f| f.name == name).unwrap();

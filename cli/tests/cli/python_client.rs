@@ -4,9 +4,7 @@
 //! environment under the build directory (from PyPI) unless `CARECAST_PYTHON` names a Python
 //! that has it.
 
-mod common;
-
-use common::{Cell, carecast, serve, support2_row};
+use crate::common::{Cell, carecast, serve, support2_row};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

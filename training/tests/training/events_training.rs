@@ -10,22 +10,49 @@ use carecast_training::ingest::table::row_values;
 use carecast_training::pipeline::{MetricsFile, Rows, train_set};
 use carecast_training::{Algorithm, synth};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The evaluation a published package carries.
 fn metrics(pkg: &ModelPackage) -> MetricsFile {
     serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap()
 }
+/// The synthetic population the three tests read, written once (20,000 patients, seed 17).
+const PATIENTS: usize = 20_000;
+const SEED: u64 = 17;
+const TESTS: usize = 3;
+
+fn population() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("carecast-events-training-{}", std::process::id()));
+        synth::write_population(PATIENTS, SEED, 8_000, &dir.join("meds")).unwrap();
+        dir
+    })
+}
+
+/// Each test publishes into a registry of its own beside the population.
+fn registry(name: &str) -> Registry {
+    Registry::new(population().join(name))
+}
+
+/// The last of the tests to finish removes the population and the registries.
+fn finished() {
+    static DONE: AtomicUsize = AtomicUsize::new(0);
+    if DONE.fetch_add(1, Ordering::SeqCst) + 1 == TESTS {
+        std::fs::remove_dir_all(population()).unwrap();
+    }
+}
 
 #[test]
-fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
-    let dir = std::env::temp_dir().join(format!("carecast-events-training-{}", std::process::id()));
-    let (patients, seed) = (20_000, 17);
-    synth::write_population(patients, seed, 8_000, &dir.join("meds")).unwrap();
-    let registry = Registry::new(dir.join("registry"));
+fn dementia_gbm_risks_agree_with_the_true_risks() {
+    let dir = population();
+    let registry = registry("dementia");
 
     // Dementia within five years, GBM with risk constrained never to fall with age.
-    let task = include_str!("../tasks/synth_dementia_5y.toml");
-    let features = include_str!("../tasks/synth_dementia_features.toml");
+    let task = include_str!("../../tasks/synth_dementia_5y.toml");
+    let features = include_str!("../../tasks/synth_dementia_features.toml");
     let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit).unwrap();
     assert!(set.data.test_rows.len() > 2000 && set.data.train_rows.len() > 15_000);
     let report = train_set(&set, &registry, Algorithm::Gbm, None).unwrap();
@@ -42,7 +69,7 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     assert_eq!(deciles, 10, "IMD deciles from coded attributes");
 
     // Predicted risks against each held-out patient's true five-year risk.
-    let truth: HashMap<i64, f64> = synth::population(patients, seed).truth.iter().map(|t| (t.subject, t.dementia_risk_5y)).collect();
+    let truth: HashMap<i64, f64> = synth::population(PATIENTS, SEED).truth.iter().map(|t| (t.subject, t.dementia_risk_5y)).collect();
     let (store, _, _) = read_meds(&dir.join("meds")).unwrap();
     let spec: EventTaskSpec = toml::from_str(task).unwrap();
     let (labels, _) = label(&store, &spec).unwrap();
@@ -65,10 +92,17 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     let no_bands = task.split("[risk_bands]").next().unwrap();
     let err = event_training_set(&dir.join("meds"), no_bands, features, Rows::TaskSplit).err().unwrap().to_string();
     assert!(err.contains("risk_bands"), "{err}");
+    finished();
+}
 
+#[test]
+fn deterioration_gbm_beats_news2_and_scores_blocks_as_it_scores_rows() {
+    let dir = population();
+    let registry = registry("deterioration-gbm");
+    let mut ws = Workspace::default();
     // Deterioration within 24 hours of each observation set, against NEWS2 on the same rows.
-    let task = include_str!("../tasks/synth_deterioration_24h.toml");
-    let features = include_str!("../tasks/synth_deterioration_features.toml");
+    let task = include_str!("../../tasks/synth_deterioration_24h.toml");
+    let features = include_str!("../../tasks/synth_deterioration_features.toml");
     let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit).unwrap();
     let report = train_set(&set, &registry, Algorithm::Gbm, None).unwrap();
     let pkg = load_package(&registry.resolve("synth_deterioration_24h-gbm", None).unwrap().1).unwrap();
@@ -87,9 +121,18 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
         assert!(block.contributions.iter().zip(&single.contributions).all(|(a, b)| (a - b).abs() < 1e-12));
     }
 
+    finished();
+}
+
+#[test]
+fn deterioration_gru_over_observation_sets_beats_news2_and_is_explained_by_factor() {
+    let dir = population();
+    let registry = registry("deterioration-gru");
+    let mut ws = Workspace::default();
+    let task = include_str!("../../tasks/synth_deterioration_24h.toml");
     // A GRU over the last six observation sets (with age, NEWS2 and time since admission beside
     // them), against NEWS2 on the same rows; its integrated gradients add up.
-    let sequence = include_str!("../tasks/synth_deterioration_sequence_features.toml");
+    let sequence = include_str!("../../tasks/synth_deterioration_sequence_features.toml");
     let set = event_training_set(&dir.join("meds"), task, sequence, Rows::TaskSplit).unwrap();
     let report = train_set(&set, &registry, Algorithm::Gru, None).unwrap();
     let pkg = load_package(&registry.resolve("synth_deterioration_24h-gru", None).unwrap().1).unwrap();
@@ -112,5 +155,5 @@ fn synthetic_dementia_and_deterioration_models_meet_their_bars() {
     assert!((score.factors.iter().sum::<f64>() - score.contributions.iter().sum::<f64>()).abs() < 1e-12);
     let reason = factors.reason(sbp, &specs, &values, score.factors[sbp]);
     assert!(reason.starts_with("Systolic BP (latest set) ") && reason.contains("mmHg and 5 related inputs: "), "{reason}");
-    std::fs::remove_dir_all(&dir).unwrap();
+    finished();
 }

@@ -1,10 +1,8 @@
 //! A server killed with SIGKILL while scoring and auditing under load: afterwards the audit
 //! trail's hash chain still verifies, and every score a client received is in it.
 
-mod common;
-
 use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
-use common::{Cell, carecast, serve, support2_row};
+use crate::common::{Cell, carecast, serve, support2_row};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -1,7 +1,5 @@
 //! What the command-line tests share: running `carecast`, starting a server, reading patients.
 
-#![allow(dead_code)] // each test file uses its own part
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

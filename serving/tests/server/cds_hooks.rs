@@ -85,8 +85,8 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let dir = std::env::temp_dir().join(format!("carecast-cds-{}", std::process::id()));
     synth::write_population(4000, 5, 8_000, &dir.join("meds")).unwrap();
     let registry = Registry::new(dir.join("registry"));
-    let task = include_str!("../../training/tasks/synth_deterioration_24h.toml");
-    let features = include_str!("../../training/tasks/synth_deterioration_features.toml");
+    let task = include_str!("../../../training/tasks/synth_deterioration_24h.toml");
+    let features = include_str!("../../../training/tasks/synth_deterioration_features.toml");
     let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit).unwrap();
     let report = train_set(&set, &registry, Algorithm::Logistic, None).unwrap();
     let (task, toml) = carecast_training::TaskSpec::load("support2_hospdead").unwrap();

@@ -1,0 +1,7 @@
+//! The `carecast` command as users and clients run it, one binary so that the tests build once
+//! and run side by side.
+
+mod audit_crash;
+mod common;
+mod python_client;
+mod quickstart;
