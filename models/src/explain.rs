@@ -3,7 +3,7 @@
 //! sign's readings over time), ranked, and put into words. Shapley values are additive, so
 //! every grouping still adds up to the margin.
 
-use crate::preprocess::fmt_num;
+use crate::preprocess::push_num;
 use crate::schema::{FeatureSpec, Value};
 
 /// Sums column contributions into per-feature contributions (`owners[c]` is column `c`'s feature).
@@ -61,33 +61,47 @@ impl Factors {
     /// One line for factor `k`, quoting its first feature's value, e.g. `Systolic BP (latest
     /// set) 82 mmHg and 5 related inputs: raises risk`.
     pub fn reason(&self, k: usize, specs: &[&FeatureSpec], row: &[Value<'_>], contribution: f64) -> String {
+        use std::fmt::Write;
         let members = &self.members[k];
         let lead = members[0];
-        let related = match members.len() - 1 {
-            0 => String::new(),
-            1 => " and 1 related input".to_string(),
-            n => format!(" and {n} related inputs"),
-        };
-        format!("{}{related}: {}", shown(specs[lead], &row[lead]), effect(contribution))
+        let mut line = shown(specs[lead], &row[lead]);
+        match members.len() - 1 {
+            0 => {}
+            1 => line.push_str(" and 1 related input"),
+            n => write!(line, " and {n} related inputs").expect("writing to a String cannot fail"),
+        }
+        line.push_str(": ");
+        line.push_str(effect(contribution));
+        line
     }
 }
 
 /// One line for one feature, e.g. `Mean blood pressure 52 mmHg: raises risk`.
 pub fn reason(spec: &FeatureSpec, value: &Value<'_>, contribution: f64) -> String {
-    format!("{}: {}", shown(spec, value), effect(contribution))
+    let mut line = shown(spec, value);
+    line.push_str(": ");
+    line.push_str(effect(contribution));
+    line
 }
 
-/// The feature's display name and value with its unit.
+/// The feature's display name and value with its unit, in one allocation (a score's explanation
+/// has a line per feature).
 fn shown(spec: &FeatureSpec, value: &Value<'_>) -> String {
-    let value = match value {
-        Value::Number(x) => match &spec.unit {
-            Some(u) => format!("{} {u}", fmt_num(*x)),
-            None => fmt_num(*x),
-        },
-        Value::Text(t) => (*t).to_string(),
-        Value::Missing => "not recorded".to_string(),
-    };
-    format!("{} {value}", spec.display_name())
+    let mut line = String::with_capacity(64);
+    line.push_str(spec.display_name());
+    line.push(' ');
+    match value {
+        Value::Number(x) => {
+            push_num(&mut line, *x);
+            if let Some(u) = &spec.unit {
+                line.push(' ');
+                line.push_str(u);
+            }
+        }
+        Value::Text(t) => line.push_str(t),
+        Value::Missing => line.push_str("not recorded"),
+    }
+    line
 }
 
 fn effect(contribution: f64) -> &'static str {

@@ -246,8 +246,84 @@ impl Preprocessor {
     }
 }
 
-/// Formats a number for a clinician: no trailing noise, at most 3 significant decimals.
+/// Formats a number for a clinician: whole from 100, one decimal from 10, else two, trailing
+/// zeros dropped (`82`, `37.5`, `0.25`).
 pub fn fmt_num(x: f64) -> String {
-    let s = if x.abs() >= 100.0 { format!("{x:.0}") } else if x.abs() >= 10.0 { format!("{x:.1}") } else { format!("{x:.2}") };
-    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    let mut s = String::new();
+    push_num(&mut s, x);
+    s
+}
+
+/// [`fmt_num`] appended to `out`: a score's explanation formats a number per feature, so this
+/// rounds `x · 10^places` directly (the same digits as `format!("{x:.places$}")`, which rounds the
+/// exact binary value half to even) and leaves only values within rounding error of a tie, and
+/// non-finite or huge ones, to `format!` and its arbitrary-precision path.
+pub fn push_num(out: &mut String, x: f64) {
+    use std::fmt::Write;
+    let places: usize = if x.abs() >= 100.0 { 0 } else if x.abs() >= 10.0 { 1 } else { 2 };
+    let unit = [1u64, 10, 100][places];
+    let scaled = x.abs() * unit as f64; // within half an ulp of the exact product
+    let from_tie = (scaled - scaled.floor() - 0.5).abs();
+    if !(scaled < 1e15) || from_tie <= scaled * f64::EPSILON + f64::MIN_POSITIVE {
+        let start = out.len();
+        write!(out, "{x:.places$}").expect("writing to a String cannot fail");
+        if out[start..].contains('.') {
+            let kept = out.trim_end_matches('0').trim_end_matches('.').len();
+            out.truncate(kept);
+        }
+        return;
+    }
+    let rounded = scaled.round() as u64;
+    if x.is_sign_negative() {
+        out.push('-'); // as format! does, "-0" included
+    }
+    write!(out, "{}", rounded / unit).expect("writing to a String cannot fail");
+    let mut fraction = rounded % unit;
+    if fraction != 0 {
+        out.push('.');
+        let mut width = places;
+        while fraction % 10 == 0 {
+            fraction /= 10;
+            width -= 1;
+        }
+        write!(out, "{fraction:0width$}").expect("writing to a String cannot fail");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_num;
+    use proptest::prelude::*;
+
+    /// The definition: `format!` at the number's precision, trailing zeros dropped.
+    fn by_format(x: f64) -> String {
+        let places = if x.abs() >= 100.0 { 0 } else if x.abs() >= 10.0 { 1 } else { 2 };
+        let s = format!("{x:.places$}");
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
+    }
+
+    #[test]
+    fn ties_signs_and_extremes_format_as_format_does() {
+        let mut cases = vec![
+            0.0, -0.0, 0.005, 0.015, 0.125, 2.5, -2.5, 9.995, 9.999, 10.05, 10.25, 99.95, 99.96, 100.5, 101.5, -0.001, 1e-300,
+            5e-324, 1e15, 1e16, 123_456_789.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN,
+        ];
+        // Ties and near-ties of every precision, on fine grids.
+        for k in 0..4000 {
+            let k = f64::from(k);
+            cases.extend([k / 8.0, k / 200.0, -k / 20.0, 10.0 + k * 0.005, 100.0 + k * 0.5, k * 0.001 + 1e-9]);
+        }
+        for x in cases {
+            assert_eq!(fmt_num(x), by_format(x), "{x:e}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_number_formats_as_format_does(x in any::<f64>(), thousandths in -2_000_000i64..2_000_000) {
+            prop_assert_eq!(fmt_num(x), by_format(x));
+            let clinical = thousandths as f64 / 1000.0;
+            prop_assert_eq!(fmt_num(clinical), by_format(clinical));
+        }
+    }
 }
