@@ -78,9 +78,10 @@ async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>
             Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
         }),
     };
+    let announced = state.audit.announce();
     let result = match authorized.and_then(|subject| card(&state, &id, &body, subject)) {
         Ok((card, record)) => {
-            let audited = state.audit.record(&[record.as_record()]).await;
+            let audited = announced.record(&[record.as_record()]).await;
             match audited {
                 Ok(()) => {
                     crate::metrics::scored(&record.model, &record.version, record.band);

@@ -1,6 +1,6 @@
 //! The `carecast.v1` gRPC services: scoring with explanations, and model metadata.
 
-use crate::audit::{AuditLog, AuditRecord};
+use crate::audit::{Announced, AuditLog, AuditRecord};
 use crate::auth::{Authenticator, Role};
 use crate::metrics;
 use crate::store::{ModelStore, StoreError};
@@ -203,7 +203,7 @@ impl Scoring {
     }
 
     /// Commits the scores to the audit trail; until it has, none may be returned.
-    async fn audit(&self, caller: &str, scored: &[&Scored]) -> Result<(), Status> {
+    async fn audit(&self, caller: &str, scored: &[&Scored], announced: Announced<'_>) -> Result<(), Status> {
         let time = chrono::Utc::now();
         let records: Vec<AuditRecord<'_>> = scored
             .iter()
@@ -217,7 +217,7 @@ impl Scoring {
                 risk_band: s.band,
             })
             .collect();
-        self.state.audit.record(&records).await.map_err(|e| {
+        announced.record(&records).await.map_err(|e| {
             tracing::error!(error = %e, "audit write failed; scores withheld");
             Status::unavailable("audit trail unavailable; score withheld")
         })
@@ -253,8 +253,9 @@ impl pb::scoring_service_server::ScoringService for Scoring {
     async fn score(&self, request: Request<pb::ScoreRequest>) -> Result<Response<pb::ScoreResponse>, Status> {
         let started = std::time::Instant::now();
         let caller = self.state.caller(&request, "Score", Role::Clinician)?;
+        let announced = self.state.audit.announce();
         let outcome = match self.evaluate(request.get_ref(), &mut Workspace::default()) {
-            Ok(s) => self.audit(&caller, &[&s]).await.map(|()| s),
+            Ok(s) => self.audit(&caller, &[&s], announced).await.map(|()| s),
             Err(status) => Err(status),
         };
         count("Score", &outcome);
@@ -277,8 +278,9 @@ impl pb::scoring_service_server::ScoringService for Scoring {
                     Err(status) => Err(status), // the client's stream broke: report it and stop
                     Ok(req) => {
                         let started = std::time::Instant::now();
+                        let announced = this.state.audit.announce();
                         let outcome = match this.evaluate(&req, &mut ws) {
-                            Ok(s) => this.audit(&caller, &[&s]).await.map(|()| s),
+                            Ok(s) => this.audit(&caller, &[&s], announced).await.map(|()| s),
                             Err(status) => Err(status),
                         };
                         count("ScoreStream", &outcome);
@@ -318,7 +320,7 @@ impl pb::scoring_service_server::ScoringService for Scoring {
         .await
         .map_err(|_| Status::internal("batch scoring failed"))?;
         let ok: Vec<&Scored> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
-        self.audit(&caller, &ok).await?;
+        self.audit(&caller, &ok, self.state.audit.announce()).await?;
         outcomes.iter().for_each(|o| count("ScoreBatch", o));
         metrics::answered("ScoreBatch", started.elapsed().as_secs_f64());
         let results = outcomes

@@ -40,13 +40,22 @@ async fn concurrent_scores_form_one_verifiable_chain_and_tampering_is_found() {
     let path = dir.join("audit.redb");
     let log = Arc::new(AuditLog::open(&path).unwrap());
 
-    // 8 tasks × 200 single scores beside a batch of 500 from a blocking thread.
+    // 8 tasks × 200 single scores beside a batch of 500 from a blocking thread. Half the tasks
+    // announce each score first, as the server does, and now and then announce one that is then
+    // refused (never recorded): neither may lose, repeat or hold up a record.
     let mut tasks = Vec::new();
     for t in 0..8 {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..200 {
-                log.record(&[record(&format!("p{t}-{i}"))]).await.unwrap();
+                let key = format!("p{t}-{i}");
+                if t % 2 == 0 {
+                    let refused = (i % 10 == 0).then(|| log.announce());
+                    log.announce().record(&[record(&key)]).await.unwrap();
+                    drop(refused);
+                } else {
+                    log.record(&[record(&key)]).await.unwrap();
+                }
             }
         }));
     }
