@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     let listener = server_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let address = format!("http://{}", listener.local_addr()?);
     let state = Arc::new(AppState { store: ModelStore::new(registry), audit: AuditLog::open(&dir.join("audit.redb"))?, auth: None });
-    server_runtime.spawn(server::serve(listener, state, None, std::future::pending()));
+    server_runtime.spawn(server::serve(listener, state.clone(), None, std::future::pending()));
 
     let clients_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     println!("synthetic deterioration GBM ({} trees), Score with full explanation, {seconds} s per level", tree_count(&dir, &report.name));
@@ -71,6 +71,16 @@ fn main() -> anyhow::Result<()> {
     for clients in [1usize, 16, 64] {
         let measured = clients_runtime.block_on(level(&address, clients, Duration::from_secs(seconds), requests.clone()))?;
         print_level(clients, seconds, measured);
+    }
+    if h2load_installed() {
+        println!("the same with nghttp2's h2load as the generator (its own process, one thread; one request body)");
+        println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors");
+        let body = dir.join("request.grpc");
+        std::fs::write(&body, grpc_frame(&requests[0]))?;
+        let url = format!("{address}/carecast.v1.ScoringService/Score");
+        for clients in [1usize, 16, 64] {
+            print_level(clients, seconds, h2load_level(&url, clients, seconds, &body, &state.audit)?);
+        }
     }
     println!("CDS Hooks patient-view (six sets of vital signs as FHIR Observations), {seconds} s per level");
     let host = address.trim_start_matches("http://").to_string();
@@ -107,20 +117,7 @@ fn tree_count(dir: &std::path::Path, name: &str) -> usize {
 /// to the server. Every 64th response is decoded and checked: every contribution present, and
 /// base value plus contributions equal to the margin.
 async fn level(address: &str, clients: usize, length: Duration, requests: Arc<Vec<pb::ScoreRequest>>) -> anyhow::Result<(Vec<u64>, usize)> {
-    use prost::Message;
-    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(
-        requests
-            .iter()
-            .map(|r| {
-                let message = r.encode_to_vec();
-                let mut framed = Vec::with_capacity(5 + message.len());
-                framed.push(0); // not compressed
-                framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-                framed.extend_from_slice(&message);
-                bytes::Bytes::from(framed)
-            })
-            .collect(),
-    );
+    let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(requests.iter().map(|r| bytes::Bytes::from(grpc_frame(r))).collect());
     let features = requests[0].features.len();
     let uri: http::Uri = format!("{address}/carecast.v1.ScoringService/Score").parse()?;
     let mut tasks = Vec::new();
@@ -145,6 +142,59 @@ async fn level(address: &str, clients: usize, length: Duration, requests: Arc<Ve
         }));
     }
     gather(tasks).await
+}
+
+/// A request as gRPC sends it: uncompressed, its length, the message.
+fn grpc_frame(request: &pb::ScoreRequest) -> Vec<u8> {
+    use prost::Message;
+    let message = request.encode_to_vec();
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    framed
+}
+
+fn h2load_installed() -> bool {
+    std::process::Command::new("h2load").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// One level driven by `h2load` (`clients` connections, one request in flight on each, for
+/// `seconds`): latencies from its per-request log. Errors: requests it did not see answered 200,
+/// requests the server refused (its `carecast_errors_total`: a gRPC refusal is still HTTP 200),
+/// and any answered request the audit trail did not gain a record for.
+fn h2load_level(url: &str, clients: usize, seconds: u64, body: &std::path::Path, audit: &AuditLog) -> anyhow::Result<(Vec<u64>, usize)> {
+    let log = body.with_extension(format!("{clients}.tsv"));
+    let (audited, refused) = (audit.verify()?.records, server_refusals());
+    let run = std::process::Command::new("h2load")
+        .args(["-c", &clients.to_string(), "-m", "1", "-t", "1", "-D", &seconds.to_string()])
+        .args(["-H", "content-type: application/grpc", "-H", "te: trailers", "-d"])
+        .arg(body)
+        .arg(format!("--log-file={}", log.display()))
+        .arg(url)
+        .output()?;
+    anyhow::ensure!(run.status.success(), "h2load: {}", String::from_utf8_lossy(&run.stderr));
+    let (mut latencies, mut errors) = (Vec::new(), 0usize);
+    for line in std::fs::read_to_string(&log)?.lines() {
+        let columns: Vec<&str> = line.split('\t').collect();
+        match (columns.get(1), columns.get(2).and_then(|m| m.parse().ok())) {
+            (Some(&"200"), Some(micros)) => latencies.push(micros),
+            _ => errors += 1,
+        }
+    }
+    let gained = (audit.verify()?.records - audited) as usize;
+    errors += (server_refusals() - refused) + latencies.len().saturating_sub(gained);
+    Ok((latencies, errors))
+}
+
+/// Requests the server has refused so far, from its own metrics.
+fn server_refusals() -> usize {
+    carecast_serving::metrics::handle()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("carecast_errors_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as usize
 }
 
 /// An HTTP/2 connection to the server, with windows large enough that flow control never waits.
