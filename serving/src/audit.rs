@@ -36,6 +36,9 @@ const MAX_GROUP: usize = 4096;
 /// The longest a commit waits for announced scores: a commit's fsync costs the same for one
 /// record as for a hundred, so under load this trades at most this much latency for far fewer.
 pub const HOLD: Duration = Duration::from_micros(500);
+/// How often a holding commit looks at the count again: an announced score that is refused ends
+/// its announcement without queueing anything, so nothing else would wake the writer.
+const RECHECK: Duration = Duration::from_micros(50);
 
 /// Where a trail is kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,8 +320,9 @@ fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Job>, announced: 
             let next = match queue.try_recv() {
                 Ok(job) => job,
                 Err(_) if announced.load(Ordering::SeqCst) == 0 => break,
-                Err(_) => match queue.recv_timeout(hold_until.saturating_duration_since(Instant::now())) {
+                Err(_) => match queue.recv_timeout(hold_until.saturating_duration_since(Instant::now()).min(RECHECK)) {
                     Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < hold_until => continue,
                     Err(_) => break,
                 },
             };

@@ -78,9 +78,13 @@ async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>
             Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
         }),
     };
-    let announced = state.audit.announce();
-    let result = match authorized.and_then(|subject| card(&state, &id, &body, subject)) {
-        Ok((card, record)) => {
+    // Announced once authenticated, as for gRPC: a refused caller never holds a commit.
+    let scored = authorized.and_then(|subject| {
+        let announced = state.audit.announce();
+        card(&state, &id, &body, subject).map(|scored| (scored, announced))
+    });
+    let result = match scored {
+        Ok(((card, record), announced)) => {
             let audited = announced.record(&[record.as_record()]).await;
             match audited {
                 Ok(()) => {
