@@ -22,6 +22,9 @@ use std::time::{Duration, Instant};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The unary scoring call, as both generators address it.
+const SCORE: &str = "/carecast.v1.ScoringService/Score";
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let seconds: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
@@ -77,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors");
         let body = dir.join("request.grpc");
         std::fs::write(&body, grpc_frame(&requests[0]))?;
-        let url = format!("{address}/carecast.v1.ScoringService/Score");
+        let url = format!("{address}{SCORE}");
         for clients in [1usize, 16, 64] {
             print_level(clients, seconds, h2load_level(&url, clients, seconds, &body, &state.audit)?);
         }
@@ -119,7 +122,7 @@ fn tree_count(dir: &std::path::Path, name: &str) -> usize {
 async fn level(address: &str, clients: usize, length: Duration, requests: Arc<Vec<pb::ScoreRequest>>) -> anyhow::Result<(Vec<u64>, usize)> {
     let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(requests.iter().map(|r| bytes::Bytes::from(grpc_frame(r))).collect());
     let features = requests[0].features.len();
-    let uri: http::Uri = format!("{address}/carecast.v1.ScoringService/Score").parse()?;
+    let uri: http::Uri = format!("{address}{SCORE}").parse()?;
     let mut tasks = Vec::new();
     let end = Instant::now() + length;
     for c in 0..clients {
