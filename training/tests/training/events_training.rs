@@ -18,11 +18,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 fn metrics(pkg: &ModelPackage) -> MetricsFile {
     serde_json::from_slice(&std::fs::read(pkg.dir.join("metrics.json")).unwrap()).unwrap()
 }
-/// The synthetic population the three tests read, written once (20,000 patients, seed 17).
+
+/// The synthetic population the tests below share: its size and seed.
 const PATIENTS: usize = 20_000;
 const SEED: u64 = 17;
+/// The tests that read it; the last to finish removes it.
 const TESTS: usize = 3;
 
+/// The shared population's directory, written by whichever test needs it first.
 fn population() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
