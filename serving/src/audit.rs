@@ -14,7 +14,8 @@
 //! transaction (one fsync for many concurrent scores), then acknowledges each of them. A score
 //! being computed is announced first ([`AuditLog::announce`]); the writer holds a commit a
 //! little (at most [`HOLD`]) while announced scores are still to come, so that under load many
-//! share one fsync while a lone score is committed at once. Each
+//! share one fsync while a lone score is committed at once. A score that is refused instead
+//! withdraws its announcement with a message, which wakes a holding writer to look again. Each
 //! commit reads the chain's head inside its transaction (under a table lock in PostgreSQL), so
 //! writers sharing a table extend one chain.
 
@@ -36,9 +37,6 @@ const MAX_GROUP: usize = 4096;
 /// The longest a commit waits for announced scores: a commit's fsync costs the same for one
 /// record as for a hundred, so under load this trades at most this much latency for far fewer.
 pub const HOLD: Duration = Duration::from_micros(500);
-/// How often a holding commit looks at the count again: an announced score that is refused ends
-/// its announcement without queueing anything, so nothing else would wake the writer.
-const RECHECK: Duration = Duration::from_micros(50);
 
 /// Where a trail is kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +175,14 @@ struct Job {
     reply: Reply,
 }
 
+/// What the writer is sent.
+enum Message {
+    /// Records to commit.
+    Job(Job),
+    /// An announced score was refused and will not come: a holding commit need not wait for it.
+    Withdrawn,
+}
+
 /// A store the writer appends to: each call one durable transaction that reads the chain's head,
 /// links `entries` after it and commits them.
 pub(crate) trait Trail: Send {
@@ -191,7 +197,7 @@ pub struct AuditLog {
     location: Location,
     /// The open database file, read beside the writer (a file cannot be opened twice).
     file: Option<Arc<Database>>,
-    jobs: Option<mpsc::Sender<Job>>,
+    messages: Option<mpsc::Sender<Message>>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// Scores announced and not yet submitted.
     announced: Arc<AtomicUsize>,
@@ -201,11 +207,13 @@ pub struct AuditLog {
 /// when the score is refused, ends the announcement.
 pub struct Announced<'a> {
     log: &'a AuditLog,
+    submitted: bool,
 }
 
 impl Announced<'_> {
     /// [`AuditLog::record`] for the announced score.
-    pub async fn record(self, records: &[AuditRecord<'_>]) -> Result<(), AuditError> {
+    pub async fn record(mut self, records: &[AuditRecord<'_>]) -> Result<(), AuditError> {
+        self.submitted = true;
         let log = self.log;
         drop(self); // before the job is queued, so the writer never waits on a score it holds
         log.record(records).await
@@ -215,6 +223,10 @@ impl Announced<'_> {
 impl Drop for Announced<'_> {
     fn drop(&mut self) {
         self.log.announced.fetch_sub(1, Ordering::SeqCst);
+        if !self.submitted {
+            // After the count falls, so a writer woken by this sees the count without it.
+            self.log.send(Message::Withdrawn).ok();
+        }
     }
 }
 
@@ -237,21 +249,21 @@ impl AuditLog {
             }
             Location::Postgres(conn) => (Box::new(PostgresTrail::connect(conn).map_err(|e| store_error(location, e))?), None),
         };
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (messages, queue) = mpsc::channel::<Message>();
         let announced = Arc::new(AtomicUsize::new(0));
         let still_to_come = announced.clone();
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || write_loop(trail, queue, &still_to_come))
             .map_err(|e| store_error(location, e))?;
-        Ok(Self { location: location.clone(), file, jobs: Some(jobs), writer: Some(writer), announced })
+        Ok(Self { location: location.clone(), file, messages: Some(messages), writer: Some(writer), announced })
     }
 
     /// Announces a score about to be computed and recorded, so that a commit starting meanwhile
     /// may wait for it (at most [`HOLD`]) and share its fsync.
     pub fn announce(&self) -> Announced<'_> {
         self.announced.fetch_add(1, Ordering::SeqCst);
-        Announced { log: self }
+        Announced { log: self, submitted: false }
     }
 
     /// Checks the chain as committed so far (see [`verify`]), while the trail stays in use.
@@ -278,15 +290,15 @@ impl AuditLog {
         Job { entries: records.into_iter().map(Entry::unchained).collect(), reply }
     }
 
-    fn send(&self, job: Job) -> Result<(), AuditError> {
-        self.jobs.as_ref().ok_or(AuditError::Closed)?.send(job).map_err(|_| AuditError::Closed)
+    fn send(&self, message: Message) -> Result<(), AuditError> {
+        self.messages.as_ref().ok_or(AuditError::Closed)?.send(message).map_err(|_| AuditError::Closed)
     }
 
     /// Records scores and returns once they are durably committed; a score whose audit fails
     /// must not be returned.
     pub async fn record(&self, records: &[AuditRecord<'_>]) -> Result<(), AuditError> {
         let (reply, done) = tokio::sync::oneshot::channel();
-        self.send(Self::job(records, Reply::Async(reply)))?;
+        self.send(Message::Job(Self::job(records, Reply::Async(reply))))?;
         let result = done.await.map_err(|_| AuditError::Closed)?;
         result.map_err(|reason| store_error(&self.location, reason))
     }
@@ -294,7 +306,7 @@ impl AuditLog {
     /// Records many scores (batch scoring), blocking until they are committed.
     pub fn record_all<'a>(&self, records: impl IntoIterator<Item = &'a AuditRecord<'a>>) -> Result<(), AuditError> {
         let (reply, done) = mpsc::sync_channel(1);
-        self.send(Self::job(records, Reply::Blocking(reply)))?;
+        self.send(Message::Job(Self::job(records, Reply::Blocking(reply))))?;
         let result = done.recv().map_err(|_| AuditError::Closed)?;
         result.map_err(|reason| store_error(&self.location, reason))
     }
@@ -303,31 +315,33 @@ impl AuditLog {
 /// Closing waits for the writer to commit what is queued.
 impl Drop for AuditLog {
     fn drop(&mut self) {
-        self.jobs.take();
+        self.messages.take();
         if let Some(w) = self.writer.take() {
             w.join().ok();
         }
     }
 }
 
-fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Job>, announced: &AtomicUsize) {
-    while let Ok(first) = queue.recv() {
+fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Message>, announced: &AtomicUsize) {
+    while let Ok(message) = queue.recv() {
+        let Message::Job(first) = message else { continue };
         let hold_until = Instant::now() + HOLD;
         let mut pending = first.entries.len();
         let mut jobs = vec![first];
         // What has queued up, then whatever announced scores arrive before the hold ends.
         while pending < MAX_GROUP {
             let next = match queue.try_recv() {
-                Ok(job) => job,
+                Ok(message) => message,
                 Err(_) if announced.load(Ordering::SeqCst) == 0 => break,
-                Err(_) => match queue.recv_timeout(hold_until.saturating_duration_since(Instant::now()).min(RECHECK)) {
-                    Ok(job) => job,
-                    Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < hold_until => continue,
+                Err(_) => match queue.recv_timeout(hold_until.saturating_duration_since(Instant::now())) {
+                    Ok(message) => message,
                     Err(_) => break,
                 },
             };
-            pending += next.entries.len();
-            jobs.push(next);
+            if let Message::Job(job) = next {
+                pending += job.entries.len();
+                jobs.push(job);
+            }
         }
         let mut entries: Vec<Entry> = jobs.iter_mut().flat_map(|j| j.entries.drain(..)).collect();
         let reply = trail.append(&mut entries);
