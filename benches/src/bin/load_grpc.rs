@@ -73,35 +73,50 @@ fn main() -> anyhow::Result<()> {
     println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors");
     for clients in [1usize, 16, 64] {
         let measured = clients_runtime.block_on(level(&address, clients, Duration::from_secs(seconds), requests.clone()))?;
-        print_level(clients, seconds, measured);
+        print_level(clients, seconds, measured, None);
     }
     if h2load_installed() {
         println!("the same with nghttp2's h2load as the generator (its own process, one thread; one request body)");
-        println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors");
+        println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7} {:>14}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "server CPU µs");
         let body = dir.join("request.grpc");
         std::fs::write(&body, grpc_frame(&requests[0]))?;
         let url = format!("{address}{SCORE}");
         for clients in [1usize, 16, 64] {
-            print_level(clients, seconds, h2load_level(&url, clients, seconds, &body, &state.audit)?);
+            let (measured, cpu) = h2load_level(&url, clients, seconds, &body, &state.audit)?;
+            let per_request = cpu * 1e6 / measured.0.len().max(1) as f64;
+            print_level(clients, seconds, measured, Some(per_request));
         }
     }
     println!("CDS Hooks patient-view (six sets of vital signs as FHIR Observations), {seconds} s per level");
     let host = address.trim_start_matches("http://").to_string();
     for clients in [1usize, 16] {
         let measured = clients_runtime.block_on(cds_level(&host, &report.name, clients, Duration::from_secs(seconds)))?;
-        print_level(clients, seconds, measured);
+        print_level(clients, seconds, measured, None);
     }
     drop(server_runtime);
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
 
-/// One line of the table: throughput, latency quantiles (µs), errors.
-fn print_level(clients: usize, seconds: u64, (mut latencies, errors): (Vec<u64>, usize)) {
+/// One line of the table: throughput, latency quantiles (µs), errors, and the server's CPU time
+/// per request where only the server runs in this process.
+fn print_level(clients: usize, seconds: u64, (mut latencies, errors): (Vec<u64>, usize), cpu_per_request: Option<f64>) {
     latencies.sort_unstable();
     let at = |q: f64| latencies.get(((latencies.len().max(1) - 1) as f64 * q) as usize).copied().unwrap_or(0);
     let rate = latencies.len() as f64 / seconds as f64;
-    println!("{clients:>8} {rate:>12.0} {:>9} {:>9} {:>9} {errors:>7}", at(0.5), at(0.99), at(0.999));
+    let cpu = cpu_per_request.map(|c| format!(" {c:>14.0}")).unwrap_or_default();
+    println!("{clients:>8} {rate:>12.0} {:>9} {:>9} {:>9} {errors:>7}{cpu}", at(0.5), at(0.99), at(0.999));
+}
+
+/// CPU seconds this process has used, user and system (Linux `/proc/self/stat`, in its clock
+/// ticks of 1/100 s). On a machine whose speed varies run to run, CPU per request compares two
+/// builds of the server where throughput cannot.
+fn process_cpu() -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).ok_or_else(|| anyhow::anyhow!("/proc/self/stat: no field {i}"));
+    Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn tree_count(dir: &std::path::Path, name: &str) -> usize {
@@ -165,10 +180,12 @@ fn h2load_installed() -> bool {
 /// One level driven by `h2load` (`clients` connections, one request in flight on each, for
 /// `seconds`): latencies from its per-request log. Errors: requests it did not see answered 200,
 /// requests the server refused (its `carecast_errors_total`: a gRPC refusal is still HTTP 200),
-/// and any answered request the audit trail did not gain a record for.
-fn h2load_level(url: &str, clients: usize, seconds: u64, body: &std::path::Path, audit: &AuditLog) -> anyhow::Result<(Vec<u64>, usize)> {
+/// and any answered request the audit trail did not gain a record for. Also the CPU seconds this
+/// process (the server alone) used while h2load ran.
+fn h2load_level(url: &str, clients: usize, seconds: u64, body: &std::path::Path, audit: &AuditLog) -> anyhow::Result<((Vec<u64>, usize), f64)> {
     let log = body.with_extension(format!("{clients}.tsv"));
     let (audited, refused) = (audit.verify()?.records, server_refusals());
+    let cpu = process_cpu()?;
     let run = std::process::Command::new("h2load")
         .args(["-c", &clients.to_string(), "-m", "1", "-t", "1", "-D", &seconds.to_string()])
         .args(["-H", "content-type: application/grpc", "-H", "te: trailers", "-d"])
@@ -176,6 +193,7 @@ fn h2load_level(url: &str, clients: usize, seconds: u64, body: &std::path::Path,
         .arg(format!("--log-file={}", log.display()))
         .arg(url)
         .output()?;
+    let cpu = process_cpu()? - cpu;
     anyhow::ensure!(run.status.success(), "h2load: {}", String::from_utf8_lossy(&run.stderr));
     let (mut latencies, mut errors) = (Vec::new(), 0usize);
     for line in std::fs::read_to_string(&log)?.lines() {
@@ -187,7 +205,7 @@ fn h2load_level(url: &str, clients: usize, seconds: u64, body: &std::path::Path,
     }
     let gained = (audit.verify()?.records - audited) as usize;
     errors += (server_refusals() - refused) + latencies.len().saturating_sub(gained);
-    Ok((latencies, errors))
+    Ok(((latencies, errors), cpu))
 }
 
 /// Requests the server has refused so far, from its own metrics.
