@@ -49,11 +49,11 @@ enum ModelChoice {
 
 #[derive(Subcommand)]
 enum AuditAction {
-    /// Check the hash chain (with no server holding the trail open): every record present,
+    /// Check the hash chain (a running server may go on writing to it): every record present,
     /// linked to the one before and unaltered. Prints the count and the head hash; keep the head
     /// elsewhere to detect records cut off the end later.
     Verify {
-        /// A database file, or a PostgreSQL connection string; default `<registry>/audit.redb`.
+        /// A journal file, or a PostgreSQL connection string; default `<registry>/audit.jsonl`.
         #[arg(long, env = "CARECAST_AUDIT")]
         audit: Option<String>,
     },
@@ -178,9 +178,9 @@ enum Command {
         /// Contributions per row, largest first.
         #[arg(long, default_value_t = 5)]
         top: usize,
-        /// Audit trail: an embedded database file, or a PostgreSQL connection string
+        /// Audit trail: an append-only journal file, or a PostgreSQL connection string
         /// (`postgresql://user:password@host/db`: set CARECAST_AUDIT to keep the password off the
-        /// command line); default `<registry>/audit.redb`.
+        /// command line); default `<registry>/audit.jsonl`.
         #[arg(long, env = "CARECAST_AUDIT")]
         audit: Option<String>,
     },
@@ -193,9 +193,9 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:50051")]
         addr: String,
-        /// Audit trail: an embedded database file, or a PostgreSQL connection string
+        /// Audit trail: an append-only journal file, or a PostgreSQL connection string
         /// (`postgresql://user:password@host/db`: set CARECAST_AUDIT to keep the password off the
-        /// command line); default `<registry>/audit.redb`.
+        /// command line); default `<registry>/audit.jsonl`.
         #[arg(long, env = "CARECAST_AUDIT")]
         audit: Option<String>,
         /// JWKS file with the keys that sign callers' bearer tokens (RS384 or ES384).
@@ -341,7 +341,7 @@ fn train_command(registry: &Registry, task: &str, data: Option<PathBuf>, fits: &
 }
 
 fn audit_location(registry: &Registry, audit: Option<String>) -> Location {
-    audit.map_or_else(|| Location::File(registry.root().join("audit.redb")), |a| Location::parse(&a))
+    audit.map_or_else(|| Location::File(registry.root().join("audit.jsonl")), |a| Location::parse(&a))
 }
 
 fn print_score(r: &pb::ScoreResponse) {

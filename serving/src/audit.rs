@@ -1,8 +1,9 @@
 //! The audit trail: every score (when, which caller, which pseudonymous patient, which model
 //! version, what probability and band) as a record committed durably before the score is
 //! returned, so every score a caller received is on record, a kill -9 included. Kept in an
-//! embedded database file (redb) by default, or in a PostgreSQL table when configured (a
-//! connection string, `postgresql://…` or `host=… dbname=…`), which several servers may share.
+//! append-only journal file by default ([`crate::audit_journal`]), or in a PostgreSQL table when
+//! configured (a connection string, `postgresql://…` or `host=… dbname=…`), which several
+//! servers may share.
 //!
 //! Records are hash-chained: each holds the SHA-256 of the record before it and its own hash over
 //! its contents and that link, so changing, deleting or reordering any record breaks the chain
@@ -15,13 +16,13 @@
 //! being computed is announced first ([`AuditLog::announce`]); the writer holds a commit a
 //! little (at most [`HOLD`]) while announced scores are still to come, so that under load many
 //! share one fsync while a lone score is committed at once. A score that is refused instead
-//! withdraws its announcement with a message, which wakes a holding writer to look again. Each
-//! commit reads the chain's head inside its transaction (under a table lock in PostgreSQL), so
-//! writers sharing a table extend one chain.
+//! withdraws its announcement with a message, which wakes a holding writer to look again. A
+//! journal file has one writer (it holds the file's lock); in PostgreSQL each commit reads the
+//! chain's head under a table lock, so writers sharing a table extend one chain.
 
+use crate::audit_journal::Journal;
 use crate::audit_postgres::PostgresTrail;
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// The link of the first record.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// Most records committed in one transaction.
@@ -41,7 +41,7 @@ pub const HOLD: Duration = Duration::from_micros(500);
 /// Where a trail is kept.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Location {
-    /// An embedded database file.
+    /// An append-only journal file.
     File(PathBuf),
     /// A PostgreSQL connection string (URL or key=value form).
     Postgres(String),
@@ -183,8 +183,8 @@ enum Message {
     Withdrawn,
 }
 
-/// A store the writer appends to: each call one durable transaction that reads the chain's head,
-/// links `entries` after it and commits them.
+/// A store the writer appends to: each call links `entries` after the chain's head and commits
+/// them durably, all or none.
 pub(crate) trait Trail: Send {
     fn append(&mut self, entries: &mut [Entry]) -> Result<(), String>;
 }
@@ -195,8 +195,6 @@ pub(crate) type Records = Vec<(u64, Result<Entry, String>)>;
 
 pub struct AuditLog {
     location: Location,
-    /// The open database file, read beside the writer (a file cannot be opened twice).
-    file: Option<Arc<Database>>,
     messages: Option<mpsc::Sender<Message>>,
     writer: Option<std::thread::JoinHandle<()>>,
     /// Scores announced and not yet submitted.
@@ -242,12 +240,9 @@ impl AuditLog {
 
     /// Opens (or creates) the trail at `location` and continues its chain.
     pub fn open_at(location: &Location) -> Result<Self, AuditError> {
-        let (trail, file): (Box<dyn Trail>, _) = match location {
-            Location::File(path) => {
-                let db = open_file(path, true).map_err(|e| store_error(location, e))?;
-                (Box::new(FileTrail(db.clone())), Some(db))
-            }
-            Location::Postgres(conn) => (Box::new(PostgresTrail::connect(conn).map_err(|e| store_error(location, e))?), None),
+        let trail: Box<dyn Trail> = match location {
+            Location::File(path) => Box::new(Journal::open(path).map_err(|e| store_error(location, e))?),
+            Location::Postgres(conn) => Box::new(PostgresTrail::connect(conn).map_err(|e| store_error(location, e))?),
         };
         let (messages, queue) = mpsc::channel::<Message>();
         let announced = Arc::new(AtomicUsize::new(0));
@@ -256,7 +251,7 @@ impl AuditLog {
             .name("audit-writer".into())
             .spawn(move || write_loop(trail, queue, &still_to_come))
             .map_err(|e| store_error(location, e))?;
-        Ok(Self { location: location.clone(), file, messages: Some(messages), writer: Some(writer), announced })
+        Ok(Self { location: location.clone(), messages: Some(messages), writer: Some(writer), announced })
     }
 
     /// Announces a score about to be computed and recorded, so that a commit starting meanwhile
@@ -279,7 +274,7 @@ impl AuditLog {
     }
 
     fn records(&self) -> Result<Records, AuditError> {
-        read_records(&self.location, self.file.as_deref())
+        read_records(&self.location)
     }
 
     pub fn location(&self) -> &Location {
@@ -357,56 +352,6 @@ fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Message>, announc
     }
 }
 
-fn open_file(path: &Path, create: bool) -> Result<Arc<Database>, String> {
-    if !create {
-        return Database::open(path).map(Arc::new).map_err(|e| e.to_string());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
-    Database::create(path).map(Arc::new).map_err(|e| e.to_string())
-}
-
-/// The embedded store: records as JSON under their sequence number.
-struct FileTrail(Arc<Database>);
-
-impl Trail for FileTrail {
-    fn append(&mut self, entries: &mut [Entry]) -> Result<(), String> {
-        let txn = self.0.begin_write().map_err(|e| e.to_string())?;
-        {
-            let mut table = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
-            let head = match table.last().map_err(|e| e.to_string())? {
-                Some((_, v)) => {
-                    let last: Entry = serde_json::from_slice(v.value()).map_err(|e| format!("last record unreadable: {e}"))?;
-                    Some((last.seq, last.hash))
-                }
-                None => None,
-            };
-            chain(head, entries);
-            for entry in entries.iter() {
-                let bytes = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
-                table.insert(entry.seq, bytes.as_slice()).map_err(|e| e.to_string())?;
-            }
-        }
-        txn.commit().map_err(|e| e.to_string())
-    }
-}
-
-fn file_records(db: &Database) -> Result<Records, String> {
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let table = match txn.open_table(RECORDS) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(e.to_string()),
-    };
-    let mut all = Vec::new();
-    for item in table.iter().map_err(|e| e.to_string())? {
-        let (key, value) = item.map_err(|e| e.to_string())?;
-        all.push((key.value(), serde_json::from_slice(value.value()).map_err(|e| format!("unreadable: {e}"))));
-    }
-    Ok(all)
-}
-
 /// What a verified trail holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
@@ -415,19 +360,18 @@ pub struct Verified {
     pub head: String,
 }
 
-/// Reads the trail at `location` (for a file, with no server holding it open) and checks the
-/// chain: sequence numbers without gaps, each link equal to the previous hash, each hash equal to
-/// its contents'.
+/// Reads the trail at `location` (a server may be writing to it) and checks the chain:
+/// sequence numbers in order without gaps, each link equal to the previous hash, each hash equal
+/// to its contents'.
 pub fn verify<L: Into<Location>>(location: L) -> Result<Verified, AuditError> {
-    check_chain(read_records(&location.into(), None)?, |_| ())
+    check_chain(read_records(&location.into())?, |_| ())
 }
 
-/// Every record at `location` in order, from `open` when the file is already open.
-fn read_records(location: &Location, open: Option<&Database>) -> Result<Records, AuditError> {
-    match (location, open) {
-        (Location::File(_), Some(db)) => file_records(db),
-        (Location::File(path), None) => open_file(path, false).and_then(|db| file_records(&db)),
-        (Location::Postgres(conn), _) => crate::audit_postgres::records(conn),
+/// Every record at `location` in order.
+fn read_records(location: &Location) -> Result<Records, AuditError> {
+    match location {
+        Location::File(path) => crate::audit_journal::records(path),
+        Location::Postgres(conn) => crate::audit_postgres::records(conn),
     }
     .map_err(|e| store_error(location, e))
 }
@@ -438,8 +382,11 @@ fn check_chain(records: Records, mut each: impl FnMut(Entry)) -> Result<Verified
     let mut expected = 0u64;
     for (seq, entry) in records {
         let broken = |reason: String| AuditError::Broken { seq, reason };
-        if seq != expected {
+        if seq > expected {
             return Err(AuditError::Broken { seq: expected, reason: format!("missing (the next record is {seq})") });
+        }
+        if seq < expected {
+            return Err(broken(format!("out of order or repeated: comes after record {}", expected - 1)));
         }
         let entry = entry.map_err(broken)?;
         if entry.seq != seq {

@@ -2,6 +2,7 @@
 //! and batch scoring of whole populations.
 
 pub mod audit;
+mod audit_journal;
 mod audit_postgres;
 pub mod auth;
 pub mod batch;

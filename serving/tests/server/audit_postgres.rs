@@ -92,7 +92,7 @@ fn connection_strings_are_told_apart_from_files_and_never_shown_with_their_passw
     assert_eq!(url.to_string(), "postgresql://auditor@db.trust.example:5433/audit");
     let kv = Location::parse("host=10.0.0.5 user=auditor password=s3cret dbname=audit");
     assert_eq!(kv.to_string(), "postgresql://auditor@10.0.0.5:5432/audit");
-    assert_eq!(Location::parse("registry/audit.redb"), Location::File("registry/audit.redb".into()));
+    assert_eq!(Location::parse("registry/audit.jsonl"), Location::File("registry/audit.jsonl".into()));
     // Refused connections name the server, not the password.
     let refused = AuditLog::open_at(&Location::parse("host=127.0.0.1 port=1 user=auditor password=s3cret dbname=audit connect_timeout=2")).err().expect("nothing listens on port 1");
     let message = refused.to_string();

@@ -58,7 +58,7 @@ async fn tokens_roles_and_refusals() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let state = Arc::new(AppState { store: ModelStore::new(Registry::new(dir.join("registry"))), audit: AuditLog::open(&dir.join("audit.redb")).unwrap(), auth: Some(auth) });
+    let state = Arc::new(AppState { store: ModelStore::new(Registry::new(dir.join("registry"))), audit: AuditLog::open(&dir.join("audit.jsonl")).unwrap(), auth: Some(auth) });
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
     let mut scoring = ScoringServiceClient::connect(format!("http://{address}")).await.unwrap();

@@ -37,7 +37,7 @@ fn bad_rows_are_reported_and_the_rest_scored() {
 
     let output = dir.join("scores.parquet");
     let errors = dir.join("scores.errors.csv");
-    let audit = AuditLog::open(&dir.join("audit.redb")).unwrap();
+    let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
     let result = batch::score_table(&pkg, &input, &output, &errors, Some("sno"), 3, &audit).unwrap();
     assert_eq!((result.rows, result.scored), (60, 57));
     let refused: Vec<(usize, &str)> = result.errors.iter().map(|e| (e.row, e.field.as_str())).collect();

@@ -95,7 +95,7 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let state = Arc::new(AppState { store: ModelStore::new(registry.clone()), audit: AuditLog::open(&dir.join("audit.redb")).unwrap(), auth: None });
+    let state = Arc::new(AppState { store: ModelStore::new(registry.clone()), audit: AuditLog::open(&dir.join("audit.jsonl")).unwrap(), auth: None });
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
 

@@ -39,7 +39,7 @@ struct Server {
 async fn start(registry_dir: &Path) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
-    let audit = registry_dir.join(format!("audit-{}.redb", listener.local_addr().unwrap().port()));
+    let audit = registry_dir.join(format!("audit-{}.jsonl", listener.local_addr().unwrap().port()));
     let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry_dir)), audit: AuditLog::open(&audit).unwrap(), auth: None });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
@@ -380,7 +380,7 @@ async fn prometheus_metrics_are_served_over_http_on_the_grpc_port() {
 async fn shutdown_stops_new_connections_and_drains_the_calls_in_flight() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let audit = registry().join(format!("audit-drain-{}.redb", address.port()));
+    let audit = registry().join(format!("audit-drain-{}.jsonl", address.port()));
     let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry())), audit: AuditLog::open(&audit).unwrap(), auth: None });
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));

@@ -74,7 +74,7 @@ async fn mutual_tls_serves_trusted_clients_and_refuses_the_rest_in_the_handshake
     let address = listener.local_addr().unwrap();
     let state = Arc::new(AppState {
         store: ModelStore::new(Registry::new(dir.join("registry"))),
-        audit: AuditLog::open(&dir.join("audit.redb")).unwrap(),
+        audit: AuditLog::open(&dir.join("audit.jsonl")).unwrap(),
         auth: None,
     });
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
