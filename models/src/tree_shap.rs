@@ -12,9 +12,12 @@
 //! `H(B) = ∫₀¹ Π_{j∈B} (1 + t (1/z_j − 1)) (1 − t)^{d−1−|B|} dt` depends on the pattern alone.
 //! So each leaf keeps `2^d` numbers, tabulated when the model is first explained, and a row costs
 //! one pass over the nodes (each split decides one pattern bit for the leaves below it) and `d`
-//! look-ups per leaf. Trees with a leaf of more than [`MAX_TABLE_FEATURES`] distinct path
-//! features, or a zero cover fraction, use the classic algorithm. Both are checked against
-//! brute-force Shapley values and against each other in the tests.
+//! look-ups per leaf. A small tree (at most [`MAX_DECISIONS`] splits, as our GBM's 8-leaf trees)
+//! goes further: the row's decisions at its splits fix every leaf's pattern, so each of the
+//! `2^k` combinations of decisions gets its features' values, summed over the leaves, in one
+//! table, and a row costs `k` comparisons and one addition per feature. Trees with a leaf of
+//! more than [`MAX_TABLE_FEATURES`] distinct path features, or a zero cover fraction, use the
+//! classic algorithm. All three are checked against brute-force Shapley values in the tests.
 
 use crate::trees::{LEAF, Tree, TreeEnsemble};
 
@@ -63,7 +66,7 @@ impl TreeEnsemble {
         for (rows, out) in x.chunks(BLOCK * width).zip(phi.chunks_mut(BLOCK * width)) {
             for (tree, table) in self.trees.iter().zip(tables) {
                 match table {
-                    Some(table) => table.add_contributions(tree, rows, width, out, &mut buf.patterns),
+                    Some(table) => table.add_contributions(tree, rows, width, out, buf),
                     None => {
                         for (row, phi) in rows.chunks(width).zip(out.chunks_mut(width)) {
                             tree_shap(tree, row, phi, &mut buf.path);
@@ -86,10 +89,124 @@ impl TreeEnsemble {
 
 /// Most distinct features on a leaf's path for which it is tabulated (`2^d` numbers: 8 KB at 10).
 pub const MAX_TABLE_FEATURES: usize = 10;
+/// Most splits in a tree for which every combination of a row's decisions is tabulated
+/// (`2^k` combinations, each with the tree's distinct features' values: at most 16 KB a tree).
+pub const MAX_DECISIONS: usize = 8;
 
 /// One tree's precomputed TreeSHAP (see the module docs).
 #[derive(Debug, Clone)]
-pub struct ShapTable {
+pub enum ShapTable {
+    /// A small tree: the row's decisions at its splits (left or right at each) determine every
+    /// pattern, so each feature's value is tabulated for every combination of them, and a row
+    /// costs one comparison per split and one addition per feature.
+    Decisions(DecisionTable),
+    /// Per-leaf tables of `H` by pattern.
+    Leaves(LeafTables),
+}
+
+impl ShapTable {
+    /// The fastest exact tabulation of a tree: by decisions when it has at most
+    /// [`MAX_DECISIONS`] splits, else by leaf; `None` when a leaf has more than
+    /// [`MAX_TABLE_FEATURES`] distinct path features or a zero cover fraction.
+    pub fn new(tree: &Tree) -> Option<ShapTable> {
+        let leaves = LeafTables::new(tree)?;
+        Some(match DecisionTable::new(tree, &leaves) {
+            Some(decisions) => ShapTable::Decisions(decisions),
+            None => ShapTable::Leaves(leaves),
+        })
+    }
+
+    /// The per-leaf tabulation alone, whatever the tree's size (tests compare the two).
+    pub fn by_leaf(tree: &Tree) -> Option<ShapTable> {
+        LeafTables::new(tree).map(ShapTable::Leaves)
+    }
+
+    /// Adds this tree's Shapley values for the rows of `x` (row-major, `width` columns) into
+    /// the rows of `phi`.
+    pub fn add_contributions(&self, tree: &Tree, x: &[f64], width: usize, phi: &mut [f64], buf: &mut TreeShapBuffer) {
+        match self {
+            ShapTable::Decisions(table) => {
+                for (row, phi) in x.chunks(width).zip(phi.chunks_mut(width)) {
+                    table.add_contributions(row, phi);
+                }
+            }
+            ShapTable::Leaves(table) => table.add_contributions(tree, x, width, phi, &mut buf.patterns),
+        }
+    }
+}
+
+/// A small tree's Shapley values for every combination of a row's decisions.
+#[derive(Debug, Clone)]
+pub struct DecisionTable {
+    /// The splits in node order; bit `j` of a combination says the row goes left at split `j`.
+    splits: Vec<Decision>,
+    /// The distinct features split on, ascending.
+    features: Vec<u32>,
+    /// Per combination, each feature's value (`features.len()` numbers).
+    values: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Decision {
+    threshold: f64,
+    feature: u32,
+    default_left: bool,
+}
+
+impl DecisionTable {
+    /// Tabulates `tree` from its leaf tables, or `None` when it has more than [`MAX_DECISIONS`]
+    /// splits.
+    fn new(tree: &Tree, leaves: &LeafTables) -> Option<DecisionTable> {
+        let splits: Vec<usize> = (0..tree.nodes.len()).filter(|&i| !tree.nodes[i].is_leaf()).collect();
+        if splits.len() > MAX_DECISIONS {
+            return None;
+        }
+        let mut split_of = vec![0usize; tree.nodes.len()];
+        for (j, &i) in splits.iter().enumerate() {
+            split_of[i] = j;
+        }
+        let mut features: Vec<u32> = splits.iter().map(|&i| tree.nodes[i].feature).collect();
+        features.sort_unstable();
+        features.dedup();
+        let m = features.len();
+        let mut values = vec![0.0; m << splits.len()];
+        let mut patterns = vec![0u32; tree.nodes.len()];
+        for (combination, out) in values.chunks_mut(m.max(1)).enumerate() {
+            leaves.patterns(tree, |i| combination >> split_of[i] & 1 == 1, &mut patterns);
+            for leaf in &leaves.leaves {
+                leaves.add_leaf(leaf, patterns[leaf.node as usize], |f, v| {
+                    out[features.binary_search(&f).expect("a split feature")] += v;
+                });
+            }
+        }
+        let splits = splits
+            .iter()
+            .map(|&i| {
+                let n = &tree.nodes[i];
+                Decision { threshold: n.threshold, feature: n.feature, default_left: n.default_left }
+            })
+            .collect();
+        Some(DecisionTable { splits, features, values })
+    }
+
+    fn add_contributions(&self, row: &[f64], phi: &mut [f64]) {
+        let mut combination = 0usize;
+        for (j, s) in self.splits.iter().enumerate() {
+            let x = row[s.feature as usize];
+            // Bitwise, not short-circuit: the comparisons are independent coin tosses.
+            let left = (x < s.threshold) | (x.is_nan() & s.default_left);
+            combination |= usize::from(left) << j;
+        }
+        let m = self.features.len();
+        for (&f, &v) in self.features.iter().zip(&self.values[combination * m..combination * m + m]) {
+            phi[f as usize] += v;
+        }
+    }
+}
+
+/// One tree's per-leaf tables (see the module docs).
+#[derive(Debug, Clone)]
+pub struct LeafTables {
     /// Per node: the pattern bit of its feature (its first appearance on the path from the root).
     bit: Vec<u8>,
     leaves: Vec<LeafEntry>,
@@ -108,12 +225,12 @@ struct LeafEntry {
     d: u8,
 }
 
-impl ShapTable {
+impl LeafTables {
     /// Tabulates a tree, or `None` when a leaf has more than [`MAX_TABLE_FEATURES`] distinct
     /// path features or a zero cover fraction.
-    pub fn new(tree: &Tree) -> Option<ShapTable> {
+    fn new(tree: &Tree) -> Option<LeafTables> {
         let n = tree.nodes.len();
-        let mut table = ShapTable { bit: vec![0; n], leaves: Vec::new(), features: Vec::new(), values: Vec::new() };
+        let mut table = LeafTables { bit: vec![0; n], leaves: Vec::new(), features: Vec::new(), values: Vec::new() };
         // Depth-first, carrying the path's distinct features and their cover fractions.
         let mut stack: Vec<(usize, Vec<(u32, f64)>)> = vec![(0, Vec::new())];
         while let Some((i, path)) = stack.pop() {
@@ -143,9 +260,10 @@ impl ShapTable {
         Some(table)
     }
 
-    /// Each node's pattern for row `x`: its parent's, with the parent's bit cleared on the
-    /// branch the row does not take. Children follow their parent, so one pass in node order.
-    fn patterns(&self, tree: &Tree, x: &[f64], patterns: &mut [u32]) {
+    /// Each node's pattern, given which splits the row goes left at: its parent's, with the
+    /// parent's bit cleared on the branch the row does not take. Children follow their parent,
+    /// so one pass in node order.
+    fn patterns(&self, tree: &Tree, goes_left: impl Fn(usize) -> bool, patterns: &mut [u32]) {
         patterns[0] = u32::MAX;
         for (i, node) in tree.nodes.iter().enumerate() {
             if node.is_leaf() {
@@ -153,43 +271,50 @@ impl ShapTable {
             }
             let pattern = patterns[i];
             let cleared = pattern & !(1 << self.bit[i]);
-            let left = node.next(x[node.feature as usize]) == node.left;
+            let left = goes_left(i);
             patterns[node.left as usize] = if left { pattern } else { cleared };
             patterns[node.right as usize] = if left { cleared } else { pattern };
         }
     }
 
-    /// Adds this tree's Shapley values for the rows of `x` (row-major, `width` columns) into
-    /// the rows of `phi`. Leaf by leaf, then row by row: consecutive additions go to different
-    /// rows, so they do not wait on each other.
+    /// Hands `add` each of the leaf's features and its Shapley value under `pattern`.
+    #[inline(always)]
+    fn add_leaf(&self, leaf: &LeafEntry, pattern: u32, mut add: impl FnMut(u32, f64)) {
+        let d = usize::from(leaf.d);
+        let features = &self.features[leaf.features_at as usize..leaf.features_at as usize + d];
+        let values = &self.values[leaf.values_at as usize..leaf.values_at as usize + (1 << d) + d + 1];
+        let (h, rest) = values.split_at(1 << d);
+        let (inside, outside) = rest.split_at(d);
+        let pattern = (pattern & ((1u32 << d) - 1)) as usize;
+        let out = outside[0] * h[pattern];
+        for (k, (&f, &c)) in features.iter().zip(inside).enumerate() {
+            // Both candidates are computed and one is picked by index, not by a branch on the
+            // row's (unpredictable) pattern.
+            let candidates = [out, c * h[pattern & !(1 << k)]];
+            add(f, candidates[pattern >> k & 1]);
+        }
+    }
+
+    /// Leaf by leaf, then row by row: consecutive additions go to different rows, so they do
+    /// not wait on each other.
     fn add_contributions(&self, tree: &Tree, x: &[f64], width: usize, phi: &mut [f64], patterns: &mut Vec<u32>) {
         let (n, rows) = (tree.nodes.len(), x.len() / width);
         patterns.resize(n * rows, 0);
         for (row, p) in x.chunks(width).zip(patterns.chunks_mut(n)) {
-            self.patterns(tree, row, p);
+            self.patterns(tree, |i| {
+                let node = &tree.nodes[i];
+                node.next(row[node.feature as usize]) == node.left
+            }, p);
         }
         for leaf in &self.leaves {
-            let d = usize::from(leaf.d);
-            let mask = (1u32 << d) - 1;
-            let features = &self.features[leaf.features_at as usize..leaf.features_at as usize + d];
-            let values = &self.values[leaf.values_at as usize..leaf.values_at as usize + (1 << d) + d + 1];
-            let (h, rest) = values.split_at(1 << d);
-            let (inside, outside) = rest.split_at(d);
             for (p, phi) in patterns.chunks(n).zip(phi.chunks_mut(width)) {
-                let pattern = (p[leaf.node as usize] & mask) as usize;
-                let out = outside[0] * h[pattern];
-                for (k, (&f, &c)) in features.iter().zip(inside).enumerate() {
-                    // Both candidates are computed and one is picked by index, not by a branch on
-                    // the row's (unpredictable) pattern.
-                    let candidates = [out, c * h[pattern & !(1 << k)]];
-                    phi[f as usize] += candidates[pattern >> k & 1];
-                }
+                self.add_leaf(leaf, p[leaf.node as usize], |f, v| phi[f as usize] += v);
             }
         }
     }
 }
 
-/// One leaf's numbers (see [`ShapTable::values`]), before they join the tree's flat arrays.
+/// One leaf's numbers (see [`LeafTables::values`]), before they join the tree's flat arrays.
 struct LeafTable {
     features: Vec<u32>,
     values: Vec<f64>,

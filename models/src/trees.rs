@@ -132,7 +132,8 @@ impl TreeEnsemble {
     /// Margins of many rows (row-major, `width` columns each) into `out`. Rows go through the
     /// trees in blocks, one tree at a time: the tree stays in cache. Within a block, groups of
     /// rows step down the tree level by level together; their steps are independent, so the
-    /// processor overlaps them.
+    /// processor overlaps them. Rows short of a group (a lone patient's, say) step down groups
+    /// of trees together instead. Either way each row adds its trees' values in tree order.
     pub fn margins(&self, x: &[f64], width: usize, out: &mut [f64]) {
         const BLOCK: usize = 64;
         let compiled = self.compiled.get_or_init(|| Compiled::new(&self.trees));
@@ -143,10 +144,15 @@ impl TreeEnsemble {
             return;
         }
         for (rows, out) in x.chunks(BLOCK * width).zip(out.chunks_mut(BLOCK)) {
+            let grouped = out.len() / GROUP * GROUP;
+            let ((rows, rest), (out, rest_out)) = (rows.split_at(grouped * width), out.split_at_mut(grouped));
             for &(root, depth) in &compiled.trees {
-                for (rows, out) in rows.chunks(GROUP * width).zip(out.chunks_mut(GROUP)) {
+                for (rows, out) in rows.chunks_exact(GROUP * width).zip(out.chunks_exact_mut(GROUP)) {
                     compiled.walk(root, depth, rows, width, out);
                 }
+            }
+            for (row, out) in rest.chunks_exact(width).zip(rest_out) {
+                compiled.walk_trees(row, out);
             }
         }
     }
@@ -204,26 +210,38 @@ impl Split {
 const GROUP: usize = 8;
 
 impl Compiled {
-    /// Adds one tree's leaf values for up to [`GROUP`] rows into `out`.
+    /// Adds one tree's leaf values for [`GROUP`] rows into `out`.
     #[inline(always)]
     fn walk(&self, root: u32, depth: u32, rows: &[f64], width: usize, out: &mut [f64]) {
         let mut at = [root; GROUP];
-        if out.len() == GROUP {
-            let rows: [&[f64]; GROUP] = std::array::from_fn(|r| &rows[r * width..(r + 1) * width]);
-            for _ in 0..depth {
-                for r in 0..GROUP {
-                    at[r] = self.splits[at[r] as usize].next(rows[r]);
-                }
-            }
-        } else {
-            for _ in 0..depth {
-                for (i, row) in at.iter_mut().zip(rows.chunks_exact(width)) {
-                    *i = self.splits[*i as usize].next(row);
-                }
+        let rows: [&[f64]; GROUP] = std::array::from_fn(|r| &rows[r * width..(r + 1) * width]);
+        for _ in 0..depth {
+            for r in 0..GROUP {
+                at[r] = self.splits[at[r] as usize].next(rows[r]);
             }
         }
         for (m, &i) in out.iter_mut().zip(&at) {
             *m += self.values[i as usize];
+        }
+    }
+
+    /// Adds every tree's leaf value for one row into `out`, [`GROUP`] trees stepping down
+    /// together for the deepest one's depth (a leaf loops to itself, so the others wait there).
+    fn walk_trees(&self, row: &[f64], out: &mut f64) {
+        for trees in self.trees.chunks(GROUP) {
+            let mut at = [0u32; GROUP];
+            for (at, &(root, _)) in at.iter_mut().zip(trees) {
+                *at = root;
+            }
+            let at = &mut at[..trees.len()];
+            for _ in 0..trees.iter().map(|&(_, depth)| depth).max().unwrap_or(0) {
+                for i in at.iter_mut() {
+                    *i = self.splits[*i as usize].next(row);
+                }
+            }
+            for &i in at.iter() {
+                *out += self.values[i as usize];
+            }
         }
     }
 

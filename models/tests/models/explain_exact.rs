@@ -7,7 +7,7 @@
 use carecast_models::gru::{Gate, Gru};
 use carecast_models::linear::LinearModel;
 use carecast_models::mlp::{Dense, Mlp};
-use carecast_models::tree_shap::{ShapTable, TreeShapBuffer};
+use carecast_models::tree_shap::{MAX_DECISIONS, ShapTable, TreeShapBuffer};
 use carecast_models::trees::{LEAF, Node, Tree, TreeEnsemble};
 use proptest::prelude::*;
 
@@ -113,11 +113,18 @@ proptest! {
         let expected = brute_force_shapley(m, |in_s| {
             ensemble.base_score + ensemble.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>()
         });
-        // Both algorithms: the tabulated one (these trees fit its tables) and the classic one.
+        // All three algorithms: the tabulated one (by decisions for trees of up to
+        // MAX_DECISIONS splits, else by leaf), by leaf alone for every tree, and the classic one.
+        let mut by_leaf = vec![0.0; m];
+        for tree in &ensemble.trees {
+            let table = ShapTable::by_leaf(tree).expect("these trees fit the leaf tables");
+            table.add_contributions(tree, &x, m, &mut by_leaf, &mut TreeShapBuffer::default());
+        }
         let mut classic = vec![0.0; m];
         ensemble.contributions_classic(&x, &mut classic, &mut TreeShapBuffer::default());
         for j in 0..m {
             prop_assert!((phi[j] - expected[j]).abs() < 1e-9, "feature {j}: treeshap {} brute force {}", phi[j], expected[j]);
+            prop_assert!((by_leaf[j] - expected[j]).abs() < 1e-9, "feature {j}: by leaf {} brute force {}", by_leaf[j], expected[j]);
             prop_assert!((classic[j] - expected[j]).abs() < 1e-9, "feature {j}: classic {} brute force {}", classic[j], expected[j]);
         }
         let additivity = ensemble.expected_margin() + phi.iter().sum::<f64>() - ensemble.margin(&x);
@@ -191,6 +198,28 @@ proptest! {
         }
     }
 
+}
+
+/// The random trees above take both tabulations: small ones by decisions, larger by leaf.
+#[test]
+fn small_trees_are_tabulated_by_decisions_and_larger_ones_by_leaf() {
+    let mut rng = Rng(11);
+    let (mut decisions, mut leaves) = (0, 0);
+    for _ in 0..200 {
+        let tree = random_tree(&mut rng, 5, 5);
+        let splits = tree.nodes.iter().filter(|n| !n.is_leaf()).count();
+        match ShapTable::new(&tree).expect("tabulated") {
+            ShapTable::Decisions(_) => {
+                assert!(splits <= MAX_DECISIONS);
+                decisions += 1;
+            }
+            ShapTable::Leaves(_) => {
+                assert!(splits > MAX_DECISIONS);
+                leaves += 1;
+            }
+        }
+    }
+    assert!(decisions > 20 && leaves > 20, "{decisions} by decisions, {leaves} by leaf");
 }
 
 #[test]
