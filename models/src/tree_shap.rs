@@ -19,7 +19,7 @@
 //! more than [`MAX_TABLE_FEATURES`] distinct path features, or a zero cover fraction, use the
 //! classic algorithm. All three are checked against brute-force Shapley values in the tests.
 
-use crate::trees::{LEAF, Tree, TreeEnsemble};
+use crate::trees::{LEAF, Tree, TreeEnsemble, goes_left};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct PathElement {
@@ -192,10 +192,7 @@ impl DecisionTable {
     fn add_contributions(&self, row: &[f64], phi: &mut [f64]) {
         let mut combination = 0usize;
         for (j, s) in self.splits.iter().enumerate() {
-            let x = row[s.feature as usize];
-            // Bitwise, not short-circuit: the comparisons are independent coin tosses.
-            let left = (x < s.threshold) | (x.is_nan() & s.default_left);
-            combination |= usize::from(left) << j;
+            combination |= usize::from(goes_left(row[s.feature as usize], s.threshold, s.default_left)) << j;
         }
         let m = self.features.len();
         for (&f, &v) in self.features.iter().zip(&self.values[combination * m..combination * m + m]) {
@@ -301,10 +298,7 @@ impl LeafTables {
         let (n, rows) = (tree.nodes.len(), x.len() / width);
         patterns.resize(n * rows, 0);
         for (row, p) in x.chunks(width).zip(patterns.chunks_mut(n)) {
-            self.patterns(tree, |i| {
-                let node = &tree.nodes[i];
-                node.next(row[node.feature as usize]) == node.left
-            }, p);
+            self.patterns(tree, |i| tree.nodes[i].goes_left(row[tree.nodes[i].feature as usize]), p);
         }
         for leaf in &self.leaves {
             for (p, phi) in patterns.chunks(n).zip(phi.chunks_mut(width)) {

@@ -23,16 +23,29 @@ pub struct Node {
     pub cover: f64,
 }
 
+/// The split rule every walk shares: left when `x < threshold`, or when `x` is missing (NaN) and
+/// missing values go left. Bitwise, not short-circuit: the comparison is a coin toss, so a branch
+/// would mispredict.
+#[inline(always)]
+pub(crate) fn goes_left(x: f64, threshold: f64, missing_left: bool) -> bool {
+    (x < threshold) | (x.is_nan() & missing_left)
+}
+
 impl Node {
     pub fn is_leaf(&self) -> bool {
         self.feature == LEAF
     }
 
+    /// Whether a row with value `x` for this node's feature goes left.
+    #[inline]
+    pub fn goes_left(&self, x: f64) -> bool {
+        goes_left(x, self.threshold, self.default_left)
+    }
+
     /// The child a row with value `x` for this node's feature goes to.
     #[inline]
     pub fn next(&self, x: f64) -> u32 {
-        let left = if x.is_nan() { self.default_left } else { x < self.threshold };
-        if left { self.left } else { self.right }
+        if self.goes_left(x) { self.left } else { self.right }
     }
 }
 
@@ -198,9 +211,7 @@ impl Split {
     /// threshold, so it always "goes right", to itself (`left` is its own index minus one).
     #[inline(always)]
     fn next(&self, row: &[f64]) -> u32 {
-        let x = row[(self.feature & !DEFAULT_LEFT) as usize];
-        // Bitwise, not short-circuit: the comparison is a coin toss, so a branch would mispredict.
-        let left = (x < self.threshold) | (x.is_nan() & (self.feature & DEFAULT_LEFT != 0));
+        let left = goes_left(row[(self.feature & !DEFAULT_LEFT) as usize], self.threshold, self.feature & DEFAULT_LEFT != 0);
         self.left.wrapping_add(u32::from(!left))
     }
 }
