@@ -264,7 +264,9 @@ pub fn push_num(out: &mut String, x: f64) {
     let unit = [1u64, 10, 100][places];
     let scaled = x.abs() * unit as f64; // within half an ulp of the exact product
     let from_tie = (scaled - scaled.floor() - 0.5).abs();
-    if !(scaled < 1e15) || from_tie <= scaled * f64::EPSILON + f64::MIN_POSITIVE {
+    // NaN, infinities and huge values are left to format! (a NaN compares as not less).
+    let in_range = scaled.partial_cmp(&1e15) == Some(std::cmp::Ordering::Less);
+    if !in_range || from_tie <= scaled * f64::EPSILON + f64::MIN_POSITIVE {
         let start = out.len();
         write!(out, "{x:.places$}").expect("writing to a String cannot fail");
         if out[start..].contains('.') {
@@ -282,7 +284,7 @@ pub fn push_num(out: &mut String, x: f64) {
     if fraction != 0 {
         out.push('.');
         let mut width = places;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             width -= 1;
         }
