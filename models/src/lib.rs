@@ -4,6 +4,7 @@
 
 pub mod bands;
 pub mod calibration;
+pub mod clock;
 pub mod deid;
 pub mod estimator;
 pub mod explain;
@@ -25,4 +26,4 @@ pub use estimator::Estimator;
 pub use package::{ModelPackage, load_package};
 pub use registry::Registry;
 pub use schema::{FeatureKind, FeatureSpec, InputError, Monotone, Value};
-pub use scorer::{ModelDefinition, Score, Scorer, Workspace};
+pub use scorer::{Completeness, ModelDefinition, Score, Scorer, Workspace};

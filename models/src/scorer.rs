@@ -5,7 +5,7 @@ use crate::bands::{RiskBand, RiskBands};
 use crate::calibration::Calibration;
 use crate::estimator::Estimator;
 use crate::explain::{Factors, group_by_feature};
-use crate::preprocess::{Preprocessor, Warning};
+use crate::preprocess::{Preprocessor, Warning, WarningKind};
 use crate::schema::{InputError, Value};
 use crate::tree_shap::TreeShapBuffer;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,20 @@ pub struct Score {
     /// |base + sum(contributions) - margin|.
     pub additivity_error: f64,
     pub warnings: Vec<Warning>,
+}
+
+/// How many expected inputs a score imputed ([`Scorer::completeness`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Completeness {
+    pub imputed: usize,
+    pub expected: usize,
+}
+
+impl Completeness {
+    /// Half or more of the expected inputs were imputed.
+    pub fn is_incomplete(&self) -> bool {
+        self.imputed * 2 >= self.expected && self.imputed > 0
+    }
 }
 
 /// Per-thread scratch space, so scoring a batch allocates little per row.
@@ -90,6 +104,17 @@ impl Scorer {
 
     pub fn preprocessor(&self) -> &Preprocessor {
         &self.definition.preprocessor
+    }
+
+    /// How many of the inputs the model expects of every patient a score had imputed, of how
+    /// many: every feature but the older steps of an event sequence (a patient with fewer
+    /// observation sets lacks those by nature). A score built mostly from imputed values leans on
+    /// the training population, not the patient, and must not read as a plain low risk.
+    pub fn completeness(&self, score: &Score) -> Completeness {
+        let specs = &self.definition.preprocessor.features;
+        let expected = |i: usize| specs[i].spec.step.is_none_or(|s| s == 0);
+        let imputed = score.warnings.iter().filter(|w| w.kind == WarningKind::MissingImputed && expected(w.feature)).count();
+        Completeness { imputed, expected: (0..specs.len()).filter(|&i| expected(i)).count() }
     }
 
     /// Puts named values into feature order. Every feature must be present (send `missing` for a

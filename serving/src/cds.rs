@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use carecast_models::{ModelPackage, Workspace, deid, explain};
+use carecast_models::{Completeness, ModelPackage, Score, Workspace, explain};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -139,7 +139,7 @@ fn card(state: &AppState, id: &str, body: &[u8], subject: Option<String>) -> Res
         return Err(bad("hook: this service answers `patient-view`"));
     }
     let patient = request.pointer("/context/patientId").and_then(Value::as_str).ok_or_else(|| bad("context.patientId: required"))?;
-    deid::check_patient_key(patient).map_err(|reason| bad(format!("context.patientId: {reason}")))?;
+    fhir::check_id("context.patientId", patient).map_err(|e| bad(e.to_string()))?;
     let pkg = state.store.get(id, None).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
     let inputs = pkg.events.as_ref().ok_or_else(|| (StatusCode::NOT_FOUND, format!("model `{id}` is not trained on events; it has no CDS service")))?;
     let prefetched = |key: &str| request.get("prefetch").and_then(|p| p.get(key)).filter(|v| !v.is_null());
@@ -152,12 +152,12 @@ fn card(state: &AppState, id: &str, body: &[u8], subject: Option<String>) -> Res
         Some(c) => fhir::bundle("conditions", c, "Condition").map_err(fhir_error)?,
         None => Vec::new(),
     };
-    let events = fhir::events(patient_resource, &observations, &conditions).map_err(fhir_error)?;
-
     // The model's features now, from the patient's events, by the extractor it was trained with.
     let now = chrono::Utc::now();
+    let events = fhir::events(patient_resource, &observations, &conditions, now.timestamp_micros()).map_err(fhir_error)?;
     let row = inputs.row(&events.codes, &events.events, now.timestamp_micros());
     let score = pkg.scorer.score(&row, &mut Workspace::default()).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let completeness = pkg.scorer.completeness(&score);
 
     let band = score.band.as_str();
     let specs: Vec<_> = pkg.scorer.preprocessor().features.iter().map(|f| &f.spec).collect();
@@ -178,25 +178,29 @@ fn card(state: &AppState, id: &str, body: &[u8], subject: Option<String>) -> Res
         horizon: inputs.horizon,
         rationale: top.join("; "),
     });
+    let indicator = match (band, completeness.is_incomplete()) {
+        ("high", _) => "critical",
+        ("moderate", _) | (_, true) => "warning",
+        _ => "info",
+    };
     let card = json!({ "cards": [{
-        "summary": summary(&pkg, score.probability, band),
-        "indicator": match band { "high" => "critical", "moderate" => "warning", _ => "info" },
-        "detail": detail(&pkg, score.probability, band, &top, &score.warnings, &specs),
+        "summary": summary(&pkg, score.probability, band, completeness),
+        "indicator": indicator,
+        "detail": detail(&pkg, &score, &top, &specs, completeness, events.read_as_now),
         "source": { "label": format!("Carecast {} v{}", pkg.manifest.name, pkg.manifest.version) },
+        // Required by CDS Hooks 2.0 whenever a card has suggestions.
+        "selectionBehavior": "at-most-one",
         "suggestions": [{
             "label": "Record this risk assessment",
             "actions": [{ "type": "create", "description": "A FHIR RiskAssessment of this score", "resource": assessment }],
         }],
     }]});
-    // The authenticated subject when there is one, and the EHR user it names.
-    let user = request.pointer("/context/userId").and_then(Value::as_str);
-    let caller = match (subject, user) {
-        (Some(s), Some(u)) => format!("{s} (cds-hooks {u})"),
-        (Some(s), None) => s,
-        (None, Some(u)) => format!("cds-hooks {u}"),
-        (None, None) => "cds-hooks".to_string(),
-    };
-    let audited = Audited { caller, patient: patient.to_string(), model: pkg.manifest.name.clone(), version: pkg.manifest.version.clone(), probability: score.probability, band };
+    // The caller is the authenticated token's subject (bounded by the authenticator), never the
+    // request's own unverified `context.userId`; the EHR's patient id reaches the audit only as
+    // the trust's keyed pseudonym.
+    let caller = subject.unwrap_or_else(|| "cds-hooks (unauthenticated demo)".to_string());
+    let patient = state.pseudonyms.pseudonym("fhir", patient);
+    let audited = Audited { caller, patient, model: pkg.manifest.name.clone(), version: pkg.manifest.version.clone(), probability: score.probability, band };
     Ok((card, audited))
 }
 
@@ -204,11 +208,17 @@ fn percent(p: f64) -> String {
     if p < 0.01 { "<1%".into() } else { format!("{:.0}%", p * 100.0) }
 }
 
-/// One line under the specification's 140 characters: band, probability and outcome.
-fn summary(pkg: &ModelPackage, probability: f64, band: &str) -> String {
+/// One line under the specification's 140 characters: band, probability and outcome, said to
+/// be from an incomplete record when most expected inputs were imputed.
+fn summary(pkg: &ModelPackage, probability: f64, band: &str, completeness: Completeness) -> String {
     let mut band = band.to_string();
     band[..1].make_ascii_uppercase();
-    let line = format!("{band} risk ({}): {}", percent(probability), pkg.manifest.task.outcome);
+    let line = if completeness.is_incomplete() {
+        let Completeness { imputed, expected } = completeness;
+        format!("Incomplete record ({imputed} of {expected} inputs missing): {band} risk ({}): {}", percent(probability), pkg.manifest.task.outcome)
+    } else {
+        format!("{band} risk ({}): {}", percent(probability), pkg.manifest.task.outcome)
+    };
     if line.chars().count() <= SUMMARY {
         return line;
     }
@@ -217,14 +227,25 @@ fn summary(pkg: &ModelPackage, probability: f64, band: &str) -> String {
     cut
 }
 
-fn detail(pkg: &ModelPackage, probability: f64, band: &str, top: &[String], warnings: &[carecast_models::preprocess::Warning], specs: &[&carecast_models::FeatureSpec]) -> String {
-    let mut md = format!(
+/// The card's Markdown: an incomplete record first, then the probability, the main factors,
+/// values to check, inputs not recorded and records read as now.
+fn detail(pkg: &ModelPackage, score: &Score, top: &[String], specs: &[&carecast_models::FeatureSpec], completeness: Completeness, read_as_now: usize) -> String {
+    let (probability, band, warnings) = (score.probability, score.band.as_str(), &score.warnings);
+    let mut md = String::new();
+    if completeness.is_incomplete() {
+        md.push_str(&format!(
+            "**Incomplete record:** {} of the {} inputs this model expects were not recorded, so this estimate leans on the \
+             training population and cannot rule risk out. Record the missing observations and reassess.\n\n",
+            completeness.imputed, completeness.expected
+        ));
+    }
+    md.push_str(&format!(
         "**{}** probability of {} (risk band **{band}**; model {} v{}).\n\nMain factors (contribution to the log-odds):\n",
         percent(probability),
         pkg.manifest.task.outcome,
         pkg.manifest.name,
         pkg.manifest.version
-    );
+    ));
     for t in top {
         md.push_str(&format!("- {t}\n"));
     }
@@ -239,6 +260,12 @@ fn detail(pkg: &ModelPackage, probability: f64, band: &str, top: &[String], warn
     if !missing.is_empty() {
         let names: Vec<&str> = missing.iter().map(|w| specs[w.feature].display_name()).collect();
         md.push_str(&format!("\nNot recorded, scored as missing: {}.\n", names.join(", ")));
+    }
+    if read_as_now > 0 {
+        md.push_str(&format!(
+            "\n{read_as_now} record(s) were time-stamped after this server's clock (within the {} minutes allowed for clock skew) and were read as taken now.\n",
+            carecast_models::clock::CLOCK_SKEW_MICROS / 60_000_000
+        ));
     }
     md
 }

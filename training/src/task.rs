@@ -96,6 +96,35 @@ impl TaskSpec {
 mod tests {
     use super::*;
 
+    /// Without a possible range a numeric input of 1e9 (a typing error, a wrong unit) would be
+    /// scored; every bundled task and event feature spec declares one for each value it reads.
+    #[test]
+    fn bundled_specs_give_every_measured_value_a_possible_range() {
+        for name in TaskSpec::builtin_names() {
+            let (spec, _) = TaskSpec::load(name).unwrap();
+            for f in spec.features.iter().filter(|f| f.kind == carecast_models::FeatureKind::Numeric) {
+                assert!(f.possible.is_some(), "task `{name}`: feature `{}` has no possible range", f.name);
+            }
+        }
+        use carecast_models::features::{Aggregate, FeatureKind, FeatureSetSpec};
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tasks");
+        let mut specs = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with("_features.toml") {
+                continue;
+            }
+            specs += 1;
+            let spec = FeatureSetSpec::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for f in &spec.features {
+                // Values as recorded (not slopes, counts or intervals) need their limits.
+                let recorded = matches!(&f.kind, FeatureKind::Measurement { agg, .. } if !matches!(agg, Aggregate::Trend | Aggregate::HoursAgo));
+                assert!(!recorded || f.possible.is_some(), "{}: feature `{}` has no possible range", path.display(), f.name);
+            }
+        }
+        assert!(specs >= 4, "found {specs} feature specs");
+    }
+
     #[test]
     fn bundled_tasks_load_and_exclude_leaking_columns() {
         for name in TaskSpec::builtin_names() {

@@ -4,7 +4,7 @@
 //! checks it anyway.
 
 use super::news2::{Observations, news2};
-use super::{Aggregate, CodePattern, EventFeature, FeatureKind, FeatureSetSpec, MAX_RANK, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_YEAR};
+use super::{AGE_POSSIBLE, Aggregate, CodePattern, EventFeature, FeatureKind, FeatureSetSpec, MAX_RANK, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_YEAR};
 use crate::schema::{FeatureKind as InputKind, FeatureSpec};
 
 /// Time of a static fact (MEDS: null time): before everything, so always visible.
@@ -92,7 +92,8 @@ impl FeatureExtractor {
                     _ => None,
                 },
                 factor: f.factor.clone(),
-                possible: f.possible,
+                // An age outside 0-125 years is a corrupt birth or prediction time: refused.
+                possible: f.possible.or(matches!(f.kind, FeatureKind::Age { .. }).then_some(AGE_POSSIBLE)),
                 plausible: f.plausible,
             })
             .collect()
@@ -221,7 +222,7 @@ impl BoundExtractor<'_> {
                             if e.time != STATIC {
                                 a.recent[a.timed_values as usize % RECENT] = (e.time, v);
                                 a.timed_values += 1;
-                                let x = (e.time - t) as f64 / MICROS_PER_DAY as f64;
+                                let x = e.time.saturating_sub(t) as f64 / MICROS_PER_DAY as f64;
                                 a.sx += x;
                                 a.sxx += x * x;
                                 a.sxy += x * v;
@@ -239,10 +240,11 @@ impl BoundExtractor<'_> {
 }
 
 fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
-    let days_before = |time: i64| (t - time) as f64 / MICROS_PER_DAY as f64;
+    // Saturating: a corrupt time gives an absurd value the feature's limits refuse, never a wrap.
+    let days_before = |time: i64| t.saturating_sub(time) as f64 / MICROS_PER_DAY as f64;
     match kind {
         FeatureKind::Age { .. } => {
-            if a.last_time == STATIC { f64::NAN } else { (t - a.last_time) as f64 / MICROS_PER_YEAR }
+            if a.last_time == STATIC { f64::NAN } else { t.saturating_sub(a.last_time) as f64 / MICROS_PER_YEAR }
         }
         FeatureKind::Present { .. } => f64::from(u8::from(a.count > 0)),
         FeatureKind::Count { .. } => f64::from(a.count),
@@ -254,7 +256,7 @@ fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
             let Some(back) = a.timed_values.checked_sub(u32::from(rank.unwrap_or(0)) + 1) else { return f64::NAN };
             let (time, value) = a.recent[back as usize % RECENT];
             match agg {
-                Aggregate::HoursAgo => (t - time) as f64 / MICROS_PER_HOUR as f64,
+                Aggregate::HoursAgo => t.saturating_sub(time) as f64 / MICROS_PER_HOUR as f64,
                 _ => value,
             }
         }

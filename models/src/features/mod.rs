@@ -11,6 +11,8 @@ pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 /// A Julian year, for ages.
 pub const MICROS_PER_YEAR: f64 = 365.25 * MICROS_PER_DAY as f64;
+/// The possible range of an age feature without one of its own, in years.
+pub const AGE_POSSIBLE: [f64; 2] = [0.0, 125.0];
 
 /// An event code to match: exact, or a prefix when written with a trailing `*` (`ICD10//F0*`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -59,17 +59,33 @@ fn as_fhir(vocabulary: &[String], events: &[Event], now: i64) -> AsFhir {
         } else if c == "SEX//F" || c == "SEX//M" {
             patient["gender"] = json!(if c == "SEX//F" { "female" } else { "male" });
             kept.push((STATIC, c.to_string(), e.value));
-        } else if let Some((loinc, _)) = fhir::LOINC.iter().find(|(_, ours)| *ours == c) {
+        } else if let Some(loinc) = fhir::LOINC.iter().find(|l| l.event == c) {
             if e.time + shift > now || e.value.is_nan() {
                 continue;
             }
-            observations.push(json!({ "resource": {
+            // Each value as an EHR sends it: a quantity in its UCUM unit, or coded.
+            let value = match (c, loinc.units.first()) {
+                ("VITAL//ACVPU", _) => {
+                    let code = if e.value > 0.5 { "LA6560-2" } else { "LA9340-6" };
+                    ("valueCodeableConcept", json!({ "coding": [{ "system": "http://loinc.org", "code": code }] }))
+                }
+                ("VITAL//SUPPLEMENTAL_OXYGEN", _) => ("valueQuantity", json!({ "value": e.value * 2.0, "system": "http://unitsofmeasure.org", "code": "L/min" })),
+                (_, Some((unit, _))) => ("valueQuantity", json!({ "value": e.value, "system": "http://unitsofmeasure.org", "code": unit })),
+                (_, None) => unreachable!("{c} has no unit"),
+            };
+            let mut observation = json!({
                 "resourceType": "Observation", "status": "final",
-                "code": { "coding": [{ "system": "http://loinc.org", "code": loinc }] },
-                "effectiveDateTime": at(e.time), "valueQuantity": { "value": e.value },
-            }}));
+                "code": { "coding": [{ "system": "http://loinc.org", "code": loinc.code }] },
+                "effectiveDateTime": at(e.time),
+            });
+            observation[value.0] = value.1;
+            observations.push(json!({ "resource": observation }));
             kept.push((e.time + shift, c.to_string(), e.value));
         } else if let Some(icd) = c.strip_prefix("ICD10//") {
+            // An EHR holds nothing dated after now: later diagnoses are the synthetic future.
+            if e.time != STATIC && e.time + shift > now {
+                continue;
+            }
             let onset = if e.time == STATIC { json!(null) } else { json!(at(e.time)) };
             conditions.push(json!({ "resource": {
                 "resourceType": "Condition", "code": { "coding": [{ "system": "http://hl7.org/fhir/sid/icd-10", "code": icd }] }, "onsetDateTime": onset,
@@ -95,7 +111,7 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let state = Arc::new(AppState { store: ModelStore::new(registry.clone()), audit: AuditLog::open(&dir.join("audit.jsonl")).unwrap(), auth: None });
+    let state = Arc::new(AppState::new(ModelStore::new(registry.clone()), AuditLog::open(&dir.join("audit.jsonl")).unwrap(), None, carecast_serving::ephemeral_pseudonym_key()));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
 
@@ -154,19 +170,14 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     // The same probability from the MEDS events themselves (the codes FHIR carries), extracted at
     // the assessment's time: the FHIR mapping loses nothing the model reads from them.
     let pkg = load_package(&registry.resolve(&report.name, None).unwrap().1).unwrap();
-    let inputs = pkg.events.as_ref().unwrap();
-    let mut codes: Vec<String> = kept.iter().map(|(_, c, _)| c.clone()).collect();
-    codes.dedup();
-    codes.sort();
-    codes.dedup();
-    let mut events: Vec<Event> = kept.iter().map(|(t, c, v)| Event { time: *t, code: codes.iter().position(|x| x == c).unwrap() as u32, value: *v }).collect();
-    events.sort_by_key(|e| e.time);
-    let mut x = vec![f64::NAN; inputs.extractor.n_features()];
-    inputs.extractor.bind(&codes).extract(&events, time(&assessment["occurrenceDateTime"]), &mut x, &mut Default::default());
-    let row: Vec<Input<'_>> = x.iter().map(|&v| if v.is_nan() { Input::Missing } else { Input::Number(v) }).collect();
-    let want = pkg.scorer.score(&row, &mut Workspace::default()).unwrap();
+    let want = model_probability(&pkg, &kept, time(&assessment["occurrenceDateTime"]));
     assert!((want.probability - probability).abs() < 1e-12, "{} vs {probability}", want.probability);
-    assert!(state.audit.entries().unwrap().iter().any(|e| e.patient_key == "cds-1" && e.caller == "cds-hooks Practitioner/42"));
+    // The audit holds the trust's pseudonym of the EHR's patient id, never the id itself, and
+    // not the request's unverified `userId`.
+    let pseudonym = state.pseudonyms.pseudonym("fhir", "cds-1");
+    let entries = state.audit.entries().unwrap();
+    assert!(entries.iter().any(|e| e.patient_key == pseudonym && e.caller == "cds-hooks (unauthenticated demo)"));
+    assert!(entries.iter().all(|e| e.patient_key != "cds-1" && !e.caller.contains("Practitioner")));
 
     // The same events sent over gRPC as raw events: the same score, with the computed values.
     use carecast_proto::v1::{self as pb, scoring_service_client::ScoringServiceClient};
@@ -185,9 +196,75 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let mut both = by_events.clone();
     both.features.insert("age".into(), pb::FeatureValue { value: Some(pb::feature_value::Value::Number(70.0)) });
     assert!(client.score(both).await.unwrap_err().message().contains("features or events"));
+    // Times off the clock are refused, naming the field: a prediction in the year 3000, an event
+    // near the earliest representable time (once an age of -292,214 years), a birth in 1800.
+    let mut future = by_events.clone();
+    future.prediction_time_micros = chrono::NaiveDate::from_ymd_opt(3000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
+    let status = client.score(future).await.unwrap_err();
+    assert!(status.code() == tonic::Code::InvalidArgument && status.message().starts_with("prediction_time_micros:") && status.message().contains("clock"), "{status:?}");
+    for absurd in [i64::MIN + 1, -5_364_662_400_000_000] {
+        let mut ancient = by_events.clone();
+        ancient.events[0].time_micros = Some(absurd);
+        let status = client.score(ancient).await.unwrap_err();
+        assert!(status.message().starts_with("events[0].time_micros:") && status.message().contains("1900"), "{status:?}");
+    }
     let mut flat = by_events;
     flat.model = "support2_hospdead-logistic".into();
     assert!(client.score(flat).await.unwrap_err().message().contains("not trained on events"));
+
+    // Malformed FHIR is refused naming the resource and field, never read as an empty record
+    // (an `entry` object or string, or a `code` string, once gave a high-risk patient a Low card).
+    let path = format!("/cds-services/{}", report.name);
+    let with = |pointer: &str, value: Value| {
+        let mut r = request.clone();
+        *r.pointer_mut(pointer).unwrap() = value;
+        r
+    };
+    for (body, field) in [
+        (with("/prefetch/observations/entry", json!({ "resource": {} })), "prefetch.observations.entry"),
+        (with("/prefetch/observations/entry", json!("many")), "prefetch.observations.entry"),
+        (with("/prefetch/observations/entry/0/resource/code", json!("8867-4")), "prefetch.observations[0].code"),
+        (with("/prefetch/patient/birthDate", json!("1800-01-01")), "prefetch.patient.birthDate"),
+        (with("/context/patientId", json!("Margaret Jones")), "context.patientId"),
+        (with("/context/patientId", json!("x".repeat(65))), "context.patientId"),
+    ] {
+        let (status, answer) = http(&address, "POST", &path, &body.to_string()).await;
+        assert!(status == 400 && answer.contains(field), "{field}: {status} {answer}");
+    }
+    // An age over 125 is refused as impossible, not scored.
+    let (status, answer) = http(&address, "POST", &path, &with("/prefetch/patient/birthDate", json!("1900-01-01")).to_string()).await;
+    assert!(status == 422 && answer.contains("`age`") && answer.contains("possible range"), "{status} {answer}");
+
+    // An EHR clock a minute ahead: its latest observations are read as taken now, and the card
+    // says so; ten minutes ahead is refused, naming the field and the clock.
+    let ahead = as_fhir(&store.vocabulary, store.patient(i), now + 120_000_000);
+    let mut skewed = with("/prefetch/observations/entry", json!(ahead.observations));
+    skewed["prefetch"]["conditions"]["entry"] = json!(ahead.conditions);
+    skewed["prefetch"]["patient"] = ahead.patient.clone();
+    let (status, body) = http(&address, "POST", &path, &skewed.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let card = serde_json::from_str::<Value>(&body).unwrap()["cards"][0].clone();
+    let detail = card["detail"].as_str().unwrap();
+    assert!(detail.contains("read as taken now"), "{detail}");
+    assert!(!detail.split("Not recorded").nth(1).unwrap_or("").contains("NEWS2"), "{detail}");
+    let at = time(&card["suggestions"][0]["actions"][0]["resource"]["occurrenceDateTime"]);
+    let as_now: Vec<_> = ahead.carried.iter().map(|(t, c, v)| (if *t == STATIC { *t } else { (*t).min(at) }, c.clone(), *v)).collect();
+    let skewed_probability = card["suggestions"][0]["actions"][0]["resource"]["prediction"][0]["probabilityDecimal"].as_f64().unwrap();
+    assert!((model_probability(&pkg, &as_now, at).probability - skewed_probability).abs() < 1e-12);
+    let far = as_fhir(&store.vocabulary, store.patient(i), now + 660_000_000);
+    let (status, body) = http(&address, "POST", &path, &with("/prefetch/observations/entry", json!(far.observations)).to_string()).await;
+    assert!(status == 400 && body.contains("effective[x]") && body.contains("clock"), "{status} {body}");
+
+    // A patient with nothing recorded but birth and sex: the card says the record is incomplete
+    // and lists what is missing, and never shows a plain, reassuring Low.
+    let (status, body) = http(&address, "POST", &path, &with("/prefetch/observations/entry", json!([])).to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let card = serde_json::from_str::<Value>(&body).unwrap()["cards"][0].clone();
+    let summary = card["summary"].as_str().unwrap();
+    assert!(summary.starts_with("Incomplete record (") && summary.chars().count() <= 140, "{summary}");
+    assert_ne!(card["indicator"], "info");
+    let detail = card["detail"].as_str().unwrap();
+    assert!(detail.starts_with("**Incomplete record:**") && detail.contains("Not recorded, scored as missing:") && detail.contains("NEWS2"), "{detail}");
 
     // Without the prefetch: 412. An unknown service: 404. Not patient-view: 400.
     let mut bare = request.clone();
@@ -199,4 +276,18 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     other["hook"] = json!("order-select");
     assert_eq!(http(&address, "POST", &format!("/cds-services/{}", report.name), &other.to_string()).await.0, 400);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The model's score of `carried` events (time, code, value) read straight from their codes, at `at`.
+fn model_probability(pkg: &carecast_models::ModelPackage, carried: &[(i64, String, f32)], at: i64) -> carecast_models::Score {
+    let inputs = pkg.events.as_ref().unwrap();
+    let mut codes: Vec<String> = carried.iter().map(|(_, c, _)| c.clone()).collect();
+    codes.sort();
+    codes.dedup();
+    let mut events: Vec<Event> = carried.iter().map(|(t, c, v)| Event { time: *t, code: codes.iter().position(|x| x == c).unwrap() as u32, value: *v }).collect();
+    events.sort_by_key(|e| e.time);
+    let mut x = vec![f64::NAN; inputs.extractor.n_features()];
+    inputs.extractor.bind(&codes).extract(&events, at, &mut x, &mut Default::default());
+    let row: Vec<Input<'_>> = x.iter().map(|&v| if v.is_nan() { Input::Missing } else { Input::Number(v) }).collect();
+    pkg.scorer.score(&row, &mut Workspace::default()).unwrap()
 }

@@ -6,5 +6,6 @@ mod audit_postgres;
 mod auth;
 mod batch;
 mod cds_hooks;
+mod fhir;
 mod grpc;
 mod tls;
