@@ -49,14 +49,25 @@ impl From<Refused> for tonic::Status {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
+    #[serde(default)]
+    iat: Option<i64>,
     #[serde(default)]
     roles: Vec<String>,
 }
+
+/// Clock difference tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECONDS: u64 = 5;
+/// The longest a token may live (from `iat`, and from now to `exp`) unless configured otherwise.
+pub const DEFAULT_MAX_LIFETIME_SECONDS: i64 = 3600;
+/// The longest subject accepted: it is written to every audit record as the caller.
+pub const MAX_SUBJECT: usize = 128;
 
 pub struct Authenticator {
     keys: Vec<(Option<String>, Algorithm, DecodingKey)>,
     issuer: String,
     audience: String,
+    max_lifetime: i64,
 }
 
 impl Authenticator {
@@ -81,7 +92,14 @@ impl Authenticator {
         if keys.is_empty() {
             return Err("JWKS: no keys".into());
         }
-        Ok(Self { keys, issuer: issuer.into(), audience: audience.into() })
+        Ok(Self { keys, issuer: issuer.into(), audience: audience.into(), max_lifetime: DEFAULT_MAX_LIFETIME_SECONDS })
+    }
+
+    /// Refuses tokens that live longer than `seconds` (a stolen long-lived token is a standing
+    /// key to patients' scores).
+    pub fn with_max_lifetime(mut self, seconds: i64) -> Self {
+        self.max_lifetime = seconds;
+        self
     }
 
     /// Checks the `Authorization` value and the role; returns the caller (the token's subject).
@@ -96,12 +114,25 @@ impl Authenticator {
             .keys
             .iter()
             .find(|(kid, alg, _)| *alg == header.alg && (header.kid.is_none() || *kid == header.kid))
-            .ok_or_else(|| unauthenticated(format!("token: no trusted key for algorithm {:?} and key id {:?}", header.alg, header.kid)))?;
+            .ok_or_else(|| {
+                let kid: Option<String> = header.kid.as_deref().map(|k| k.chars().filter(char::is_ascii_graphic).take(32).collect());
+                unauthenticated(format!("token: no trusted key for algorithm {:?} and key id {kid:?}", header.alg))
+            })?;
         let mut validation = Validation::new(*algorithm);
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
         let claims = decode::<Claims>(token, key, &validation).map_err(|e| unauthenticated(format!("token: {e}")))?.claims;
+        let now = chrono::Utc::now().timestamp();
+        let lifetime = claims.exp - claims.iat.unwrap_or(now).min(now);
+        if lifetime > self.max_lifetime {
+            return Err(unauthenticated(format!("token: lives {lifetime} s, longer than the {} s allowed", self.max_lifetime)));
+        }
+        if claims.sub.is_empty() || claims.sub.chars().count() > MAX_SUBJECT || claims.sub.chars().any(char::is_control) {
+            return Err(unauthenticated(format!("token: `sub` must be 1 to {MAX_SUBJECT} printable characters")));
+        }
         if claims.roles.iter().any(|r| r == needed.as_str() || r == Role::Admin.as_str()) {
             Ok(claims.sub)
         } else {

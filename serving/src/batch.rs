@@ -117,21 +117,10 @@ pub fn score_table(
         }
     }
 
+    // The outputs are written beside their final paths and renamed into place only once the
+    // scores are audited: a full disk or a missing folder leaves no half-written Parquet, no
+    // audit records for scores nobody received, and no error file from an earlier run.
     let m = &pkg.manifest;
-    let records: Vec<AuditRecord<'_>> = scored
-        .iter()
-        .map(|s| AuditRecord {
-            time: chrono::Utc::now(),
-            caller: "batch",
-            patient_key: s.key.as_deref().unwrap_or(""),
-            model: &m.name,
-            model_version: &m.version,
-            probability: s.probability,
-            risk_band: s.band,
-        })
-        .collect();
-    audit.record_all(&records)?;
-
     let n = scored.len();
     let mut cols: Vec<Column> = vec![Column::new("row".into(), scored.iter().map(|s| s.row as u64).collect::<Vec<_>>())];
     if keys.is_some() {
@@ -155,15 +144,72 @@ pub fn score_table(
     }
     cols.push(Column::new("warnings".into(), scored.iter().map(|s| s.warnings.as_str()).collect::<Vec<_>>()));
     let mut out = DataFrame::new(n, cols)?;
-    ParquetWriter::new(std::fs::File::create(output).map_err(|e| anyhow::anyhow!("{}: {e}", output.display()))?).finish(&mut out)?;
-
-    if !errors.is_empty() {
+    let staged_output = Staged::write(output, |f| ParquetWriter::new(f).finish(&mut out).map(drop).map_err(anyhow::Error::from))?;
+    let staged_errors = if errors.is_empty() {
+        None
+    } else {
         let mut err_df = DataFrame::new(errors.len(), vec![
             Column::new("row".into(), errors.iter().map(|e| e.row as u64).collect::<Vec<_>>()),
             Column::new("field".into(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>()),
             Column::new("reason".into(), errors.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>()),
         ])?;
-        CsvWriter::new(std::fs::File::create(errors_path).map_err(|e| anyhow::anyhow!("{}: {e}", errors_path.display()))?).finish(&mut err_df)?;
+        Some(Staged::write(errors_path, |f| CsvWriter::new(f).finish(&mut err_df).map_err(anyhow::Error::from))?)
+    };
+
+    let records: Vec<AuditRecord<'_>> = scored
+        .iter()
+        .map(|s| AuditRecord {
+            time: chrono::Utc::now(),
+            caller: "batch",
+            patient_key: s.key.as_deref().unwrap_or(""),
+            model: &m.name,
+            model_version: &m.version,
+            probability: s.probability,
+            risk_band: s.band,
+        })
+        .collect();
+    audit.record_all(&records)?;
+
+    staged_output.commit()?;
+    match staged_errors {
+        Some(staged) => staged.commit()?,
+        None => match std::fs::remove_file(errors_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => anyhow::bail!("{}: stale error file not removed: {e}", errors_path.display()),
+            _ => {}
+        },
     }
     Ok(BatchReport { rows: df.height(), scored: n, errors })
+}
+
+/// A file written in full and synced under a temporary name beside its final path; renamed into
+/// place by [`Staged::commit`], removed if dropped uncommitted.
+struct Staged {
+    temp: std::path::PathBuf,
+    path: std::path::PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    fn write(path: &Path, write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>) -> anyhow::Result<Self> {
+        let name = path.file_name().ok_or_else(|| anyhow::anyhow!("{}: not a file path", path.display()))?;
+        let temp = path.with_file_name(format!(".{}.{}.partial", name.to_string_lossy(), std::process::id()));
+        let staged = Self { temp, path: path.to_path_buf(), committed: false };
+        let mut file = std::fs::File::create(&staged.temp).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        write(&mut file).and_then(|()| file.sync_all().map_err(anyhow::Error::from)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(staged)
+    }
+
+    fn commit(mut self) -> anyhow::Result<()> {
+        std::fs::rename(&self.temp, &self.path).map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
 }

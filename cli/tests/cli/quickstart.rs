@@ -37,6 +37,8 @@ fn demo_and_commands_work_end_to_end() {
     // Nothing is served without authentication unless a demo is asked for explicitly.
     let open = Command::new(env!("CARGO_BIN_EXE_carecast")).args(["serve", "--addr", "127.0.0.1:0"]).current_dir(&dir).output().unwrap();
     assert!(!open.status.success() && String::from_utf8_lossy(&open.stderr).contains("refusing to serve without authentication"));
+    let exposed = Command::new(env!("CARGO_BIN_EXE_carecast")).args(["serve", "--addr", "0.0.0.0:0", "--insecure-demo"]).current_dir(&dir).output().unwrap();
+    assert!(!exposed.status.success() && String::from_utf8_lossy(&exposed.stderr).contains("--insecure-demo binds to loopback only"));
 
     let bad = Command::new(env!("CARGO_BIN_EXE_carecast")).args(["train", "--task", "no_such_task"]).current_dir(&dir).output().unwrap();
     assert!(!bad.status.success());

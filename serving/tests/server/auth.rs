@@ -33,10 +33,14 @@ fn key(kid: &str) -> (Vec<u8>, serde_json::Value) {
 }
 
 fn token(pkcs8: &[u8], kid: &str, sub: &str, roles: &[&str], aud: &str, expires_in: i64) -> String {
+    let claims = serde_json::json!({ "sub": sub, "roles": roles, "iss": "https://idp.trust.nhs.example", "aud": aud, "exp": chrono::Utc::now().timestamp() + expires_in });
+    signed(pkcs8, kid, &claims)
+}
+
+fn signed(pkcs8: &[u8], kid: &str, claims: &serde_json::Value) -> String {
     let mut header = Header::new(jsonwebtoken::Algorithm::ES384);
     header.kid = Some(kid.into());
-    let claims = serde_json::json!({ "sub": sub, "roles": roles, "iss": "https://idp.trust.nhs.example", "aud": aud, "exp": chrono::Utc::now().timestamp() + expires_in });
-    encode(&header, &claims, &EncodingKey::from_ec_der(pkcs8)).unwrap()
+    encode(&header, claims, &EncodingKey::from_ec_der(pkcs8)).unwrap()
 }
 
 fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
@@ -58,7 +62,7 @@ async fn tokens_roles_and_refusals() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let state = Arc::new(AppState { store: ModelStore::new(Registry::new(dir.join("registry"))), audit: AuditLog::open(&dir.join("audit.jsonl")).unwrap(), auth: Some(auth) });
+    let state = Arc::new(AppState::new(ModelStore::new(Registry::new(dir.join("registry"))), AuditLog::open(&dir.join("audit.jsonl")).unwrap(), Some(auth), carecast_serving::ephemeral_pseudonym_key()));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
     let mut scoring = ScoringServiceClient::connect(format!("http://{address}")).await.unwrap();
@@ -100,12 +104,26 @@ async fn tokens_roles_and_refusals() {
     refused(scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "carecast", -3600))).await, Code::Unauthenticated, "Expired");
     refused(scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "another-service", 300))).await, Code::Unauthenticated, "Audience");
     refused(scoring.score(bearer(request.clone(), &token(&stranger, "k1", "dr-1", &["clinician"], "carecast", 300))).await, Code::Unauthenticated, "Signature");
+    // Expiry with a few seconds' leeway, not a minute; `nbf` honoured; lifetimes capped; the
+    // subject (written to every audit record) bounded.
+    refused(scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "carecast", -20))).await, Code::Unauthenticated, "Expired");
+    let now = chrono::Utc::now().timestamp();
+    let claims = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({ "sub": "dr-1", "roles": ["clinician"], "iss": "https://idp.trust.nhs.example", "aud": "carecast", "exp": now + 300 });
+        c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        signed(&trusted, "k1", &c)
+    };
+    refused(scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "nbf": now + 120 })))).await, Code::Unauthenticated, "ImmatureSignature");
+    refused(scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "exp": now + 2 * 86_400 })))).await, Code::Unauthenticated, "longer than the 3600 s");
+    refused(scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "iat": now - 7200, "exp": now + 60 })))).await, Code::Unauthenticated, "longer than the 3600 s");
+    refused(scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "sub": "x".repeat(500) })))).await, Code::Unauthenticated, "`sub`");
+    scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "nbf": now - 1, "iat": now - 1 })))).await.unwrap();
     let batch = scoring.score_batch(bearer(pb::ScoreBatchRequest { requests: vec![request.clone()] }, &clinician)).await.unwrap_err();
     assert_eq!(batch.code(), Code::PermissionDenied, "batches are for planners");
 
     assert!(models.list_models(bearer(pb::ListModelsRequest {}, &researcher)).await.is_ok());
     assert_eq!(models.list_models(bearer(pb::ListModelsRequest {}, &clinician)).await.unwrap_err().code(), Code::PermissionDenied);
-    assert_eq!(state.audit.entries().unwrap().len(), 2, "refused calls are not scored");
+    assert_eq!(state.audit.entries().unwrap().len(), 3, "refused calls are not scored");
     // Promotion and roll-back are the admin's alone; the registry's history names who.
     let promote = || pb::PromoteRequest { name: report.name.clone(), version: "1".into() };
     for who in [&clinician, &researcher] {

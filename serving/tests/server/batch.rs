@@ -78,6 +78,26 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     let err = batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
     assert!(err.contains("column `sno`") && err.contains("NHS numbers") && err.contains("row 7") && !err.contains("9434765919"), "{err}");
     assert_eq!(audit.verify().unwrap().records, 57 * 2, "nothing scored or audited");
+    // The same number as a float (what a table tool writes when the column has a gap).
+    let mut floated = lines.clone();
+    damage(&mut floated, 7, sno, "9434765919.0");
+    std::fs::write(&identified_path, floated.join("\n")).unwrap();
+    let err = batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
+    assert!(err.contains("column `sno`") && err.contains("NHS numbers") && !err.contains("9434765919"), "{err}");
+
+    // Outputs appear whole and only after the audit: a missing output folder fails before
+    // anything is audited, and a clean run removes the error file an earlier run left.
+    let before = audit.verify().unwrap().records;
+    let nowhere = dir.join("no_such_folder").join("scores.parquet");
+    assert!(batch::score_table(&pkg, &input, &nowhere, &errors, Some("sno"), 3, &audit).is_err());
+    assert_eq!(audit.verify().unwrap().records, before, "no audit records for scores nobody received");
+    assert!(errors.exists());
+    let clean = dir.join("clean.csv");
+    std::fs::write(&clean, text.lines().take(61).collect::<Vec<_>>().join("\n")).unwrap();
+    let ok = batch::score_table(&pkg, &clean, &output, &errors, Some("sno"), 3, &audit).unwrap();
+    assert!(ok.errors.is_empty() && ok.scored == 60 && !errors.exists());
+    assert_eq!(audit.verify().unwrap().records, before + 60);
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".partial")));
 
     // A table without a column the model needs is refused whole, naming the column.
     let no_meanbp = dir.join("no_meanbp.csv");

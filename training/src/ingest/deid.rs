@@ -4,7 +4,7 @@
 //! full postcodes, telephone numbers, people's names or full dates of birth. The report never
 //! repeats the values themselves.
 
-use carecast_models::deid::{is_email, is_full_date, is_full_postcode, is_nhs_number, is_person_name, is_uk_phone};
+use carecast_models::deid::{hmac_sha256, is_email, is_full_date, is_full_postcode, is_nhs_number, is_person_name, is_uk_phone, ten_digits as ten_digits_of};
 use polars::prelude::*;
 use std::fmt::Write;
 
@@ -52,10 +52,12 @@ impl std::fmt::Display for Finding {
 }
 
 /// Column names (lower-case, letters and digits only) that only direct identifiers have.
-const IDENTIFYING_NAMES: &[&str] = &[
-    "name", "forename", "forenames", "surname", "firstname", "lastname", "fullname", "patientname", "givenname", "familyname",
-    "nhsnumber", "nhsno", "nhsid", "chinumber", "postcode", "address", "addressline1", "streetaddress", "email", "emailaddress",
-    "phone", "telephone", "mobile", "phonenumber", "telephonenumber",
+const IDENTIFYING_NAMES: &[&str] = &["name", "nhsno", "nhsid", "mobile"];
+/// Parts of column names (normalised as above) that only direct identifiers' names contain,
+/// wherever they stand (`patient_nhs_number`, `home_postcode`, `contact_email`).
+const IDENTIFYING_PARTS: &[&str] = &[
+    "forename", "surname", "firstname", "lastname", "fullname", "patientname", "givenname", "familyname", "nhsnumber", "chinumber",
+    "postcode", "address", "email", "phone", "telephone",
 ];
 
 fn normalise(name: &str) -> String {
@@ -83,7 +85,7 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
     for col in df.columns() {
         let name = col.name().to_string();
         let norm = normalise(&name);
-        if IDENTIFYING_NAMES.contains(&norm.as_str()) {
+        if IDENTIFYING_NAMES.contains(&norm.as_str()) || IDENTIFYING_PARTS.iter().any(|p| norm.contains(p)) {
             findings.push(Finding { column: name.clone(), kind: IdentifierKind::ColumnName, matches: 0, first_row: 0 });
             continue;
         }
@@ -100,8 +102,7 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
         let mut check = |r: usize, v: &str| {
             let v = v.trim();
             non_null += 1;
-            let digits = v.chars().filter(char::is_ascii_digit).count();
-            if digits == 10 && v.chars().all(|c| c.is_ascii_digit() || c == ' ' || c == '-') {
+            if ten_digits_of(v).is_some() {
                 ten_digits += 1;
                 if is_nhs_number(v) {
                     nhs.hit(r);
@@ -114,8 +115,11 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
                 }
             }
         };
-        // Cells are checked where they lie: text in place, integers through one reused buffer.
+        // Cells are checked where they lie: text in place, numbers through one reused buffer (a
+        // float column of NHS numbers is what a table tool writes when one is missing), dates as
+        // dates: a full date in a birth column is a date of birth of whatever type.
         let series = col.as_materialized_series();
+        let mut buf = String::new();
         match series.dtype() {
             DataType::String => {
                 let Ok(ca) = series.str() else { continue };
@@ -124,12 +128,30 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
             dt if dt.is_integer() => {
                 let Ok(ints) = series.cast(&DataType::Int64) else { continue };
                 let Ok(ca) = ints.i64() else { continue };
-                let mut buf = String::new();
-                for (r, x) in ca.iter().enumerate() {
-                    if let Some(x) = x {
-                        buf.clear();
-                        write!(buf, "{x}").expect("writing to a String");
-                        check(r, &buf);
+                for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
+                    buf.clear();
+                    write!(buf, "{x}").expect("writing to a String");
+                    check(r, &buf);
+                }
+            }
+            dt if dt.is_float() => {
+                let Ok(floats) = series.cast(&DataType::Float64) else { continue };
+                let Ok(ca) = floats.f64() else { continue };
+                for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
+                    buf.clear();
+                    if x.fract() == 0.0 && x.abs() < 1e15 { write!(buf, "{x:.0}") } else { write!(buf, "{x}") }.expect("writing to a String");
+                    check(r, &buf);
+                }
+            }
+            DataType::Date | DataType::Datetime(..) => {
+                // Reduced to year and month (the first of the month), a birth date is kept.
+                let Ok(dates) = series.cast(&DataType::Date) else { continue };
+                let Ok(ca) = dates.date() else { continue };
+                let full = &mut tallies[4].1;
+                for (r, days) in ca.physical().iter().enumerate().filter_map(|(r, d)| Some((r, d?))) {
+                    let day = chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0).map(|d| chrono::Datelike::day(&d));
+                    if birth_column && day != Some(1) {
+                        full.hit(r);
                     }
                 }
             }
@@ -179,21 +201,6 @@ pub fn scan_codes<S: AsRef<str>>(vocabulary: &[S]) -> Vec<(usize, IdentifierKind
             Some((i, kind))
         })
         .collect()
-}
-
-/// HMAC-SHA256 (RFC 2104), for keyed pseudonyms that cannot be reversed or recomputed without
-/// the key.
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    use sha2::{Digest, Sha256};
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let pad = |b: u8| block.iter().map(|k| k ^ b).collect::<Vec<u8>>();
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
 }
 
 /// What ingest does to make records safe to hold: keyed pseudonyms for subject ids, dates of
@@ -256,16 +263,6 @@ impl Privacy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        // RFC 4231 test case 2.
-        let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(hex::encode(mac), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-        // Test case 6: a key longer than the block.
-        let mac = hmac_sha256(&[0xaa; 131], b"Test Using Larger Than Block-Size Key - Hash Key First");
-        assert_eq!(hex::encode(mac), "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
-    }
 
     #[test]
     fn pseudonyms_are_stable_keyed_and_non_negative() {

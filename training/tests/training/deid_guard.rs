@@ -71,3 +71,54 @@ fn identifiers_are_refused_with_column_and_row() {
     assert!(read_table(&named).unwrap_err().to_string().contains("column `patient_name`: its name says"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Identifiers in disguise, as a careless export writes them: NHS numbers as floats (a column
+/// with one gap), with a prefix or dots; postcodes with a dash or dot; dates of birth as
+/// DD/MM/YYYY or with a time; "Surname, Forename"; a name column by part of its name; and a
+/// Parquet `Date` column of birth dates. Each is refused by column, and no value is repeated.
+#[test]
+fn identifiers_in_disguise_are_refused() {
+    let nhs: Vec<String> = (123_456_789u64..).step_by(7919).filter_map(nhs_number).take(30).collect();
+    let names = ["Jones, Margaret", "Smith, John", "Patel, Priya", "O'Brien, Mary"];
+    let mut csv = vec!["age,nhs_float,nhs_tagged,nhs_dotted,pc,birth_uk,birth_time,who".to_string()];
+    for (i, n) in nhs.iter().enumerate() {
+        let float = if i == 4 { String::new() } else { format!("{n}.0") };
+        let dotted = format!("{}.{}.{}", &n[..3], &n[3..6], &n[6..]);
+        let pc = if i % 2 == 0 { "SW1A-1AA" } else { "sw1a.1aa" };
+        csv.push(format!("{},{float},NHS{n},{dotted},{pc},12/03/1950,1950-03-12T00:00:00,\"{}\"", 60 + i, names[i % 4]));
+    }
+    let dir = std::env::temp_dir().join(format!("carecast-deid-disguise-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("disguised.csv");
+    std::fs::write(&path, csv.join("\n")).unwrap();
+    let err = read_table(&path).unwrap_err().to_string();
+    for column in ["nhs_float", "nhs_tagged", "nhs_dotted"] {
+        assert!(err.contains(&format!("column `{column}`: ")) && err.contains("NHS numbers"), "{column} in:\n{err}");
+    }
+    for expected in ["column `pc`: 30 values look like full postcodes", "column `birth_uk`: 30 values look like full dates of birth", "column `birth_time`: 30 values look like full dates of birth", "column `who`: 30 values look like people's names"] {
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+    }
+    for value in [&nhs[3][..6], "SW1A", "Margaret", "12/03"] {
+        assert!(!err.contains(value), "the report repeats a value: {value}");
+    }
+
+    let named = dir.join("named.csv");
+    std::fs::write(&named, "patient_nhs_number,age\nx,50\n").unwrap();
+    assert!(read_table(&named).unwrap_err().to_string().contains("column `patient_nhs_number`: its name says"));
+
+    use polars::prelude::*;
+    let days: Vec<i32> = (0..10).map(|i| -7_000 + i * 37).collect();
+    let birth = Series::new("birth_day".into(), days).cast(&DataType::Date).unwrap();
+    let mut df = DataFrame::new(10, vec![Column::new("age".into(), vec![70i64; 10]), birth.into()]).unwrap();
+    let parquet = dir.join("dates.parquet");
+    ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut df).unwrap();
+    let err = read_table(&parquet).unwrap_err().to_string();
+    assert!(err.contains("column `birth_day`") && err.contains("full dates of birth"), "{err}");
+    // Reduced to the first of the month, the same column is kept.
+    let months: Vec<i32> = (0..10).map(|i| (chrono::NaiveDate::from_ymd_opt(1950, 1 + i, 1).unwrap() - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32).collect();
+    let birth = Series::new("birth_day".into(), months).cast(&DataType::Date).unwrap();
+    let mut df = DataFrame::new(10, vec![Column::new("age".into(), vec![70i64; 10]), birth.into()]).unwrap();
+    ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut df).unwrap();
+    read_table(&parquet).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
