@@ -18,6 +18,9 @@ const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 const PER_CONNECTION: usize = 256;
 /// The longest any request may take.
 const DEADLINE: Duration = Duration::from_secs(30);
+/// The longest the server drains after being told to stop: streams end at once (their clients
+/// reconnect elsewhere), and calls still running after this are cut off.
+pub const DRAIN: Duration = Duration::from_secs(10);
 
 /// Accepted connections with Nagle's algorithm off: a response is sent the moment it is ready,
 /// not held back up to 40 ms for the client's acknowledgement.
@@ -27,8 +30,15 @@ fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
 }
 
 /// Serves on `listener` (over TLS when `tls` is given) until `shutdown` resolves; then stops
-/// accepting connections and drains the requests in flight before returning.
+/// accepting connections, ends open streams, and drains the requests in flight (at most
+/// [`DRAIN`]) before returning.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<Tls>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let stopping = state.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.send_replace(true);
+    };
+    let mut stopped = state.stopping.subscribe();
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ScoringServiceServer<Scoring>>().await;
     health.set_serving::<ModelServiceServer<Models>>().await;
@@ -51,9 +61,21 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<Tls>
         .timeout(DEADLINE)
         .concurrency_limit_per_connection(PER_CONNECTION)
         .add_routes(routes);
-    let served = match tls {
-        None => server.serve_with_incoming_shutdown(incoming(listener), shutdown).await,
-        Some(tls) => server.serve_with_incoming_shutdown(tls.accept(incoming(listener)), shutdown).await,
+    let serving = async {
+        match tls {
+            None => server.serve_with_incoming_shutdown(incoming(listener), shutdown).await,
+            Some(tls) => server.serve_with_incoming_shutdown(tls.accept(incoming(listener)), shutdown).await,
+        }
+    };
+    let served = tokio::select! {
+        served = serving => served,
+        () = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(DRAIN).await;
+        } => {
+            tracing::warn!(seconds = DRAIN.as_secs(), "drain time exceeded: calls still in flight were cut off");
+            Ok(())
+        }
     };
     upkeep.abort();
     Ok(served?)

@@ -6,6 +6,7 @@ use crate::metrics;
 use crate::store::{ModelStore, StoreError};
 use carecast_models::preprocess::{FeatureStats, WarningKind as ModelWarningKind};
 use carecast_models::registry::RegistryError;
+use carecast_models::deid::PseudonymKey;
 use carecast_models::{FeatureKind, ModelPackage, RiskBand as ModelBand, Score, Value, Workspace, deid, explain};
 use carecast_proto::v1::{self as pb, feature_value};
 use std::sync::Arc;
@@ -17,9 +18,26 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Who may call; `None` only in the explicit local demo mode.
     pub auth: Option<Authenticator>,
+    /// The trust's key that turns EHR patient ids (CDS Hooks) into the audit's pseudonyms.
+    pub pseudonyms: PseudonymKey,
+    /// Set once the server is told to stop: open streams end instead of reading on.
+    pub(crate) stopping: tokio::sync::watch::Sender<bool>,
+}
+
+/// A pseudonym key drawn at random, for a demo or a test: its pseudonyms cannot be linked across
+/// restarts, so a real server is given the trust's key instead.
+pub fn ephemeral_pseudonym_key() -> PseudonymKey {
+    use ring::rand::SecureRandom;
+    let mut key = vec![0u8; PseudonymKey::MIN_BYTES];
+    ring::rand::SystemRandom::new().fill(&mut key).expect("the system's random source");
+    PseudonymKey::new(key).expect("long enough")
 }
 
 impl AppState {
+    pub fn new(store: ModelStore, audit: AuditLog, auth: Option<Authenticator>, pseudonyms: PseudonymKey) -> Self {
+        Self { store, audit, auth, pseudonyms, stopping: tokio::sync::watch::Sender::new(false) }
+    }
+
     /// The caller of a request needing `role`: the token's subject, or in demo mode the peer
     /// address. Refusals are counted in the metrics.
     pub fn caller<T>(&self, request: &Request<T>, rpc: &'static str, role: Role) -> Result<String, Status> {
@@ -136,6 +154,7 @@ pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'
 /// A request's events turned into the model's inputs at its prediction time, by the package's
 /// own feature spec and the one extractor.
 fn inputs_from_events(pkg: &carecast_models::ModelPackage, req: &pb::ScoreRequest) -> Result<Vec<Value<'static>>, Status> {
+    use carecast_models::clock;
     use carecast_models::features::extract::{Event, STATIC};
     let inputs = pkg.events.as_ref().ok_or_else(|| {
         Status::invalid_argument(format!("events: model `{}` is not trained on events; send its features by name", pkg.manifest.name))
@@ -143,6 +162,16 @@ fn inputs_from_events(pkg: &carecast_models::ModelPackage, req: &pb::ScoreReques
     let mut codes: Vec<&str> = req.events.iter().map(|e| e.code.as_str()).collect();
     codes.sort_unstable();
     codes.dedup();
+    // The prediction time, and every event time, within the clock's window: a time in the year
+    // 3000 or before 1900 is a corrupt record, and would give absurd ages and intervals.
+    let now = chrono::Utc::now().timestamp_micros();
+    let at = match req.prediction_time_micros {
+        0 => now,
+        t => {
+            clock::check(t, now).map_err(|e| Status::invalid_argument(format!("prediction_time_micros: {e}")))?;
+            t
+        }
+    };
     let mut events = Vec::with_capacity(req.events.len());
     for (i, e) in req.events.iter().enumerate() {
         if e.code.is_empty() {
@@ -154,10 +183,16 @@ fn inputs_from_events(pkg: &carecast_models::ModelPackage, req: &pb::ScoreReques
             None => f32::NAN,
         };
         let code = codes.binary_search(&e.code.as_str()).expect("every code is listed") as u32;
-        events.push(Event { time: e.time_micros.unwrap_or(STATIC), code, value });
+        // Scored as of now, a record from a source whose clock runs a little fast is read as now.
+        let time = match e.time_micros {
+            None => Ok(STATIC),
+            Some(t) if req.prediction_time_micros == 0 => clock::as_of(t, now).map(|(t, _)| t),
+            Some(t) => clock::check(t, now).map(|()| t),
+        }
+        .map_err(|e| Status::invalid_argument(format!("events[{i}].time_micros: {e}")))?;
+        events.push(Event { time, code, value });
     }
     events.sort_by_key(|e| e.time);
-    let at = if req.prediction_time_micros == 0 { chrono::Utc::now().timestamp_micros() } else { req.prediction_time_micros };
     Ok(inputs.row(&codes, &events, at))
 }
 
@@ -270,10 +305,22 @@ impl pb::scoring_service_server::ScoringService for Scoring {
         let mut requests = request.into_inner();
         let (results, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let this = Scoring { state: self.state.clone() };
+        let mut stopping = self.state.stopping.subscribe();
         tokio::spawn(async move {
             let mut ws = Workspace::default();
-            // The next request is read only once the previous result has a place in the buffer.
-            while let Some(next) = requests.message().await.transpose() {
+            // The next request is read only once the previous result has a place in the buffer;
+            // once the server is stopping, none is read: the stream ends and the client reconnects.
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    _ = stopping.wait_for(|s| *s) => None,
+                    next = requests.message() => Some(next.transpose()),
+                };
+                let Some(next) = next else {
+                    let _ = results.send(Err(Status::unavailable("server shutting down: reconnect to continue"))).await;
+                    break;
+                };
+                let Some(next) = next else { break };
                 let result = match next {
                     Err(status) => Err(status), // the client's stream broke: report it and stop
                     Ok(req) => {

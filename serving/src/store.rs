@@ -1,9 +1,10 @@
 //! Loaded model packages, keyed by name and version. A request without a version follows the
 //! registry's `CURRENT` pointer, read on every request, so a promotion (or a roll-back) takes
 //! effect without a restart (between promotions a request costs one `stat` of the pointer, not a
-//! read); each version is loaded (and its checksums verified) once. When the
-//! promoted version cannot be loaded (damaged, failing its checksums), the version served before
-//! it keeps serving, and the refusal is logged once.
+//! read); each version is loaded (and its checksums verified) once. When the promoted version
+//! cannot be served (missing, damaged, failing its checksums), the version served before it keeps
+//! serving, and the difference is logged and counted; a refused package is tried again once its
+//! files change (repaired in place).
 
 use carecast_models::registry::{PointerStamp, RegistryError};
 use carecast_models::{ModelPackage, Registry, load_package};
@@ -21,11 +22,30 @@ pub enum StoreError {
 pub struct ModelStore {
     registry: Registry,
     loaded: RwLock<HashMap<(String, String), Arc<ModelPackage>>>,
-    /// Versions that failed to load, with the reason: packages are immutable, so not retried.
-    refused: RwLock<HashMap<(String, String), String>>,
+    /// Versions that failed to load, with the reason and the state of their files then: tried
+    /// again once the files change (a package repaired in place), not on every request.
+    refused: RwLock<HashMap<(String, String), (String, FilesStamp)>>,
     /// Per model, the version last served by default: the fallback while a promoted version
     /// cannot be loaded.
     serving: RwLock<HashMap<String, Served>>,
+}
+
+/// What identifies a package directory's files as they are: names, sizes, inodes and times.
+type FilesStamp = u64;
+
+fn files_stamp(dir: &std::path::Path) -> FilesStamp {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        e.file_name().hash(&mut hasher);
+        if let Ok(m) = e.metadata() {
+            (m.len(), m.ino(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
 }
 
 /// The package a model serves by default.
@@ -47,7 +67,9 @@ impl ModelStore {
     }
 
     /// The package for `model` at `version`; with `None`, the promoted version, or while that
-    /// cannot be loaded, the one served before it (or else the newest earlier version that loads).
+    /// cannot be served (missing, damaged, failing its checksums), the one served before it (or
+    /// else the newest earlier version that loads). The difference is logged and shown in the
+    /// metrics (`carecast_model_promoted_refused`), never silent.
     pub fn get(&self, model: &str, version: Option<&str>) -> Result<Arc<ModelPackage>, StoreError> {
         if version.is_some() {
             let (version, dir) = self.registry.resolve(model, version)?;
@@ -60,32 +82,40 @@ impl ModelStore {
         {
             return Ok(served.package.clone());
         }
-        let (current, dir) = self.registry.resolve(model, None)?;
-        match self.load(model, &current, &dir) {
+        let promoted = self.registry.current(model)?;
+        let outcome = self
+            .registry
+            .resolve(model, Some(&promoted))
+            .map_err(StoreError::from)
+            .and_then(|(current, dir)| self.load(model, &current, &dir));
+        match outcome {
             Ok(package) => {
                 let mut serving = self.serving.write().expect("store lock");
                 let before = serving.insert(model.to_string(), Served { package: package.clone(), pointer });
                 if before.as_ref().is_none_or(|b| !Arc::ptr_eq(&b.package, &package)) {
-                    tracing::info!(model, version = %current, "serving by default");
+                    tracing::info!(model, version = %promoted, "serving by default");
                     if let Some(before) = before {
                         crate::metrics::serving(model, &before.package.manifest.version, false);
                     }
-                    crate::metrics::serving(model, &current, true);
+                    crate::metrics::serving(model, &promoted, true);
+                    crate::metrics::promoted_refused(model, &promoted, false);
                 }
                 Ok(package)
             }
             Err(refused) => {
                 if let Some(previous) = self.serving.read().expect("store lock").get(model) {
+                    crate::metrics::promoted_refused(model, &promoted, true);
                     return Ok(previous.package.clone());
                 }
                 // Nothing served yet (a fresh start): the newest earlier version that loads.
                 let earlier = self.registry.versions(model)?;
-                for v in earlier.iter().rev().filter(|v| v.parse::<u64>().ok() < current.parse::<u64>().ok()) {
+                for v in earlier.iter().rev().filter(|v| v.parse::<u64>().ok() < promoted.parse::<u64>().ok()) {
                     let (v, dir) = self.registry.resolve(model, Some(v))?;
                     if let Ok(package) = self.load(model, &v, &dir) {
-                        tracing::warn!(model, promoted = %current, serving = %v, "promoted version refused; serving an earlier one");
+                        tracing::error!(model, promoted = %promoted, serving = %v, error = %refused, "promoted version cannot be served; serving an earlier one");
                         self.serving.write().expect("store lock").insert(model.to_string(), Served { package: package.clone(), pointer: None });
                         crate::metrics::serving(model, &v, true);
+                        crate::metrics::promoted_refused(model, &promoted, true);
                         return Ok(package);
                     }
                 }
@@ -94,14 +124,18 @@ impl ModelStore {
         }
     }
 
-    /// A version's package, loaded and verified once.
+    /// A version's package, loaded and verified once; a refused one is tried again only once its
+    /// files have changed.
     fn load(&self, model: &str, version: &str, dir: &std::path::Path) -> Result<Arc<ModelPackage>, StoreError> {
         let key = (model.to_string(), version.to_string());
         if let Some(p) = self.loaded.read().expect("store lock").get(&key) {
             return Ok(p.clone());
         }
         let unloadable = |reason: String| StoreError::Unloadable { model: model.to_string(), version: version.to_string(), reason };
-        if let Some(reason) = self.refused.read().expect("store lock").get(&key) {
+        let stamp = files_stamp(dir);
+        if let Some((reason, when)) = self.refused.read().expect("store lock").get(&key)
+            && *when == stamp
+        {
             return Err(unloadable(reason.clone()));
         }
         // A package copied into another version's place is refused too: callers are told the
@@ -117,10 +151,11 @@ impl ModelStore {
             Ok(p) => p,
             Err(reason) => {
                 tracing::error!(model, version, error = %reason, "model package refused");
-                self.refused.write().expect("store lock").insert(key, reason.clone());
+                self.refused.write().expect("store lock").insert(key, (reason.clone(), stamp));
                 return Err(unloadable(reason));
             }
         };
+        self.refused.write().expect("store lock").remove(&key);
         self.loaded.write().expect("store lock").insert(key, package.clone());
         Ok(package)
     }

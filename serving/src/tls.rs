@@ -15,10 +15,47 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig, crypto::ring};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::Stream;
 
-/// A handshake not finished in this time is dropped: a stalled client holds nothing.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more connections wait to be accepted (back-pressure).
-const HANDSHAKES: usize = 64;
+/// A handshake not finished in this time is dropped: a stalled client holds nothing for long.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Handshakes in progress at once; a connection beyond them is closed at once (never queued, so
+/// idle sockets cannot stall the accept loop for everyone else).
+const HANDSHAKES: usize = 1024;
+/// Handshakes in progress from one address: one host holding idle sockets open fills its own
+/// share, not the server's.
+pub const HANDSHAKES_PER_PEER: usize = 16;
+
+/// Handshakes in progress by peer address; a [`PeerSlot`] gives its place back when dropped.
+#[derive(Default)]
+struct Peers(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+struct PeerSlot {
+    peers: Arc<Peers>,
+    ip: std::net::IpAddr,
+}
+
+impl Peers {
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut map = self.0.lock().expect("peer table");
+        let n = map.entry(ip).or_default();
+        if *n >= HANDSHAKES_PER_PEER {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot { peers: self.clone(), ip })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.peers.0.lock().expect("peer table");
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// The server's certificate chain and key, and, for mutual TLS, the CA its clients' certificates
 /// must chain to.
@@ -76,8 +113,9 @@ impl Tls {
         self.mutual
     }
 
-    /// Accepted connections, each through its handshake (several at once, each bounded in time,
-    /// so one slow client delays no other). Failed handshakes are counted and dropped.
+    /// Accepted connections, each through its handshake (many at once, each bounded in time, at
+    /// most [`HANDSHAKES_PER_PEER`] from one address, so slow or idle clients delay no other).
+    /// Failed and refused handshakes are counted and dropped.
     pub fn accept(
         self,
         connections: impl Stream<Item = std::io::Result<TcpStream>> + Send + 'static,
@@ -87,6 +125,7 @@ impl Tls {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config);
         tokio::spawn(async move {
             let permits = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES));
+            let peers = Arc::new(Peers::default());
             let mut connections = std::pin::pin!(connections);
             loop {
                 // Stop accepting (and free the port) once the server has stopped taking connections.
@@ -98,12 +137,19 @@ impl Tls {
                     },
                 };
                 let Ok(tcp) = conn else { continue };
-                let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let Some(slot) = tcp.peer_addr().ok().and_then(|a| peers.enter(a.ip())) else {
+                    crate::metrics::tls_refused("too many handshakes from one address");
+                    continue;
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    crate::metrics::tls_refused("too many handshakes in progress");
+                    continue;
+                };
                 let (acceptor, ready) = (acceptor.clone(), ready.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         Ok(Ok(stream)) => {
-                            drop(permit);
+                            drop((permit, slot));
                             let _ = ready.send(Ok(stream)).await;
                         }
                         Ok(Err(e)) => crate::metrics::tls_refused(&e.to_string()),

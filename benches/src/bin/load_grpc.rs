@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
     let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let listener = server_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let address = format!("http://{}", listener.local_addr()?);
-    let state = Arc::new(AppState { store: ModelStore::new(registry), audit: AuditLog::open(&dir.join("audit.jsonl"))?, auth: None });
+    let state = Arc::new(AppState::new(ModelStore::new(registry), AuditLog::open(&dir.join("audit.jsonl"))?, None, carecast_serving::ephemeral_pseudonym_key()));
     server_runtime.spawn(server::serve(listener, state.clone(), None, std::future::pending()));
 
     let clients_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

@@ -4,7 +4,7 @@
 //!
 //! Needs `CARECAST_TEST_POSTGRES`, a key=value connection string of a role that may create
 //! schemas (`.ci/run` installs and starts Debian's PostgreSQL and sets it); without it the test
-//! says so and does nothing.
+//! says so and does nothing, except under CI (`CI` set), where it fails.
 
 use carecast_serving::audit::{AuditError, AuditLog, AuditRecord, Location, verify};
 use std::collections::HashSet;
@@ -24,6 +24,8 @@ fn schema(base: &str, name: &str) -> (postgres::Client, String) {
 #[test]
 fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
     let Ok(base) = std::env::var("CARECAST_TEST_POSTGRES") else {
+        // In CI the database is part of the run: its absence is a failure, not a skip.
+        assert!(std::env::var("CI").is_err(), "CI is set but CARECAST_TEST_POSTGRES is not: .ci/run starts PostgreSQL for this test");
         eprintln!("SKIPPED: set CARECAST_TEST_POSTGRES to a PostgreSQL connection string (.ci/run does)");
         return;
     };

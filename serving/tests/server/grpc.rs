@@ -40,7 +40,7 @@ async fn start(registry_dir: &Path) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let audit = registry_dir.join(format!("audit-{}.jsonl", listener.local_addr().unwrap().port()));
-    let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry_dir)), audit: AuditLog::open(&audit).unwrap(), auth: None });
+    let state = Arc::new(AppState::new(ModelStore::new(Registry::new(registry_dir)), AuditLog::open(&audit).unwrap(), None, carecast_serving::ephemeral_pseudonym_key()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
     Server { addr, state, _stop: stop }
@@ -170,6 +170,12 @@ async fn bad_requests_get_actionable_errors() {
     let mut r = good.clone();
     r.features.insert("hrt".into(), pb::FeatureValue { value: Some(feature_value::Value::Number(400.0)) });
     expect(client.score(r).await, Code::InvalidArgument, "feature `hrt`: outside the possible range 0 beats/min to 350 beats/min");
+    // Every numeric input has a possible range: 1e9 years of education, -1e9 mL of urine.
+    for (feature, absurd) in [("edu", 1e9), ("urine", -1e9)] {
+        let mut r = good.clone();
+        r.features.insert(feature.into(), pb::FeatureValue { value: Some(feature_value::Value::Number(absurd)) });
+        expect(client.score(r).await, Code::InvalidArgument, &format!("feature `{feature}`: outside the possible range"));
+    }
     let mut r = good.clone();
     r.patient_key = "943 476 5919".into();
     expect(client.score(r).await, Code::InvalidArgument, "patient_key");
@@ -276,6 +282,10 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     let fresh = start(&dir).await;
     assert_eq!(served(scoring(&fresh).await.score(req.clone()).await), "1");
 
+    // Repaired in place, version 2 is verified again and served: a refusal is not kept for good.
+    std::fs::copy(dst.join("1/model.json"), &model).unwrap();
+    assert_eq!(served(client.score(req.clone()).await), "2");
+
     // A package copied into another version's place is refused.
     std::fs::create_dir_all(dst.join("4")).unwrap();
     for f in std::fs::read_dir(dst.join("1")).unwrap() {
@@ -289,7 +299,15 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
 
     // A good version promoted is picked up by the running server.
     registry.promote("support2_hospdead-gbm", "3", "test").unwrap();
-    assert_eq!(served(client.score(req).await), "3");
+    assert_eq!(served(client.score(req.clone()).await), "3");
+
+    // A `CURRENT` naming a version that does not exist is no outage: the version served keeps
+    // serving (a fresh server serves the newest that loads), and the difference is reported.
+    std::fs::write(dst.join("CURRENT"), "99\n").unwrap();
+    assert_eq!(served(client.score(req.clone()).await), "3");
+    assert_eq!(served(scoring(&start(&dir).await).await.score(req).await), "3");
+    let metrics = carecast_serving::metrics::handle().render();
+    assert!(metrics.contains("carecast_model_promoted_refused{model=\"support2_hospdead-gbm\",version=\"99\"} 1"), "{metrics}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -381,7 +399,7 @@ async fn shutdown_stops_new_connections_and_drains_the_calls_in_flight() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let audit = registry().join(format!("audit-drain-{}.jsonl", address.port()));
-    let state = Arc::new(AppState { store: ModelStore::new(Registry::new(registry())), audit: AuditLog::open(&audit).unwrap(), auth: None });
+    let state = Arc::new(AppState::new(ModelStore::new(Registry::new(registry())), AuditLog::open(&audit).unwrap(), None, carecast_serving::ephemeral_pseudonym_key()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
     let reqs: Vec<pb::ScoreRequest> = requests("support2_hospdead-gbm", 3).into_iter().map(|(r, _)| r).collect();
@@ -404,16 +422,16 @@ async fn shutdown_stops_new_connections_and_drains_the_calls_in_flight() {
         }
     });
     refused.await.expect("the port stops accepting after shutdown");
-    // ...while the feed in flight is still answered, until it ends.
-    tx.send(reqs[1].clone()).await.unwrap();
-    let Some(pb::score_result::Outcome::Score(second)) = results.message().await.unwrap().and_then(|r| r.outcome) else { panic!("scored during the drain") };
-    assert_eq!(second.patient_key, reqs[1].patient_key);
-    assert!(!server.is_finished(), "the server waits for the stream in flight");
-    drop(tx);
-    assert!(results.message().await.unwrap().is_none());
-    tokio::time::timeout(std::time::Duration::from_secs(10), server).await.expect("drained and stopped").unwrap().unwrap();
+    // ...and the feed, though its client keeps it open and sends more, is read no further: it
+    // ends with UNAVAILABLE (reconnect), and the server stops well within its drain bound.
+    let _ = tx.send(reqs[1].clone()).await;
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), results.message()).await.expect("the stream ends on shutdown");
+    let status = end.expect_err("ended with a status");
+    assert!(status.code() == Code::Unavailable && status.message().contains("shutting down"), "{status:?}");
+    tokio::time::timeout(carecast_serving::server::DRAIN + std::time::Duration::from_secs(5), server).await.expect("stopped within the drain bound").unwrap().unwrap();
     let audited: Vec<String> = state.audit.entries().unwrap().into_iter().map(|e| e.patient_key).collect();
-    assert_eq!(audited, [reqs[0].patient_key.clone(), reqs[1].patient_key.clone()], "both answers audited before the server stopped");
+    assert_eq!(audited, [reqs[0].patient_key.clone()], "the answer sent was audited; nothing was read after the stop");
+    drop(tx);
 }
 
 #[tokio::test]

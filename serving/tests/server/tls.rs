@@ -72,11 +72,7 @@ async fn mutual_tls_serves_trusted_clients_and_refuses_the_rest_in_the_handshake
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let state = Arc::new(AppState {
-        store: ModelStore::new(Registry::new(dir.join("registry"))),
-        audit: AuditLog::open(&dir.join("audit.jsonl")).unwrap(),
-        auth: None,
-    });
+    let state = Arc::new(AppState::new(ModelStore::new(Registry::new(dir.join("registry"))), AuditLog::open(&dir.join("audit.jsonl")).unwrap(), None, carecast_serving::ephemeral_pseudonym_key()));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state, Some(tls), async { stopped.await.ok(); }));
 
@@ -128,6 +124,20 @@ async fn mutual_tls_serves_trusted_clients_and_refuses_the_rest_in_the_handshake
     let response = String::from_utf8_lossy(&response);
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"services\""), "{response}");
+
+    // 64 idle sockets held open from one address (127.0.0.2) without a handshake once stalled
+    // every client for the whole handshake timeout. Now that address fills its own share of
+    // handshakes, the rest are closed at once, and a client from another address is served
+    // while they stay open (well inside the 3 s a stalled handshake may hold a slot).
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        idle.push(socket.connect(address).await.unwrap());
+    }
+    let during = tokio::time::timeout(std::time::Duration::from_secs(2), served(trusted.clone())).await;
+    assert_eq!(during.expect("served while idle sockets are held"), Ok(1));
+    drop(idle);
 
     // After all the refusals, the trusted client is still served, and the refusals were counted.
     assert_eq!(served(trusted).await, Ok(1));
