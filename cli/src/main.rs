@@ -56,6 +56,21 @@ enum AuditAction {
         /// A journal file, or a PostgreSQL connection string; default `<registry>/audit.jsonl`.
         #[arg(long, env = "CARECAST_AUDIT")]
         audit: Option<String>,
+        /// The server's public signing key (hex, as `audit keygen` prints): every checkpoint must
+        /// be signed by it, and at least one must exist.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// The second location's copies of the checkpoints (`serve --audit-checkpoints`): each
+        /// must still be in the trail, unchanged.
+        #[arg(long, requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+    },
+    /// Make an Ed25519 key for signing the trail's checkpoints: writes the private key (PKCS#8,
+    /// readable by its owner only) and prints the public key to verify with.
+    Keygen {
+        /// Where to write the private key; it must not exist yet.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -207,7 +222,24 @@ enum Command {
         /// The `aud` tokens must carry.
         #[arg(long, requires = "jwks")]
         audience: Option<String>,
-        /// Serve without authenticating callers: a local demo only, never with real patients.
+        /// The key that signs the audit trail's checkpoints (PKCS#8, from `carecast audit
+        /// keygen`): without it records could be rewritten, hashes and all, by whoever can write
+        /// the trail.
+        #[arg(long, env = "CARECAST_AUDIT_SIGNING_KEY")]
+        audit_signing_key: Option<PathBuf>,
+        /// A second location (another volume, a shipped log) for copies of the signed checkpoints,
+        /// against which `audit verify --checkpoints` finds records cut off the end.
+        #[arg(long, requires = "audit_signing_key")]
+        audit_checkpoints: Option<PathBuf>,
+        /// The longest lifetime a bearer token may have, in seconds (from `iat`, and from now to `exp`).
+        #[arg(long, requires = "jwks", default_value_t = carecast_serving::auth::DEFAULT_MAX_LIFETIME_SECONDS)]
+        max_token_lifetime: i64,
+        /// The trust's secret key (a file of at least 32 bytes) that turns EHR patient ids from
+        /// CDS Hooks into the audit trail's pseudonyms; the same key always gives the same pseudonym.
+        #[arg(long, env = "CARECAST_PSEUDONYM_KEY_FILE", conflicts_with = "insecure_demo")]
+        pseudonym_key_file: Option<PathBuf>,
+        /// Serve without authenticating callers, on loopback only: a local demo, never with real
+        /// patients (pseudonyms from a random key that dies with the process).
         #[arg(long)]
         insecure_demo: bool,
         /// TLS: the server's certificate chain (PEM, leaf first). Without TLS the server binds
@@ -397,7 +429,7 @@ async fn demo(registry: &Registry) -> anyhow::Result<()> {
     println!("\n== 3. Serve over gRPC and score one patient");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(AppState { store, audit, auth: None }); // the demo's own loopback server
+    let state = Arc::new(AppState::new(store, audit, None, carecast_serving::ephemeral_pseudonym_key())); // the demo's own loopback server
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(server::serve(listener, state, None, async { stopped.await.ok(); }));
     let mut client = pb::scoring_service_client::ScoringServiceClient::connect(format!("http://{addr}")).await?;
@@ -499,17 +531,55 @@ async fn main() -> anyhow::Result<()> {
                 println!("{} row(s) refused; see {}", report.errors.len(), errors.display());
             }
         }
-        Command::Audit { action: AuditAction::Verify { audit } } => {
+        Command::Audit { action: AuditAction::Verify { audit, public_key, checkpoints } } => {
             let trail = audit_location(&registry, audit);
-            let verified = carecast_serving::audit::verify(trail.clone())?;
+            let verified = match &public_key {
+                Some(key) => carecast_serving::audit::verify_trusted(trail.clone(), key.trim(), checkpoints.as_deref())?,
+                None => carecast_serving::audit::verify(trail.clone())?,
+            };
             println!("{trail}: {} records, chain intact; head {}", verified.records, verified.head);
+            match (verified.last_checkpoint, &public_key) {
+                (Some((seq, at)), Some(_)) => println!(
+                    "{} signed checkpoints, by the trusted key; the last at record {seq} ({at}) covers every record before it",
+                    verified.checkpoints
+                ),
+                (Some((seq, at)), None) => println!(
+                    "{} checkpoints, each signed by the key it names; the last at record {seq} ({at}); give --public-key to check the key",
+                    verified.checkpoints
+                ),
+                (None, _) => println!("no signed checkpoints: start the server with --audit-signing-key"),
+            }
         }
-        Command::Serve { addr, audit, jwks, issuer, audience, insecure_demo, tls_cert, tls_key, client_ca } => {
+        Command::Audit { action: AuditAction::Keygen { out } } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let (document, public) = carecast_serving::audit::Signer::generate().map_err(anyhow::Error::msg)?;
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&out).with_context(|| format!("{}", out.display()))?;
+            file.write_all(&document)?;
+            file.sync_all()?;
+            println!("signing key written to {} (keep it secret); public key:\n{public}", out.display());
+        }
+        Command::Serve {
+            addr,
+            audit,
+            audit_signing_key,
+            audit_checkpoints,
+            jwks,
+            issuer,
+            audience,
+            max_token_lifetime,
+            pseudonym_key_file,
+            insecure_demo,
+            tls_cert,
+            tls_key,
+            client_ca,
+        } => {
             let auth = match (jwks, insecure_demo) {
                 (Some(jwks), _) => {
                     let text = std::fs::read_to_string(&jwks).with_context(|| format!("{}", jwks.display()))?;
                     let (issuer, audience) = (issuer.expect("required with --jwks"), audience.expect("required with --jwks"));
-                    Some(carecast_serving::auth::Authenticator::from_jwks(&text, &issuer, &audience).map_err(anyhow::Error::msg)?)
+                    let auth = carecast_serving::auth::Authenticator::from_jwks(&text, &issuer, &audience).map_err(anyhow::Error::msg)?;
+                    Some(auth.with_max_lifetime(max_token_lifetime))
                 }
                 (None, true) => {
                     tracing::warn!("serving WITHOUT authentication (--insecure-demo): a local demo only");
@@ -517,18 +587,31 @@ async fn main() -> anyhow::Result<()> {
                 }
                 (None, false) => anyhow::bail!("refusing to serve without authentication: give --jwks FILE --issuer ISS --audience AUD, or --insecure-demo for a local demo"),
             };
+            let pseudonyms = match (pseudonym_key_file, insecure_demo) {
+                (Some(path), _) => carecast_models::deid::PseudonymKey::from_file(&path).map_err(anyhow::Error::msg)?,
+                (None, true) => carecast_serving::ephemeral_pseudonym_key(),
+                (None, false) => anyhow::bail!("refusing to serve without the trust's pseudonym key: give --pseudonym-key-file FILE (or CARECAST_PSEUDONYM_KEY_FILE)"),
+            };
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(carecast_serving::tls::Tls::from_files(&cert, &key, client_ca.as_deref()).map_err(anyhow::Error::msg)?),
                 _ => None,
             };
             let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
             let local = listener.local_addr()?;
-            if tls.is_none() && !local.ip().is_loopback() && !insecure_demo {
+            if insecure_demo && !local.ip().is_loopback() {
+                anyhow::bail!("refusing to serve without authentication on {local}: --insecure-demo binds to loopback only");
+            }
+            if tls.is_none() && !local.ip().is_loopback() {
                 anyhow::bail!("refusing to serve health data in plain text on {local}: give --tls-cert and --tls-key (and --client-ca for mutual TLS), or bind to loopback behind a TLS-terminating proxy");
             }
             let store = ModelStore::new(registry.clone());
             let loaded = store.preload()?;
-            let audit = AuditLog::open_at(&audit_location(&registry, audit))?;
+            let signer = audit_signing_key.as_deref().map(carecast_serving::audit::Signer::from_file).transpose().map_err(anyhow::Error::msg)?;
+            if signer.is_none() {
+                tracing::warn!("the audit trail's checkpoints are not signed (no --audit-signing-key): its records could be rewritten undetected by whoever can write it");
+            }
+            let signing = carecast_serving::audit::Signing { signer, copies: audit_checkpoints };
+            let audit = AuditLog::open_signed(&audit_location(&registry, audit), signing)?;
             let transport = match &tls {
                 Some(t) if t.mutual() => "mutual TLS",
                 Some(_) => "TLS",
@@ -543,7 +626,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tracing::info!("shutting down: no new connections; draining in-flight requests");
             };
-            server::serve(listener, Arc::new(AppState { store, audit, auth }), tls, shutdown).await?;
+            server::serve(listener, Arc::new(AppState::new(store, audit, auth, pseudonyms)), tls, shutdown).await?;
             tracing::info!("drained; stopped");
         }
         Command::Ingest { input, mapping, output, key_file, opt_out } => {

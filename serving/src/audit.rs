@@ -7,9 +7,12 @@
 //!
 //! Records are hash-chained: each holds the SHA-256 of the record before it and its own hash over
 //! its contents and that link, so changing, deleting or reordering any record breaks the chain
-//! ([`verify`], `carecast audit verify`). Cutting records off the end leaves a valid shorter
-//! chain: keep the head hash `verify` prints somewhere else to detect that. In PostgreSQL a
-//! trigger also refuses UPDATE, DELETE and TRUNCATE on the table.
+//! ([`verify`], `carecast audit verify`). Hashes are over each record's canonical JSON (RFC
+//! 8785), so no change of serializer breaks old records. The chain is unkeyed, so with a signing
+//! key the server also appends signed checkpoints ([`crate::audit_checkpoint`]): no record
+//! before one can be rewritten without the key ([`verify_trusted`]), and copies of them kept in a
+//! second location reveal records cut off the end. In PostgreSQL a trigger also refuses UPDATE,
+//! DELETE and TRUNCATE on the table.
 //!
 //! One writer thread per server owns the store and commits whatever has queued up in one
 //! transaction (one fsync for many concurrent scores), then acknowledges each of them. A score
@@ -20,6 +23,8 @@
 //! journal file has one writer (it holds the file's lock); in PostgreSQL each commit reads the
 //! chain's head under a table lock, so writers sharing a table extend one chain.
 
+pub use crate::audit_checkpoint::{Checkpoint, Signer};
+use crate::audit_checkpoint::{self as checkpoint};
 use crate::audit_journal::Journal;
 use crate::audit_postgres::PostgresTrail;
 use chrono::{DateTime, Utc};
@@ -107,8 +112,11 @@ pub struct Entry {
     pub risk_band: String,
     /// The previous record's hash (zeros for the first).
     pub prev: String,
-    /// SHA-256 of `prev` and this record's contents.
+    /// SHA-256 of this record's contents and `prev`, in canonical JSON (RFC 8785).
     pub hash: String,
+    /// On a checkpoint record (no score): the server's signature of its place in the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl Entry {
@@ -127,11 +135,29 @@ impl Entry {
             risk_band: r.risk_band.into(),
             prev: String::new(),
             hash: String::new(),
+            checkpoint: None,
         }
     }
 
-    /// The hash this record must carry: over its contents with `hash` left empty.
+    /// A checkpoint record to be signed once the writer has placed it in the chain.
+    fn checkpoint(time: DateTime<Utc>) -> Self {
+        let record = AuditRecord { time, caller: checkpoint::CALLER, patient_key: "", model: "", model_version: "", probability: 0.0, risk_band: "" };
+        Entry { checkpoint: Some(Checkpoint { key: String::new(), signature: String::new() }), ..Entry::unchained(&record) }
+    }
+
+    pub fn is_checkpoint(&self) -> bool {
+        self.checkpoint.is_some()
+    }
+
+    /// The hash this record must carry: SHA-256 of its canonical JSON (RFC 8785) with `hash`
+    /// left empty, so that no change of serializer can change it.
     fn digest(&self) -> String {
+        let body = Entry { hash: String::new(), ..self.clone() };
+        hex::encode(Sha256::digest(serde_jcs::to_vec(&body).expect("plain data serialises")))
+    }
+
+    /// The hash records written before canonical hashing carry: over serde_json's field order.
+    fn legacy_digest(&self) -> String {
         let body = Entry { hash: String::new(), ..self.clone() };
         hex::encode(Sha256::digest(serde_json::to_vec(&body).expect("plain data serialises")))
     }
@@ -139,7 +165,8 @@ impl Entry {
 
 /// Numbers and links `entries` after `head` (the last record's number and hash); returns the
 /// new head.
-pub(crate) fn chain(head: Option<(u64, String)>, entries: &mut [Entry]) -> Option<(u64, String)> {
+/// Checkpoint records are signed here, once their place is known.
+pub(crate) fn chain(head: Option<(u64, String)>, entries: &mut [Entry], signer: Option<&Signer>) -> Option<(u64, String)> {
     let mut head = head;
     for entry in entries {
         let (seq, prev) = match &head {
@@ -148,6 +175,9 @@ pub(crate) fn chain(head: Option<(u64, String)>, entries: &mut [Entry]) -> Optio
         };
         entry.seq = seq;
         entry.prev = prev.to_string();
+        if let (true, Some(signer)) = (entry.is_checkpoint(), signer) {
+            signer.sign(entry);
+        }
         entry.hash = entry.digest();
         head = Some((entry.seq, entry.hash.clone()));
     }
@@ -183,10 +213,18 @@ enum Message {
     Withdrawn,
 }
 
-/// A store the writer appends to: each call links `entries` after the chain's head and commits
-/// them durably, all or none.
+/// A store the writer appends to: each call links `entries` after the chain's head ([`chain`],
+/// signing checkpoints with `signer`) and commits them durably, all or none.
 pub(crate) trait Trail: Send {
-    fn append(&mut self, entries: &mut [Entry]) -> Result<(), String>;
+    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), String>;
+}
+
+/// How a trail is written beyond its records: the key that signs its checkpoints, and a second
+/// location for copies of them.
+#[derive(Default)]
+pub struct Signing {
+    pub signer: Option<Signer>,
+    pub copies: Option<PathBuf>,
 }
 
 /// Reads a store's records in order: (the key it is stored under, the record or why it is
@@ -240,6 +278,11 @@ impl AuditLog {
 
     /// Opens (or creates) the trail at `location` and continues its chain.
     pub fn open_at(location: &Location) -> Result<Self, AuditError> {
+        Self::open_signed(location, Signing::default())
+    }
+
+    /// Opens the trail at `location`, writing signed checkpoints as `signing` says.
+    pub fn open_signed(location: &Location, signing: Signing) -> Result<Self, AuditError> {
         let trail: Box<dyn Trail> = match location {
             Location::File(path) => Box::new(Journal::open(path).map_err(|e| store_error(location, e))?),
             Location::Postgres(conn) => Box::new(PostgresTrail::connect(conn).map_err(|e| store_error(location, e))?),
@@ -249,7 +292,7 @@ impl AuditLog {
         let still_to_come = announced.clone();
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(trail, queue, &still_to_come))
+            .spawn(move || write_loop(trail, queue, &still_to_come, &signing))
             .map_err(|e| store_error(location, e))?;
         Ok(Self { location: location.clone(), messages: Some(messages), writer: Some(writer), announced })
     }
@@ -266,10 +309,14 @@ impl AuditLog {
         check_chain(self.records()?, |_| ())
     }
 
-    /// Every committed record, in order.
+    /// Every committed score record, in order (checkpoints left out).
     pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
         let mut all = Vec::new();
-        check_chain(self.records()?, |e| all.push(e))?;
+        check_chain(self.records()?, |e| {
+            if !e.is_checkpoint() {
+                all.push(e);
+            }
+        })?;
         Ok(all)
     }
 
@@ -317,8 +364,30 @@ impl Drop for AuditLog {
     }
 }
 
-fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Message>, announced: &AtomicUsize) {
-    while let Ok(message) = queue.recv() {
+fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Message>, announced: &AtomicUsize, signing: &Signing) {
+    // Records since the last checkpoint, and when the oldest of them was committed.
+    let (mut unsigned, mut since) = (0u64, Instant::now());
+    loop {
+        let due = signing.signer.is_some() && unsigned > 0;
+        let message = if due {
+            match queue.recv_timeout(checkpoint::INTERVAL.saturating_sub(since.elapsed())) {
+                Ok(message) => Some(message),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    write_checkpoint(trail.as_mut(), signing, &mut unsigned);
+                    return;
+                }
+            }
+        } else {
+            match queue.recv() {
+                Ok(message) => Some(message),
+                Err(_) => return,
+            }
+        };
+        let Some(message) = message else {
+            write_checkpoint(trail.as_mut(), signing, &mut unsigned);
+            continue;
+        };
         let Message::Job(first) = message else { continue };
         let hold_until = Instant::now() + HOLD;
         let mut pending = first.entries.len();
@@ -339,9 +408,15 @@ fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Message>, announc
             }
         }
         let mut entries: Vec<Entry> = jobs.iter_mut().flat_map(|j| j.entries.drain(..)).collect();
-        let reply = trail.append(&mut entries);
-        if let Err(e) = &reply {
-            tracing::error!(error = %e, "audit commit failed");
+        let reply = trail.append(&mut entries, None);
+        match &reply {
+            Ok(()) => {
+                if unsigned == 0 {
+                    since = Instant::now();
+                }
+                unsigned += entries.len() as u64;
+            }
+            Err(e) => tracing::error!(error = %e, "audit commit failed"),
         }
         for job in jobs {
             match job.reply {
@@ -349,22 +424,85 @@ fn write_loop(mut trail: Box<dyn Trail>, queue: mpsc::Receiver<Message>, announc
                 Reply::Async(tx) => drop(tx.send(reply.clone())),
             }
         }
+        if signing.signer.is_some() && unsigned >= checkpoint::EVERY {
+            write_checkpoint(trail.as_mut(), signing, &mut unsigned);
+        }
+    }
+}
+
+/// Appends a signed checkpoint covering every record so far (after the scores it covers were
+/// acknowledged: a checkpoint never delays a score), and copies it to the second location.
+fn write_checkpoint(trail: &mut dyn Trail, signing: &Signing, unsigned: &mut u64) {
+    let Some(signer) = &signing.signer else { return };
+    if *unsigned == 0 {
+        return;
+    }
+    let mut entries = [Entry::checkpoint(Utc::now())];
+    match trail.append(&mut entries, Some(signer)) {
+        Ok(()) => {
+            *unsigned = 0;
+            if let Some(path) = &signing.copies
+                && let Err(e) = checkpoint::copy_to(path, &entries[0])
+            {
+                tracing::error!(error = %e, copies = %path.display(), "audit checkpoint not copied to the second location");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "audit checkpoint failed"),
     }
 }
 
 /// What a verified trail holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
+    /// Records in the chain, checkpoints included.
     pub records: u64,
     /// The last record's hash: keep it elsewhere to detect records cut off the end later.
     pub head: String,
+    /// Signed checkpoints found (each signature checked).
+    pub checkpoints: u64,
+    /// The last checkpoint: its number and time; every record before it is covered by its
+    /// signature.
+    pub last_checkpoint: Option<(u64, DateTime<Utc>)>,
 }
 
 /// Reads the trail at `location` (a server may be writing to it) and checks the chain:
 /// sequence numbers in order without gaps, each link equal to the previous hash, each hash equal
-/// to its contents'.
+/// to its contents', each checkpoint's signature by the key it names.
 pub fn verify<L: Into<Location>>(location: L) -> Result<Verified, AuditError> {
     check_chain(read_records(&location.into())?, |_| ())
+}
+
+/// [`verify`], and every checkpoint signed by the `trusted` public key (hex) alone; with the
+/// second location's `copies`, every copied checkpoint still in the trail, unchanged (records cut
+/// off the end, checkpoints included, are found this way).
+pub fn verify_trusted<L: Into<Location>>(location: L, trusted: &str, copies: Option<&Path>) -> Result<Verified, AuditError> {
+    let location = location.into();
+    let mut checkpoints = std::collections::HashMap::new();
+    let mut bad = None;
+    let verified = check_chain(read_records(&location)?, |e| {
+        if e.is_checkpoint() {
+            if let Err(reason) = checkpoint::check(&e, Some(trusted)) {
+                bad.get_or_insert(AuditError::Broken { seq: e.seq, reason });
+            }
+            checkpoints.insert(e.seq, e.hash);
+        }
+    })?;
+    if let Some(bad) = bad {
+        return Err(bad);
+    }
+    if verified.checkpoints == 0 {
+        return Err(AuditError::Broken { seq: verified.records, reason: "no signed checkpoint: nothing in the trail is signed".into() });
+    }
+    for copy in copies.map(checkpoint::copies).transpose().map_err(|e| store_error(&location, e))?.unwrap_or_default() {
+        match checkpoints.get(&copy.seq) {
+            Some(hash) if *hash == copy.hash => {}
+            Some(_) => return Err(AuditError::Broken { seq: copy.seq, reason: "differs from the checkpoint copied to the second location".into() }),
+            None => {
+                return Err(AuditError::Broken { seq: copy.seq, reason: "a checkpoint copied to the second location is missing: records were cut off the end".into() });
+            }
+        }
+    }
+    Ok(verified)
 }
 
 /// Every record at `location` in order.
@@ -380,6 +518,7 @@ fn read_records(location: &Location) -> Result<Records, AuditError> {
 fn check_chain(records: Records, mut each: impl FnMut(Entry)) -> Result<Verified, AuditError> {
     let mut prev = GENESIS.to_string();
     let mut expected = 0u64;
+    let (mut checkpoints, mut last_checkpoint) = (0u64, None);
     for (seq, entry) in records {
         let broken = |reason: String| AuditError::Broken { seq, reason };
         if seq > expected {
@@ -395,12 +534,18 @@ fn check_chain(records: Records, mut each: impl FnMut(Entry)) -> Result<Verified
         if entry.prev != prev {
             return Err(broken("does not link to the record before it".into()));
         }
-        if entry.digest() != entry.hash {
+        // Records written before canonical hashing keep their original hash; checkpoints came after.
+        if entry.digest() != entry.hash && (entry.is_checkpoint() || entry.legacy_digest() != entry.hash) {
             return Err(broken("contents do not match its hash (altered)".into()));
+        }
+        if entry.is_checkpoint() {
+            checkpoint::check(&entry, None).map_err(broken)?;
+            checkpoints += 1;
+            last_checkpoint = Some((entry.seq, entry.time));
         }
         prev.clone_from(&entry.hash);
         expected += 1;
         each(entry);
     }
-    Ok(Verified { records: expected, head: prev })
+    Ok(Verified { records: expected, head: prev, checkpoints, last_checkpoint })
 }

@@ -5,15 +5,16 @@
 //! spaces written in advance ([`CHUNK`] at a time), so a commit overwrites blocks the file
 //! already has and its `fdatasync` flushes those alone, with no change to the file's size or
 //! extents to journal. The records end at the last newline: the spaces after it are not a line,
-//! and neither is a record whose write a crash cut short (it was never acknowledged), which the
-//! writer clears when it opens the file. A complete line is never altered or dropped, so
-//! whatever damage a line has shows in `verify`.
+//! and neither is an incomplete last record (a write a crash cut short, before its score could be
+//! acknowledged, or damage), which the writer moves to a file beside the journal when it opens
+//! it. A complete line is never altered or dropped, so whatever damage a line has shows in
+//! `verify`.
 //!
 //! One writer at a time: it holds an exclusive lock on the file, so a second server pointed at
 //! the same file is refused rather than forking the chain. Readers (`verify`) need no lock and
 //! may read while the server writes; they see the records up to the last complete line.
 
-use crate::audit::{Entry, Records, Trail, chain};
+use crate::audit::{Entry, Records, Signer, Trail, chain};
 use std::fs::{File, OpenOptions};
 use std::io::BufRead;
 use std::os::unix::fs::FileExt;
@@ -83,7 +84,11 @@ impl Journal {
         let mut rest = vec![0u8; (len - end) as usize];
         file.read_exact_at(&mut rest, end).map_err(|e| e.to_string())?;
         if let Some(cut) = rest.iter().rposition(|&b| b != FILL) {
-            tracing::warn!(bytes = cut + 1, "audit journal: clearing a record whose write was cut short (it was never acknowledged)");
+            // Most likely a crash during a write, before the score could be acknowledged; but
+            // damage to the file looks the same, so the bytes are kept beside it, not discarded.
+            let kept = path.with_extension(format!("torn-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")));
+            std::fs::write(&kept, &rest[..=cut]).and_then(|()| File::open(&kept)?.sync_all()).map_err(|e| format!("keeping an incomplete last record: {e}"))?;
+            tracing::warn!(bytes = cut + 1, kept = %kept.display(), "audit journal: an incomplete last record (a write cut short by a crash, or damage) was moved aside");
             file.write_all_at(&vec![FILL; cut + 1], end).and_then(|()| file.sync_data()).map_err(|e| e.to_string())?;
         }
         Ok(Journal { file, end, allocated: len, head, failed: None })
@@ -104,11 +109,11 @@ impl Journal {
 }
 
 impl Trail for Journal {
-    fn append(&mut self, entries: &mut [Entry]) -> Result<(), String> {
+    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), String> {
         if let Some(reason) = &self.failed {
             return Err(format!("an earlier write failed ({reason}); restart the server to reopen the trail"));
         }
-        let head = chain(self.head.clone(), entries);
+        let head = chain(self.head.clone(), entries, signer);
         let mut lines = Vec::with_capacity(entries.len() * 320);
         for entry in entries.iter() {
             serde_json::to_writer(&mut lines, entry).map_err(|e| e.to_string())?;
@@ -161,12 +166,13 @@ mod tests {
             risk_band: "moderate".into(),
             prev: String::new(),
             hash: String::new(),
+            checkpoint: None,
         };
         for round in 0..2 {
             let mut journal = Journal::open(&path).unwrap();
             for group in 0..5 {
                 let mut entries: Vec<Entry> = (0..4000).map(|i| entry(round * 20_000 + group * 4000 + i)).collect();
-                journal.append(&mut entries).unwrap();
+                journal.append(&mut entries, None).unwrap();
             }
             assert!(journal.allocated > CHUNK && journal.end <= journal.allocated);
         }

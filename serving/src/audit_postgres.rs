@@ -7,7 +7,7 @@
 //! The client is `postgres` (pure Rust, synchronous): it runs on the audit writer's own thread,
 //! never on the async workers.
 
-use crate::audit::{Entry, Records, Trail, chain};
+use crate::audit::{Entry, Records, Signer, Trail, chain};
 use chrono::{DateTime, Utc};
 use postgres::{Client, Config, NoTls};
 
@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS carecast_audit (
     prev TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+-- A checkpoint record's signature (JSON), null on score records; added to older tables.
+ALTER TABLE carecast_audit ADD COLUMN IF NOT EXISTS checkpoint TEXT;
 CREATE OR REPLACE FUNCTION carecast_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'carecast_audit is append-only: % refused', TG_OP;
@@ -37,7 +39,7 @@ CREATE OR REPLACE TRIGGER carecast_audit_no_truncate BEFORE TRUNCATE ON carecast
     FOR EACH STATEMENT EXECUTE FUNCTION carecast_audit_append_only();
 "#;
 
-const COLUMNS: &str = "seq, at, caller, patient_key, model, model_version, probability, risk_band, prev, hash";
+const COLUMNS: &str = "seq, at, caller, patient_key, model, model_version, probability, risk_band, prev, hash, checkpoint";
 
 fn connect(conn: &str) -> Result<Client, String> {
     let config: Config = conn.parse().map_err(|e| format!("connection string: {e}"))?;
@@ -82,7 +84,7 @@ impl PostgresTrail {
 }
 
 impl Trail for PostgresTrail {
-    fn append(&mut self, entries: &mut [Entry]) -> Result<(), String> {
+    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), String> {
         if self.client.is_closed() {
             self.client = connect(&self.conn)?; // the server restarted: nothing was acknowledged since
         }
@@ -92,16 +94,17 @@ impl Trail for PostgresTrail {
             .query_opt("SELECT seq, hash FROM carecast_audit ORDER BY seq DESC LIMIT 1", &[])
             .map_err(|e| e.to_string())?
             .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, String>(1)));
-        chain(head, entries);
+        chain(head, entries, signer);
         // One statement for the whole group: columns as arrays, unnested into rows.
         let seq: Vec<i64> = entries.iter().map(|e| e.seq as i64).collect();
         let at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.time).collect();
         let text = |f: fn(&Entry) -> &String| entries.iter().map(f).collect::<Vec<&String>>();
         let probability: Vec<f64> = entries.iter().map(|e| e.probability).collect();
+        let checkpoint: Vec<Option<String>> = entries.iter().map(|e| e.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("plain data"))).collect();
         txn.execute(
             &format!(
                 "INSERT INTO carecast_audit ({COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], \
-                 $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[])"
+                 $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[])"
             ),
             &[
                 &seq,
@@ -114,6 +117,7 @@ impl Trail for PostgresTrail {
                 &text(|e| &e.risk_band),
                 &text(|e| &e.prev),
                 &text(|e| &e.hash),
+                &checkpoint,
             ],
         )
         .map_err(|e| e.to_string())?;
@@ -142,8 +146,13 @@ pub(crate) fn records(conn: &str) -> Result<Records, String> {
                         risk_band: row.get(7),
                         prev: row.get(8),
                         hash: row.get(9),
+                        checkpoint: None,
                     };
-                    (seq, Ok(entry))
+                    let checkpoint = row.get::<_, Option<String>>(10).map(|c| serde_json::from_str(&c));
+                    match checkpoint.transpose() {
+                        Ok(checkpoint) => (seq, Ok(Entry { checkpoint, ..entry })),
+                        Err(e) => (seq, Err(format!("checkpoint unreadable: {e}"))),
+                    }
                 })
                 .collect())
         })

@@ -2,6 +2,7 @@
 //! and batch scoring of whole populations.
 
 pub mod audit;
+pub mod audit_checkpoint;
 mod audit_journal;
 mod audit_postgres;
 pub mod auth;
@@ -15,5 +16,5 @@ pub mod store;
 pub mod tls;
 
 pub use audit::AuditLog;
-pub use service::AppState;
+pub use service::{AppState, ephemeral_pseudonym_key};
 pub use store::ModelStore;
