@@ -29,6 +29,19 @@ fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
     TcpListenerStream::new(listener).map(|conn| conn.and_then(|c| c.set_nodelay(true).map(|()| c)))
 }
 
+/// A request that is not valid protobuf is the caller's error: `INVALID_ARGUMENT`, where tonic
+/// answers `INTERNAL` (which tells a caller the server failed). Unary calls answer it in the
+/// headers; a stream's broken request is mapped where the stream reads it.
+fn request_errors<B>(mut response: tonic::codegen::http::Response<B>) -> tonic::codegen::http::Response<B> {
+    let headers = response.headers_mut();
+    let undecodable = headers.get("grpc-status").is_some_and(|s| s == "13")
+        && headers.get("grpc-message").and_then(|m| m.to_str().ok()).is_some_and(|m| m.starts_with("failed%20to%20decode") || m.starts_with("failed to decode"));
+    if undecodable {
+        headers.insert("grpc-status", tonic::codegen::http::HeaderValue::from_static("3"));
+    }
+    response
+}
+
 /// Serves on `listener` (over TLS when `tls` is given) until `shutdown` resolves; then stops
 /// accepting connections, ends open streams, and drains the requests in flight (at most
 /// [`DRAIN`]) before returning.
@@ -57,6 +70,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<Tls>
         .add_service(ScoringServiceServer::new(Scoring { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE))
         .add_service(ModelServiceServer::new(Models { state }));
     let server = tonic::transport::Server::builder()
+        .layer(tower::util::MapResponseLayer::new(request_errors))
         .accept_http1(true)
         .timeout(DEADLINE)
         .concurrency_limit_per_connection(PER_CONNECTION)

@@ -53,17 +53,25 @@ impl AppState {
     }
 }
 
+/// A store error as the caller sees it: what to do, never server paths, checksums or which files
+/// exist (the server's log has those), and names echoed short.
 fn store_status(e: StoreError) -> Status {
+    let short = |text: String| if text.chars().count() > 160 { text.chars().take(159).chain(['…']).collect() } else { text };
     match &e {
-        StoreError::Registry(RegistryError::BadName(_)) => Status::invalid_argument(e.to_string()),
+        StoreError::Registry(RegistryError::BadName(_)) => Status::invalid_argument(short(e.to_string())),
         StoreError::Registry(
             RegistryError::UnknownModel(_)
             | RegistryError::UnknownVersion { .. }
             | RegistryError::NoCurrent(_)
             | RegistryError::NothingToRollBack(_),
-        ) => Status::not_found(e.to_string()),
-        StoreError::Registry(RegistryError::Io { .. }) => Status::internal("model registry unavailable"),
-        StoreError::Unloadable { .. } => Status::failed_precondition(e.to_string()),
+        ) => Status::not_found(short(e.to_string())),
+        StoreError::Registry(RegistryError::Io { .. }) => {
+            tracing::error!(error = %e, "model registry I/O failed");
+            Status::internal("model registry unavailable")
+        }
+        StoreError::Unloadable { model, version, .. } => Status::failed_precondition(short(format!(
+            "model `{model}` version `{version}` cannot be served: its package failed verification (corrupt or altered); the server's log has the reason"
+        ))),
     }
 }
 
@@ -322,7 +330,12 @@ impl pb::scoring_service_server::ScoringService for Scoring {
                 };
                 let Some(next) = next else { break };
                 let result = match next {
-                    Err(status) => Err(status), // the client's stream broke: report it and stop
+                    // The client's stream broke: report it and stop (a request that was not
+                    // valid protobuf is the caller's error, not the server's).
+                    Err(status) if status.code() == tonic::Code::Internal && status.message().starts_with("failed to decode") => {
+                        Err(Status::invalid_argument(status.message().to_string()))
+                    }
+                    Err(status) => Err(status),
                     Ok(req) => {
                         let started = std::time::Instant::now();
                         let announced = this.state.audit.announce();

@@ -144,6 +144,10 @@ async fn bad_requests_get_actionable_errors() {
     r.model = "../etc".into();
     expect(client.score(r).await, Code::InvalidArgument, "not valid");
     let mut r = good.clone();
+    r.model = "x".repeat(10_000);
+    let status = client.score(r).await.unwrap_err();
+    assert!(matches!(status.code(), Code::NotFound | Code::InvalidArgument) && status.message().chars().count() <= 160, "a name is echoed short: {} chars", status.message().len());
+    let mut r = good.clone();
     r.features.remove("meanbp");
     expect(client.score(r).await, Code::InvalidArgument, "meanbp");
     let mut r = good.clone();
@@ -170,6 +174,13 @@ async fn bad_requests_get_actionable_errors() {
     let mut r = good.clone();
     r.features.insert("hrt".into(), pb::FeatureValue { value: Some(feature_value::Value::Number(400.0)) });
     expect(client.score(r).await, Code::InvalidArgument, "feature `hrt`: outside the possible range 0 beats/min to 350 beats/min");
+    // Bytes that are not protobuf at all: the caller's error, not the server's.
+    let mut raw = tonic::client::Grpc::new(channel(&server).await);
+    raw.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/carecast.v1.ScoringService/Score");
+    let status = raw.unary(tonic::Request::new(vec![0xff_u8, 0xff, 0xff, 0x07]), path, RawCodec).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
     // Every numeric input has a possible range: 1e9 years of education, -1e9 mL of urine.
     for (feature, absurd) in [("edu", 1e9), ("urine", -1e9)] {
         let mut r = good.clone();
@@ -276,7 +287,10 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     pinned.version = "2".into();
     let status = client.score(pinned).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains("checksum"), "{}", status.message());
+    // The caller learns what failed, not the server's paths, checksums or files.
+    let message = status.message();
+    assert!(message.contains("failed verification") && !message.contains('/') && !message.contains("model.json"), "{message}");
+    assert!(!message.split(|c: char| !c.is_ascii_hexdigit()).any(|w| w.len() >= 32), "no checksum: {message}");
 
     // A server starting with the damaged version promoted serves the newest earlier one.
     let fresh = start(&dir).await;
@@ -295,7 +309,7 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     let mut pinned = req.clone();
     pinned.version = "4".into();
     let status = client.score(pinned).await.unwrap_err();
-    assert!(status.message().contains("is support2_hospdead-gbm version 1, not"), "{}", status.message());
+    assert!(status.code() == Code::FailedPrecondition && status.message().contains("version `4` cannot be served"), "{}", status.message());
 
     // A good version promoted is picked up by the running server.
     registry.promote("support2_hospdead-gbm", "3", "test").unwrap();
@@ -463,7 +477,10 @@ async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_p
 
     let status = admin.promote(pb::PromoteRequest { name: model.into(), version: "3".into() }).await.unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(status.message().contains("checksum"), "{}", status.message());
+    // The caller learns what failed, not the server's paths, checksums or files.
+    let message = status.message();
+    assert!(message.contains("failed verification") && !message.contains('/') && !message.contains("model.json"), "{message}");
+    assert!(!message.split(|c: char| !c.is_ascii_hexdigit()).any(|w| w.len() >= 32), "no checksum: {message}");
     assert_eq!(registry.current(model).unwrap(), "2", "a version that fails its checksums is not promoted");
     assert_eq!(served(&mut client).await, "2");
     let status = admin.promote(pb::PromoteRequest { name: model.into(), version: "9".into() }).await.unwrap_err();
@@ -486,4 +503,32 @@ async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_p
     assert_eq!(registry.current(model).unwrap(), "1");
     assert_eq!(served(&mut client).await, "1");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Sends its bytes as they are (a malformed request), reads a `ScoreResponse`.
+#[derive(Default)]
+struct RawCodec;
+
+struct RawEncoder;
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = pb::ScoreResponse;
+    type Encoder = RawEncoder;
+    type Decoder = tonic_prost::ProstDecoder<pb::ScoreResponse>;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
 }
