@@ -122,3 +122,29 @@ fn identifiers_in_disguise_are_refused() {
     read_table(&parquet).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A CSV saved in Latin-1 (an accented name in a category) is refused naming the row and column,
+/// and the report repeats none of its text.
+#[test]
+fn a_file_that_is_not_utf8_is_refused_by_row_and_column() {
+    let text = std::fs::read_to_string(shared("support2.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().take(6).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let column = header.iter().position(|h| *h == "dzgroup").unwrap();
+    let mut bytes = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let mut cells: Vec<Vec<u8>> = line.split(',').map(|c| c.as_bytes().to_vec()).collect();
+        if i == 3 {
+            cells[column] = b"Caf\xe9 group".to_vec();
+        }
+        bytes.extend(cells.join(&b","[..]));
+        bytes.push(b'\n');
+    }
+    let dir = std::env::temp_dir().join(format!("carecast-latin1-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("latin1.csv");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = read_table(&path).unwrap_err().to_string();
+    assert!(err.contains("row 3, column `dzgroup`: not UTF-8") && !err.contains("Caf"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
