@@ -5,7 +5,8 @@
 //! servers may share the table: each commit locks it, reads the head and extends the chain.
 //!
 //! The client is `postgres` (pure Rust, synchronous): it runs on the audit writer's own thread,
-//! never on the async workers.
+//! never on the async workers. It speaks TLS (rustls) when the connection string says
+//! `sslmode=require` with `sslrootcert=FILE`, verifying the server's certificate and name.
 
 use crate::audit::{Entry, Records, Signer, Trail, chain};
 use chrono::{DateTime, Utc};
@@ -41,14 +42,82 @@ CREATE OR REPLACE TRIGGER carecast_audit_no_truncate BEFORE TRUNCATE ON carecast
 
 const COLUMNS: &str = "seq, at, caller, patient_key, model, model_version, probability, risk_band, prev, hash, checkpoint";
 
+/// A connection string without libpq's `sslrootcert` (which the Rust client does not parse),
+/// and that file: the CA that must have signed the server's certificate.
+fn split_root_cert(conn: &str) -> (String, Option<String>) {
+    if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
+        let Some((base, query)) = conn.split_once('?') else { return (conn.to_string(), None) };
+        let (mut root, mut kept) = (None, Vec::new());
+        for pair in query.split('&') {
+            match pair.strip_prefix("sslrootcert=") {
+                Some(path) => root = Some(path.to_string()),
+                None => kept.push(pair),
+            }
+        }
+        let conn = if kept.is_empty() { base.to_string() } else { format!("{base}?{}", kept.join("&")) };
+        (conn, root)
+    } else {
+        let (mut root, mut kept) = (None, Vec::new());
+        for pair in conn.split_whitespace() {
+            match pair.strip_prefix("sslrootcert=") {
+                Some(path) => root = Some(path.to_string()),
+                None => kept.push(pair),
+            }
+        }
+        (kept.join(" "), root)
+    }
+}
+
+/// Connects over TLS (rustls, ring) when the string asks for it: `sslmode=require` needs
+/// `sslrootcert=FILE`, and the server's certificate must chain to it and name the host;
+/// `sslmode=prefer` with a `sslrootcert` does the same. Otherwise plain TCP, as before.
 fn connect(conn: &str) -> Result<Client, String> {
+    let (conn, root) = split_root_cert(conn);
     let config: Config = conn.parse().map_err(|e| format!("connection string: {e}"))?;
-    config.connect(NoTls).map_err(|e| e.to_string())
+    use postgres::config::SslMode;
+    match root {
+        Some(root) if config.get_ssl_mode() != SslMode::Disable => config.connect(tls(&root)?).map_err(|e| with_causes(&e)),
+        None if config.get_ssl_mode() == SslMode::Require => {
+            Err("sslmode=require: give sslrootcert=FILE, the CA that signed the server's certificate (it is verified, host name included)".into())
+        }
+        _ => config.connect(NoTls).map_err(|e| e.to_string()),
+    }
+}
+
+/// An error and its causes (a TLS refusal says why: an unknown issuer, a name mismatch).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+fn tls(root: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    let pem = std::fs::read(root).map_err(|e| format!("sslrootcert {root}: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.map_err(|e| format!("sslrootcert {root}: {e}"))?).map_err(|e| format!("sslrootcert {root}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("sslrootcert {root}: no PEM certificate found"));
+    }
+    let config = ClientConfig::builder_with_provider(std::sync::Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 /// The server, database and user a connection string names, for logs: never its password.
 pub(crate) fn describe(conn: &str) -> String {
-    let Ok(config) = conn.parse::<Config>() else { return "PostgreSQL (unreadable connection string)".into() };
+    let Ok(config) = split_root_cert(conn).0.parse::<Config>() else { return "PostgreSQL (unreadable connection string)".into() };
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(h)) => h.clone(),
         Some(postgres::config::Host::Unix(p)) => p.display().to_string(),

@@ -1,10 +1,11 @@
 //! The audit trail in a real PostgreSQL server: two servers sharing the table extend one chain,
 //! the table refuses UPDATE, DELETE and TRUNCATE, and a change made behind the trigger's back is
-//! found by verification at that record.
+//! found by verification at that record; the trail reaches the server over TLS, verified.
 //!
 //! Needs `CARECAST_TEST_POSTGRES`, a key=value connection string of a role that may create
 //! schemas (`.ci/run` installs and starts Debian's PostgreSQL and sets it); without it the test
-//! says so and does nothing, except under CI (`CI` set), where it fails.
+//! says so and does nothing, except under CI (`CI` set), where it fails. The TLS test also
+//! needs `CARECAST_TEST_POSTGRES_CA`, the CA that signed the server's certificate for localhost.
 
 use carecast_serving::audit::{AuditError, AuditLog, AuditRecord, Location, verify};
 use std::collections::HashSet;
@@ -85,6 +86,44 @@ fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
         Err(AuditError::Broken { seq: 20, reason }) => assert!(reason.contains("missing"), "{reason}"),
         other => panic!("expected a gap at 20, got {other:?}"),
     }
+    admin.batch_execute(&format!("DROP SCHEMA {name} CASCADE")).unwrap();
+}
+
+/// `sslmode=require` with the CA: the trail's connection is encrypted (as the server itself
+/// reports) and verified; a server certificate from another CA, or no CA given, is refused.
+#[test]
+fn the_trail_reaches_postgresql_over_verified_tls() {
+    let (Ok(base), Ok(ca)) = (std::env::var("CARECAST_TEST_POSTGRES"), std::env::var("CARECAST_TEST_POSTGRES_CA")) else {
+        assert!(std::env::var("CI").is_err(), "CI is set but CARECAST_TEST_POSTGRES(_CA) is not: .ci/run sets both");
+        eprintln!("SKIPPED: set CARECAST_TEST_POSTGRES and CARECAST_TEST_POSTGRES_CA (.ci/run does)");
+        return;
+    };
+    let name = format!("carecast_audit_tls_{}", std::process::id());
+    let (mut admin, conn) = schema(&base, &name);
+    // The certificate names localhost.
+    let conn = conn.replace("host=127.0.0.1", "host=localhost");
+    let application = format!("carecast_tls_{}", std::process::id());
+    let tls = Location::parse(&format!("{conn} sslmode=require sslrootcert={ca} application_name={application}"));
+    let log = AuditLog::open_at(&tls).unwrap();
+    log.record_all(&[record("over-tls")]).unwrap();
+    assert_eq!(log.entries().unwrap().len(), 1);
+    let row = admin
+        .query_one("SELECT count(*), coalesce(bool_and(s.ssl), false) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1", &[&application])
+        .unwrap();
+    let (connections, encrypted): (i64, bool) = (row.get(0), row.get(1));
+    assert!(connections >= 1 && encrypted, "the server sees {connections} connection(s), encrypted: {encrypted}");
+    drop(log);
+
+    let mut stranger = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    stranger.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = stranger.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let other = std::env::temp_dir().join(format!("carecast-other-ca-{}.pem", std::process::id()));
+    std::fs::write(&other, other_ca.pem()).unwrap();
+    let refused = AuditLog::open_at(&Location::parse(&format!("{conn} sslmode=require sslrootcert={}", other.display()))).err().expect("another CA's trust refuses the server");
+    assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
+    let unverified = AuditLog::open_at(&Location::parse(&format!("{conn} sslmode=require"))).err().expect("no CA, no connection");
+    assert!(unverified.to_string().contains("sslrootcert"), "{unverified}");
+    std::fs::remove_file(&other).ok();
     admin.batch_execute(&format!("DROP SCHEMA {name} CASCADE")).unwrap();
 }
 
