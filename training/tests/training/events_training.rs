@@ -158,5 +158,11 @@ fn deterioration_gru_over_observation_sets_beats_news2_and_is_explained_by_facto
     assert!((score.factors.iter().sum::<f64>() - score.contributions.iter().sum::<f64>()).abs() < 1e-12);
     let reason = factors.reason(sbp, &specs, &values, score.factors[sbp]);
     assert!(reason.starts_with("Systolic BP (latest set) ") && reason.contains("mmHg and 5 related inputs: "), "{reason}");
+
+    // Seeded: the same command again gives a byte-identical model.
+    let again = self::registry("deterioration-gru-again");
+    train_set(&set, &again, Algorithm::Gru, None).unwrap();
+    let model = |r: &Registry| std::fs::read(r.resolve("synth_deterioration_24h-gru", None).unwrap().1.join("model.json")).unwrap();
+    assert!(model(&registry) == model(&again), "the GRU trained twice differs");
     finished();
 }
