@@ -306,13 +306,13 @@ impl AuditLog {
 
     /// Checks the chain as committed so far (see [`verify`]), while the trail stays in use.
     pub fn verify(&self) -> Result<Verified, AuditError> {
-        check_chain(self.records()?, |_| ())
+        check_chain(self.records()?, None, |_| ())
     }
 
     /// Every committed score record, in order (checkpoints left out).
     pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
         let mut all = Vec::new();
-        check_chain(self.records()?, |e| {
+        check_chain(self.records()?, None, |e| {
             if !e.is_checkpoint() {
                 all.push(e);
             }
@@ -469,7 +469,7 @@ pub struct Verified {
 /// sequence numbers in order without gaps, each link equal to the previous hash, each hash equal
 /// to its contents', each checkpoint's signature by the key it names.
 pub fn verify<L: Into<Location>>(location: L) -> Result<Verified, AuditError> {
-    check_chain(read_records(&location.into())?, |_| ())
+    check_chain(read_records(&location.into())?, None, |_| ())
 }
 
 /// [`verify`], and every checkpoint signed by the `trusted` public key (hex) alone; with the
@@ -478,18 +478,11 @@ pub fn verify<L: Into<Location>>(location: L) -> Result<Verified, AuditError> {
 pub fn verify_trusted<L: Into<Location>>(location: L, trusted: &str, copies: Option<&Path>) -> Result<Verified, AuditError> {
     let location = location.into();
     let mut checkpoints = std::collections::HashMap::new();
-    let mut bad = None;
-    let verified = check_chain(read_records(&location)?, |e| {
+    let verified = check_chain(read_records(&location)?, Some(trusted), |e| {
         if e.is_checkpoint() {
-            if let Err(reason) = checkpoint::check(&e, Some(trusted)) {
-                bad.get_or_insert(AuditError::Broken { seq: e.seq, reason });
-            }
             checkpoints.insert(e.seq, e.hash);
         }
     })?;
-    if let Some(bad) = bad {
-        return Err(bad);
-    }
     if verified.checkpoints == 0 {
         return Err(AuditError::Broken { seq: verified.records, reason: "no signed checkpoint: nothing in the trail is signed".into() });
     }
@@ -515,7 +508,9 @@ fn read_records(location: &Location) -> Result<Records, AuditError> {
 }
 
 /// Checks the records in order, handing each checked record to `each`.
-fn check_chain(records: Records, mut each: impl FnMut(Entry)) -> Result<Verified, AuditError> {
+/// Each checkpoint's signature is checked once: by the `trusted` key when given, else by the key
+/// it names.
+fn check_chain(records: Records, trusted: Option<&str>, mut each: impl FnMut(Entry)) -> Result<Verified, AuditError> {
     let mut prev = GENESIS.to_string();
     let mut expected = 0u64;
     let (mut checkpoints, mut last_checkpoint) = (0u64, None);
@@ -539,7 +534,7 @@ fn check_chain(records: Records, mut each: impl FnMut(Entry)) -> Result<Verified
             return Err(broken("contents do not match its hash (altered)".into()));
         }
         if entry.is_checkpoint() {
-            checkpoint::check(&entry, None).map_err(broken)?;
+            checkpoint::check(&entry, trusted).map_err(broken)?;
             checkpoints += 1;
             last_checkpoint = Some((entry.seq, entry.time));
         }
