@@ -182,16 +182,18 @@ pub fn calibration(y: &[bool], margin: &[f64]) -> (f64, f64) {
     (slope, intercept)
 }
 
-/// Smoothed calibration curve: LOWESS-style local linear regression of the outcome on the predicted
-/// probability (tricube weights over the nearest `span` share of rows), evaluated at every row.
-/// The basis of ICI, E50 and E90 (Austin & Steyerberg, Stat Med 2019).
+/// Smoothed calibration curve: Cleveland's LOWESS without robustness iterations (local linear
+/// regression of the outcome on the predicted probability, tricube weights over the nearest `span`
+/// share of rows), evaluated at every row, as R's `lowess(p, y, iter = 0)` that `rms::val.prob`
+/// uses. The basis of ICI, E50 and E90 (Austin & Steyerberg, Stat Med 2019). Not clamped to
+/// [0, 1]: a fit that leaves the range is part of the miscalibration the indices measure.
 pub fn smoothed_calibration(y: &[bool], p: &[f64], span: f64) -> Vec<f64> {
     let n = p.len();
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| p[a].total_cmp(&p[b]));
     let xs: Vec<f64> = order.iter().map(|&i| p[i]).collect();
     let ys: Vec<f64> = order.iter().map(|&i| f64::from(u8::from(y[i]))).collect();
-    let k = ((span * n as f64).ceil() as usize).clamp(2.min(n), n);
+    let k = ((span * n as f64 + 1e-7).floor() as usize).clamp(2.min(n), n);
     // Fit on a grid of at most 200 anchor rows and interpolate: O(n log n + 200 k).
     let anchors: Vec<usize> = if n <= 200 { (0..n).collect() } else { (0..200).map(|g| g * (n - 1) / 199).collect() };
     let fit_at = |j: usize| -> f64 {
@@ -202,10 +204,19 @@ pub fn smoothed_calibration(y: &[bool], p: &[f64], span: f64) -> Vec<f64> {
             let grow_left = hi == n - 1 || (lo > 0 && x0 - xs[lo - 1] <= xs[hi + 1] - x0);
             if grow_left { lo -= 1 } else { hi += 1 }
         }
-        let h = (x0 - xs[lo]).max(xs[hi] - x0).max(1e-12) * 1.000_001;
+        // Cleveland's weights: 1 within 0.1% of the bandwidth, 0 beyond 99.9% of it.
+        // Rows tied with the window's edge are in it too, as in Cleveland's.
+        let h = (x0 - xs[lo]).max(xs[hi] - x0);
+        while lo > 0 && x0 - xs[lo - 1] <= 0.999 * h {
+            lo -= 1;
+        }
+        while hi + 1 < n && xs[hi + 1] - x0 <= 0.999 * h {
+            hi += 1;
+        }
         let (mut sw, mut swx, mut swy, mut swxx, mut swxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for i in lo..=hi {
-            let w = (1.0 - ((xs[i] - x0).abs() / h).powi(3)).powi(3);
+            let r = (xs[i] - x0).abs();
+            let w = if r <= 0.001 * h { 1.0 } else if r <= 0.999 * h { (1.0 - (r / h).powi(3)).powi(3) } else { 0.0 };
             sw += w;
             swx += w * xs[i];
             swy += w * ys[i];
@@ -213,8 +224,7 @@ pub fn smoothed_calibration(y: &[bool], p: &[f64], span: f64) -> Vec<f64> {
             swxy += w * xs[i] * ys[i];
         }
         let denom = sw * swxx - swx * swx;
-        let fitted = if denom.abs() < 1e-12 { swy / sw } else { (swy * swxx - swx * swxy + (sw * swxy - swx * swy) * x0) / denom };
-        fitted.clamp(0.0, 1.0)
+        if denom.abs() < 1e-12 { swy / sw } else { (swy * swxx - swx * swxy + (sw * swxy - swx * swy) * x0) / denom }
     };
     let fitted: Vec<f64> = anchors.iter().map(|&j| fit_at(j)).collect();
     let mut out = vec![0.0; n];
@@ -241,7 +251,12 @@ pub fn ici_e50_e90(y: &[bool], p: &[f64]) -> (f64, f64, f64) {
     let mut err: Vec<f64> = smooth.iter().zip(p).map(|(o, e)| (o - e).abs()).collect();
     let ici = err.iter().sum::<f64>() / err.len() as f64;
     err.sort_by(f64::total_cmp);
-    let q = |f: f64| err[((f * (err.len() - 1) as f64).round() as usize).min(err.len() - 1)];
+    // Quantiles by linear interpolation between order statistics (R's type 7, numpy's default).
+    let q = |f: f64| {
+        let h = f * (err.len() - 1) as f64;
+        let (lo, hi) = (h.floor() as usize, (h.ceil() as usize).min(err.len() - 1));
+        err[lo] + (h - h.floor()) * (err[hi] - err[lo])
+    };
     (ici, q(0.5), q(0.9))
 }
 
@@ -400,7 +415,7 @@ pub fn calibration_groups(y: &[bool], p: &[f64], groups: usize) -> Vec<Calibrati
 /// The smoothed calibration curve as (predicted, observed) points, in order of predicted risk.
 pub fn calibration_curve(y: &[bool], p: &[f64], max_points: usize) -> Vec<Point> {
     let smooth = smoothed_calibration(y, p, 0.75);
-    let mut points: Vec<Point> = p.iter().zip(&smooth).map(|(&x, &y)| Point { x, y }).collect();
+    let mut points: Vec<Point> = p.iter().zip(&smooth).map(|(&x, &y)| Point { x, y: y.clamp(0.0, 1.0) }).collect();
     points.sort_by(|a, b| a.x.total_cmp(&b.x));
     thin(points, max_points)
 }

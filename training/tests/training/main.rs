@@ -7,4 +7,5 @@ mod import_package;
 mod omop;
 mod pbc2_events;
 mod quality_bars;
+mod reference_stats;
 mod synth;
