@@ -3,5 +3,6 @@
 
 mod audit_crash;
 mod common;
+mod notebook;
 mod python_client;
 mod quickstart;

@@ -4,35 +4,14 @@
 //! environment under the build directory (from PyPI) unless `CARECAST_PYTHON` names a Python
 //! that has it.
 
-use crate::common::{Cell, carecast, serve, support2_row};
-use std::path::{Path, PathBuf};
+use crate::common::{Cell, carecast, python, serve, support2_row};
+use std::path::Path;
 use std::process::Command;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A Python with the client's requirements.
-fn python(client: &Path) -> PathBuf {
-    if let Ok(p) = std::env::var("CARECAST_PYTHON") {
-        return p.into();
-    }
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python-client-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    }
-    run(Command::new(&python).args(["-m", "pip", "install", "-q", "-r"]).arg(client.join("requirements.txt")));
-    python
-}
 
 #[test]
 fn the_python_client_scores_and_explains_as_the_server_does() {
     let client = Path::new(env!("CARGO_MANIFEST_DIR")).join("../clients/python");
-    let python = python(&client);
+    let python = python("python-client-venv", &client.join("requirements.txt"));
     let dir = std::env::temp_dir().join(format!("carecast-python-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     carecast(&dir, &["train", "--task", "support2_hospdead", "--model", "gbm"]);
