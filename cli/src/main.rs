@@ -238,6 +238,11 @@ enum Command {
         /// CDS Hooks into the audit trail's pseudonyms; the same key always gives the same pseudonym.
         #[arg(long, env = "CARECAST_PSEUDONYM_KEY_FILE", conflicts_with = "insecure_demo")]
         pseudonym_key_file: Option<PathBuf>,
+        /// An EHR FHIR server (base URL, https) that CDS Hooks calls without prefetch may be
+        /// completed from, with the access token the call carries; repeat for several. Calls
+        /// naming any other `fhirServer` are answered 412.
+        #[arg(long = "fhir-server", value_name = "URL")]
+        fhir_servers: Vec<String>,
         /// Serve without authenticating callers, on loopback only: a local demo, never with real
         /// patients (pseudonyms from a random key that dies with the process).
         #[arg(long)]
@@ -569,6 +574,7 @@ async fn main() -> anyhow::Result<()> {
             audience,
             max_token_lifetime,
             pseudonym_key_file,
+            fhir_servers,
             insecure_demo,
             tls_cert,
             tls_key,
@@ -626,7 +632,9 @@ async fn main() -> anyhow::Result<()> {
                 }
                 tracing::info!("shutting down: no new connections; draining in-flight requests");
             };
-            server::serve(listener, Arc::new(AppState::new(store, audit, auth, pseudonyms)), tls, shutdown).await?;
+            let fhir_servers = carecast_serving::fhir_server::FhirServers::new(&fhir_servers).map_err(anyhow::Error::msg)?;
+            let state = AppState::new(store, audit, auth, pseudonyms).with_fhir_servers(fhir_servers);
+            server::serve(listener, Arc::new(state), tls, shutdown).await?;
             tracing::info!("drained; stopped");
         }
         Command::Ingest { input, mapping, output, key_file, opt_out } => {

@@ -4,12 +4,15 @@
 //! resources the EHR prefetched (Patient, Observations, Conditions), through the model's own
 //! feature spec and the one extractor, and answers with one card: the risk band as its indicator,
 //! the top clinical factors in Markdown, and a FHIR RiskAssessment to record. Every score is
-//! audited before it is returned. HTTP 412 when the required prefetch is missing; 401 / 403 for
-//! a missing or invalid bearer token, or one without the clinician role.
+//! audited before it is returned. What the EHR did not prefetch is queried from its FHIR server
+//! with the access token it sent, when that server is one the trust configured
+//! (`crate::fhir_server`); otherwise, or when the query fails, HTTP 412. 401 / 403 for a missing
+//! or invalid bearer token, or one without the clinician role.
 
 use crate::audit::AuditRecord;
 use crate::auth::{Refused, Role};
 use crate::fhir;
+use crate::fhir_server::FetchError;
 use crate::service::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -78,10 +81,15 @@ async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>
             Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
         }),
     };
-    // Announced once authenticated, as for gRPC: a refused caller never holds a commit.
-    let scored = authorized.and_then(|subject| {
+    let request = match authorized.and_then(|subject| service(&state, &id).map(|pkg| (subject, pkg))) {
+        Ok((subject, pkg)) => read_request(&state, &body).await.map(|call| (subject, pkg, call)),
+        Err(refusal) => Err(refusal),
+    };
+    // Announced once authenticated and every input is at hand, as for gRPC: a refused caller,
+    // or a call waiting on its FHIR server, never holds a commit.
+    let scored = request.and_then(|(subject, pkg, call)| {
         let announced = state.audit.announce();
-        card(&state, &id, &body, subject).map(|scored| (scored, announced))
+        card(&state, &pkg, &call, subject).map(|scored| (scored, announced))
     });
     let result = match scored {
         Ok(((card, record), announced)) => {
@@ -133,28 +141,76 @@ impl Audited {
     }
 }
 
-fn card(state: &AppState, id: &str, body: &[u8], subject: Option<String>) -> Result<(Value, Audited), Refusal> {
+/// A patient-view call with every input the card is built from at hand.
+struct Call {
+    /// The EHR's id of the patient, checked to be a FHIR id.
+    patient: String,
+    resources: Value,
+    observations: Value,
+    conditions: Option<Value>,
+}
+
+/// The call's inputs: what the EHR prefetched, and what it did not queried from its FHIR server.
+/// `patient` and `observations` are required; `conditions` is read as none when it was neither
+/// sent nor could be queried.
+async fn read_request(state: &AppState, body: &[u8]) -> Result<Call, Refusal> {
     let request: Value = serde_json::from_slice(body).map_err(|e| bad(format!("request body: not JSON ({e})")))?;
     if request.get("hook").and_then(Value::as_str) != Some("patient-view") {
         return Err(bad("hook: this service answers `patient-view`"));
     }
     let patient = request.pointer("/context/patientId").and_then(Value::as_str).ok_or_else(|| bad("context.patientId: required"))?;
     fhir::check_id("context.patientId", patient).map_err(|e| bad(e.to_string()))?;
-    let pkg = state.store.get(id, None).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
-    let inputs = pkg.events.as_ref().ok_or_else(|| (StatusCode::NOT_FOUND, format!("model `{id}` is not trained on events; it has no CDS service")))?;
-    let prefetched = |key: &str| request.get("prefetch").and_then(|p| p.get(key)).filter(|v| !v.is_null());
-    let (Some(patient_resource), Some(observations)) = (prefetched("patient"), prefetched("observations")) else {
-        return Err((StatusCode::PRECONDITION_FAILED, "prefetch: `patient` and `observations` are required (this service does not query a FHIR server)".into()));
+    let required = |key: &str, found: Option<Value>| {
+        found.ok_or_else(|| unmet(key, "no `fhirServer` this service is configured to query".to_string()))
     };
+    Ok(Call {
+        patient: patient.to_string(),
+        resources: required("patient", input(state, &request, patient, "patient").await?)?,
+        observations: required("observations", input(state, &request, patient, "observations").await?)?,
+        conditions: input(state, &request, patient, "conditions").await?,
+    })
+}
+
+fn unmet(key: &str, why: String) -> Refusal {
+    (StatusCode::PRECONDITION_FAILED, format!("prefetch.{key}: not prefetched, and {why}"))
+}
+
+/// One prefetch key's resource: as sent, else queried by its template (with the checked patient
+/// id in it) from the request's `fhirServer` when that is one this service may query, else none.
+async fn input(state: &AppState, request: &Value, patient: &str, key: &str) -> Result<Option<Value>, Refusal> {
+    if let Some(sent) = request.get("prefetch").and_then(|p| p.get(key)).filter(|v| !v.is_null()) {
+        return Ok(Some(sent.clone()));
+    }
+    let Some(servers) = &state.fhir_servers else { return Ok(None) };
+    let template = PREFETCH.iter().find(|(k, _)| *k == key).map(|(_, t)| *t).expect("a PREFETCH key");
+    match servers.fetch(request, &template.replace("{{context.patientId}}", patient)).await {
+        Ok(resource) => Ok(Some(resource)),
+        Err(FetchError::NotAllowed) => Ok(None),
+        Err(e) => Err(unmet(key, e.to_string())),
+    }
+}
+
+/// The service's model: one trained on events.
+fn service(state: &AppState, id: &str) -> Result<Arc<ModelPackage>, Refusal> {
+    let pkg = state.store.get(id, None).map_err(|e| (StatusCode::NOT_FOUND, e.to_string()))?;
+    match pkg.events {
+        Some(_) => Ok(pkg),
+        None => Err((StatusCode::NOT_FOUND, format!("model `{id}` is not trained on events; it has no CDS service"))),
+    }
+}
+
+fn card(state: &AppState, pkg: &ModelPackage, call: &Call, subject: Option<String>) -> Result<(Value, Audited), Refusal> {
+    let patient = call.patient.as_str();
+    let inputs = pkg.events.as_ref().expect("a service's model is trained on events");
     let fhir_error = |e: fhir::FhirError| bad(format!("prefetch.{e}"));
-    let observations = fhir::bundle("observations", observations, "Observation").map_err(fhir_error)?;
-    let conditions = match prefetched("conditions") {
+    let observations = fhir::bundle("observations", &call.observations, "Observation").map_err(fhir_error)?;
+    let conditions = match &call.conditions {
         Some(c) => fhir::bundle("conditions", c, "Condition").map_err(fhir_error)?,
         None => Vec::new(),
     };
     // The model's features now, from the patient's events, by the extractor it was trained with.
     let now = chrono::Utc::now();
-    let events = fhir::events(patient_resource, &observations, &conditions, now.timestamp_micros()).map_err(fhir_error)?;
+    let events = fhir::events(&call.resources, &observations, &conditions, now.timestamp_micros()).map_err(fhir_error)?;
     let row = inputs.row(&events.codes, &events.events, now.timestamp_micros());
     let score = pkg.scorer.score(&row, &mut Workspace::default()).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let completeness = pkg.scorer.completeness(&score);
@@ -184,9 +240,9 @@ fn card(state: &AppState, id: &str, body: &[u8], subject: Option<String>) -> Res
         _ => "info",
     };
     let card = json!({ "cards": [{
-        "summary": summary(&pkg, score.probability, band, completeness),
+        "summary": summary(pkg, score.probability, band, completeness),
         "indicator": indicator,
-        "detail": detail(&pkg, &score, &top, &specs, completeness, events.read_as_now),
+        "detail": detail(pkg, &score, &top, &specs, completeness, events.read_as_now),
         "source": { "label": format!("Carecast {} v{}", pkg.manifest.name, pkg.manifest.version) },
         // Required by CDS Hooks 2.0 whenever a card has suggestions.
         "selectionBehavior": "at-most-one",

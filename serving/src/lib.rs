@@ -9,6 +9,7 @@ pub mod auth;
 pub mod batch;
 pub mod cds;
 pub mod fhir;
+pub mod fhir_server;
 pub mod metrics;
 pub mod server;
 pub mod service;

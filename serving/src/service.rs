@@ -2,6 +2,7 @@
 
 use crate::audit::{Announced, AuditLog, AuditRecord};
 use crate::auth::{Authenticator, Role};
+use crate::fhir_server::FhirServers;
 use crate::metrics;
 use crate::store::{ModelStore, StoreError};
 use carecast_models::preprocess::{FeatureStats, WarningKind as ModelWarningKind};
@@ -20,6 +21,8 @@ pub struct AppState {
     pub auth: Option<Authenticator>,
     /// The trust's key that turns EHR patient ids (CDS Hooks) into the audit's pseudonyms.
     pub pseudonyms: PseudonymKey,
+    /// The EHR FHIR servers CDS Hooks calls may be completed from; none unless configured.
+    pub fhir_servers: Option<FhirServers>,
     /// Set once the server is told to stop: open streams end instead of reading on.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -35,7 +38,12 @@ pub fn ephemeral_pseudonym_key() -> PseudonymKey {
 
 impl AppState {
     pub fn new(store: ModelStore, audit: AuditLog, auth: Option<Authenticator>, pseudonyms: PseudonymKey) -> Self {
-        Self { store, audit, auth, pseudonyms, stopping: tokio::sync::watch::Sender::new(false) }
+        Self { store, audit, auth, pseudonyms, fhir_servers: None, stopping: tokio::sync::watch::Sender::new(false) }
+    }
+
+    /// CDS Hooks calls without prefetch are completed from these FHIR servers.
+    pub fn with_fhir_servers(self, servers: FhirServers) -> Self {
+        Self { fhir_servers: Some(servers).filter(|s| !s.is_empty()), ..self }
     }
 
     /// The caller of a request needing `role`: the token's subject, or in demo mode the peer

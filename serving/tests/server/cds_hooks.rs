@@ -2,7 +2,10 @@
 //! not the flat models), a `patient-view` request with a synthetic inpatient's vital signs as FHIR
 //! Observations gets a card whose fields follow the CDS Hooks and FHIR R4 specifications, and
 //! whose probability equals the model's on the same events read straight from the MEDS data;
-//! missing prefetch is HTTP 412.
+//! what is not prefetched is queried from the EHR's FHIR server (a real HTTP server standing in
+//! for the EHR's) with the call's access token, only when that server is configured, else 412.
+//! Discovery and every card are validated against the JSON schema written from HL7's logical
+//! models of CDS Hooks (`cds_hooks_schema/`).
 
 use carecast_models::features::extract::{Event, STATIC};
 use chrono::Datelike;
@@ -14,8 +17,71 @@ use carecast_training::pipeline::{Rows, train_set};
 use carecast_training::{Algorithm, synth};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The CDS Hooks schema `name` (`discovery` or `response`).
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/server/cds_hooks_schema").join(format!("{name}.schema.json"));
+    jsonschema::draft202012::new(&serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()).unwrap()
+}
+
+/// Panics with every violation unless `instance` conforms to the CDS Hooks schema `name`.
+fn conforms(name: &str, instance: &Value) {
+    let errors: Vec<String> = schema(name).iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "not a CDS Hooks 2.0 {name}: {errors:#?}");
+}
+
+/// What the stand-in EHR FHIR server holds and what it was asked: each request's path and query,
+/// and its Authorization header.
+#[derive(Default)]
+struct Ehr {
+    patient: Option<AsFhir>,
+    asked: Vec<(String, Option<String>)>,
+}
+
+/// A FHIR server on loopback answering `Patient/{id}`, `Observation?patient=` (in two pages) and
+/// `Condition?patient=` for the patient it holds, to the bearer token `ehr-token` only; its base URL.
+async fn ehr_fhir_server(ehr: Arc<Mutex<Ehr>>) -> String {
+    use axum::extract::{Path, RawQuery, State};
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/fhir", listener.local_addr().unwrap());
+    let answer = {
+        let base = base.clone();
+        move |State(ehr): State<Arc<Mutex<Ehr>>>, uri: Uri, Path(resource): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap| {
+            let base = base.clone();
+            async move {
+                let authorization = headers.get("authorization").map(|v| v.to_str().unwrap().to_string());
+                let mut ehr = ehr.lock().unwrap();
+                ehr.asked.push((uri.to_string(), authorization.clone()));
+                if authorization.as_deref() != Some("Bearer ehr-token") {
+                    return (StatusCode::UNAUTHORIZED, String::new());
+                }
+                let p = ehr.patient.as_ref().unwrap();
+                let bundle = |entry: &[Value], next: Option<String>| {
+                    let link: Vec<Value> = next.into_iter().map(|url| json!({ "relation": "next", "url": url })).collect();
+                    json!({ "resourceType": "Bundle", "type": "searchset", "link": link, "entry": entry })
+                };
+                let query = query.unwrap_or_default();
+                let half = p.observations.len() / 2;
+                let body = match resource.as_str() {
+                    "Patient/cds-1" => p.patient.clone(),
+                    "Observation" if query.ends_with("&page=2") => bundle(&p.observations[half..], None),
+                    "Observation" if query.starts_with("patient=cds-1&") => bundle(&p.observations[..half], Some(format!("{base}/Observation?{query}&page=2"))),
+                    "Condition" if query == "patient=cds-1" => bundle(&p.conditions, None),
+                    _ => return (StatusCode::NOT_FOUND, String::new()),
+                };
+                (StatusCode::OK, body.to_string())
+            }
+        }
+    };
+    let app = axum::Router::new().route("/fhir/{*resource}", axum::routing::get(answer)).with_state(ehr);
+    let routes = tonic::service::Routes::from(app);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tokio::spawn(tonic::transport::Server::builder().accept_http1(true).add_routes(routes).serve_with_incoming(incoming));
+    base
+}
 
 /// One HTTP/1.1 request; the status and the body.
 async fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
@@ -109,9 +175,12 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let support = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv");
     carecast_training::train(&task, &toml, &support, &registry, Algorithm::Logistic, None).unwrap();
 
+    let ehr = Arc::new(Mutex::new(Ehr::default()));
+    let ehr_base = ehr_fhir_server(ehr.clone()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let state = Arc::new(AppState::new(ModelStore::new(registry.clone()), AuditLog::open(&dir.join("audit.jsonl")).unwrap(), None, carecast_serving::ephemeral_pseudonym_key()));
+    let state = AppState::new(ModelStore::new(registry.clone()), AuditLog::open(&dir.join("audit.jsonl")).unwrap(), None, carecast_serving::ephemeral_pseudonym_key());
+    let state = Arc::new(state.with_fhir_servers(carecast_serving::fhir_server::FhirServers::new(std::slice::from_ref(&ehr_base)).unwrap()));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
 
@@ -119,6 +188,7 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let (status, body) = http(&address, "GET", "/cds-services", "").await;
     assert_eq!(status, 200, "{body}");
     let services: Value = serde_json::from_str(&body).unwrap();
+    conforms("discovery", &services);
     let services = services["services"].as_array().unwrap();
     assert_eq!(services.len(), 1, "{services:?}");
     let service = &services[0];
@@ -144,6 +214,14 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let (status, body) = http(&address, "POST", &format!("/cds-services/{}", report.name), &request.to_string()).await;
     assert_eq!(status, 200, "{body}");
     let response: Value = serde_json::from_str(&body).unwrap();
+    conforms("response", &response);
+    // The schema would have caught the card this service once sent (suggestions without a
+    // selectionBehavior), and a summary of 140 characters.
+    let mut unselected = response.clone();
+    unselected["cards"][0].as_object_mut().unwrap().remove("selectionBehavior");
+    let mut long = response.clone();
+    long["cards"][0]["summary"] = json!("x".repeat(140));
+    assert!(!schema("response").is_valid(&unselected) && !schema("response").is_valid(&long));
     let card = &response["cards"][0];
     let summary = card["summary"].as_str().unwrap();
     assert!(summary.chars().count() < 140 && summary.contains("risk ("), "{summary}");
@@ -243,6 +321,7 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     skewed["prefetch"]["patient"] = ahead.patient.clone();
     let (status, body) = http(&address, "POST", &path, &skewed.to_string()).await;
     assert_eq!(status, 200, "{body}");
+    conforms("response", &serde_json::from_str(&body).unwrap());
     let card = serde_json::from_str::<Value>(&body).unwrap()["cards"][0].clone();
     let detail = card["detail"].as_str().unwrap();
     assert!(detail.contains("read as taken now"), "{detail}");
@@ -259,6 +338,7 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     // and lists what is missing, and never shows a plain, reassuring Low.
     let (status, body) = http(&address, "POST", &path, &with("/prefetch/observations/entry", json!([])).to_string()).await;
     assert_eq!(status, 200, "{body}");
+    conforms("response", &serde_json::from_str(&body).unwrap());
     let card = serde_json::from_str::<Value>(&body).unwrap()["cards"][0].clone();
     let summary = card["summary"].as_str().unwrap();
     assert!(summary.starts_with("Incomplete record (") && summary.chars().count() <= 140, "{summary}");
@@ -266,15 +346,54 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let detail = card["detail"].as_str().unwrap();
     assert!(detail.starts_with("**Incomplete record:**") && detail.contains("Not recorded, scored as missing:") && detail.contains("NEWS2"), "{detail}");
 
-    // Without the prefetch: 412. An unknown service: 404. Not patient-view: 400.
+    // Without the prefetch and without a FHIR server to query: 412. An unknown service: 404. Not
+    // patient-view: 400.
     let mut bare = request.clone();
     bare.as_object_mut().unwrap().remove("prefetch");
     let (status, body) = http(&address, "POST", &format!("/cds-services/{}", report.name), &bare.to_string()).await;
-    assert!(status == 412 && body.contains("prefetch"), "{status} {body}");
+    assert!(status == 412 && body.contains("prefetch.patient") && body.contains("fhirServer"), "{status} {body}");
     assert_eq!(http(&address, "POST", "/cds-services/no_such_model", &request.to_string()).await.0, 404);
     let mut other = request.clone();
     other["hook"] = json!("order-select");
     assert_eq!(http(&address, "POST", &format!("/cds-services/{}", report.name), &other.to_string()).await.0, 400);
+
+    // No prefetch, but the EHR's FHIR server and its access token: the service queries it (all
+    // three templates, both pages of observations, each with the token) and the card scores the
+    // patient as the model does on the same events.
+    ehr.lock().unwrap().patient = Some(as_fhir(&store.vocabulary, store.patient(i), chrono::Utc::now().timestamp_micros()));
+    let mut queried = bare.clone();
+    queried["fhirServer"] = json!(ehr_base);
+    queried["fhirAuthorization"] = json!({ "access_token": "ehr-token", "token_type": "Bearer", "expires_in": 300, "scope": "user/Patient.read user/Observation.read user/Condition.read", "subject": "carecast" });
+    let (status, body) = http(&address, "POST", &path, &queried.to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    let response: Value = serde_json::from_str(&body).unwrap();
+    conforms("response", &response);
+    let assessment = &response["cards"][0]["suggestions"][0]["actions"][0]["resource"];
+    let probability = assessment["prediction"][0]["probabilityDecimal"].as_f64().unwrap();
+    let carried = ehr.lock().unwrap().patient.as_ref().unwrap().carried.clone();
+    let want = model_probability(&pkg, &carried, time(&assessment["occurrenceDateTime"]));
+    assert!((want.probability - probability).abs() < 1e-12, "{} vs {probability}", want.probability);
+    let asked = std::mem::take(&mut ehr.lock().unwrap().asked);
+    let paths: Vec<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(paths.len(), 4, "{paths:?}");
+    assert!(paths[0] == "/fhir/Patient/cds-1" && paths[2].ends_with("&page=2") && paths[3] == "/fhir/Condition?patient=cds-1", "{paths:?}");
+    assert!(asked.iter().all(|(_, auth)| auth.as_deref() == Some("Bearer ehr-token")));
+    // Refused with 412 and nothing scored or audited: a FHIR server not configured (never
+    // contacted: the call could name any address), no token, a token the EHR refuses.
+    let audited = state.audit.entries().unwrap().len();
+    let mut elsewhere = queried.clone();
+    elsewhere["fhirServer"] = json!("http://169.254.169.254/latest");
+    let mut no_token = queried.clone();
+    no_token.as_object_mut().unwrap().remove("fhirAuthorization");
+    let mut refused_token = queried.clone();
+    refused_token["fhirAuthorization"]["access_token"] = json!("expired");
+    for (body, why) in [(elsewhere, "configured"), (no_token, "fhirAuthorization"), (refused_token, "HTTP 401")] {
+        let (status, answer) = http(&address, "POST", &path, &body.to_string()).await;
+        assert!(status == 412 && answer.contains("prefetch.patient") && answer.contains(why), "{why}: {status} {answer}");
+        assert!(!answer.contains("cds-1"), "the patient's id is not echoed: {answer}");
+    }
+    assert_eq!(ehr.lock().unwrap().asked.len(), 1, "only the call with the configured server reached it");
+    assert_eq!(state.audit.entries().unwrap().len(), audited);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

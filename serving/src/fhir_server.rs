@@ -1,0 +1,136 @@
+//! The EHR's FHIR server, queried for what a CDS Hooks call did not prefetch (CDS Hooks 2.0,
+//! "FHIR Resource Access"), with the access token the EHR sent beside it.
+//!
+//! A request names its own `fhirServer`, so a service that fetched from whatever it is told
+//! would let any caller make the trust's server reach any address (server-side request
+//! forgery) and hand it the token. Only the FHIR servers the trust configured are queried;
+//! redirects are not followed; a search's next pages are followed only on the same server; each
+//! answer is bounded in time and size. Errors never carry the URL (it holds the patient's id)
+//! nor the server's answer.
+
+use serde_json::Value;
+use std::time::Duration;
+
+/// The longest a whole fetch (every query and page) may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest answer read from one query, in bytes.
+const MAX_ANSWER: usize = 16 << 20;
+/// Search pages followed per query (1,000 observations a page is the service's own `_count`).
+const MAX_PAGES: usize = 10;
+
+/// Why a FHIR server could not supply the data (the service answers 412, as for absent prefetch).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("fhirServer: not a FHIR server this service is configured to query")]
+    NotAllowed,
+    #[error("fhirAuthorization: a Bearer `access_token` is required to query the FHIR server")]
+    NoToken,
+    #[error("fhirServer: {0}")]
+    Failed(String),
+}
+
+/// The FHIR servers this service may query, and the HTTP client it queries them with.
+#[derive(Clone)]
+pub struct FhirServers {
+    allowed: Vec<String>,
+    http: reqwest::Client,
+}
+
+impl FhirServers {
+    /// Checks each base URL: absolute, `https` (plain `http` only on loopback, for a local EHR
+    /// sandbox), with no query, fragment or credentials.
+    pub fn new(bases: &[String]) -> Result<Self, String> {
+        let mut allowed = Vec::new();
+        for base in bases {
+            let url = url::Url::parse(base).map_err(|e| format!("--fhir-server {base}: {e}"))?;
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            match url.scheme() {
+                "https" => {}
+                "http" if loopback => {}
+                _ => return Err(format!("--fhir-server {base}: must be https (http only on loopback)")),
+            }
+            if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+                return Err(format!("--fhir-server {base}: a base URL without query, fragment or credentials"));
+            }
+            allowed.push(base.trim_end_matches('/').to_string());
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+            .build()
+            .map_err(|e| format!("FHIR client: {e}"))?;
+        Ok(Self { allowed, http })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.allowed.is_empty()
+    }
+
+    /// Runs `query` (a prefetch template with the patient id already in it, e.g.
+    /// `Observation?patient=123`) on the request's `fhirServer` with its access token, and
+    /// returns the resource, or for a search one Bundle of every page's entries.
+    pub async fn fetch(&self, request: &Value, query: &str) -> Result<Value, FetchError> {
+        let base = request.get("fhirServer").and_then(Value::as_str).map(|s| s.trim_end_matches('/'));
+        let base = base.filter(|b| self.allowed.iter().any(|a| a == b)).ok_or(FetchError::NotAllowed)?;
+        let authorization = request.get("fhirAuthorization");
+        let token = authorization
+            .filter(|a| a.get("token_type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("bearer")))
+            .and_then(|a| a.get("access_token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or(FetchError::NoToken)?;
+        let fetch = async {
+            let mut url = format!("{base}/{query}");
+            let mut entries: Vec<Value> = Vec::new();
+            for _ in 0..MAX_PAGES {
+                let answer = self.get(&url, token).await?;
+                if answer.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+                    return Ok(answer);
+                }
+                match answer.get("entry") {
+                    Some(Value::Array(page)) => entries.extend(page.iter().cloned()),
+                    None => {}
+                    Some(_) => return Err(FetchError::Failed("a search Bundle's `entry` is not an array".into())),
+                }
+                let next = answer.get("link").and_then(Value::as_array).and_then(|links| {
+                    links.iter().find(|l| l.get("relation").and_then(Value::as_str) == Some("next")).and_then(|l| l.get("url")).and_then(Value::as_str)
+                });
+                match next {
+                    None => return Ok(serde_json::json!({ "resourceType": "Bundle", "type": "searchset", "entry": entries })),
+                    Some(next) if next.starts_with(&format!("{base}/")) => url = next.to_string(),
+                    Some(_) => return Err(FetchError::Failed("a search's next page is on another server".into())),
+                }
+            }
+            Err(FetchError::Failed(format!("a search ran past {MAX_PAGES} pages")))
+        };
+        tokio::time::timeout(TIMEOUT, fetch).await.map_err(|_| FetchError::Failed(format!("no answer within {} s", TIMEOUT.as_secs())))?
+    }
+
+    async fn get(&self, url: &str, token: &str) -> Result<Value, FetchError> {
+        let failed = |what: &str| FetchError::Failed(what.to_string());
+        let mut response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .header(reqwest::header::ACCEPT, "application/fhir+json")
+            .send()
+            .await
+            .map_err(|e| failed(if e.is_timeout() { "timed out" } else { "unreachable" }))?;
+        if !response.status().is_success() {
+            return Err(FetchError::Failed(format!("the FHIR server answered HTTP {}", response.status().as_u16())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|_| failed("the answer was cut off"))? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(FetchError::Failed(format!("an answer over {} MiB", MAX_ANSWER >> 20)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|_| failed("the answer is not JSON"))
+    }
+}
