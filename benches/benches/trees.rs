@@ -1,9 +1,12 @@
 //! Tree-model speed on the shared benchmark model (XGBoost, 300 trees of depth 6 over 50
-//! features, imported): one row scored, one row explained (exact TreeSHAP), and a block of rows
-//! scored and explained together. `explain_vs_xgboost` prints the same figures beside XGBoost's.
+//! features, imported): one row scored, one row explained (exact TreeSHAP), a block of rows
+//! scored and explained together, and one patient through the whole `Scorer` with the server's
+//! response in words. `explain_vs_xgboost` prints the same figures beside XGBoost's.
 
 use carecast_models::import::xgboost_json;
 use carecast_models::tree_shap::TreeShapBuffer;
+use carecast_models::{Value, Workspace};
+use carecast_proto::v1 as pb;
 use carecast_training::rng::Rng;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -34,6 +37,18 @@ fn trees(c: &mut Criterion) {
             phi[..width].fill(0.0);
             ensemble.contributions(black_box(&x[i * width..(i + 1) * width]), &mut phi[..width], &mut buf);
             black_box(phi[0])
+        })
+    });
+    let package = carecast_benches::bench_package();
+    let request = pb::ScoreRequest { max_contributions: width as u32, ..Default::default() };
+    let mut ws = Workspace::default();
+    group.bench_function("score_and_explain_one_patient_through_scorer", |b| {
+        b.iter(|| {
+            i = (i + 1) % rows;
+            let values = model.feature_names.iter().zip(&x[i * width..(i + 1) * width]).map(|(n, v)| (n.as_str(), Value::Number(*v)));
+            let row = package.scorer.bind(values).expect("valid row");
+            let score = package.scorer.score(&row, &mut ws).expect("scored");
+            black_box(carecast_serving::service::score_response(&package, &request, &row, &score))
         })
     });
     group.throughput(Throughput::Elements(rows as u64));

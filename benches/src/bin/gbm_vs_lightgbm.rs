@@ -1,5 +1,8 @@
 //! Trains Carecast's GBM and LightGBM on the same synthetic rows with the same settings and thread
-//! count, and prints both times from one run.
+//! count, and prints both times from one run, with the evidence that the work was equal: the
+//! leaves each grew and each model's training log loss (a ratio is printed only when leaves agree
+//! within 2% and losses within 1%). LightGBM runs as its users run it (not `deterministic`), with
+//! its col-/row-wise choice made before its clock starts (`lightgbm_fit.py`).
 //!
 //! `cargo run --release -p carecast-benches --bin gbm_vs_lightgbm -- [rows] [features] [rounds] [threads]`
 //! (default 1,000,000 × 50, 100 rounds, 2 threads). LightGBM comes from PyPI (`pip install
@@ -54,6 +57,11 @@ fn main() -> anyhow::Result<()> {
     let model = fit(&Columns { values: &x }, &y, None, params, &[]).ensemble;
     let ours = started.elapsed().as_secs_f64();
     assert_eq!(model.trees.len(), rounds);
+    let our_leaves: usize = model.trees.iter().map(|t| t.nodes.iter().filter(|n| n.is_leaf()).count()).sum();
+    let row_major: Vec<f64> = (0..rows).flat_map(|r| x.iter().map(move |col| col[r])).collect();
+    let mut margins = vec![0.0; rows];
+    model.margins(&row_major, features, &mut margins);
+    let our_loss = margins.iter().zip(&y).map(|(m, y)| (1.0 + (-m).exp()).ln() + (1.0 - y) * m).sum::<f64>() / rows as f64;
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lightgbm_fit.py");
     let output = std::process::Command::new("python3")
@@ -62,10 +70,16 @@ fn main() -> anyhow::Result<()> {
         .output()?;
     std::fs::remove_file(&path).ok();
     println!("{rows} rows x {features} features, {rounds} rounds of 31 leaves, {threads} threads");
-    println!("carecast GBM: {ours:.2} s");
+    println!("carecast GBM: {ours:.2} s, {our_leaves} leaves, training log loss {our_loss:.5}");
     if output.status.success() {
-        let theirs: f64 = String::from_utf8_lossy(&output.stdout).trim().parse()?;
-        println!("LightGBM:     {theirs:.2} s");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        anyhow::ensure!(fields.len() == 4, "lightgbm_fit.py printed {text:?}");
+        let (theirs, their_leaves, their_loss): (f64, usize, f64) = (fields[0].parse()?, fields[1].parse()?, fields[2].parse()?);
+        println!("LightGBM:     {theirs:.2} s, {their_leaves} leaves, training log loss {their_loss:.5} ({} histograms)", fields[3]);
+        let leaves_gap = (our_leaves as f64 / their_leaves as f64 - 1.0).abs();
+        let loss_gap = (our_loss / their_loss - 1.0).abs();
+        anyhow::ensure!(leaves_gap <= 0.02 && loss_gap <= 0.01, "not equal work: leaves differ by {:.1}%, loss by {:.2}%", leaves_gap * 100.0, loss_gap * 100.0);
         println!("carecast / LightGBM time: {:.2}", ours / theirs);
     } else {
         println!("LightGBM: not run ({})", String::from_utf8_lossy(&output.stderr).trim().lines().last().unwrap_or("no output"));

@@ -3,6 +3,9 @@
 //! connection, sending one request after another for a fixed time; then CDS Hooks `patient-view`
 //! for the same model (FHIR prefetch in, card out) at 1 and 16 clients. Prints throughput, p50 /
 //! p99 / p99.9 latency and the error count per level. Both sides share this machine's cores.
+//! Everything runs twice: in plain text without authentication (the server alone), and as
+//! production runs it, over TLS with every request carrying a bearer JWT (ES384) the server
+//! verifies.
 //!
 //! `cargo run --release -p carecast-benches --bin load_grpc -- [seconds per level] [patients]`
 //! (defaults 10 and 20,000; the model is trained first on a synthetic population of that size).
@@ -16,6 +19,68 @@ use carecast_training::pipeline::{Rows, train_set};
 use carecast_training::{Algorithm, synth};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::rustls;
+
+/// How clients reach the server: TLS (trusting the server's certificate) and a bearer token, or
+/// neither.
+#[derive(Clone, Default)]
+struct Transport {
+    tls: Option<tokio_rustls::TlsConnector>,
+    bearer: Option<String>,
+}
+
+/// A byte stream to the server, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Transport {
+    /// A connection to `host` (`ip:port`) offering `alpn` over TLS.
+    async fn connect(&self, host: &str, alpn: &[u8]) -> anyhow::Result<Box<dyn Io>> {
+        let stream = tokio::net::TcpStream::connect(host).await?;
+        stream.set_nodelay(true)?;
+        Ok(match &self.tls {
+            None => Box::new(stream),
+            Some(connector) => {
+                let mut config = rustls::ClientConfig::clone(connector.config());
+                config.alpn_protocols = vec![alpn.to_vec()];
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+                Box::new(connector.connect(rustls::pki_types::ServerName::try_from("localhost")?, stream).await?)
+            }
+        })
+    }
+}
+
+/// TLS and JWT as production configures them: a server certificate for localhost, a P-384 key
+/// whose public JWK the server trusts, and a clinician's token signed with it.
+fn production() -> anyhow::Result<(carecast_serving::tls::Tls, carecast_serving::auth::Authenticator, Transport)> {
+    use base64::Engine;
+    use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
+    let tls = carecast_serving::tls::Tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), None).map_err(anyhow::Error::msg)?;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone())?;
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let point = pair.public_key().as_ref(); // 0x04 || x || y
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let jwks = serde_json::json!({ "keys": [{ "kty": "EC", "crv": "P-384", "kid": "load", "alg": "ES384", "use": "sig", "x": b64(&point[1..49]), "y": b64(&point[49..97]) }] });
+    let (issuer, audience) = ("https://idp.trust.nhs.example", "carecast");
+    let auth = carecast_serving::auth::Authenticator::from_jwks(&jwks.to_string(), issuer, audience).map_err(anyhow::Error::msg)?;
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({ "sub": "load-generator", "roles": ["clinician"], "iss": issuer, "aud": audience, "iat": now, "exp": now + 3000 });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some("load".into());
+    let token = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()))?;
+    Ok((tls, auth, Transport { tls: Some(tokio_rustls::TlsConnector::from(Arc::new(client))), bearer: Some(format!("Bearer {token}")) }))
+}
 
 /// mimalloc: a scored request makes and frees many small allocations on whichever worker thread
 /// runs it, which glibc's allocator serves markedly slower under concurrency.
@@ -62,38 +127,43 @@ fn main() -> anyhow::Result<()> {
             .collect(),
     );
 
-    let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let listener = server_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let address = format!("http://{}", listener.local_addr()?);
-    let state = Arc::new(AppState::new(ModelStore::new(registry), AuditLog::open(&dir.join("audit.jsonl"))?, None, carecast_serving::ephemeral_pseudonym_key()));
-    server_runtime.spawn(server::serve(listener, state.clone(), None, std::future::pending()));
-
     let clients_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    println!("synthetic deterioration GBM ({} trees), Score with full explanation, {seconds} s per level", tree_count(&dir, &report.name));
-    println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors");
-    for clients in [1usize, 16, 64] {
-        let measured = clients_runtime.block_on(level(&address, clients, Duration::from_secs(seconds), requests.clone()))?;
-        print_level(clients, seconds, measured, None);
-    }
-    if h2load_installed() {
-        println!("the same with nghttp2's h2load as the generator (its own process, one thread; one request body)");
-        println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7} {:>14}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "server CPU µs");
-        let body = dir.join("request.grpc");
-        std::fs::write(&body, grpc_frame(&requests[0]))?;
-        let url = format!("{address}{SCORE}");
+    let trees = tree_count(&dir, &report.name);
+    let (tls, auth, secure) = production()?;
+    for (label, transport, server_tls, server_auth) in [("plain text, no authentication", Transport::default(), None, None), ("TLS, bearer JWT verified on every request", secure, Some(tls), Some(auth))] {
+        let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let listener = server_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let host = listener.local_addr()?.to_string();
+        let audit = AuditLog::open(&dir.join(format!("audit-{}.jsonl", server_tls.is_some())))?;
+        let state = Arc::new(AppState::new(ModelStore::new(registry.clone()), audit, server_auth, carecast_serving::ephemeral_pseudonym_key()));
+        server_runtime.spawn(server::serve(listener, state.clone(), server_tls, std::future::pending()));
+
+        println!("== {label} ==");
+        println!("synthetic deterioration GBM ({trees} trees), Score with full explanation, {seconds} s per level");
+        println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors");
         for clients in [1usize, 16, 64] {
-            let (measured, cpu) = h2load_level(&url, clients, seconds, &body, &state.audit)?;
-            let per_request = cpu * 1e6 / measured.0.len().max(1) as f64;
-            print_level(clients, seconds, measured, Some(per_request));
+            let measured = clients_runtime.block_on(level(&host, &transport, clients, Duration::from_secs(seconds), requests.clone()))?;
+            print_level(clients, seconds, measured, None);
         }
+        if transport.tls.is_none() && h2load_installed() {
+            println!("the same with nghttp2's h2load as the generator (its own process, one thread; one request body)");
+            println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7} {:>14}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "server CPU µs");
+            let body = dir.join("request.grpc");
+            std::fs::write(&body, grpc_frame(&requests[0]))?;
+            let url = format!("http://{host}{SCORE}");
+            for clients in [1usize, 16, 64] {
+                let (measured, cpu) = h2load_level(&url, clients, seconds, &body, &state.audit)?;
+                let per_request = cpu * 1e6 / measured.0.len().max(1) as f64;
+                print_level(clients, seconds, measured, Some(per_request));
+            }
+        }
+        println!("CDS Hooks patient-view (six sets of vital signs as FHIR Observations), {seconds} s per level");
+        for clients in [1usize, 16] {
+            let measured = clients_runtime.block_on(cds_level(&host, &transport, &report.name, clients, Duration::from_secs(seconds)))?;
+            print_level(clients, seconds, measured, None);
+        }
+        drop(server_runtime);
     }
-    println!("CDS Hooks patient-view (six sets of vital signs as FHIR Observations), {seconds} s per level");
-    let host = address.trim_start_matches("http://").to_string();
-    for clients in [1usize, 16] {
-        let measured = clients_runtime.block_on(cds_level(&host, &report.name, clients, Duration::from_secs(seconds)))?;
-        print_level(clients, seconds, measured, None);
-    }
-    drop(server_runtime);
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
@@ -134,15 +204,16 @@ fn tree_count(dir: &std::path::Path, name: &str) -> usize {
 /// directly (no per-call encoding or channel task), so that the little CPU this machine has goes
 /// to the server. Every 64th response is decoded and checked: every contribution present, and
 /// base value plus contributions equal to the margin.
-async fn level(address: &str, clients: usize, length: Duration, requests: Arc<Vec<pb::ScoreRequest>>) -> anyhow::Result<(Vec<u64>, usize)> {
+async fn level(host: &str, transport: &Transport, clients: usize, length: Duration, requests: Arc<Vec<pb::ScoreRequest>>) -> anyhow::Result<(Vec<u64>, usize)> {
     let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(requests.iter().map(|r| bytes::Bytes::from(grpc_frame(r))).collect());
     let features = requests[0].features.len();
-    let uri: http::Uri = format!("{address}{SCORE}").parse()?;
+    let scheme = if transport.tls.is_some() { "https" } else { "http" };
+    let uri: http::Uri = format!("{scheme}://{host}{SCORE}").parse()?;
     let mut tasks = Vec::new();
     let end = Instant::now() + length;
     for c in 0..clients {
-        let mut sender = connect(address).await?;
-        let (bodies, uri) = (bodies.clone(), uri.clone());
+        let mut sender = connect(transport.connect(host, b"h2").await?).await?;
+        let (bodies, uri, bearer) = (bodies.clone(), uri.clone(), transport.bearer.clone());
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::new(), 0usize);
             let mut i = c * 31;
@@ -151,7 +222,7 @@ async fn level(address: &str, clients: usize, length: Duration, requests: Arc<Ve
                 let check = i.is_multiple_of(64);
                 i += 1;
                 let started = Instant::now();
-                match unary(&mut sender, &uri, body).await {
+                match unary(&mut sender, &uri, bearer.as_deref(), body).await {
                     Ok(message) if !check || explained(&message, features) => latencies.push(started.elapsed().as_micros() as u64),
                     _ => errors += 1,
                 }
@@ -218,10 +289,8 @@ fn server_refusals() -> usize {
         .sum::<f64>() as usize
 }
 
-/// An HTTP/2 connection to the server, with windows large enough that flow control never waits.
-async fn connect(address: &str) -> anyhow::Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>> {
-    let stream = tokio::net::TcpStream::connect(address.trim_start_matches("http://")).await?;
-    stream.set_nodelay(true)?;
+/// HTTP/2 over `stream`, with windows large enough that flow control never waits.
+async fn connect(stream: Box<dyn Io>) -> anyhow::Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>> {
     let (sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(1 << 24)
@@ -235,15 +304,16 @@ async fn connect(address: &str) -> anyhow::Result<hyper::client::conn::http2::Se
 async fn unary(
     sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
     uri: &http::Uri,
+    bearer: Option<&str>,
     body: bytes::Bytes,
 ) -> Result<bytes::Bytes, String> {
     use http_body_util::BodyExt;
     sender.ready().await.map_err(|e| e.to_string())?;
-    let request = http::Request::post(uri.clone())
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(http_body_util::Full::new(body))
-        .map_err(|e| e.to_string())?;
+    let mut request = http::Request::post(uri.clone()).header("content-type", "application/grpc").header("te", "trailers");
+    if let Some(bearer) = bearer {
+        request = request.header("authorization", bearer);
+    }
+    let request = request.body(http_body_util::Full::new(body)).map_err(|e| e.to_string())?;
     let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
     let (head, body) = response.into_parts();
     let collected = body.collect().await.map_err(|e| e.to_string())?;
@@ -271,28 +341,33 @@ fn explained(message: &[u8], features: usize) -> bool {
 /// A `patient-view` request for an inpatient of about 80 with six sets of vital signs over the last
 /// day (pulse, respiration, SpO2, systolic BP, temperature, consciousness, oxygen), varied by `i`.
 fn patient_view(i: usize) -> String {
-    // LOINC code, typical value, and the relative spread around it (SpO2 stays at or under 100%).
-    const VITALS: [(&str, f64, f64); 7] = [
-        ("8867-4", 92.0, 0.02),
-        ("9279-1", 19.0, 0.02),
-        ("59408-5", 94.0, 0.01),
-        ("8480-6", 116.0, 0.02),
-        ("8310-5", 37.3, 0.002),
-        ("67775-7", 0.0, 0.0),
-        ("3151-8", 0.0, 0.0),
+    // LOINC code, UCUM unit, typical value, and the relative spread around it (SpO2 stays at or
+    // under 100%). Consciousness is coded: Alert (LA9340-6).
+    const VITALS: [(&str, &str, f64, f64); 6] = [
+        ("8867-4", "/min", 92.0, 0.02),
+        ("9279-1", "/min", 19.0, 0.02),
+        ("59408-5", "%", 94.0, 0.01),
+        ("8480-6", "mm[Hg]", 116.0, 0.02),
+        ("8310-5", "Cel", 37.3, 0.002),
+        ("3151-8", "L/min", 0.0, 0.0),
     ];
     let now = chrono::Utc::now();
     let mut observations = Vec::new();
     for set in 0..6i64 {
         let taken = (now - chrono::Duration::minutes(4 * 60 * set + 1)).to_rfc3339();
-        for (k, (loinc, typical, spread)) in VITALS.iter().enumerate() {
+        let observation = |loinc: &str, value: serde_json::Value| {
+            let mut o = serde_json::json!({ "resourceType": "Observation", "status": "final",
+                "code": { "coding": [{ "system": "http://loinc.org", "code": loinc }] }, "effectiveDateTime": taken });
+            o.as_object_mut().expect("an object").extend(value.as_object().expect("an object").clone());
+            serde_json::json!({ "resource": o })
+        };
+        for (k, (loinc, unit, typical, spread)) in VITALS.iter().enumerate() {
             let wobble = ((i * 7 + set as usize * 3 + k) % 11) as f64 - 5.0;
-            observations.push(serde_json::json!({ "resource": {
-                "resourceType": "Observation", "status": "final",
-                "code": { "coding": [{ "system": "http://loinc.org", "code": loinc }] },
-                "effectiveDateTime": taken, "valueQuantity": { "value": typical * (1.0 + spread * wobble) },
-            }}));
+            let quantity = serde_json::json!({ "value": typical * (1.0 + spread * wobble), "unit": unit, "system": "http://unitsofmeasure.org", "code": unit });
+            observations.push(observation(loinc, serde_json::json!({ "valueQuantity": quantity })));
         }
+        let alert = serde_json::json!({ "coding": [{ "system": "http://loinc.org", "code": "LA9340-6" }] });
+        observations.push(observation("67775-7", serde_json::json!({ "valueCodeableConcept": alert })));
     }
     serde_json::json!({
         "hook": "patient-view", "hookInstance": format!("load-{i}"),
@@ -307,10 +382,12 @@ fn patient_view(i: usize) -> String {
 }
 
 /// One HTTP/1.1 POST on a kept-alive connection; the status.
-async fn post(connection: &mut tokio::io::BufReader<tokio::net::TcpStream>, path: &str, body: &str) -> std::io::Result<u16> {
+async fn post(connection: &mut tokio::io::BufReader<Box<dyn Io>>, path: &str, bearer: Option<&str>, body: &str) -> std::io::Result<u16> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let head = format!("POST {path} HTTP/1.1\r\nHost: carecast\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+    let authorization = bearer.map(|b| format!("Authorization: {b}\r\n")).unwrap_or_default();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: carecast\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\n\r\n", body.len());
     connection.get_mut().write_all(format!("{head}{body}").as_bytes()).await?;
+    connection.get_mut().flush().await?;
     let (mut line, mut status, mut length) = (String::new(), 0u16, 0usize);
     loop {
         line.clear();
@@ -331,22 +408,20 @@ async fn post(connection: &mut tokio::io::BufReader<tokio::net::TcpStream>, path
 }
 
 /// `clients` keep-alive connections posting `patient-view` back to back for `length`.
-async fn cds_level(host: &str, model: &str, clients: usize, length: Duration) -> anyhow::Result<(Vec<u64>, usize)> {
+async fn cds_level(host: &str, transport: &Transport, model: &str, clients: usize, length: Duration) -> anyhow::Result<(Vec<u64>, usize)> {
     let bodies: Arc<Vec<String>> = Arc::new((0..64).map(patient_view).collect());
     let path = format!("/cds-services/{model}");
     let end = Instant::now() + length;
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let stream = tokio::net::TcpStream::connect(host).await?;
-        stream.set_nodelay(true)?;
-        let mut connection = tokio::io::BufReader::new(stream);
-        let (bodies, path) = (bodies.clone(), path.clone());
+        let mut connection = tokio::io::BufReader::new(transport.connect(host, b"http/1.1").await?);
+        let (bodies, path, bearer) = (bodies.clone(), path.clone(), transport.bearer.clone());
         tasks.push(tokio::spawn(async move {
             let (mut latencies, mut errors) = (Vec::new(), 0usize);
             let mut i = c * 5;
             while Instant::now() < end {
                 let started = Instant::now();
-                match post(&mut connection, &path, &bodies[i % bodies.len()]).await {
+                match post(&mut connection, &path, bearer.as_deref(), &bodies[i % bodies.len()]).await {
                     Ok(200) => latencies.push(started.elapsed().as_micros() as u64),
                     _ => errors += 1,
                 }
