@@ -131,15 +131,18 @@ impl Authenticator {
             .strip_prefix("Bearer ")
             .ok_or_else(|| Refused::Unauthenticated("authorization: expected `Bearer <JWT>`".into()))?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let known = self.verified.lock().expect("verified tokens").get(&digest).cloned();
+        let unexpired = |c: &Claims| c.exp.saturating_add(LEEWAY_SECONDS as i64) >= now;
+        // A map of plain data is whole even if a holder panicked: recover it rather than refuse all.
+        let verified = || self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let known = verified().get(&digest).cloned();
         let claims = match known {
-            Some(claims) if claims.exp + LEEWAY_SECONDS as i64 >= now => claims,
+            Some(claims) if unexpired(&claims) => claims,
             Some(_) => return Err(Refused::Unauthenticated("token: ExpiredSignature".into())),
             None => {
                 let claims = self.verify(token)?;
-                let mut verified = self.verified.lock().expect("verified tokens");
+                let mut verified = verified();
                 if verified.len() >= VERIFIED_TOKENS {
-                    verified.retain(|_, c| c.exp + LEEWAY_SECONDS as i64 >= now);
+                    verified.retain(|_, c| unexpired(c));
                     if verified.len() >= VERIFIED_TOKENS {
                         verified.clear();
                     }
@@ -175,7 +178,7 @@ impl Authenticator {
         validation.leeway = LEEWAY_SECONDS;
         let claims = decode::<Claims>(token, key, &validation).map_err(|e| unauthenticated(format!("token: {e}")))?.claims;
         let now = chrono::Utc::now().timestamp();
-        let lifetime = claims.exp - claims.iat.unwrap_or(now).min(now);
+        let lifetime = claims.exp.saturating_sub(claims.iat.unwrap_or(now).min(now));
         if lifetime > self.max_lifetime {
             return Err(unauthenticated(format!("token: lives {lifetime} s, longer than the {} s allowed", self.max_lifetime)));
         }

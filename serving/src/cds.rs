@@ -28,8 +28,8 @@ const PREFETCH: &[(&str, &str)] = &[
     ("observations", "Observation?patient={{context.patientId}}&_sort=-date&_count=1000"),
     ("conditions", "Condition?patient={{context.patientId}}"),
 ];
-/// Longest card summary the specification allows.
-const SUMMARY: usize = 140;
+/// Longest card summary the specification allows ("<140 characters").
+const SUMMARY: usize = 139;
 /// Clinical factors listed in a card.
 const FACTORS: usize = 5;
 
@@ -147,12 +147,12 @@ struct Call {
     patient: String,
     resources: Value,
     observations: Value,
-    conditions: Option<Value>,
+    conditions: Value,
 }
 
-/// The call's inputs: what the EHR prefetched, and what it did not queried from its FHIR server.
-/// `patient` and `observations` are required; `conditions` is read as none when it was neither
-/// sent nor could be queried.
+/// The call's inputs: what the EHR prefetched, and what it did not queried from its FHIR server,
+/// the queries side by side. Each prefetch key is required: sent (`null` is the EHR saying it
+/// has no such data), or fetched; otherwise 412, never a card built without it.
 async fn read_request(state: &AppState, body: &[u8]) -> Result<Call, Refusal> {
     let request: Value = serde_json::from_slice(body).map_err(|e| bad(format!("request body: not JSON ({e})")))?;
     if request.get("hook").and_then(Value::as_str) != Some("patient-view") {
@@ -160,34 +160,32 @@ async fn read_request(state: &AppState, body: &[u8]) -> Result<Call, Refusal> {
     }
     let patient = request.pointer("/context/patientId").and_then(Value::as_str).ok_or_else(|| bad("context.patientId: required"))?;
     fhir::check_id("context.patientId", patient).map_err(|e| bad(e.to_string()))?;
-    let required = |key: &str, found: Option<Value>| {
-        found.ok_or_else(|| unmet(key, "no `fhirServer` this service is configured to query".to_string()))
-    };
-    Ok(Call {
-        patient: patient.to_string(),
-        resources: required("patient", input(state, &request, patient, "patient").await?)?,
-        observations: required("observations", input(state, &request, patient, "observations").await?)?,
-        conditions: input(state, &request, patient, "conditions").await?,
-    })
-}
-
-fn unmet(key: &str, why: String) -> Refusal {
-    (StatusCode::PRECONDITION_FAILED, format!("prefetch.{key}: not prefetched, and {why}"))
+    let (resources, observations, conditions) = tokio::try_join!(
+        input(state, &request, patient, "patient"),
+        input(state, &request, patient, "observations"),
+        input(state, &request, patient, "conditions"),
+    )?;
+    Ok(Call { patient: patient.to_string(), resources, observations, conditions })
 }
 
 /// One prefetch key's resource: as sent, else queried by its template (with the checked patient
-/// id in it) from the request's `fhirServer` when that is one this service may query, else none.
-async fn input(state: &AppState, request: &Value, patient: &str, key: &str) -> Result<Option<Value>, Refusal> {
-    if let Some(sent) = request.get("prefetch").and_then(|p| p.get(key)).filter(|v| !v.is_null()) {
-        return Ok(Some(sent.clone()));
+/// id in it) from the request's `fhirServer` when that is one this service may query.
+async fn input(state: &AppState, request: &Value, patient: &str, key: &str) -> Result<Value, Refusal> {
+    let unmet = |why: String| (StatusCode::PRECONDITION_FAILED, format!("prefetch.{key}: not prefetched, and {why}"));
+    match request.get("prefetch").and_then(|p| p.get(key)) {
+        Some(Value::Null) if key == "patient" => return Err(bad("prefetch.patient: null; the patient is required")),
+        // CDS Hooks: a search with nothing to return is sent as `null`.
+        Some(Value::Null) => return Ok(json!({ "resourceType": "Bundle", "type": "searchset", "entry": [] })),
+        Some(sent) => return Ok(sent.clone()),
+        None => {}
     }
-    let Some(servers) = &state.fhir_servers else { return Ok(None) };
+    let no_server = || unmet("no `fhirServer` this service is configured to query".to_string());
+    let servers = state.fhir_servers.as_ref().ok_or_else(no_server)?;
     let template = PREFETCH.iter().find(|(k, _)| *k == key).map(|(_, t)| *t).expect("a PREFETCH key");
-    match servers.fetch(request, &template.replace("{{context.patientId}}", patient)).await {
-        Ok(resource) => Ok(Some(resource)),
-        Err(FetchError::NotAllowed) => Ok(None),
-        Err(e) => Err(unmet(key, e.to_string())),
-    }
+    servers.fetch(request, &template.replace("{{context.patientId}}", patient)).await.map_err(|e| match e {
+        FetchError::NotAllowed => no_server(),
+        e => unmet(e.to_string()),
+    })
 }
 
 /// The service's model: one trained on events.
@@ -204,10 +202,7 @@ fn card(state: &AppState, pkg: &ModelPackage, call: &Call, subject: Option<Strin
     let inputs = pkg.events.as_ref().expect("a service's model is trained on events");
     let fhir_error = |e: fhir::FhirError| bad(format!("prefetch.{e}"));
     let observations = fhir::bundle("observations", &call.observations, "Observation").map_err(fhir_error)?;
-    let conditions = match &call.conditions {
-        Some(c) => fhir::bundle("conditions", c, "Condition").map_err(fhir_error)?,
-        None => Vec::new(),
-    };
+    let conditions = fhir::bundle("conditions", &call.conditions, "Condition").map_err(fhir_error)?;
     // The model's features now, from the patient's events, by the extractor it was trained with.
     let now = chrono::Utc::now();
     let events = fhir::events(&call.resources, &observations, &conditions, now.timestamp_micros()).map_err(fhir_error)?;

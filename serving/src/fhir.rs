@@ -140,9 +140,11 @@ pub fn bundle<'a>(name: &str, bundle: &'a Value, resource_type: &str) -> Result<
         .collect()
 }
 
-/// Checks a FHIR resource id: 1 to 64 letters, digits, `-` and `.` (FHIR R4 `id`).
+/// Checks a FHIR resource id: 1 to 64 letters, digits, `-` and `.` (FHIR R4 `id`), not dots alone
+/// (`..` in a FHIR server's URL would name another path).
 pub fn check_id(field: &str, id: &str) -> Result<(), FhirError> {
-    if (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+    let allowed = id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if (1..=64).contains(&id.len()) && allowed && !id.chars().all(|c| c == '.') {
         Ok(())
     } else {
         Err(err(field, "not a FHIR id (1 to 64 letters, digits, `-` and `.`)"))

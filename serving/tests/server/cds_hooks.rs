@@ -23,7 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The CDS Hooks schema `name` (`discovery` or `response`).
 fn schema(name: &str) -> jsonschema::Validator {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/server/cds_hooks_schema").join(format!("{name}.schema.json"));
-    jsonschema::draft202012::new(&serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()).unwrap()
+    let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    jsonschema::draft202012::options().should_validate_formats(true).build(&schema).unwrap()
 }
 
 /// Panics with every violation unless `instance` conforms to the CDS Hooks schema `name`.
@@ -65,11 +66,14 @@ async fn ehr_fhir_server(ehr: Arc<Mutex<Ehr>>) -> String {
                 };
                 let query = query.unwrap_or_default();
                 let half = p.observations.len() / 2;
+                // Patient cds-2's search pages on to another server.
+                let elsewhere = "http://127.0.0.1:9/fhir/Observation?page=2".to_string();
                 let body = match resource.as_str() {
-                    "Patient/cds-1" => p.patient.clone(),
+                    "Patient/cds-1" | "Patient/cds-2" => p.patient.clone(),
+                    "Observation" if query.starts_with("patient=cds-2&") => bundle(&p.observations[..half], Some(elsewhere)),
                     "Observation" if query.ends_with("&page=2") => bundle(&p.observations[half..], None),
                     "Observation" if query.starts_with("patient=cds-1&") => bundle(&p.observations[..half], Some(format!("{base}/Observation?{query}&page=2"))),
-                    "Condition" if query == "patient=cds-1" => bundle(&p.conditions, None),
+                    "Condition" if query == "patient=cds-1" || query == "patient=cds-2" => bundle(&p.conditions, None),
                     _ => return (StatusCode::NOT_FOUND, String::new()),
                 };
                 (StatusCode::OK, body.to_string())
@@ -305,6 +309,8 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
         (with("/prefetch/patient/birthDate", json!("1800-01-01")), "prefetch.patient.birthDate"),
         (with("/context/patientId", json!("Margaret Jones")), "context.patientId"),
         (with("/context/patientId", json!("x".repeat(65))), "context.patientId"),
+        (with("/context/patientId", json!("..")), "context.patientId"),
+        (with("/prefetch/patient", Value::Null), "prefetch.patient"),
     ] {
         let (status, answer) = http(&address, "POST", &path, &body.to_string()).await;
         assert!(status == 400 && answer.contains(field), "{field}: {status} {answer}");
@@ -341,7 +347,7 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     conforms("response", &serde_json::from_str(&body).unwrap());
     let card = serde_json::from_str::<Value>(&body).unwrap()["cards"][0].clone();
     let summary = card["summary"].as_str().unwrap();
-    assert!(summary.starts_with("Incomplete record (") && summary.chars().count() <= 140, "{summary}");
+    assert!(summary.starts_with("Incomplete record (") && summary.chars().count() < 140, "{summary}");
     assert_ne!(card["indicator"], "info");
     let detail = card["detail"].as_str().unwrap();
     assert!(detail.starts_with("**Incomplete record:**") && detail.contains("Not recorded, scored as missing:") && detail.contains("NEWS2"), "{detail}");
@@ -374,9 +380,11 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let want = model_probability(&pkg, &carried, time(&assessment["occurrenceDateTime"]));
     assert!((want.probability - probability).abs() < 1e-12, "{} vs {probability}", want.probability);
     let asked = std::mem::take(&mut ehr.lock().unwrap().asked);
-    let paths: Vec<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
-    assert_eq!(paths.len(), 4, "{paths:?}");
-    assert!(paths[0] == "/fhir/Patient/cds-1" && paths[2].ends_with("&page=2") && paths[3] == "/fhir/Condition?patient=cds-1", "{paths:?}");
+    // The three queries run side by side, so in any order.
+    let mut paths: Vec<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
+    paths.sort_unstable();
+    let observations = "/fhir/Observation?patient=cds-1&_sort=-date&_count=1000";
+    assert_eq!(paths, ["/fhir/Condition?patient=cds-1", observations, &format!("{observations}&page=2"), "/fhir/Patient/cds-1"]);
     assert!(asked.iter().all(|(_, auth)| auth.as_deref() == Some("Bearer ehr-token")));
     // Refused with 412 and nothing scored or audited: a FHIR server not configured (never
     // contacted: the call could name any address), no token, a token the EHR refuses.
@@ -389,11 +397,25 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     refused_token["fhirAuthorization"]["access_token"] = json!("expired");
     for (body, why) in [(elsewhere, "configured"), (no_token, "fhirAuthorization"), (refused_token, "HTTP 401")] {
         let (status, answer) = http(&address, "POST", &path, &body.to_string()).await;
-        assert!(status == 412 && answer.contains("prefetch.patient") && answer.contains(why), "{why}: {status} {answer}");
+        assert!(status == 412 && answer.contains("prefetch.") && answer.contains(why), "{why}: {status} {answer}");
         assert!(!answer.contains("cds-1"), "the patient's id is not echoed: {answer}");
     }
-    assert_eq!(ehr.lock().unwrap().asked.len(), 1, "only the call with the configured server reached it");
+    assert_eq!(ehr.lock().unwrap().asked.len(), 3, "only the call with the configured server reached it (its three queries)");
+    // A search whose next page is on another server: refused, not read as complete.
+    let mut paged_away = queried.clone();
+    paged_away["context"]["patientId"] = json!("cds-2");
+    let (status, answer) = http(&address, "POST", &path, &paged_away.to_string()).await;
+    assert!(status == 412 && answer.contains("prefetch.observations") && answer.contains("outside"), "{status} {answer}");
+    // Every prefetch key is required: Conditions neither sent nor fetchable is 412, not "none";
+    // `null` (the EHR has no such data) is an empty search.
+    let mut no_conditions = request.clone();
+    no_conditions["prefetch"].as_object_mut().unwrap().remove("conditions");
+    let (status, answer) = http(&address, "POST", &path, &no_conditions.to_string()).await;
+    assert!(status == 412 && answer.contains("prefetch.conditions"), "{status} {answer}");
     assert_eq!(state.audit.entries().unwrap().len(), audited);
+    no_conditions["prefetch"]["conditions"] = Value::Null;
+    let (status, answer) = http(&address, "POST", &path, &no_conditions.to_string()).await;
+    assert_eq!(status, 200, "{answer}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
