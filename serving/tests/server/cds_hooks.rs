@@ -400,7 +400,10 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
         assert!(status == 412 && answer.contains("prefetch.") && answer.contains(why), "{why}: {status} {answer}");
         assert!(!answer.contains("cds-1"), "the patient's id is not echoed: {answer}");
     }
-    assert_eq!(ehr.lock().unwrap().asked.len(), 3, "only the call with the configured server reached it (its three queries)");
+    // Only the call with the configured server and a token reached it: its queries run side by
+    // side and the first refusal cancels the rest, so one to three of them arrive.
+    let asked = std::mem::take(&mut ehr.lock().unwrap().asked);
+    assert!((1..=3).contains(&asked.len()) && asked.iter().all(|(_, auth)| auth.as_deref() == Some("Bearer expired")), "{asked:?}");
     // A search whose next page is on another server: refused, not read as complete.
     let mut paged_away = queried.clone();
     paged_away["context"]["patientId"] = json!("cds-2");
