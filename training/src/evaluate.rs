@@ -204,7 +204,6 @@ pub fn smoothed_calibration(y: &[bool], p: &[f64], span: f64) -> Vec<f64> {
             let grow_left = hi == n - 1 || (lo > 0 && x0 - xs[lo - 1] <= xs[hi + 1] - x0);
             if grow_left { lo -= 1 } else { hi += 1 }
         }
-        // Cleveland's weights: 1 within 0.1% of the bandwidth, 0 beyond 99.9% of it.
         // Rows tied with the window's edge are in it too, as in Cleveland's.
         let h = (x0 - xs[lo]).max(xs[hi] - x0);
         while lo > 0 && x0 - xs[lo - 1] <= 0.999 * h {
@@ -215,6 +214,7 @@ pub fn smoothed_calibration(y: &[bool], p: &[f64], span: f64) -> Vec<f64> {
         }
         let (mut sw, mut swx, mut swy, mut swxx, mut swxy) = (0.0, 0.0, 0.0, 0.0, 0.0);
         for i in lo..=hi {
+            // Cleveland's weights: 1 within 0.1% of the bandwidth, 0 beyond 99.9% of it.
             let r = (xs[i] - x0).abs();
             let w = if r <= 0.001 * h { 1.0 } else if r <= 0.999 * h { (1.0 - (r / h).powi(3)).powi(3) } else { 0.0 };
             sw += w;
