@@ -4,7 +4,7 @@
 use carecast_benches::support2_model;
 use carecast_models::{Value, Workspace};
 use carecast_training::Algorithm;
-use carecast_training::ingest::table::row_values;
+use carecast_tables::row_values;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
 use std::hint::black_box;

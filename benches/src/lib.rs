@@ -1,7 +1,7 @@
 //! Shared set-up for the benchmarks: real models trained on the shared SUPPORT data.
 
 use carecast_models::{ModelPackage, Registry, load_package};
-use carecast_training::ingest::table::{FeatureColumn, feature_columns, read_table};
+use carecast_tables::{FeatureColumn, feature_columns, read_table};
 use carecast_training::{Algorithm, TaskSpec, train};
 use std::path::PathBuf;
 

@@ -1,11 +1,13 @@
 //! `carecast`: from de-identified records to explained risk scores, in one command.
 
 use anyhow::Context;
-use carecast_models::{Registry, Value};
-use carecast_proto::v1::{self as pb, feature_value};
-use carecast_serving::audit::Location;
-use carecast_serving::{AppState, AuditLog, ModelStore, batch, server};
-use carecast_training::ingest::table::{feature_columns, read_table, row_values, text_column};
+use carecast_models::Registry;
+use carecast_proto::v1 as pb;
+use carecast_audit::Location;
+use carecast_audit::AuditLog;
+use carecast_serving::{AppState, ModelStore, server};
+use carecast_tables::batch;
+use carecast_tables::{feature_columns, read_table, row_values, text_column};
 use carecast_training::fit::calibrate;
 use carecast_training::{Algorithm, TaskSpec, TrainOptions, TrainReport, train};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -403,14 +405,7 @@ fn request_for_row(model: &str, features: &[carecast_models::FeatureSpec], path:
     let features = features
         .iter()
         .zip(values)
-        .map(|(f, v)| {
-            let value = match v {
-                Value::Number(x) => feature_value::Value::Number(x),
-                Value::Text(t) => feature_value::Value::Category(t.to_string()),
-                Value::Missing => feature_value::Value::Missing(true),
-            };
-            (f.name.clone(), pb::FeatureValue { value: Some(value) })
-        })
+        .map(|(f, v)| (f.name.clone(), pb::FeatureValue::from(v)))
         .collect();
     Ok(pb::ScoreRequest { model: model.to_string(), version: String::new(), patient_key: format!("support2-{key}"), features, max_contributions: 5, ..Default::default() })
 }
@@ -445,7 +440,7 @@ async fn demo(registry: &Registry) -> anyhow::Result<()> {
     stop.send(()).ok();
     server.await??;
     let trail = audit_location(registry, None);
-    let verified = carecast_serving::audit::verify(trail.clone())?;
+    let verified = carecast_audit::verify(trail.clone())?;
     println!("\nAudit trail {trail}: {} records, hash chain intact", verified.records);
     Ok(())
 }
@@ -539,8 +534,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit { action: AuditAction::Verify { audit, public_key, checkpoints } } => {
             let trail = audit_location(&registry, audit);
             let verified = match &public_key {
-                Some(key) => carecast_serving::audit::verify_trusted(trail.clone(), key.trim(), checkpoints.as_deref())?,
-                None => carecast_serving::audit::verify(trail.clone())?,
+                Some(key) => carecast_audit::verify_trusted(trail.clone(), key.trim(), checkpoints.as_deref())?,
+                None => carecast_audit::verify(trail.clone())?,
             };
             println!("{trail}: {} records, chain intact; head {}", verified.records, verified.head);
             match (verified.last_checkpoint, &public_key) {
@@ -558,7 +553,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit { action: AuditAction::Keygen { out } } => {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
-            let (document, public) = carecast_serving::audit::Signer::generate().map_err(anyhow::Error::msg)?;
+            let (document, public) = carecast_audit::Signer::generate().map_err(anyhow::Error::msg)?;
             let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&out).with_context(|| format!("{}", out.display()))?;
             file.write_all(&document)?;
             file.sync_all()?;
@@ -612,11 +607,11 @@ async fn main() -> anyhow::Result<()> {
             }
             let store = ModelStore::new(registry.clone());
             let loaded = store.preload()?;
-            let signer = audit_signing_key.as_deref().map(carecast_serving::audit::Signer::from_file).transpose().map_err(anyhow::Error::msg)?;
+            let signer = audit_signing_key.as_deref().map(carecast_audit::Signer::from_file).transpose().map_err(anyhow::Error::msg)?;
             if signer.is_none() {
                 tracing::warn!("the audit trail's checkpoints are not signed (no --audit-signing-key): its records could be rewritten undetected by whoever can write it");
             }
-            let signing = carecast_serving::audit::Signing { signer, copies: audit_checkpoints };
+            let signing = carecast_audit::Signing { signer, copies: audit_checkpoints };
             let audit = AuditLog::open_signed(&audit_location(&registry, audit), signing)?;
             let transport = match &tls {
                 Some(t) if t.mutual() => "mutual TLS",
@@ -638,7 +633,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("drained; stopped");
         }
         Command::Ingest { input, mapping, output, key_file, opt_out } => {
-            use carecast_training::ingest::{deid::Privacy, flat, meds, omop};
+            use carecast_training::ingest::{flat, meds, omop, privacy::Privacy};
             let is_omop = ["person.csv", "person.parquet"].iter().any(|f| input.join(f).exists());
             let (store, splits, mut report) = match &mapping {
                 Some(m) => {

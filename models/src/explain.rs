@@ -3,7 +3,7 @@
 //! sign's readings over time), ranked, and put into words. Shapley values are additive, so
 //! every grouping still adds up to the margin.
 
-use crate::preprocess::push_num;
+use crate::preprocess::{WarningKind, push_num};
 use crate::schema::{FeatureSpec, Value};
 
 /// Sums column contributions into per-feature contributions (`owners[c]` is column `c`'s feature).
@@ -25,6 +25,60 @@ pub fn ranked(contributions: &[f64], k: usize) -> Vec<usize> {
         idx.truncate(k);
     }
     idx
+}
+
+/// A score put into words: its largest feature contributions and clinical factors, each with
+/// its sentence, and its warnings by feature. Built by [`crate::Scorer::explain`], the one place
+/// a score is put into words for gRPC, CDS Hooks, batch scoring and Python alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Explained<'a> {
+    /// Features by decreasing |contribution|, ties in feature order.
+    pub features: Vec<RankedFeature<'a>>,
+    /// Clinical factors by decreasing |contribution|, ties in factor order.
+    pub factors: Vec<RankedFactor>,
+    pub warnings: Vec<NamedWarning>,
+}
+
+/// One feature's part in a score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedFeature<'a> {
+    /// The feature's name in the API.
+    pub name: String,
+    /// The value as sent.
+    pub value: Value<'a>,
+    /// On the log-odds scale of the score's margin.
+    pub contribution: f64,
+    /// E.g. `Mean blood pressure 52 mmHg: raises risk`.
+    pub reason: String,
+}
+
+/// One clinical factor's part in a score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedFactor {
+    pub name: String,
+    /// The sum of its features' contributions.
+    pub contribution: f64,
+    /// E.g. `Systolic BP (latest set) 82 mmHg and 5 related inputs: raises risk`.
+    pub reason: String,
+    /// Its features' names in the API, the one its reason quotes first.
+    pub features: Vec<String>,
+}
+
+/// A warning about one input, by the feature's API name and the name a clinician reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedWarning {
+    pub feature: String,
+    pub display_name: String,
+    pub kind: WarningKind,
+    pub message: String,
+}
+
+/// How much of a score to put into words: at most this many features and factors (`usize::MAX`
+/// for all, 0 for none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ranking {
+    pub features: usize,
+    pub factors: usize,
 }
 
 /// Clinical factors: features a clinician thinks of as one, by the specs' `factor`; a feature

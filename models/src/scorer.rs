@@ -4,7 +4,7 @@
 use crate::bands::{RiskBand, RiskBands};
 use crate::calibration::Calibration;
 use crate::estimator::Estimator;
-use crate::explain::{Factors, group_by_feature};
+use crate::explain::{Explained, Factors, NamedWarning, RankedFactor, RankedFeature, Ranking, group_by_feature, ranked};
 use crate::preprocess::{Preprocessor, Warning, WarningKind};
 use crate::schema::{InputError, Value};
 use crate::tree_shap::TreeShapBuffer;
@@ -115,6 +115,42 @@ impl Scorer {
         let expected = |i: usize| specs[i].spec.step.is_none_or(|s| s == 0);
         let imputed = score.warnings.iter().filter(|w| w.kind == WarningKind::MissingImputed && expected(w.feature)).count();
         Completeness { imputed, expected: (0..specs.len()).filter(|&i| expected(i)).count() }
+    }
+
+    /// Puts a score of `row` into words: its largest feature contributions and clinical factors
+    /// with their sentences, and its warnings named.
+    pub fn explain<'a>(&self, row: &[Value<'a>], score: &Score, ranking: Ranking) -> Explained<'a> {
+        let specs: Vec<_> = self.definition.preprocessor.features.iter().map(|f| &f.spec).collect();
+        let top = |contributions: &[f64], k: usize| if k == 0 { Vec::new() } else { ranked(contributions, 0).into_iter().take(k).collect() };
+        let features = top(&score.contributions, ranking.features)
+            .into_iter()
+            .map(|i| RankedFeature {
+                name: specs[i].name.clone(),
+                value: row[i],
+                contribution: score.contributions[i],
+                reason: crate::explain::reason(specs[i], &row[i], score.contributions[i]),
+            })
+            .collect();
+        let factors = top(&score.factors, ranking.factors)
+            .into_iter()
+            .map(|k| RankedFactor {
+                name: self.factors.names[k].clone(),
+                contribution: score.factors[k],
+                reason: self.factors.reason(k, &specs, row, score.factors[k]),
+                features: self.factors.members[k].iter().map(|&i| specs[i].name.clone()).collect(),
+            })
+            .collect();
+        let warnings = score
+            .warnings
+            .iter()
+            .map(|w| NamedWarning {
+                feature: specs[w.feature].name.clone(),
+                display_name: specs[w.feature].display_name().to_string(),
+                kind: w.kind,
+                message: w.message.clone(),
+            })
+            .collect();
+        Explained { features, factors, warnings }
     }
 
     /// Puts named values into feature order. Every feature must be present (send `missing` for a

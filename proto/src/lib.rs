@@ -1,4 +1,7 @@
-//! The `carecast.v1` gRPC API, generated from `carecast/v1/carecast.proto`.
+//! The `carecast.v1` gRPC API, generated from `carecast/v1/carecast.proto`, and its
+//! conversions from and to the inference core's types ([`convert`]).
+
+pub mod convert;
 
 /// Messages and service stubs of `carecast.v1`.
 pub mod v1 {

@@ -9,16 +9,17 @@
 //! (`crate::fhir_server`); otherwise, or when the query fails, HTTP 412. 401 / 403 for a missing
 //! or invalid bearer token, or one without the clinician role.
 
-use crate::audit::AuditRecord;
 use crate::auth::{Refused, Role};
 use crate::fhir;
 use crate::fhir_server::FetchError;
-use crate::service::AppState;
+use crate::service::{AppState, Unaudited};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use carecast_models::{Completeness, ModelPackage, Score, Workspace, explain};
+use carecast_audit::AuditRecord;
+use carecast_models::explain::{NamedWarning, Ranking};
+use carecast_models::{Completeness, ModelPackage, Score, Workspace};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -92,19 +93,10 @@ async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>
         card(&state, &pkg, &call, subject).map(|scored| (scored, announced))
     });
     let result = match scored {
-        Ok(((card, record), announced)) => {
-            let audited = announced.record(&[record.as_record()]).await;
-            match audited {
-                Ok(()) => {
-                    crate::metrics::scored(&record.model, &record.version, record.band);
-                    Ok(card)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "audit write failed; card withheld");
-                    Err((StatusCode::SERVICE_UNAVAILABLE, "audit trail unavailable; score withheld".to_string()))
-                }
-            }
-        }
+        Ok(((card, record), announced)) => match state.commit(announced, &[record.as_record()]).await {
+            Ok(()) => Ok(card),
+            Err(Unaudited) => Err((StatusCode::SERVICE_UNAVAILABLE, "audit trail unavailable; score withheld".to_string())),
+        },
         Err(refusal) => Err(refusal),
     };
     crate::metrics::answered("CdsHooks", started.elapsed().as_secs_f64());
@@ -211,12 +203,8 @@ fn card(state: &AppState, pkg: &ModelPackage, call: &Call, subject: Option<Strin
     let completeness = pkg.scorer.completeness(&score);
 
     let band = score.band.as_str();
-    let specs: Vec<_> = pkg.scorer.preprocessor().features.iter().map(|f| &f.spec).collect();
-    let factors = pkg.scorer.factors();
-    let top: Vec<String> = explain::ranked(&score.factors, FACTORS)
-        .into_iter()
-        .map(|k| format!("{} ({:+.2})", factors.reason(k, &specs, &row, score.factors[k]), score.factors[k]))
-        .collect();
+    let explained = pkg.scorer.explain(&row, &score, Ranking { features: 0, factors: FACTORS });
+    let top: Vec<String> = explained.factors.iter().map(|f| format!("{} ({:+.2})", f.reason, f.contribution)).collect();
     let assessment = fhir::risk_assessment(&fhir::Assessment {
         patient,
         model: &pkg.manifest.name,
@@ -237,7 +225,7 @@ fn card(state: &AppState, pkg: &ModelPackage, call: &Call, subject: Option<Strin
     let card = json!({ "cards": [{
         "summary": summary(pkg, score.probability, band, completeness),
         "indicator": indicator,
-        "detail": detail(pkg, &score, &top, &specs, completeness, events.read_as_now),
+        "detail": detail(pkg, &score, &top, &explained.warnings, completeness, events.read_as_now),
         "source": { "label": format!("Carecast {} v{}", pkg.manifest.name, pkg.manifest.version) },
         // Required by CDS Hooks 2.0 whenever a card has suggestions.
         "selectionBehavior": "at-most-one",
@@ -280,8 +268,8 @@ fn summary(pkg: &ModelPackage, probability: f64, band: &str, completeness: Compl
 
 /// The card's Markdown: an incomplete record first, then the probability, the main factors,
 /// values to check, inputs not recorded and records read as now.
-fn detail(pkg: &ModelPackage, score: &Score, top: &[String], specs: &[&carecast_models::FeatureSpec], completeness: Completeness, read_as_now: usize) -> String {
-    let (probability, band, warnings) = (score.probability, score.band.as_str(), &score.warnings);
+fn detail(pkg: &ModelPackage, score: &Score, top: &[String], warnings: &[NamedWarning], completeness: Completeness, read_as_now: usize) -> String {
+    let (probability, band) = (score.probability, score.band.as_str());
     let mut md = String::new();
     if completeness.is_incomplete() {
         md.push_str(&format!(
@@ -301,15 +289,15 @@ fn detail(pkg: &ModelPackage, score: &Score, top: &[String], specs: &[&carecast_
         md.push_str(&format!("- {t}\n"));
     }
     use carecast_models::preprocess::WarningKind;
-    let (missing, checks): (Vec<_>, Vec<_>) = warnings.iter().partition(|w| w.kind == WarningKind::MissingImputed);
+    let (missing, checks): (Vec<&NamedWarning>, Vec<_>) = warnings.iter().partition(|w| w.kind == WarningKind::MissingImputed);
     if !checks.is_empty() {
         md.push_str("\nCheck:\n");
         for w in checks {
-            md.push_str(&format!("- {}: {}\n", specs[w.feature].display_name(), w.message));
+            md.push_str(&format!("- {}: {}\n", w.display_name, w.message));
         }
     }
     if !missing.is_empty() {
-        let names: Vec<&str> = missing.iter().map(|w| specs[w.feature].display_name()).collect();
+        let names: Vec<&str> = missing.iter().map(|w| w.display_name.as_str()).collect();
         md.push_str(&format!("\nNot recorded, scored as missing: {}.\n", names.join(", ")));
     }
     if read_as_now > 0 {

@@ -1,12 +1,7 @@
-//! Scores for clinicians and planners: the gRPC server over the model registry, the audit trail,
-//! and batch scoring of whole populations.
+//! Scores for clinicians in real time: the gRPC server and CDS Hooks over the model registry,
+//! every score committed to the audit trail (`carecast-audit`) before it is returned.
 
-pub mod audit;
-pub mod audit_checkpoint;
-mod audit_journal;
-mod audit_postgres;
 pub mod auth;
-pub mod batch;
 pub mod cds;
 pub mod fhir;
 pub mod fhir_server;
@@ -16,6 +11,5 @@ pub mod service;
 pub mod store;
 pub mod tls;
 
-pub use audit::AuditLog;
 pub use service::{AppState, ephemeral_pseudonym_key};
 pub use store::ModelStore;

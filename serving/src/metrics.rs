@@ -36,8 +36,8 @@ pub fn answered(rpc: &'static str, seconds: f64) {
 }
 
 /// One score returned.
-pub fn scored(model: &str, version: &str, band: &'static str) {
-    metrics::counter!("carecast_scores_total", "model" => model.to_string(), "version" => version.to_string(), "band" => band).increment(1);
+pub fn scored(model: &str, version: &str, band: &str) {
+    metrics::counter!("carecast_scores_total", "model" => model.to_string(), "version" => version.to_string(), "band" => band.to_string()).increment(1);
 }
 
 /// One request refused, by its gRPC code.

@@ -1,15 +1,15 @@
 //! The `carecast.v1` gRPC services: scoring with explanations, and model metadata.
 
-use crate::audit::{Announced, AuditLog, AuditRecord};
 use crate::auth::{Authenticator, Role};
 use crate::fhir_server::FhirServers;
 use crate::metrics;
 use crate::store::{ModelStore, StoreError};
-use carecast_models::preprocess::{FeatureStats, WarningKind as ModelWarningKind};
+use carecast_audit::{Announced, AuditLog, AuditRecord};
 use carecast_models::registry::RegistryError;
 use carecast_models::deid::PseudonymKey;
-use carecast_models::{FeatureKind, ModelPackage, RiskBand as ModelBand, Score, Value, Workspace, deid, explain};
-use carecast_proto::v1::{self as pb, feature_value};
+use carecast_models::explain::Ranking;
+use carecast_models::{ModelPackage, Score, Value, Workspace, deid};
+use carecast_proto::v1 as pb;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -46,6 +46,20 @@ impl AppState {
         Self { fhir_servers: Some(servers).filter(|s| !s.is_empty()), ..self }
     }
 
+    /// Commits scores to the audit trail, then counts them in the metrics: the one way every
+    /// channel (gRPC, CDS Hooks) records what it is about to return. Until this returns `Ok`,
+    /// none of the scores may be returned.
+    pub async fn commit(&self, announced: Announced<'_>, records: &[AuditRecord<'_>]) -> Result<(), Unaudited> {
+        announced.record(records).await.map_err(|e| {
+            tracing::error!(error = %e, "audit write failed; scores withheld");
+            Unaudited
+        })?;
+        for r in records {
+            metrics::scored(r.model, r.model_version, r.risk_band);
+        }
+        Ok(())
+    }
+
     /// The caller of a request needing `role`: the token's subject, or in demo mode the peer
     /// address. Refusals are counted in the metrics.
     pub fn caller<T>(&self, request: &Request<T>, rpc: &'static str, role: Role) -> Result<String, Status> {
@@ -60,6 +74,11 @@ impl AppState {
         })
     }
 }
+
+/// Scores that could not be committed to the audit trail, and so must not be returned (the
+/// server's log has the reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unaudited;
 
 /// A store error as the caller sees it: what to do, never server paths, checksums or which files
 /// exist (the server's log has those), and names echoed short.
@@ -83,88 +102,18 @@ fn store_status(e: StoreError) -> Status {
     }
 }
 
-fn band(b: ModelBand) -> pb::RiskBand {
-    match b {
-        ModelBand::Low => pb::RiskBand::Low,
-        ModelBand::Moderate => pb::RiskBand::Moderate,
-        ModelBand::High => pb::RiskBand::High,
-    }
-}
-
-fn value_of<'a>(name: &str, v: &'a pb::FeatureValue) -> Result<Value<'a>, Status> {
-    match &v.value {
-        Some(feature_value::Value::Number(x)) => Ok(Value::Number(*x)),
-        Some(feature_value::Value::Category(s)) => Ok(Value::Text(s)),
-        Some(feature_value::Value::Missing(true)) => Ok(Value::Missing),
-        Some(feature_value::Value::Missing(false)) => {
-            Err(Status::invalid_argument(format!("feature `{name}`: `missing` must be true; otherwise send a number or category")))
-        }
-        None => Err(Status::invalid_argument(format!("feature `{name}`: no value set (number, category or missing)"))),
-    }
-}
-
-/// An input as the API carries it.
-fn pb_value(v: &Value<'_>) -> pb::FeatureValue {
-    let value = match v {
-        Value::Number(x) => feature_value::Value::Number(*x),
-        Value::Text(t) => feature_value::Value::Category(t.to_string()),
-        Value::Missing => feature_value::Value::Missing(true),
+/// How a request asks for its explanation: `max_contributions` features and factors, 0 for all.
+fn ranking(req: &pb::ScoreRequest) -> Ranking {
+    let k = match req.max_contributions {
+        0 => usize::MAX,
+        k => k as usize,
     };
-    pb::FeatureValue { value: Some(value) }
+    Ranking { features: k, factors: k }
 }
 
-/// Builds the response for a score: top contributions with the values as sent, warnings by name.
+/// The response for a score of `row`: explained by the package's scorer, converted to the API.
 pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'_>], score: &Score) -> pb::ScoreResponse {
-    let features = &pkg.scorer.preprocessor().features;
-    let contributions = explain::ranked(&score.contributions, req.max_contributions as usize)
-        .into_iter()
-        .map(|i| {
-            let spec = &features[i].spec;
-            pb::Contribution {
-                feature: spec.name.clone(),
-                contribution: score.contributions[i],
-                value: Some(pb_value(&row[i])),
-                explanation: explain::reason(spec, &row[i], score.contributions[i]),
-            }
-        })
-        .collect();
-    let specs: Vec<_> = features.iter().map(|f| &f.spec).collect();
-    let factors = pkg.scorer.factors();
-    let factor_list = explain::ranked(&score.factors, req.max_contributions as usize)
-        .into_iter()
-        .map(|k| pb::Factor {
-            name: factors.names[k].clone(),
-            contribution: score.factors[k],
-            explanation: factors.reason(k, &specs, row, score.factors[k]),
-            features: factors.members[k].iter().map(|&i| specs[i].name.clone()).collect(),
-        })
-        .collect();
-    let warnings = score
-        .warnings
-        .iter()
-        .map(|w| pb::Warning {
-            feature: features[w.feature].spec.name.clone(),
-            kind: match w.kind {
-                ModelWarningKind::MissingImputed => pb::WarningKind::MissingImputed,
-                ModelWarningKind::OutOfTrainingRange => pb::WarningKind::OutOfTrainingRange,
-                ModelWarningKind::Implausible => pb::WarningKind::Implausible,
-            } as i32,
-            message: w.message.clone(),
-        })
-        .collect();
-    pb::ScoreResponse {
-        model: pkg.manifest.name.clone(),
-        model_version: pkg.manifest.version.clone(),
-        patient_key: req.patient_key.clone(),
-        probability: score.probability,
-        risk_band: band(score.band) as i32,
-        margin: score.margin,
-        base_value: score.base_value,
-        contributions,
-        additivity_error: score.additivity_error,
-        warnings,
-        factors: factor_list,
-    }
+    pb::ScoreResponse::new(pkg, &req.patient_key, score, pkg.scorer.explain(row, score, ranking(req)))
 }
 
 /// A request's events turned into the model's inputs at its prediction time, by the package's
@@ -240,7 +189,9 @@ impl Scoring {
             let named = req
                 .features
                 .iter()
-                .map(|(name, v)| value_of(name, v).map(|v| (name.as_str(), v)))
+                .map(|(name, v)| {
+                    Value::try_from(v).map(|v| (name.as_str(), v)).map_err(|reason| Status::invalid_argument(format!("feature `{name}`: {reason}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             pkg.scorer.bind(named).map_err(|e| Status::invalid_argument(e.to_string()))?
         } else {
@@ -253,7 +204,7 @@ impl Scoring {
         Ok(Scored { response: score_response(&pkg, req, &row, &score), band: score.band.as_str() })
     }
 
-    /// Commits the scores to the audit trail; until it has, none may be returned.
+    /// Commits the scores to the audit trail and the metrics; until it has, none may be returned.
     async fn audit(&self, caller: &str, scored: &[&Scored], announced: Announced<'_>) -> Result<(), Status> {
         let time = chrono::Utc::now();
         let records: Vec<AuditRecord<'_>> = scored
@@ -268,18 +219,14 @@ impl Scoring {
                 risk_band: s.band,
             })
             .collect();
-        announced.record(&records).await.map_err(|e| {
-            tracing::error!(error = %e, "audit write failed; scores withheld");
-            Status::unavailable("audit trail unavailable; score withheld")
-        })
+        self.state.commit(announced, &records).await.map_err(|Unaudited| Status::unavailable("audit trail unavailable; score withheld"))
     }
 }
 
-/// Counts a request's outcome in the metrics.
+/// Counts a refused request in the metrics (scores are counted when committed).
 fn count(rpc: &'static str, outcome: &Result<Scored, Status>) {
-    match outcome {
-        Ok(s) => metrics::scored(&s.response.model, &s.response.model_version, s.band),
-        Err(status) => metrics::refused(rpc, status.code()),
+    if let Err(status) = outcome {
+        metrics::refused(rpc, status.code());
     }
 }
 
@@ -448,32 +395,8 @@ impl pb::model_service_server::ModelService for Models {
         let version = (!req.version.is_empty()).then_some(req.version.as_str());
         let pkg = self.state.store.get(&req.name, version).map_err(store_status)?;
         let m = &pkg.manifest;
-        let features = pkg
-            .scorer
-            .preprocessor()
-            .features
-            .iter()
-            .map(|f| {
-                let (levels, lo, hi) = match &f.stats {
-                    FeatureStats::Numeric { min, max, .. } => (Vec::new(), *min, *max),
-                    FeatureStats::Categorical { levels, .. } => (levels.clone(), 0.0, 0.0),
-                };
-                pb::FeatureInfo {
-                    name: f.spec.name.clone(),
-                    r#type: match f.spec.kind {
-                        FeatureKind::Numeric => pb::FeatureType::Numeric,
-                        FeatureKind::Categorical => pb::FeatureType::Categorical,
-                    } as i32,
-                    display_name: f.spec.display_name().to_string(),
-                    unit: f.spec.unit.clone().unwrap_or_default(),
-                    levels,
-                    training_min: lo,
-                    training_max: hi,
-                }
-            })
-            .collect();
+        let features = pkg.scorer.preprocessor().features.iter().map(Into::into).collect();
         let bands = pkg.scorer.definition().risk_bands;
-        let x = &pkg.metrics;
         Ok(Response::new(pb::GetModelResponse {
             name: m.name.clone(),
             version: m.version.clone(),
@@ -484,17 +407,7 @@ impl pb::model_service_server::ModelService for Models {
             training_data_sha256: m.training_data.sha256.clone(),
             features,
             risk_bands: Some(pb::RiskBandThresholds { moderate: bands.moderate, high: bands.high }),
-            metrics: Some(pb::Metrics {
-                n: x.n,
-                prevalence: x.prevalence,
-                auroc: x.auroc,
-                auroc_ci_lower: x.auroc_ci_lower,
-                auroc_ci_upper: x.auroc_ci_upper,
-                auprc: x.auprc,
-                brier: x.brier,
-                calibration_slope: x.calibration_slope,
-                calibration_intercept: x.calibration_intercept,
-            }),
+            metrics: Some((&pkg.metrics).into()),
         }))
     }
 }

@@ -7,7 +7,7 @@ use carecast_models::features::extract::{ExtractBuffer, FeatureExtractor, STATIC
 use carecast_models::features::{CodePattern, FeatureSetSpec, MICROS_PER_YEAR, Window};
 use carecast_models::package::{TaskInfo, sha256_hex};
 use carecast_models::RiskBands;
-use crate::ingest::table::FeatureColumn;
+use carecast_tables::FeatureColumn;
 use crate::pipeline::{Baseline, Rows, TaskData, TrainingSet, key_hash};
 use crate::subgroups::{SubgroupSpec, assign_from_codes, assign_from_column, default_subgroups};
 use std::path::Path;

@@ -6,7 +6,7 @@ use crate::card::{self, TrainingSummary};
 use crate::evaluate::{Report, SubgroupAssignment, report};
 pub use crate::fit::{Algorithm, TrainOptions};
 use crate::fit::{Encoded, preprocess::fit_preprocessor};
-use crate::ingest::table::{FeatureColumn, feature_columns, read_table, row_values, text_column};
+use carecast_tables::{FeatureColumn, feature_columns, read_table, row_values, text_column};
 use crate::subgroups::{assign_from_column, default_subgroups};
 use crate::task::TaskSpec;
 use carecast_models::package::{Manifest, Metrics, ModelPackage, TaskInfo, TrainingData, sha256_hex, write_package};

@@ -2,7 +2,7 @@
 //! each row belongs to, from a feature's value or, for event data, from a coded attribute.
 
 use crate::evaluate::SubgroupAssignment;
-use crate::ingest::table::FeatureColumn;
+use carecast_tables::FeatureColumn;
 use carecast_models::Value;
 use carecast_models::preprocess::fmt_num;
 use serde::{Deserialize, Serialize};

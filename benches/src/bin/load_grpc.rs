@@ -12,9 +12,10 @@
 
 use carecast_models::{Registry, Value};
 use carecast_proto::v1::{self as pb, feature_value};
-use carecast_serving::{AppState, AuditLog, ModelStore, server};
+use carecast_audit::AuditLog;
+use carecast_serving::{AppState, ModelStore, server};
 use carecast_training::cohort::event_training_set;
-use carecast_training::ingest::table::row_values;
+use carecast_tables::row_values;
 use carecast_training::pipeline::{Rows, train_set};
 use carecast_training::{Algorithm, synth};
 use std::sync::Arc;

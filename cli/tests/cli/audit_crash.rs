@@ -67,7 +67,7 @@ async fn kill_9_while_auditing_loses_no_acknowledged_score() {
 
     let verified = carecast(&dir, &["audit", "verify"]);
     assert!(verified.contains("chain intact"), "{verified}");
-    let trail = carecast_serving::AuditLog::open(&dir.join("registry/audit.jsonl")).unwrap();
+    let trail = carecast_audit::AuditLog::open(&dir.join("registry/audit.jsonl")).unwrap();
     let recorded: std::collections::HashSet<String> = trail.entries().unwrap().into_iter().map(|e| e.patient_key).collect();
     let acknowledged = acknowledged.lock().unwrap();
     let lost: Vec<&String> = acknowledged.iter().filter(|k| !recorded.contains(*k)).collect();

@@ -43,7 +43,7 @@ pub enum Cell {
 /// Row `row` of the shared SUPPORT data, as the values of `features`.
 pub fn support2_row(features: &[carecast_models::FeatureSpec], row: usize) -> Vec<(String, Cell)> {
     use carecast_models::Value;
-    use carecast_training::ingest::table::{feature_columns, read_table, row_values};
+    use carecast_tables::{feature_columns, read_table, row_values};
     let df = read_table(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv")).unwrap();
     let columns = feature_columns(&df, features).unwrap();
     let values = row_values(&columns, row).unwrap();

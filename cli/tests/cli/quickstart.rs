@@ -74,7 +74,7 @@ fn ingest_pseudonymises_reduces_birth_dates_and_honours_opt_outs() {
 
 #[test]
 fn synth_then_labels_on_a_fixed_date() {
-    use carecast_training::ingest::table::read_table;
+    use carecast_tables::read_table;
     let dir = std::env::temp_dir().join(format!("carecast-labels-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = carecast(&dir, &["synth", "--patients", "3000", "--seed", "11", "--output", "synth"]);

@@ -10,7 +10,8 @@
 use carecast_models::features::extract::{Event, STATIC};
 use chrono::Datelike;
 use carecast_models::{Registry, Value as Input, Workspace, load_package};
-use carecast_serving::{AppState, AuditLog, ModelStore, fhir, server};
+use carecast_audit::AuditLog;
+use carecast_serving::{AppState, ModelStore, fhir, server};
 use carecast_training::cohort::event_training_set;
 use carecast_training::ingest::meds::read_meds;
 use carecast_training::pipeline::{Rows, train_set};

@@ -4,8 +4,9 @@
 
 use carecast_models::{Registry, Value, Workspace, load_package};
 use carecast_proto::v1::{self as pb, feature_value, model_service_client::ModelServiceClient, scoring_service_client::ScoringServiceClient};
-use carecast_serving::{AppState, AuditLog, ModelStore, server};
-use carecast_training::ingest::table::{feature_columns, read_table, row_values};
+use carecast_audit::AuditLog;
+use carecast_serving::{AppState, ModelStore, server};
+use carecast_tables::{feature_columns, read_table, row_values};
 use carecast_training::{Algorithm, TaskSpec, train};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -69,7 +70,7 @@ fn requests(model: &str, n: usize) -> Vec<(pb::ScoreRequest, usize)> {
     let pkg = load_package(&Registry::new(registry()).resolve(model, None).unwrap().1).unwrap();
     let df = read_table(&shared_data("support2.csv")).unwrap();
     let cols = feature_columns(&df, &pkg.manifest.features).unwrap();
-    let split = carecast_training::ingest::table::text_column(&df, "split").unwrap();
+    let split = carecast_tables::text_column(&df, "split").unwrap();
     (0..df.height())
         .filter(|&r| split[r].as_deref() == Some("test"))
         .take(n)

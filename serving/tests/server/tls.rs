@@ -6,7 +6,8 @@
 use carecast_models::Registry;
 use carecast_proto::v1::{self as pb, model_service_client::ModelServiceClient};
 use carecast_serving::tls::Tls;
-use carecast_serving::{AppState, AuditLog, ModelStore, server};
+use carecast_audit::AuditLog;
+use carecast_serving::{AppState, ModelStore, server};
 use carecast_training::{Algorithm, TaskSpec, train};
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
 use std::path::PathBuf;

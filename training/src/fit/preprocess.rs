@@ -1,7 +1,7 @@
 //! Learns the preprocessor's statistics (medians, scales, ranges, category levels) from the
 //! training rows only, so nothing about the test rows leaks into the model.
 
-use crate::ingest::table::FeatureColumn;
+use carecast_tables::FeatureColumn;
 use carecast_models::preprocess::{Encoding, FeatureStats, FittedFeature, Preprocessor};
 use carecast_models::{FeatureKind, FeatureSpec, Value};
 use std::collections::BTreeMap;

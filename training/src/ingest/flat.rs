@@ -2,7 +2,7 @@
 //! column mapping, so they flow through the same cohort, label and feature code as MEDS data.
 
 use super::events::{EventStore, EventStoreBuilder, IngestReport, date_micros};
-use super::table::{read_table, text_column};
+use carecast_tables::{read_table, text_column};
 use carecast_models::features::MICROS_PER_YEAR;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};

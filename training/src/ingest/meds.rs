@@ -72,7 +72,7 @@ pub fn read_meds(root: &Path) -> anyhow::Result<(EventStore, BTreeMap<i64, Strin
         }
     }
     let store = builder.build();
-    let identifiers = super::deid::scan_codes(&store.vocabulary);
+    let identifiers = carecast_tables::identifiers::scan_codes(&store.vocabulary);
     if !identifiers.is_empty() {
         let kinds: Vec<String> = identifiers.iter().map(|(_, k)| format!("{k:?}")).collect();
         anyhow::bail!(

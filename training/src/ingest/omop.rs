@@ -4,7 +4,7 @@
 //! periods `OBSERVATION_PERIOD//START` and `//END`. Unreadable rows are counted by file and column.
 
 use super::events::{EventStore, EventStoreBuilder, IngestReport, date_micros};
-use super::table::{read_table, text_column};
+use carecast_tables::{read_table, text_column};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

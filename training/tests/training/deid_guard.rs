@@ -1,7 +1,7 @@
 //! The de-identification guard on real data: the shared data sets pass, and a copy with direct
 //! identifiers added is refused, each column named with its first row, and no value repeated.
 
-use carecast_training::ingest::table::read_table;
+use carecast_tables::read_table;
 use std::path::PathBuf;
 
 fn shared(file: &str) -> PathBuf {

@@ -6,7 +6,7 @@
 use carecast_models::{ModelPackage, Registry, Value, Workspace, load_package};
 use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
 use carecast_training::ingest::meds::read_meds;
-use carecast_training::ingest::table::row_values;
+use carecast_tables::row_values;
 use carecast_training::pipeline::{MetricsFile, Rows, train_set};
 use carecast_training::{Algorithm, synth};
 use std::collections::HashMap;

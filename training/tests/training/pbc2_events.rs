@@ -7,7 +7,7 @@ use carecast_models::features::{FeatureSetSpec, MICROS_PER_YEAR};
 use carecast_training::cohort::{EventTaskSpec, extract_features, label};
 use carecast_training::ingest::flat::{FlatMapping, read_flat};
 use carecast_training::ingest::meds::{read_meds, write_meds};
-use carecast_training::ingest::table::{read_table, text_column};
+use carecast_tables::{read_table, text_column};
 use std::path::PathBuf;
 
 fn shared(file: &str) -> PathBuf {

@@ -2,9 +2,10 @@
 //! (probability, band, top clinical factors), and every refused row reported with its row number,
 //! field and reason, while the rest are scored.
 
-use crate::audit::{AuditLog, AuditRecord};
-use carecast_models::{ModelPackage, Workspace, deid, explain};
-use carecast_training::ingest::table::{feature_columns, read_table, row_values, text_column};
+use carecast_audit::{AuditLog, AuditRecord};
+use carecast_models::explain::Ranking;
+use carecast_models::{ModelPackage, Workspace, deid};
+use crate::table::{feature_columns, read_table, row_values, text_column};
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::path::Path;
@@ -58,7 +59,6 @@ pub fn score_table(
     let keys = key_column.map(|k| text_column(&df, k)).transpose()?;
     let key_name = key_column.unwrap_or("key");
 
-    let specs: Vec<_> = specs.iter().collect();
     let factors = pkg.scorer.factors();
     // Chunks of rows, each scored through the model together (its block paths), in parallel.
     let starts: Vec<usize> = (0..df.height()).step_by(CHUNK).collect();
@@ -88,11 +88,9 @@ pub fn score_table(
                     let (key, values) = read.as_ref().map_err(Clone::clone)?;
                     let score = scores.next().expect("one score per valid row");
                     let score = score.map_err(|e| RowError { row: r + 1, field: e.field, reason: e.reason })?;
-                    let top = explain::ranked(&score.factors, top)
-                        .into_iter()
-                        .map(|k| (factors.names[k].clone(), score.factors[k], factors.reason(k, &specs, values, score.factors[k])))
-                        .collect();
-                    let warnings = score.warnings.iter().map(|w| format!("{}: {}", features[w.feature].spec.name, w.message)).collect::<Vec<_>>().join("; ");
+                    let explained = pkg.scorer.explain(values, &score, Ranking { features: 0, factors: top });
+                    let warnings = explained.warnings.iter().map(|w| format!("{}: {}", w.feature, w.message)).collect::<Vec<_>>().join("; ");
+                    let top = explained.factors.into_iter().map(|f| (f.name, f.contribution, f.reason)).collect();
                     Ok(Scored {
                         row: r + 1,
                         key: key.clone(),

@@ -8,7 +8,9 @@
 //! never on the async workers. It speaks TLS (rustls) when the connection string says
 //! `sslmode=require` with `sslrootcert=FILE`, verifying the server's certificate and name.
 
-use crate::audit::{Entry, Records, Signer, Trail, chain};
+use crate::checkpoint::Signer;
+use crate::record::Entry;
+use crate::trail::{Records, Trail, chain};
 use chrono::{DateTime, Utc};
 use postgres::{Client, Config, NoTls};
 
@@ -97,8 +99,8 @@ fn with_causes(e: &dyn std::error::Error) -> String {
 }
 
 fn tls(root: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    use tokio_rustls::rustls::pki_types::{CertificateDer, pem::PemObject};
-    use tokio_rustls::rustls::{ClientConfig, RootCertStore, crypto::ring};
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    use rustls::{ClientConfig, RootCertStore, crypto::ring};
     let pem = std::fs::read(root).map_err(|e| format!("sslrootcert {root}: {e}"))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {

@@ -4,7 +4,7 @@
 //! signing key, checkpoints make a rewritten chain and records cut off the end detectable, and
 //! hashes are over the records' canonical JSON (RFC 8785).
 
-use carecast_serving::audit::{AuditError, AuditLog, AuditRecord, Entry, Location, Signer, Signing, verify, verify_trusted};
+use carecast_audit::{AuditError, AuditLog, AuditRecord, Entry, Location, Signer, Signing, verify, verify_trusted};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -159,7 +159,7 @@ fn signed_checkpoints_catch_a_rewritten_chain_and_a_cut_tail() {
     let verified = verify_trusted(&path, &public, Some(&copies)).unwrap();
     assert_eq!((verified.records, verified.checkpoints), (2503, 3));
     assert_eq!(verified.last_checkpoint.unwrap().0, 2502, "the last record is a checkpoint covering all before it");
-    assert_eq!(carecast_serving::audit_checkpoint::copies(&copies).unwrap().len(), 3);
+    assert_eq!(carecast_audit::checkpoint::copies(&copies).unwrap().len(), 3);
 
     // Each record's hash is SHA-256 of its canonical JSON: keys sorted, no spaces (here built by
     // serde_json's sorted map, independently of the JCS serializer the trail uses; for these

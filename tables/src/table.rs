@@ -18,10 +18,10 @@ pub enum TableError {
 }
 
 /// Reads a `.csv` (header row; empty cells and `NA` are missing) or `.parquet` file, refusing it
-/// when any column looks like direct identifiers (see [`super::deid`]).
+/// when any column looks like direct identifiers (see [`crate::identifiers`]).
 pub fn read_table(path: &Path) -> Result<DataFrame, TableError> {
     let df = read_any(path)?;
-    let findings = super::deid::scan(&df);
+    let findings = crate::identifiers::scan(&df);
     if findings.is_empty() {
         Ok(df)
     } else {

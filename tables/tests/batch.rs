@@ -2,8 +2,9 @@
 //! other row is scored, and the Parquet output equals the in-process scorer.
 
 use carecast_models::{Registry, Workspace, load_package};
-use carecast_serving::{AuditLog, batch};
-use carecast_training::ingest::table::{feature_columns, read_table, row_values};
+use carecast_audit::AuditLog;
+use carecast_tables::batch;
+use carecast_tables::{feature_columns, read_table, row_values};
 use carecast_training::{Algorithm, TaskSpec, train};
 use std::path::PathBuf;
 

@@ -7,7 +7,7 @@
 //! says so and does nothing, except under CI (`CI` set), where it fails. The TLS test also
 //! needs `CARECAST_TEST_POSTGRES_CA`, the CA that signed the server's certificate for localhost.
 
-use carecast_serving::audit::{AuditError, AuditLog, AuditRecord, Location, verify};
+use carecast_audit::{AuditError, AuditLog, AuditRecord, Location, verify};
 use std::collections::HashSet;
 
 fn record(key: &str) -> AuditRecord<'_> {

@@ -6,7 +6,7 @@
 //! the key. A copy of each checkpoint can also go to a second location (a file on another volume
 //! or a log shipper), against which `verify` finds records cut off the end.
 
-use crate::audit::Entry;
+use crate::record::{Checkpoint, Entry};
 use chrono::{DateTime, Utc};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
@@ -17,15 +17,6 @@ use std::time::Duration;
 pub const EVERY: u64 = 1000;
 /// Longest time between a record and the checkpoint that covers it.
 pub const INTERVAL: Duration = Duration::from_secs(60);
-/// Who writes checkpoint records.
-pub const CALLER: &str = "carecast-checkpoint";
-
-/// A checkpoint's signature: by which key (Ed25519, 32 bytes in hex) over which place.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    pub key: String,
-    pub signature: String,
-}
 
 /// What a checkpoint signs, in canonical JSON (RFC 8785): its number, the hash of the record
 /// before it, and its time.
@@ -50,7 +41,7 @@ impl Signer {
     pub fn from_pkcs8(document: &[u8]) -> Result<Self, String> {
         let der = match std::str::from_utf8(document) {
             Ok(text) if text.contains("-----BEGIN") => {
-                use tokio_rustls::rustls::pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
+                use rustls::pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
                 PrivatePkcs8KeyDer::from_pem_slice(document).map_err(|e| format!("signing key: {e}"))?.secret_pkcs8_der().to_vec()
             }
             _ => document.to_vec(),

@@ -14,7 +14,9 @@
 //! the same file is refused rather than forking the chain. Readers (`verify`) need no lock and
 //! may read while the server writes; they see the records up to the last complete line.
 
-use crate::audit::{Entry, Records, Signer, Trail, chain};
+use crate::checkpoint::Signer;
+use crate::record::Entry;
+use crate::trail::{Records, Trail, chain};
 use std::fs::{File, OpenOptions};
 use std::io::BufRead;
 use std::os::unix::fs::FileExt;
@@ -176,7 +178,7 @@ mod tests {
             }
             assert!(journal.allocated > CHUNK && journal.end <= journal.allocated);
         }
-        let verified = crate::audit::verify(path.as_path()).unwrap();
+        let verified = crate::verify(path.as_path()).unwrap();
         assert_eq!(verified.records, 40_000);
         std::fs::remove_file(&path).unwrap();
     }

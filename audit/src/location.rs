@@ -1,0 +1,46 @@
+//! Where a trail is kept: a journal file or a PostgreSQL table.
+
+use std::path::{Path, PathBuf};
+
+/// Where a trail is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    /// An append-only journal file.
+    File(PathBuf),
+    /// A PostgreSQL connection string (URL or key=value form).
+    Postgres(String),
+}
+
+impl Location {
+    /// A PostgreSQL connection string, or else a file path.
+    pub fn parse(s: &str) -> Self {
+        let s = s.trim();
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.contains("host=") || s.contains("dbname=") {
+            Location::Postgres(s.to_string())
+        } else {
+            Location::File(PathBuf::from(s))
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(p: &Path) -> Self {
+        Location::File(p.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(p: &PathBuf) -> Self {
+        Location::File(p.clone())
+    }
+}
+
+/// For logs and errors: the file, or PostgreSQL's host and database, never a password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::Postgres(conn) => write!(f, "{}", crate::postgres::describe(conn)),
+        }
+    }
+}

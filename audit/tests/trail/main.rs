@@ -1,0 +1,4 @@
+//! The audit trail's tests, one binary: the embedded journal and a real PostgreSQL server.
+
+mod journal;
+mod postgres;

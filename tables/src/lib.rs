@@ -1,0 +1,10 @@
+//! Tables in and out: CSV and Parquet read with polars into typed feature columns (one reading
+//! for training and scoring alike), the guard that refuses tables holding direct identifiers, and
+//! batch scoring of a whole table into Parquet. Polars stays here and in training: the server and
+//! the inference core never link it.
+
+pub mod batch;
+pub mod identifiers;
+mod table;
+
+pub use table::{FeatureColumn, TableError, feature_columns, read_table, row_values, text_column};
