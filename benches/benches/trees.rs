@@ -3,7 +3,8 @@
 //! scored and explained together, and one patient through the whole `Scorer` with the server's
 //! response in words. `explain_vs_xgboost` prints the same figures beside XGBoost's.
 
-use carecast_models::import::xgboost_json;
+use carecast_models::tree_import::xgboost_json;
+use carecast_models::tree_predictor::TreePredictor;
 use carecast_models::tree_shap::TreeShapBuffer;
 use carecast_models::{Value, Workspace};
 use carecast_proto::v1 as pb;
@@ -15,12 +16,13 @@ fn trees(c: &mut Criterion) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
     let model = xgboost_json(&std::fs::read_to_string(path).expect("shared fixtures beside the repository")).expect("valid model");
     let (ensemble, width) = (&model.ensemble, model.feature_names.len());
+    // Compiled as a package is when loaded: the prediction layout and the TreeSHAP tables.
+    let predictor = TreePredictor::new(ensemble);
     let mut rng = Rng(7);
     let rows = 256;
     let x: Vec<f64> = (0..rows * width).map(|_| rng.normal(0.0, 1.0)).collect();
     let mut buf = TreeShapBuffer::default();
     let mut phi = vec![0.0; rows * width];
-    ensemble.contributions(&x[..width], &mut phi[..width], &mut buf); // tables built once
 
     let mut group = c.benchmark_group("trees/bench_300x6_50f");
     group.throughput(Throughput::Elements(1));
@@ -28,14 +30,16 @@ fn trees(c: &mut Criterion) {
     group.bench_function("predict_one_row", |b| {
         b.iter(|| {
             i = (i + 1) % rows;
-            black_box(ensemble.margin(black_box(&x[i * width..(i + 1) * width])))
+            let mut margin = [0.0];
+            predictor.margins(black_box(&x[i * width..(i + 1) * width]), width, &mut margin);
+            black_box(margin[0])
         })
     });
     group.bench_function("explain_one_row", |b| {
         b.iter(|| {
             i = (i + 1) % rows;
             phi[..width].fill(0.0);
-            ensemble.contributions(black_box(&x[i * width..(i + 1) * width]), &mut phi[..width], &mut buf);
+            predictor.contributions(ensemble, black_box(&x[i * width..(i + 1) * width]), width, &mut phi[..width], &mut buf);
             black_box(phi[0])
         })
     });
@@ -55,14 +59,14 @@ fn trees(c: &mut Criterion) {
     let mut margins = vec![0.0; rows];
     group.bench_function("predict_256_rows", |b| {
         b.iter(|| {
-            ensemble.margins(black_box(&x), width, &mut margins);
+            predictor.margins(black_box(&x), width, &mut margins);
             black_box(margins[0])
         })
     });
     group.bench_function("explain_256_rows", |b| {
         b.iter(|| {
             phi.fill(0.0);
-            ensemble.contributions_batch(black_box(&x), width, &mut phi, &mut buf);
+            predictor.contributions(ensemble, black_box(&x), width, &mut phi, &mut buf);
             black_box(phi[0])
         })
     });

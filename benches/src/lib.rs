@@ -30,7 +30,7 @@ pub fn support2_model(algorithm: Algorithm) -> (ModelPackage, Vec<FeatureColumn>
 /// explanation) and the server's response with its sentences. The import's input checks are
 /// fitted on 2,000 standard-normal rows labelled from XGBoost's own margin.
 pub fn bench_package() -> ModelPackage {
-    use carecast_models::import::xgboost_json;
+    use carecast_models::tree_import::xgboost_json;
     use carecast_training::import::{Format, import_model};
     use carecast_training::rng::Rng;
     use std::fmt::Write;

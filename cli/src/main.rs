@@ -456,7 +456,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Train { task, meds: Some(meds), features: Some(features), model, calibration, positive_weight, name, .. } => {
             let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("{}", p.display()));
-            let set = carecast_training::cohort::event_training_set(&meds, &read(Path::new(&task))?, &read(&features)?, carecast_training::pipeline::Rows::TaskSplit)?;
+            let set = carecast_training::cohort::event_training_set(&meds, &read(Path::new(&task))?, &read(&features)?, carecast_training::dataset::Rows::TaskSplit)?;
             for options in fits(model, calibration, positive_weight, name.as_deref())? {
                 print_report(&carecast_training::pipeline::train_set(&set, &registry, options, name.as_deref())?);
             }
@@ -481,7 +481,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Evaluate { model, version, data, meds, all_rows, output } => {
             use carecast_training::{card, pipeline};
             let pkg = ModelStore::new(registry.clone()).get(&model, version.as_deref())?;
-            let rows = if all_rows { pipeline::Rows::All } else { pipeline::Rows::TaskSplit };
+            let rows = if all_rows { carecast_training::dataset::Rows::All } else { carecast_training::dataset::Rows::TaskSplit };
             let table;
             let source = match &meds {
                 Some(m) => pipeline::EvaluationData::Meds(m),
@@ -507,7 +507,8 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::Recalibrate { model, version, data, meds } => {
-            use carecast_training::pipeline::{EvaluationData, Rows, recalibrate_package};
+            use carecast_training::dataset::Rows;
+            use carecast_training::pipeline::{EvaluationData, recalibrate_package};
             let pkg = ModelStore::new(registry.clone()).get(&model, version.as_deref())?;
             let source = match (&data, &meds) {
                 (Some(d), _) => EvaluationData::Table(d),

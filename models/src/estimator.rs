@@ -4,7 +4,8 @@
 use crate::gru::Gru;
 use crate::linear::LinearModel;
 use crate::mlp::Mlp;
-use crate::tree_shap::TreeShapBuffer;
+use crate::tree_predictor::TreePredictor;
+use crate::tree_shap::{TreeShapBuffer, contributions_classic};
 use crate::trees::TreeEnsemble;
 use serde::{Deserialize, Serialize};
 
@@ -50,30 +51,43 @@ impl Estimator {
         }
     }
 
+    /// What this estimator is scored with once its package is loaded: a tree ensemble's
+    /// prediction layout and TreeSHAP tables; the others score from their data.
+    pub(crate) fn compile(&self) -> Compiled {
+        match self {
+            Estimator::GradientBoostedTrees(m) => Compiled::Trees(TreePredictor::new(m)),
+            _ => Compiled::Direct,
+        }
+    }
+
     /// Log-odds of many rows (row-major, `width` columns each) into `out`: the tree ensemble's
     /// block path, row by row for the others.
-    pub fn margins(&self, x: &[f64], width: usize, out: &mut [f64]) {
-        match self {
-            Estimator::GradientBoostedTrees(m) => m.margins(x, width, out),
-            _ => x.chunks(width).zip(out.iter_mut()).for_each(|(row, m)| *m = self.margin(row)),
+    pub(crate) fn margins(&self, compiled: &Compiled, x: &[f64], width: usize, out: &mut [f64]) {
+        match compiled {
+            Compiled::Trees(p) => p.margins(x, width, out),
+            Compiled::Direct => x.chunks(width).zip(out.iter_mut()).for_each(|(row, m)| *m = self.margin(row)),
         }
     }
 
     /// Each column's contribution for many rows (row-major, `width` columns each), written into
     /// `phi` (the same shape, overwritten): exact Shapley values for linear and tree models,
     /// integrated gradients for the networks.
-    pub fn contributions(&self, x: &[f64], width: usize, phi: &mut [f64], buf: &mut TreeShapBuffer) {
-        let per_row = |phi: &mut [f64], explain: &dyn Fn(&[f64], &mut [f64])| {
+    pub(crate) fn contributions(&self, compiled: &Compiled, x: &[f64], width: usize, phi: &mut [f64], buf: &mut TreeShapBuffer) {
+        let per_row = |phi: &mut [f64], explain: &mut dyn FnMut(&[f64], &mut [f64])| {
             x.chunks(width).zip(phi.chunks_mut(width)).for_each(|(row, phi)| explain(row, phi));
         };
-        match self {
-            Estimator::LogisticRegression(m) => per_row(phi, &|row, phi| m.contributions(row, phi)),
-            Estimator::GradientBoostedTrees(m) => {
+        match (self, compiled) {
+            (Estimator::LogisticRegression(m), _) => per_row(phi, &mut |row, phi| m.contributions(row, phi)),
+            (Estimator::GradientBoostedTrees(m), Compiled::Trees(p)) => {
                 phi.fill(0.0);
-                m.contributions_batch(x, width, phi, buf);
+                p.contributions(m, x, width, phi, buf);
             }
-            Estimator::Mlp(m) => per_row(phi, &|row, phi| m.contributions(row, phi)),
-            Estimator::Gru(m) => per_row(phi, &|row, phi| m.contributions(row, phi)),
+            (Estimator::GradientBoostedTrees(m), Compiled::Direct) => {
+                phi.fill(0.0);
+                per_row(phi, &mut |row, phi| contributions_classic(m, row, phi, buf));
+            }
+            (Estimator::Mlp(m), _) => per_row(phi, &mut |row, phi| m.contributions(row, phi)),
+            (Estimator::Gru(m), _) => per_row(phi, &mut |row, phi| m.contributions(row, phi)),
         }
     }
 
@@ -101,4 +115,13 @@ impl Estimator {
             Estimator::Gru(m) => m.validate(n_columns),
         }
     }
+}
+
+/// An estimator's compiled form, built by [`Estimator::compile`] when a package is loaded and
+/// kept beside the model's data, never in it.
+#[derive(Debug, Clone)]
+pub(crate) enum Compiled {
+    Trees(TreePredictor),
+    /// Scored from the model's data directly.
+    Direct,
 }

@@ -10,7 +10,7 @@ pub mod estimator;
 pub mod explain;
 pub mod features;
 pub mod gru;
-pub mod import;
+pub mod tree_import;
 pub mod linear;
 pub mod mlp;
 pub mod package;
@@ -18,6 +18,7 @@ pub mod preprocess;
 pub mod registry;
 pub mod schema;
 pub mod scorer;
+pub mod tree_predictor;
 pub mod tree_shap;
 pub mod trees;
 

@@ -3,7 +3,7 @@
 
 use crate::bands::{RiskBand, RiskBands};
 use crate::calibration::Calibration;
-use crate::estimator::Estimator;
+use crate::estimator::{Compiled, Estimator};
 use crate::explain::{Explained, Factors, NamedWarning, RankedFactor, RankedFeature, Ranking, group_by_feature, ranked};
 use crate::preprocess::{Preprocessor, Warning, WarningKind};
 use crate::schema::{InputError, Value};
@@ -69,6 +69,8 @@ pub struct Workspace {
 #[derive(Debug, Clone)]
 pub struct Scorer {
     definition: ModelDefinition,
+    /// The estimator compiled for scoring and explaining, built once here.
+    compiled: Compiled,
     owners: Vec<usize>,
     factors: Factors,
     base_value: f64,
@@ -90,7 +92,8 @@ impl Scorer {
         }
         let base_value = definition.estimator.expected_margin();
         let factors = Factors::of(definition.preprocessor.features.iter().map(|f| &f.spec));
-        Ok(Self { definition, owners, factors, base_value })
+        let compiled = definition.estimator.compile();
+        Ok(Self { definition, compiled, owners, factors, base_value })
     }
 
     /// The clinical factors explanations are grouped into.
@@ -208,9 +211,9 @@ impl Scorer {
         let n = ws.block.len() / width;
         let est = &self.definition.estimator;
         ws.margins.resize(n, 0.0);
-        est.margins(&ws.block, width, &mut ws.margins);
+        est.margins(&self.compiled, &ws.block, width, &mut ws.margins);
         ws.phi.resize(n * width, 0.0);
-        est.contributions(&ws.block, width, &mut ws.phi, &mut ws.shap);
+        est.contributions(&self.compiled, &ws.block, width, &mut ws.phi, &mut ws.shap);
         let mut valid = ws.margins.iter().zip(ws.phi.chunks(width));
         encoded
             .drain(..)

@@ -10,7 +10,7 @@
 //! the leaf gives feature `i` (with `Z = Π z_j`, `A` the features with `o = 1`):
 //! `−v Z H(A)` when `i ∉ A`, and `v (1 − z_i) Z / z_i · H(A \ {i})` when `i ∈ A`, where
 //! `H(B) = ∫₀¹ Π_{j∈B} (1 + t (1/z_j − 1)) (1 − t)^{d−1−|B|} dt` depends on the pattern alone.
-//! So each leaf keeps `2^d` numbers, tabulated when the model is first explained, and a row costs
+//! So each leaf keeps `2^d` numbers, tabulated when a package is loaded ([`crate::tree_predictor`]), and a row costs
 //! one pass over the nodes (each split decides one pattern bit for the leaves below it) and `d`
 //! look-ups per leaf. A small tree (at most [`MAX_DECISIONS`] splits, as our GBM's 8-leaf trees)
 //! goes further: the row's decisions at its splits fix every leaf's pattern, so each of the
@@ -37,7 +37,7 @@ pub struct TreeShapBuffer {
 }
 
 impl TreeShapBuffer {
-    fn reserve_for_depth(&mut self, depth: usize) {
+    pub(crate) fn reserve_for_depth(&mut self, depth: usize) {
         let d = depth + 2;
         let needed = d * (d + 1) / 2 + d;
         if self.path.len() < needed {
@@ -46,44 +46,12 @@ impl TreeShapBuffer {
     }
 }
 
-impl TreeEnsemble {
-    /// Adds each column's exact TreeSHAP value for row `x` into `phi` (one slot per column).
-    /// The values sum to `margin(x) - expected_margin()`.
-    pub fn contributions(&self, x: &[f64], phi: &mut [f64], buf: &mut TreeShapBuffer) {
-        self.contributions_batch(x, x.len(), phi, buf);
-    }
-
-    /// Contributions for many rows (row-major, `width` columns each) into `phi` (the same shape,
-    /// added to). Rows go through the trees in blocks, one tree at a time, so that a tree's
-    /// tables stay in cache across the block's rows.
-    pub fn contributions_batch(&self, x: &[f64], width: usize, phi: &mut [f64], buf: &mut TreeShapBuffer) {
-        const BLOCK: usize = 64;
-        if width == 0 {
-            return; // no columns, nothing to attribute
-        }
-        buf.reserve_for_depth(self.max_depth());
-        let tables = self.shap_tables();
-        for (rows, out) in x.chunks(BLOCK * width).zip(phi.chunks_mut(BLOCK * width)) {
-            for (tree, table) in self.trees.iter().zip(tables) {
-                match table {
-                    Some(table) => table.add_contributions(tree, rows, width, out, buf),
-                    None => {
-                        for (row, phi) in rows.chunks(width).zip(out.chunks_mut(width)) {
-                            tree_shap(tree, row, phi, &mut buf.path);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The same values by the classic algorithm alone: the reference the fast one is tested
-    /// against.
-    pub fn contributions_classic(&self, x: &[f64], phi: &mut [f64], buf: &mut TreeShapBuffer) {
-        buf.reserve_for_depth(self.max_depth());
-        for tree in &self.trees {
-            tree_shap(tree, x, phi, &mut buf.path);
-        }
+/// Exact TreeSHAP values of `model` for row `x` by the classic algorithm alone, added into
+/// `phi`: the reference the tabulated ones are tested against.
+pub fn contributions_classic(model: &TreeEnsemble, x: &[f64], phi: &mut [f64], buf: &mut TreeShapBuffer) {
+    buf.reserve_for_depth(model.max_depth());
+    for tree in &model.trees {
+        tree_shap(tree, x, phi, buf);
     }
 }
 
@@ -350,7 +318,8 @@ impl LeafTable {
     }
 }
 
-fn tree_shap(tree: &Tree, x: &[f64], phi: &mut [f64], path: &mut [PathElement]) {
+pub(crate) fn tree_shap(tree: &Tree, x: &[f64], phi: &mut [f64], buf: &mut TreeShapBuffer) {
+    let path = &mut buf.path[..];
     recurse(tree, x, phi, path, 0, 0, 0, 1.0, 1.0, LEAF);
 }
 

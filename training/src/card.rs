@@ -4,29 +4,13 @@
 //! plots are inline SVG. Everything in it comes from the package's manifest and `metrics.json`.
 
 use crate::evaluate::{Point, Report};
-use crate::pipeline::MetricsFile;
+use crate::dataset::{MetricsFile, TrainingSummary};
 use carecast_models::FeatureKind;
 use carecast_models::package::Manifest;
 use std::fmt::Write;
 
 pub const MARKDOWN: &str = "model_card.md";
 pub const HTML: &str = "model_card.html";
-
-/// Who and what the model was trained on, recorded at training time for the card.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainingSummary {
-    pub train_rows: u64,
-    pub train_events: u64,
-    /// Columns the estimator sees after encoding (one-hot levels, missing indicators).
-    pub encoded_columns: u64,
-    /// Share of training rows with each feature missing, in feature order.
-    pub missing_share: Vec<f64>,
-    /// How missing values are handled by this model.
-    pub missing_handling: String,
-    /// Monotone constraints in force, by feature name.
-    #[serde(default)]
-    pub monotone: Vec<String>,
-}
 
 fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)

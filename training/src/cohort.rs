@@ -8,7 +8,7 @@ use carecast_models::features::{CodePattern, FeatureSetSpec, MICROS_PER_YEAR, Wi
 use carecast_models::package::{TaskInfo, sha256_hex};
 use carecast_models::RiskBands;
 use carecast_tables::FeatureColumn;
-use crate::pipeline::{Baseline, Rows, TaskData, TrainingSet, key_hash};
+use crate::dataset::{Baseline, Rows, TaskData, TrainingSet, key_hash};
 use crate::subgroups::{SubgroupSpec, assign_from_codes, assign_from_column, default_subgroups};
 use std::path::Path;
 use rayon::prelude::*;

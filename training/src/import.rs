@@ -3,9 +3,10 @@
 //! task's features by name, the model is evaluated on the task's test split through the served
 //! code path, and it is published like a trained model, with its card.
 
-use crate::pipeline::{Rows, TrainingSet, evaluate_and_publish, load_task_data, training_summary};
+use crate::dataset::{Rows, TrainingSet};
+use crate::pipeline::{evaluate_and_publish, load_task_data, training_summary};
 use crate::task::TaskSpec;
-use carecast_models::import::{Imported, lightgbm_text, xgboost_json};
+use carecast_models::tree_import::{Imported, lightgbm_text, xgboost_json};
 use carecast_models::preprocess::Encoding;
 use carecast_models::package::TaskInfo;
 use carecast_models::{Estimator, FeatureKind, ModelDefinition, Registry};
@@ -66,7 +67,7 @@ pub fn import_model(task: &TaskSpec, data_path: &Path, registry: &Registry, mode
     }
     let task = TaskSpec { features, ..task.clone() };
     let data = load_task_data(&task, data_path, Rows::TaskSplit)?;
-    let preprocessor = crate::fit::preprocess::fit_preprocessor(&task.features, &data.columns, &data.train_rows, Encoding::Native)?;
+    let preprocessor = crate::fit::preprocessor_training::fit_preprocessor(&task.features, &data.columns, &data.train_rows, Encoding::Native)?;
     let trees = ensemble.trees.len();
     let definition = ModelDefinition { preprocessor, estimator: Estimator::GradientBoostedTrees(ensemble), risk_bands: task.risk_bands, calibration: None };
     let selection = serde_json::json!({

@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod cohort;
+pub mod dataset;
 pub mod evaluate;
 pub mod fit;
 pub mod import;

@@ -2,10 +2,11 @@
 //! Rows are encoded for fitting by the same `Preprocessor::encode` the server uses, and the test
 //! split is scored through the same `Scorer`, so reported metrics are the served model's.
 
-use crate::card::{self, TrainingSummary};
+use crate::card;
+use crate::dataset::{Baseline, MetricsFile, Rows, TaskData, TrainingSet, TrainingSummary, key_hash};
 use crate::evaluate::{Report, SubgroupAssignment, report};
 pub use crate::fit::{Algorithm, TrainOptions};
-use crate::fit::{Encoded, preprocess::fit_preprocessor};
+use crate::fit::{Encoded, preprocessor_training::fit_preprocessor};
 use carecast_tables::{FeatureColumn, feature_columns, read_table, row_values, text_column};
 use crate::subgroups::{assign_from_column, default_subgroups};
 use crate::task::TaskSpec;
@@ -13,68 +14,8 @@ use carecast_models::package::{Manifest, Metrics, ModelPackage, TaskInfo, Traini
 use carecast_models::preprocess::{Encoding, Preprocessor};
 use carecast_models::{FeatureKind, Monotone, FeatureSpec, ModelDefinition, Registry, RiskBands, Scorer, Value, Workspace};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// A task's rows, split and checked, ready to fit.
-pub struct TaskData {
-    pub columns: Vec<FeatureColumn>,
-    pub labels: Vec<bool>,
-    /// Stable per-row hash of the key: drives tuning splits and cross-validation folds.
-    pub key_hash: Vec<u64>,
-    pub train_rows: Vec<usize>,
-    pub test_rows: Vec<usize>,
-    /// Rows left out, by reason (no row is dropped uncounted).
-    pub excluded: BTreeMap<String, usize>,
-    pub source: String,
-    pub sha256: String,
-    /// Each row's group for every subgroup variable of the fairness report.
-    pub subgroups: Vec<SubgroupAssignment>,
-    /// An existing score to compare with on the same rows (e.g. NEWS2), one value per row.
-    pub baseline: Option<Baseline>,
-    /// Event data: per row, when the outcome came or observation ended (share of the horizon)
-    /// and whether the outcome came. Empty for flat tables.
-    pub follow_up: Vec<(f64, bool)>,
-    /// Training rows censored within the horizon: used by time-to-event models only.
-    pub censored_rows: Vec<usize>,
-}
-
-/// An existing score (higher = riskier) evaluated beside the model.
-#[derive(Debug, Clone)]
-pub struct Baseline {
-    pub name: String,
-    pub score: Vec<f64>,
-}
-
-impl Baseline {
-    /// The baseline from a numeric column; a missing value ranks lowest (nothing recorded, no alert).
-    pub fn from_column(name: &str, column: &FeatureColumn) -> anyhow::Result<Self> {
-        let score = (0..column.len())
-            .map(|r| match column.value(r) {
-                Ok(Value::Number(x)) => Ok(x),
-                Ok(Value::Missing) => Ok(f64::NEG_INFINITY),
-                Ok(Value::Text(_)) => Err(anyhow::anyhow!("baseline `{name}`: must be numeric")),
-                Err(e) => Err(anyhow::anyhow!("baseline: {e}")),
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Self { name: name.to_string(), score })
-    }
-}
-
-/// Stable hash of a row or subject key.
-pub fn key_hash(key: &str) -> u64 {
-    let d = Sha256::digest(key.as_bytes());
-    u64::from_le_bytes(d[..8].try_into().expect("8 bytes"))
-}
-
-/// Which rows are evaluated: the task's own split, or every row (a new site's data, for external
-/// validation, need not have a split column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rows {
-    TaskSplit,
-    All,
-}
 
 /// Reads the task's table and sorts every row into train, test or a counted exclusion.
 pub fn load_task_data(task: &TaskSpec, path: &Path, rows: Rows) -> anyhow::Result<TaskData> {
@@ -222,20 +163,6 @@ pub fn evaluate_rows(scorer: &Scorer, data: &TaskData, rows: &[usize], threshold
     Evaluation { report: report(&y, &p, thresholds, &subgroups, baseline), max_additivity_error: max_err, refused: rows.len() - kept.len(), patients }
 }
 
-/// `metrics.json`: the test-split report with how the model was chosen and which rows were left out.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct MetricsFile {
-    pub split: String,
-    #[serde(flatten)]
-    pub report: Report,
-    pub max_additivity_error: f64,
-    /// Distinct patients among the evaluated rows.
-    pub evaluated_patients: u64,
-    pub model_selection: serde_json::Value,
-    pub excluded_rows: BTreeMap<String, usize>,
-    pub training: TrainingSummary,
-}
-
 /// How each encoding handles missing values, in the model card's words.
 fn missing_handling(encoding: Encoding) -> &'static str {
     match encoding {
@@ -273,17 +200,6 @@ pub(crate) fn training_summary(pre: &Preprocessor, data: &TaskData, constrained:
             Vec::new()
         },
     }
-}
-
-/// What a model is trained for and from, whatever shape the records came in: the flat path and
-/// the event path both end here, so fitting, evaluation and publishing are one implementation.
-pub struct TrainingSet {
-    pub task: TaskInfo,
-    pub features: Vec<FeatureSpec>,
-    pub risk_bands: RiskBands,
-    pub data: TaskData,
-    /// The specs that define the task and its features, stored verbatim in the package.
-    pub spec_files: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// Trains, evaluates and publishes one model for a flat-table task; returns the report.

@@ -10,7 +10,8 @@
 //! 200,000). XGBoost comes from PyPI (`pip install xgboost`); it is a peer for this comparison,
 //! not a dependency of Carecast.
 
-use carecast_models::import::xgboost_json;
+use carecast_models::tree_import::xgboost_json;
+use carecast_models::tree_predictor::TreePredictor;
 use carecast_models::tree_shap::TreeShapBuffer;
 use carecast_models::{Value, Workspace};
 use carecast_proto::v1 as pb;
@@ -24,6 +25,8 @@ fn main() -> anyhow::Result<()> {
     let model_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
     let model = xgboost_json(&std::fs::read_to_string(&model_path)?)?;
     let (ensemble, width) = (&model.ensemble, model.feature_names.len());
+    // Compiled as a package is when loaded: the prediction layout and the TreeSHAP tables.
+    let predictor = TreePredictor::new(ensemble);
     // Standard-normal inputs, as the model was trained on; f32 so both sides read the same values.
     let mut rng = Rng(7);
     let x: Vec<f64> = (0..rows * width).map(|_| rng.normal(0.0, 1.0) as f32 as f64).collect();
@@ -35,14 +38,12 @@ fn main() -> anyhow::Result<()> {
     let (predict, explain) = one_thread.install(|| {
         let mut margins = vec![0.0; rows];
         let started = Instant::now();
-        ensemble.margins(&x, width, &mut margins);
+        predictor.margins(&x, width, &mut margins);
         let predict = rows as f64 / started.elapsed().as_secs_f64();
         std::hint::black_box(&margins);
         let (mut phi, mut buf) = (vec![0.0; explain_rows * width], TreeShapBuffer::default());
-        ensemble.contributions(&x[..width], &mut phi[..width], &mut buf); // builds the tables
-        phi.fill(0.0);
         let started = Instant::now();
-        ensemble.contributions_batch(&x[..explain_rows * width], width, &mut phi, &mut buf);
+        predictor.contributions(ensemble, &x[..explain_rows * width], width, &mut phi, &mut buf);
         std::hint::black_box(&phi);
         (predict, explain_rows as f64 / started.elapsed().as_secs_f64())
     });
@@ -52,14 +53,14 @@ fn main() -> anyhow::Result<()> {
         .par_chunks(256 * width)
         .map_init(|| (vec![0.0; 256 * width], TreeShapBuffer::default()), |(phi, buf), rows| {
             phi.fill(0.0);
-            ensemble.contributions_batch(rows, width, phi, buf);
+            predictor.contributions(ensemble, rows, width, phi, buf);
             rows.len() / width
         })
         .sum();
     let explain_all = explained as f64 / started.elapsed().as_secs_f64();
     let mut margins = vec![0.0; rows];
     let started = Instant::now();
-    margins.par_chunks_mut(1024).zip(x.par_chunks(1024 * width)).for_each(|(out, rows)| ensemble.margins(rows, width, out));
+    margins.par_chunks_mut(1024).zip(x.par_chunks(1024 * width)).for_each(|(out, rows)| predictor.margins(rows, width, out));
     let predict_all = rows as f64 / started.elapsed().as_secs_f64();
     std::hint::black_box(&margins);
     // One patient at a time, as the server scores a request: inputs by name bound and checked,
@@ -80,9 +81,11 @@ fn main() -> anyhow::Result<()> {
     let (mut phi, mut buf) = (vec![0.0; width], TreeShapBuffer::default());
     let ensemble_latencies = percentiles(x.chunks(width).take(5_000).map(|r| {
         let started = Instant::now();
-        let p = 1.0 / (1.0 + (-ensemble.margin(r)).exp());
+        let mut margin = [0.0];
+        predictor.margins(r, width, &mut margin);
+        let p = 1.0 / (1.0 + (-margin[0]).exp());
         phi.fill(0.0);
-        ensemble.contributions(r, &mut phi, &mut buf);
+        predictor.contributions(ensemble, r, width, &mut phi, &mut buf);
         std::hint::black_box((p, &phi));
         started.elapsed().as_secs_f64() * 1e6
     }));

@@ -8,6 +8,7 @@
 //! (default 1,000,000 × 50, 100 rounds, 2 threads). LightGBM comes from PyPI (`pip install
 //! lightgbm`); it is a peer for this comparison, not a dependency of Carecast.
 
+use carecast_models::tree_predictor::TreePredictor;
 use carecast_training::fit::gbm::{Columns, GbmParams, fit};
 use carecast_training::rng::Rng;
 use std::io::Write;
@@ -60,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     let our_leaves: usize = model.trees.iter().map(|t| t.nodes.iter().filter(|n| n.is_leaf()).count()).sum();
     let row_major: Vec<f64> = (0..rows).flat_map(|r| x.iter().map(move |col| col[r])).collect();
     let mut margins = vec![0.0; rows];
-    model.margins(&row_major, features, &mut margins);
+    TreePredictor::new(&model).margins(&row_major, features, &mut margins);
     let our_loss = margins.iter().zip(&y).map(|(m, y)| (1.0 + (-m).exp()).ln() + (1.0 - y) * m).sum::<f64>() / rows as f64;
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lightgbm_fit.py");

@@ -7,7 +7,8 @@
 use carecast_models::gru::{Gate, Gru};
 use carecast_models::linear::LinearModel;
 use carecast_models::mlp::{Dense, Mlp};
-use carecast_models::tree_shap::{MAX_DECISIONS, ShapTable, TreeShapBuffer};
+use carecast_models::tree_predictor::TreePredictor;
+use carecast_models::tree_shap::{MAX_DECISIONS, ShapTable, TreeShapBuffer, contributions_classic};
 use carecast_models::trees::{LEAF, Node, Tree, TreeEnsemble};
 use proptest::prelude::*;
 
@@ -108,7 +109,7 @@ proptest! {
         let ensemble = TreeEnsemble::new(base_score, (0..n_trees).map(|_| random_tree(&mut rng, m, depth)).collect());
         let x = random_row(&mut rng, m);
         let mut phi = vec![0.0; m];
-        ensemble.contributions(&x, &mut phi, &mut TreeShapBuffer::default());
+        TreePredictor::new(&ensemble).contributions(&ensemble, &x, m, &mut phi, &mut TreeShapBuffer::default());
 
         let expected = brute_force_shapley(m, |in_s| {
             ensemble.base_score + ensemble.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>()
@@ -121,7 +122,7 @@ proptest! {
             table.add_contributions(tree, &x, m, &mut by_leaf, &mut TreeShapBuffer::default());
         }
         let mut classic = vec![0.0; m];
-        ensemble.contributions_classic(&x, &mut classic, &mut TreeShapBuffer::default());
+        contributions_classic(&ensemble, &x, &mut classic, &mut TreeShapBuffer::default());
         for j in 0..m {
             prop_assert!((phi[j] - expected[j]).abs() < 1e-9, "feature {j}: treeshap {} brute force {}", phi[j], expected[j]);
             prop_assert!((by_leaf[j] - expected[j]).abs() < 1e-9, "feature {j}: by leaf {} brute force {}", by_leaf[j], expected[j]);
@@ -170,11 +171,10 @@ proptest! {
             .map(|_| if !thresholds.is_empty() && rng.unit() < 0.2 { thresholds[rng.below(thresholds.len())] } else { random_row(&mut rng, 1)[0] })
             .collect();
         let mut block = vec![0.0; rows];
-        ensemble.margins(&x, m, &mut block);
+        TreePredictor::new(&ensemble).margins(&x, m, &mut block);
         for (row, &got) in x.chunks(m).zip(&block) {
             let walked = ensemble.base_score + ensemble.trees.iter().map(|t| t.predict(row)).sum::<f64>();
             prop_assert!((got - walked).abs() < 1e-12, "block {got} vs walk {walked}");
-            prop_assert!((ensemble.margin(row) - walked).abs() < 1e-12);
         }
     }
 }
@@ -191,7 +191,7 @@ proptest! {
         prop_assume!(ensemble.trees.iter().any(|t| ShapTable::new(t).is_none()));
         let x = random_row(&mut rng, m);
         let mut phi = vec![0.0; m];
-        ensemble.contributions(&x, &mut phi, &mut TreeShapBuffer::default());
+        TreePredictor::new(&ensemble).contributions(&ensemble, &x, m, &mut phi, &mut TreeShapBuffer::default());
         let expected = brute_force_shapley(m, |in_s| ensemble.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>());
         for j in 0..m {
             prop_assert!((phi[j] - expected[j]).abs() < 1e-9, "feature {j}: {} vs {}", phi[j], expected[j]);
@@ -239,9 +239,10 @@ fn repeated_feature_on_a_path_is_handled() {
         ],
     };
     let ensemble = TreeEnsemble::new(0.0, vec![tree]);
+    let predictor = TreePredictor::new(&ensemble);
     for x in [[0.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [f64::NAN, f64::NAN]] {
         let mut phi = vec![0.0; 2];
-        ensemble.contributions(&x, &mut phi, &mut TreeShapBuffer::default());
+        predictor.contributions(&ensemble, &x, 2, &mut phi, &mut TreeShapBuffer::default());
         let expected = brute_force_shapley(2, |s| conditional_expectation(&ensemble.trees[0], 0, &x, s));
         assert!((phi[0] - expected[0]).abs() < 1e-12 && (phi[1] - expected[1]).abs() < 1e-12, "{x:?}: {phi:?} vs {expected:?}");
     }

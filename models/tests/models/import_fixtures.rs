@@ -2,7 +2,8 @@
 //! every row of the shared fixtures (`../shared/fixtures`, saved with each library's own
 //! margins, probabilities and TreeSHAP contributions), missing values included.
 
-use carecast_models::import::{Imported, lightgbm_text, xgboost_json};
+use carecast_models::tree_import::{Imported, lightgbm_text, xgboost_json};
+use carecast_models::tree_predictor::TreePredictor;
 use carecast_models::tree_shap::TreeShapBuffer;
 use std::path::PathBuf;
 
@@ -33,17 +34,21 @@ fn check_against_library(model: &Imported, expected: &str) {
     let contribs: Vec<usize> = model.feature_names.iter().map(|n| col(&format!("contrib_{}", data_name(n)))).collect();
     let (margin_at, p_at, bias_at) = (col("expected_margin"), col("expected_probability"), col("contrib_bias"));
     let ensemble = &model.ensemble;
+    // As a loaded package scores and explains: through the compiled predictor.
+    let predictor = TreePredictor::new(ensemble);
     let mut buf = TreeShapBuffer::default();
     let (mut worst_margin, mut worst_contribution, mut missing_cells) = (0.0f64, 0.0f64, 0);
     for row in &rows {
         let x: Vec<f64> = features.iter().map(|&c| row[c]).collect();
         missing_cells += x.iter().filter(|v| v.is_nan()).count();
-        let margin = ensemble.margin(&x);
+        let mut margin = [0.0];
+        predictor.margins(&x, x.len(), &mut margin);
+        let margin = margin[0];
         worst_margin = worst_margin.max((margin - row[margin_at]).abs());
         let p = 1.0 / (1.0 + (-margin).exp());
         assert!((p - row[p_at]).abs() <= TOLERANCE, "probability {p} vs {}", row[p_at]);
         let mut phi = vec![0.0; x.len()];
-        ensemble.contributions(&x, &mut phi, &mut buf);
+        predictor.contributions(ensemble, &x, x.len(), &mut phi, &mut buf);
         for (j, &c) in contribs.iter().enumerate() {
             worst_contribution = worst_contribution.max((phi[j] - row[c]).abs());
         }
@@ -78,7 +83,7 @@ fn benchmark_model_margins_match_xgboost_one_row_or_in_blocks() {
     let features: Vec<usize> = model.feature_names.iter().map(|n| header.iter().position(|h| h == n).unwrap()).collect();
     let x: Vec<f64> = rows.iter().flat_map(|row| features.iter().map(|&c| row[c])).collect();
     let mut batch = vec![0.0; rows.len()];
-    model.ensemble.margins(&x, features.len(), &mut batch);
+    TreePredictor::new(&model.ensemble).margins(&x, features.len(), &mut batch);
     for ((row, x), &from_batch) in rows.iter().zip(x.chunks(features.len())).zip(&batch) {
         let margin = model.ensemble.margin(x);
         assert!((margin - row[margin_at]).abs() <= TOLERANCE);

@@ -7,7 +7,8 @@ use carecast_training::cohort::event_training_set;
 use carecast_training::ingest::flat::{FlatMapping, read_flat};
 use carecast_training::ingest::meds::write_meds;
 use carecast_training::fit::calibrate::Method;
-use carecast_training::pipeline::{EvaluationData, MetricsFile, Rows, evaluate_package, recalibrate_package, train_set};
+use carecast_training::dataset::{MetricsFile, Rows};
+use carecast_training::pipeline::{EvaluationData, evaluate_package, recalibrate_package, train_set};
 use carecast_training::{Algorithm, TaskSpec, TrainOptions, train};
 use std::path::{Path, PathBuf};
 

@@ -11,12 +11,12 @@
 pub mod calibrate;
 pub mod elastic_net;
 pub mod gbm;
-pub mod gru;
+pub mod gru_training;
 pub mod hazard;
 pub mod logistic;
-pub mod mlp;
+pub mod mlp_training;
 pub mod network;
-pub mod preprocess;
+pub mod preprocessor_training;
 
 use carecast_models::calibration::Calibration;
 use carecast_models::preprocess::{Encoding, Preprocessor};
@@ -150,12 +150,12 @@ pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow
             let (x, y) = data.subset(&data.rows(|r| data.fold(r) != 0));
             let (tx, ty) = data.subset(&tuning);
             let (estimator, best_epoch, tuning_log_loss, params) = if options.algorithm == Algorithm::Mlp {
-                let params = mlp::MlpParams::new(schedule);
-                let fitted = mlp::fit(&x, &y, &tx, &ty, data.n_cols, params);
+                let params = mlp_training::MlpParams::new(schedule);
+                let fitted = mlp_training::fit(&x, &y, &tx, &ty, data.n_cols, params);
                 (Estimator::Mlp(fitted.model), fitted.best_epoch, fitted.tuning_log_loss, json!(params))
             } else {
-                let params = gru::GruParams::new(schedule);
-                let fitted = gru::fit(&x, &y, &tx, &ty, data.n_cols, &gru::Layout::of(pre)?, params);
+                let params = gru_training::GruParams::new(schedule);
+                let fitted = gru_training::fit(&x, &y, &tx, &ty, data.n_cols, &gru_training::Layout::of(pre)?, params);
                 (Estimator::Gru(Box::new(fitted.model)), fitted.best_epoch, fitted.tuning_log_loss, json!(params))
             };
             let selection = json!({
