@@ -42,11 +42,15 @@ impl Signer {
         let der = match std::str::from_utf8(document) {
             Ok(text) if text.contains("-----BEGIN") => {
                 use rustls::pki_types::{PrivatePkcs8KeyDer, pem::PemObject};
-                PrivatePkcs8KeyDer::from_pem_slice(document).map_err(|e| format!("signing key: {e}"))?.secret_pkcs8_der().to_vec()
+                PrivatePkcs8KeyDer::from_pem_slice(document)
+                    .map_err(|e| format!("signing key: {e}"))?
+                    .secret_pkcs8_der()
+                    .to_vec()
             }
             _ => document.to_vec(),
         };
-        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(|e| format!("signing key: not an Ed25519 PKCS#8 key ({e})"))?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+            .map_err(|e| format!("signing key: not an Ed25519 PKCS#8 key ({e})"))?;
         let public = hex::encode(pair.public_key().as_ref());
         Ok(Self { pair, public })
     }
@@ -101,7 +105,8 @@ pub struct Copy {
 /// Appends a copy of a committed checkpoint to `path`, synced.
 pub(crate) fn copy_to(path: &Path, entry: &Entry) -> Result<(), String> {
     use std::io::Write;
-    let mut line = serde_json::to_vec(&Copy { seq: entry.seq, hash: entry.hash.clone(), time: entry.time }).expect("plain data serialises");
+    let mut line = serde_json::to_vec(&Copy { seq: entry.seq, hash: entry.hash.clone(), time: entry.time })
+        .expect("plain data serialises");
     line.push(b'\n');
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(|e| e.to_string())?;
     file.write_all(&line).and_then(|()| file.sync_data()).map_err(|e| e.to_string())
@@ -110,5 +115,9 @@ pub(crate) fn copy_to(path: &Path, entry: &Entry) -> Result<(), String> {
 /// The copies kept at `path`, in order.
 pub fn copies(path: &Path) -> Result<Vec<Copy>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.lines().filter(|l| !l.trim().is_empty()).enumerate().map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| format!("{} line {}: {e}", path.display(), i + 1)))
+        .collect()
 }

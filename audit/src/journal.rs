@@ -51,7 +51,9 @@ fn last_newlines(file: &File, len: u64) -> std::io::Result<Vec<u64>> {
         let part = &mut block[..(upto - from) as usize];
         file.read_exact_at(part, from)?;
         let wanted = 2 - found.len();
-        found.extend(part.iter().enumerate().rev().filter(|&(_, &b)| b == b'\n').take(wanted).map(|(i, _)| from + i as u64));
+        found.extend(
+            part.iter().enumerate().rev().filter(|&(_, &b)| b == b'\n').take(wanted).map(|(i, _)| from + i as u64),
+        );
         upto = from;
     }
     Ok(found)
@@ -64,7 +66,13 @@ impl Journal {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         }
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(|e| e.to_string())?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| e.to_string())?;
         file.try_lock().map_err(|e| match e {
             std::fs::TryLockError::WouldBlock => "in use by another server (one writer per file)".to_string(),
             std::fs::TryLockError::Error(e) => format!("cannot lock: {e}"),
@@ -78,8 +86,8 @@ impl Journal {
                 let start = newlines.get(1).map_or(0, |&n| n + 1);
                 let mut line = vec![0u8; (last - start) as usize];
                 file.read_exact_at(&mut line, start).map_err(|e| e.to_string())?;
-                let entry: Entry =
-                    serde_json::from_slice(&line).map_err(|e| format!("last record unreadable ({e}); run `carecast audit verify`"))?;
+                let entry: Entry = serde_json::from_slice(&line)
+                    .map_err(|e| format!("last record unreadable ({e}); run `carecast audit verify`"))?;
                 Some((entry.seq, entry.hash))
             }
         };
@@ -89,7 +97,9 @@ impl Journal {
             // Most likely a crash during a write, before the score could be acknowledged; but
             // damage to the file looks the same, so the bytes are kept beside it, not discarded.
             let kept = path.with_extension(format!("torn-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")));
-            std::fs::write(&kept, &rest[..=cut]).and_then(|()| File::open(&kept)?.sync_all()).map_err(|e| format!("keeping an incomplete last record: {e}"))?;
+            std::fs::write(&kept, &rest[..=cut])
+                .and_then(|()| File::open(&kept)?.sync_all())
+                .map_err(|e| format!("keeping an incomplete last record: {e}"))?;
             tracing::warn!(bytes = cut + 1, kept = %kept.display(), "audit journal: an incomplete last record (a write cut short by a crash, or damage) was moved aside");
             file.write_all_at(&vec![FILL; cut + 1], end).and_then(|()| file.sync_data()).map_err(|e| e.to_string())?;
         }
@@ -103,7 +113,8 @@ impl Journal {
             return Ok(());
         }
         let grow = (self.end + needed - self.allocated).max(CHUNK);
-        let extended = self.file.write_all_at(&vec![FILL; grow as usize], self.allocated).and_then(|()| self.file.sync_all());
+        let extended =
+            self.file.write_all_at(&vec![FILL; grow as usize], self.allocated).and_then(|()| self.file.sync_all());
         extended.map_err(|e| format!("cannot extend the file: {e}"))?;
         self.allocated += grow;
         Ok(())

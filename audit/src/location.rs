@@ -15,7 +15,11 @@ impl Location {
     /// A PostgreSQL connection string, or else a file path.
     pub fn parse(s: &str) -> Self {
         let s = s.trim();
-        if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.contains("host=") || s.contains("dbname=") {
+        if s.starts_with("postgres://")
+            || s.starts_with("postgresql://")
+            || s.contains("host=")
+            || s.contains("dbname=")
+        {
             Location::Postgres(s.to_string())
         } else {
             Location::File(PathBuf::from(s))

@@ -42,7 +42,8 @@ CREATE OR REPLACE TRIGGER carecast_audit_no_truncate BEFORE TRUNCATE ON carecast
     FOR EACH STATEMENT EXECUTE FUNCTION carecast_audit_append_only();
 "#;
 
-const COLUMNS: &str = "seq, at, caller, patient_key, model, model_version, probability, risk_band, prev, hash, checkpoint";
+const COLUMNS: &str =
+    "seq, at, caller, patient_key, model, model_version, probability, risk_band, prev, hash, checkpoint";
 
 /// A connection string without libpq's `sslrootcert` (which the Rust client does not parse),
 /// and that file: the CA that must have signed the server's certificate.
@@ -104,7 +105,9 @@ fn tls(root: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
     let pem = std::fs::read(root).map_err(|e| format!("sslrootcert {root}: {e}"))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.map_err(|e| format!("sslrootcert {root}: {e}"))?).map_err(|e| format!("sslrootcert {root}: {e}"))?;
+        roots
+            .add(cert.map_err(|e| format!("sslrootcert {root}: {e}"))?)
+            .map_err(|e| format!("sslrootcert {root}: {e}"))?;
     }
     if roots.is_empty() {
         return Err(format!("sslrootcert {root}: no PEM certificate found"));
@@ -119,7 +122,9 @@ fn tls(root: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
 
 /// The server, database and user a connection string names, for logs: never its password.
 pub(crate) fn describe(conn: &str) -> String {
-    let Ok(config) = split_root_cert(conn).0.parse::<Config>() else { return "PostgreSQL (unreadable connection string)".into() };
+    let Ok(config) = split_root_cert(conn).0.parse::<Config>() else {
+        return "PostgreSQL (unreadable connection string)".into();
+    };
     let host = match config.get_hosts().first() {
         Some(postgres::config::Host::Tcp(h)) => h.clone(),
         Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
@@ -171,7 +176,10 @@ impl Trail for PostgresTrail {
         let at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.time).collect();
         let text = |f: fn(&Entry) -> &String| entries.iter().map(f).collect::<Vec<&String>>();
         let probability: Vec<f64> = entries.iter().map(|e| e.probability).collect();
-        let checkpoint: Vec<Option<String>> = entries.iter().map(|e| e.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("plain data"))).collect();
+        let checkpoint: Vec<Option<String>> = entries
+            .iter()
+            .map(|e| e.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("plain data")))
+            .collect();
         txn.execute(
             &format!(
                 "INSERT INTO carecast_audit ({COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], \
@@ -201,7 +209,9 @@ pub(crate) fn records(conn: &str) -> Result<Records, String> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut client = connect(conn)?;
-            let rows = client.query(&format!("SELECT {COLUMNS} FROM carecast_audit ORDER BY seq"), &[]).map_err(|e| e.to_string())?;
+            let rows = client
+                .query(&format!("SELECT {COLUMNS} FROM carecast_audit ORDER BY seq"), &[])
+                .map_err(|e| e.to_string())?;
             Ok(rows
                 .iter()
                 .map(|row| {

@@ -72,8 +72,19 @@ impl Entry {
 
     /// A checkpoint record to be signed once the writer has placed it in the chain.
     pub(crate) fn checkpoint(time: DateTime<Utc>) -> Self {
-        let record = AuditRecord { time, caller: CHECKPOINT_CALLER, patient_key: "", model: "", model_version: "", probability: 0.0, risk_band: "" };
-        Entry { checkpoint: Some(Checkpoint { key: String::new(), signature: String::new() }), ..Entry::unchained(&record) }
+        let record = AuditRecord {
+            time,
+            caller: CHECKPOINT_CALLER,
+            patient_key: "",
+            model: "",
+            model_version: "",
+            probability: 0.0,
+            risk_band: "",
+        };
+        Entry {
+            checkpoint: Some(Checkpoint { key: String::new(), signature: String::new() }),
+            ..Entry::unchained(&record)
+        }
     }
 
     pub fn is_checkpoint(&self) -> bool {

@@ -7,7 +7,11 @@ use crate::record::{Entry, GENESIS};
 /// Numbers and links `entries` after `head` (the last record's number and hash); returns the
 /// new head.
 /// Checkpoint records are signed here, once their place is known.
-pub(crate) fn chain(head: Option<(u64, String)>, entries: &mut [Entry], signer: Option<&Signer>) -> Option<(u64, String)> {
+pub(crate) fn chain(
+    head: Option<(u64, String)>,
+    entries: &mut [Entry],
+    signer: Option<&Signer>,
+) -> Option<(u64, String)> {
     let mut head = head;
     for entry in entries {
         let (seq, prev) = match &head {
@@ -24,7 +28,6 @@ pub(crate) fn chain(head: Option<(u64, String)>, entries: &mut [Entry], signer: 
     }
     head
 }
-
 
 /// A store the writer appends to: each call links `entries` after the chain's head ([`chain`],
 /// signing checkpoints with `signer`) and commits them durably, all or none.

@@ -32,7 +32,11 @@ pub fn verify<L: Into<Location>>(location: L) -> Result<Verified, AuditError> {
 /// [`verify`], and every checkpoint signed by the `trusted` public key (hex) alone; with the
 /// second location's `copies`, every copied checkpoint still in the trail, unchanged (records cut
 /// off the end, checkpoints included, are found this way).
-pub fn verify_trusted<L: Into<Location>>(location: L, trusted: &str, copies: Option<&Path>) -> Result<Verified, AuditError> {
+pub fn verify_trusted<L: Into<Location>>(
+    location: L,
+    trusted: &str,
+    copies: Option<&Path>,
+) -> Result<Verified, AuditError> {
     let location = location.into();
     let mut checkpoints = std::collections::HashMap::new();
     let verified = check_chain(read_records(&location)?, Some(trusted), |e| {
@@ -41,14 +45,26 @@ pub fn verify_trusted<L: Into<Location>>(location: L, trusted: &str, copies: Opt
         }
     })?;
     if verified.checkpoints == 0 {
-        return Err(AuditError::Broken { seq: verified.records, reason: "no signed checkpoint: nothing in the trail is signed".into() });
+        return Err(AuditError::Broken {
+            seq: verified.records,
+            reason: "no signed checkpoint: nothing in the trail is signed".into(),
+        });
     }
     for copy in copies.map(checkpoint::copies).transpose().map_err(|e| store_error(&location, e))?.unwrap_or_default() {
         match checkpoints.get(&copy.seq) {
             Some(hash) if *hash == copy.hash => {}
-            Some(_) => return Err(AuditError::Broken { seq: copy.seq, reason: "differs from the checkpoint copied to the second location".into() }),
+            Some(_) => {
+                return Err(AuditError::Broken {
+                    seq: copy.seq,
+                    reason: "differs from the checkpoint copied to the second location".into(),
+                });
+            }
             None => {
-                return Err(AuditError::Broken { seq: copy.seq, reason: "a checkpoint copied to the second location is missing: records were cut off the end".into() });
+                return Err(AuditError::Broken {
+                    seq: copy.seq,
+                    reason: "a checkpoint copied to the second location is missing: records were cut off the end"
+                        .into(),
+                });
             }
         }
     }
@@ -67,7 +83,11 @@ pub(crate) fn read_records(location: &Location) -> Result<Records, AuditError> {
 /// Checks the records in order, handing each checked record to `each`.
 /// Each checkpoint's signature is checked once: by the `trusted` key when given, else by the key
 /// it names.
-pub(crate) fn check_chain(records: Records, trusted: Option<&str>, mut each: impl FnMut(Entry)) -> Result<Verified, AuditError> {
+pub(crate) fn check_chain(
+    records: Records,
+    trusted: Option<&str>,
+    mut each: impl FnMut(Entry),
+) -> Result<Verified, AuditError> {
     let mut prev = GENESIS.to_string();
     let mut expected = 0u64;
     let (mut checkpoints, mut last_checkpoint) = (0u64, None);

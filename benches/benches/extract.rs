@@ -37,9 +37,24 @@ codes = ["ICD10//F0*"]
 fn extraction(c: &mut Criterion) {
     let spec = FeatureSetSpec::from_toml(&format!("{SPEC}\n{VITALS}")).expect("valid spec");
     let codes = [
-        "serBilir", "albumin", "serChol", "platelets", "PBC//VISIT", "VITAL//SYSTOLIC_BP", "VITAL//PULSE", "VITAL//SPO2",
-        "VITAL//RESPIRATION_RATE", "VITAL//TEMPERATURE", "FALL", "ICD10//F03", "ICD10//I10", "ICD10//E11", "DRUG//METFORMIN",
-        "OTHER//A", "OTHER//B", "OTHER//C",
+        "serBilir",
+        "albumin",
+        "serChol",
+        "platelets",
+        "PBC//VISIT",
+        "VITAL//SYSTOLIC_BP",
+        "VITAL//PULSE",
+        "VITAL//SPO2",
+        "VITAL//RESPIRATION_RATE",
+        "VITAL//TEMPERATURE",
+        "FALL",
+        "ICD10//F03",
+        "ICD10//I10",
+        "ICD10//E11",
+        "DRUG//METFORMIN",
+        "OTHER//A",
+        "OTHER//B",
+        "OTHER//C",
     ];
     let (patients, per_patient) = (5_000i64, 400i64);
     let mut builder = EventStoreBuilder::default();

@@ -3,8 +3,8 @@
 
 use carecast_benches::support2_model;
 use carecast_models::{Value, Workspace};
-use carecast_training::Algorithm;
 use carecast_tables::row_values;
+use carecast_training::Algorithm;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
 use std::hint::black_box;
@@ -33,7 +33,9 @@ fn scoring(c: &mut Criterion) {
         group.bench_function("support2_all_rows_parallel", |b| {
             b.iter(|| {
                 rows.par_iter()
-                    .map_init(Workspace::default, |ws, row| package.scorer.score(row, ws).expect("valid row").probability)
+                    .map_init(Workspace::default, |ws, row| {
+                        package.scorer.score(row, ws).expect("valid row").probability
+                    })
                     .sum::<f64>()
             })
         });

@@ -13,8 +13,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
 fn trees(c: &mut Criterion) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
-    let model = xgboost_json(&std::fs::read_to_string(path).expect("shared fixtures beside the repository")).expect("valid model");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
+    let model = xgboost_json(&std::fs::read_to_string(path).expect("shared fixtures beside the repository"))
+        .expect("valid model");
     let (ensemble, width) = (&model.ensemble, model.feature_names.len());
     // Compiled as a package is when loaded: the prediction layout and the TreeSHAP tables.
     let predictor = TreePredictor::new(ensemble);
@@ -39,7 +41,13 @@ fn trees(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % rows;
             phi[..width].fill(0.0);
-            predictor.contributions(ensemble, black_box(&x[i * width..(i + 1) * width]), width, &mut phi[..width], &mut buf);
+            predictor.contributions(
+                ensemble,
+                black_box(&x[i * width..(i + 1) * width]),
+                width,
+                &mut phi[..width],
+                &mut buf,
+            );
             black_box(phi[0])
         })
     });
@@ -49,7 +57,11 @@ fn trees(c: &mut Criterion) {
     group.bench_function("score_and_explain_one_patient_through_scorer", |b| {
         b.iter(|| {
             i = (i + 1) % rows;
-            let values = model.feature_names.iter().zip(&x[i * width..(i + 1) * width]).map(|(n, v)| (n.as_str(), Value::Number(*v)));
+            let values = model
+                .feature_names
+                .iter()
+                .zip(&x[i * width..(i + 1) * width])
+                .map(|(n, v)| (n.as_str(), Value::Number(*v)));
             let row = package.scorer.bind(values).expect("valid row");
             let score = package.scorer.score(&row, &mut ws).expect("scored");
             black_box(carecast_serving::service::score_response(&package, &request, &row, &score))

@@ -35,7 +35,8 @@ pub fn bench_package() -> ModelPackage {
     use carecast_training::rng::Rng;
     use std::fmt::Write;
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
-    let model = xgboost_json(&std::fs::read_to_string(&fixture).expect("shared fixtures beside the repository")).expect("valid model");
+    let model = xgboost_json(&std::fs::read_to_string(&fixture).expect("shared fixtures beside the repository"))
+        .expect("valid model");
     let width = model.feature_names.len();
     let dir = std::env::temp_dir().join(format!("carecast-bench-package-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temporary directory");
@@ -52,12 +53,20 @@ pub fn bench_package() -> ModelPackage {
         let x: Vec<f64> = (0..width).map(|_| rng.normal(0.0, 1.0) as f32 as f64).collect();
         let p = 1.0 / (1.0 + (-model.ensemble.margin(&x)).exp());
         let values: Vec<String> = x.iter().map(f64::to_string).collect();
-        writeln!(csv, "{r},{},{},{}", values.join(","), u8::from(rng.unit() < p), if r % 4 == 0 { "test" } else { "train" }).unwrap();
+        writeln!(
+            csv,
+            "{r},{},{},{}",
+            values.join(","),
+            u8::from(rng.unit() < p),
+            if r % 4 == 0 { "test" } else { "train" }
+        )
+        .unwrap();
     }
     std::fs::write(dir.join("rows.csv"), csv).expect("rows written");
     let task = TaskSpec::from_toml(&task).expect("valid task");
     let registry = Registry::new(dir.join("registry"));
-    let report = import_model(&task, &dir.join("rows.csv"), &registry, &fixture, Format::XgboostJson, None).expect("imported");
+    let report =
+        import_model(&task, &dir.join("rows.csv"), &registry, &fixture, Format::XgboostJson, None).expect("imported");
     let package = load_package(&registry.resolve(&report.name, None).expect("published").1).expect("valid package");
     std::fs::remove_dir_all(&dir).ok();
     package

@@ -1,10 +1,10 @@
 //! `carecast`: from de-identified records to explained risk scores, in one command.
 
 use anyhow::Context;
+use carecast_audit::AuditLog;
+use carecast_audit::Location;
 use carecast_models::Registry;
 use carecast_proto::v1 as pb;
-use carecast_audit::Location;
-use carecast_audit::AuditLog;
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_tables::batch;
 use carecast_tables::{feature_columns, read_table, row_values, text_column};
@@ -323,19 +323,27 @@ enum Command {
 
 /// The bundled copy of a task's data file: `data/` under the working directory, else the checkout's.
 fn bundled_data(file: &str) -> anyhow::Result<PathBuf> {
-    let candidates = [PathBuf::from("data").join(file), Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(file)];
-    candidates
-        .into_iter()
-        .find(|p| p.exists())
-        .with_context(|| format!("bundled data `{file}` not found; pass --data"))
+    let candidates =
+        [PathBuf::from("data").join(file), Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(file)];
+    candidates.into_iter().find(|p| p.exists()).with_context(|| format!("bundled data `{file}` not found; pass --data"))
 }
 
 fn print_report(r: &TrainReport) {
     let m = &r.test;
     println!(
         "{} v{}: test n={} prevalence {:.3} | AUROC {:.3} (95% CI {:.3}-{:.3}) AUPRC {:.3} Brier {:.3} | calibration slope {:.2} intercept {:+.2} | max additivity error {:.1e}",
-        r.name, r.version, m.n, m.prevalence, m.auroc, m.auroc_ci_lower, m.auroc_ci_upper, m.auprc, m.brier,
-        m.calibration_slope, m.calibration_intercept, r.max_additivity_error
+        r.name,
+        r.version,
+        m.n,
+        m.prevalence,
+        m.auroc,
+        m.auroc_ci_lower,
+        m.auroc_ci_upper,
+        m.auprc,
+        m.brier,
+        m.calibration_slope,
+        m.calibration_intercept,
+        r.max_additivity_error
     );
     for (reason, count) in &r.excluded_rows {
         println!("  excluded {count} row(s): {reason}");
@@ -343,7 +351,12 @@ fn print_report(r: &TrainReport) {
 }
 
 /// The fits `--model`, `--calibration` and `--positive-weight` ask for; a custom `--name` fits only one.
-fn fits(model: ModelChoice, calibration: CalibrationChoice, positive_weight: f64, name: Option<&str>) -> anyhow::Result<Vec<TrainOptions>> {
+fn fits(
+    model: ModelChoice,
+    calibration: CalibrationChoice,
+    positive_weight: f64,
+    name: Option<&str>,
+) -> anyhow::Result<Vec<TrainOptions>> {
     let chosen = match model {
         ModelChoice::Logistic => vec![Algorithm::Logistic],
         ModelChoice::Lasso => vec![Algorithm::Lasso],
@@ -352,10 +365,15 @@ fn fits(model: ModelChoice, calibration: CalibrationChoice, positive_weight: f64
         ModelChoice::Mlp => vec![Algorithm::Mlp],
         ModelChoice::Gru => vec![Algorithm::Gru],
         ModelChoice::Hazard => vec![Algorithm::Hazard],
-        ModelChoice::All => vec![Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm, Algorithm::Mlp],
+        ModelChoice::All => {
+            vec![Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm, Algorithm::Mlp]
+        }
     };
     anyhow::ensure!(name.is_none() || chosen.len() == 1, "--name needs a single --model");
-    anyhow::ensure!(positive_weight.is_finite() && positive_weight > 0.0, "--positive-weight must be a positive number");
+    anyhow::ensure!(
+        positive_weight.is_finite() && positive_weight > 0.0,
+        "--positive-weight must be a positive number"
+    );
     let calibration = match calibration {
         CalibrationChoice::None => calibrate::Method::None,
         CalibrationChoice::Platt => calibrate::Method::Platt,
@@ -364,7 +382,13 @@ fn fits(model: ModelChoice, calibration: CalibrationChoice, positive_weight: f64
     Ok(chosen.into_iter().map(|algorithm| TrainOptions { algorithm, calibration, positive_weight }).collect())
 }
 
-fn train_command(registry: &Registry, task: &str, data: Option<PathBuf>, fits: &[TrainOptions], name: Option<&str>) -> anyhow::Result<Vec<TrainReport>> {
+fn train_command(
+    registry: &Registry,
+    task: &str,
+    data: Option<PathBuf>,
+    fits: &[TrainOptions],
+    name: Option<&str>,
+) -> anyhow::Result<Vec<TrainReport>> {
     let (spec, toml) = TaskSpec::load(task)?;
     let data = match data {
         Some(d) => d,
@@ -384,8 +408,12 @@ fn audit_location(registry: &Registry, audit: Option<String>) -> Location {
 }
 
 fn print_score(r: &pb::ScoreResponse) {
-    let band = pb::RiskBand::try_from(r.risk_band).map_or("unknown", |b| b.as_str_name().trim_start_matches("RISK_BAND_"));
-    println!("{} v{} for patient {}: probability {:.3} ({band})", r.model, r.model_version, r.patient_key, r.probability);
+    let band =
+        pb::RiskBand::try_from(r.risk_band).map_or("unknown", |b| b.as_str_name().trim_start_matches("RISK_BAND_"));
+    println!(
+        "{} v{} for patient {}: probability {:.3} ({band})",
+        r.model, r.model_version, r.patient_key, r.probability
+    );
     println!("  starts from the average patient at {:.3} log-odds; clinical factors (log-odds):", r.base_value);
     for f in &r.factors {
         println!("  {:+.3}  {}", f.contribution, f.explanation);
@@ -397,17 +425,26 @@ fn print_score(r: &pb::ScoreResponse) {
 }
 
 /// A gRPC request for one row of a table, every feature named.
-fn request_for_row(model: &str, features: &[carecast_models::FeatureSpec], path: &Path, row: usize, key_column: &str) -> anyhow::Result<pb::ScoreRequest> {
+fn request_for_row(
+    model: &str,
+    features: &[carecast_models::FeatureSpec],
+    path: &Path,
+    row: usize,
+    key_column: &str,
+) -> anyhow::Result<pb::ScoreRequest> {
     let df = read_table(path)?;
     let columns = feature_columns(&df, features)?;
     let key = text_column(&df, key_column)?[row].clone().context("row has no key")?;
     let values = row_values(&columns, row)?;
-    let features = features
-        .iter()
-        .zip(values)
-        .map(|(f, v)| (f.name.clone(), pb::FeatureValue::from(v)))
-        .collect();
-    Ok(pb::ScoreRequest { model: model.to_string(), version: String::new(), patient_key: format!("support2-{key}"), features, max_contributions: 5, ..Default::default() })
+    let features = features.iter().zip(values).map(|(f, v)| (f.name.clone(), pb::FeatureValue::from(v))).collect();
+    Ok(pb::ScoreRequest {
+        model: model.to_string(),
+        version: String::new(),
+        patient_key: format!("support2-{key}"),
+        features,
+        max_contributions: 5,
+        ..Default::default()
+    })
 }
 
 async fn demo(registry: &Registry) -> anyhow::Result<()> {
@@ -423,15 +460,31 @@ async fn demo(registry: &Registry) -> anyhow::Result<()> {
     std::fs::create_dir_all("out")?;
     let audit = AuditLog::open_at(&audit_location(registry, None))?;
     let output = PathBuf::from("out/support2_hospdead_scores.parquet");
-    let report = batch::score_table(&pkg, &data, &output, Path::new("out/support2_hospdead_scores.errors.csv"), Some("sno"), 3, &audit)?;
-    println!("scored {} of {} rows into {} ({} refused)", report.scored, report.rows, output.display(), report.errors.len());
+    let report = batch::score_table(
+        &pkg,
+        &data,
+        &output,
+        Path::new("out/support2_hospdead_scores.errors.csv"),
+        Some("sno"),
+        3,
+        &audit,
+    )?;
+    println!(
+        "scored {} of {} rows into {} ({} refused)",
+        report.scored,
+        report.rows,
+        output.display(),
+        report.errors.len()
+    );
 
     println!("\n== 3. Serve over gRPC and score one patient");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState::new(store, audit, None, carecast_serving::ephemeral_pseudonym_key())); // the demo's own loopback server
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, state, None, async { stopped.await.ok(); }));
+    let server = tokio::spawn(server::serve(listener, state, None, async {
+        stopped.await.ok();
+    }));
     let mut client = pb::scoring_service_client::ScoringServiceClient::connect(format!("http://{addr}")).await?;
     let features: Vec<_> = pkg.manifest.features.clone();
     let request = request_for_row(&gbm.name, &features, &data, 1, "sno")?;
@@ -454,15 +507,35 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let registry = Registry::new(&cli.registry);
     match cli.command {
-        Command::Train { task, meds: Some(meds), features: Some(features), model, calibration, positive_weight, name, .. } => {
+        Command::Train {
+            task,
+            meds: Some(meds),
+            features: Some(features),
+            model,
+            calibration,
+            positive_weight,
+            name,
+            ..
+        } => {
             let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("{}", p.display()));
-            let set = carecast_training::cohort::event_training_set(&meds, &read(Path::new(&task))?, &read(&features)?, carecast_training::dataset::Rows::TaskSplit)?;
+            let set = carecast_training::cohort::event_training_set(
+                &meds,
+                &read(Path::new(&task))?,
+                &read(&features)?,
+                carecast_training::dataset::Rows::TaskSplit,
+            )?;
             for options in fits(model, calibration, positive_weight, name.as_deref())? {
                 print_report(&carecast_training::pipeline::train_set(&set, &registry, options, name.as_deref())?);
             }
         }
         Command::Train { task, data, model, calibration, positive_weight, name, .. } => {
-            train_command(&registry, &task, data, &fits(model, calibration, positive_weight, name.as_deref())?, name.as_deref())?;
+            train_command(
+                &registry,
+                &task,
+                data,
+                &fits(model, calibration, positive_weight, name.as_deref())?,
+                name.as_deref(),
+            )?;
         }
         Command::Import { file, format, task, data, name } => {
             use carecast_training::import::{Format, import_model};
@@ -476,25 +549,36 @@ async fn main() -> anyhow::Result<()> {
                 ImportFormat::Lightgbm => Format::LightgbmText,
             };
             let r = import_model(&spec, &data, &registry, &file, format, name.as_deref())?;
-            println!("{} v{}: {} trees imported; test AUROC {:.3}; largest additivity error {:.1e}", r.name, r.version, r.trees, r.auroc, r.max_additivity_error);
+            println!(
+                "{} v{}: {} trees imported; test AUROC {:.3}; largest additivity error {:.1e}",
+                r.name, r.version, r.trees, r.auroc, r.max_additivity_error
+            );
         }
         Command::Evaluate { model, version, data, meds, all_rows, output } => {
             use carecast_training::{card, pipeline};
             let pkg = ModelStore::new(registry.clone()).get(&model, version.as_deref())?;
-            let rows = if all_rows { carecast_training::dataset::Rows::All } else { carecast_training::dataset::Rows::TaskSplit };
+            let rows = if all_rows {
+                carecast_training::dataset::Rows::All
+            } else {
+                carecast_training::dataset::Rows::TaskSplit
+            };
             let table;
             let source = match &meds {
                 Some(m) => pipeline::EvaluationData::Meds(m),
                 None => {
                     table = match data {
                         Some(d) => d,
-                        None => bundled_data(&TaskSpec::from_toml(&std::fs::read_to_string(pkg.dir.join("task.toml"))?)?.data)?,
+                        None => bundled_data(
+                            &TaskSpec::from_toml(&std::fs::read_to_string(pkg.dir.join("task.toml"))?)?.data,
+                        )?,
                     };
                     pipeline::EvaluationData::Table(&table)
                 }
             };
             let metrics = pipeline::evaluate_package(&pkg, source, rows)?;
-            let out = output.unwrap_or_else(|| PathBuf::from("evaluation").join(format!("{}-v{}", pkg.manifest.name, pkg.manifest.version)));
+            let out = output.unwrap_or_else(|| {
+                PathBuf::from("evaluation").join(format!("{}-v{}", pkg.manifest.name, pkg.manifest.version))
+            });
             std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
             std::fs::write(out.join("metrics.json"), serde_json::to_vec_pretty(&metrics)?)?;
             std::fs::write(out.join(card::MARKDOWN), card::markdown(&pkg.manifest, &metrics))?;
@@ -502,8 +586,18 @@ async fn main() -> anyhow::Result<()> {
             let m = &metrics.report.metrics;
             println!(
                 "{} v{} on {}: n={} AUROC {:.3} ({:.3}-{:.3}) Brier {:.4} slope {:.2} intercept {:+.2} ICI {:.4}; report in {}",
-                pkg.manifest.name, pkg.manifest.version, metrics.split, m.n, m.auroc, m.auroc_ci_lower, m.auroc_ci_upper, m.brier,
-                m.calibration_slope, m.calibration_intercept, metrics.report.ici, out.display()
+                pkg.manifest.name,
+                pkg.manifest.version,
+                metrics.split,
+                m.n,
+                m.auroc,
+                m.auroc_ci_lower,
+                m.auroc_ci_upper,
+                m.brier,
+                m.calibration_slope,
+                m.calibration_intercept,
+                metrics.report.ici,
+                out.display()
             );
         }
         Command::Recalibrate { model, version, data, meds } => {
@@ -527,7 +621,14 @@ async fn main() -> anyhow::Result<()> {
             let errors = errors.unwrap_or_else(|| output.with_extension("errors.csv"));
             let audit = AuditLog::open_at(&audit_location(&registry, audit))?;
             let report = batch::score_table(&pkg, &input, &output, &errors, key_column.as_deref(), top, &audit)?;
-            println!("{} v{}: scored {} of {} rows into {}", pkg.manifest.name, pkg.manifest.version, report.scored, report.rows, output.display());
+            println!(
+                "{} v{}: scored {} of {} rows into {}",
+                pkg.manifest.name,
+                pkg.manifest.version,
+                report.scored,
+                report.rows,
+                output.display()
+            );
             if !report.errors.is_empty() {
                 println!("{} row(s) refused; see {}", report.errors.len(), errors.display());
             }
@@ -555,7 +656,12 @@ async fn main() -> anyhow::Result<()> {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
             let (document, public) = carecast_audit::Signer::generate().map_err(anyhow::Error::msg)?;
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&out).with_context(|| format!("{}", out.display()))?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("{}", out.display()))?;
             file.write_all(&document)?;
             file.sync_all()?;
             println!("signing key written to {} (keep it secret); public key:\n{public}", out.display());
@@ -579,38 +685,57 @@ async fn main() -> anyhow::Result<()> {
             let auth = match (jwks, insecure_demo) {
                 (Some(jwks), _) => {
                     let text = std::fs::read_to_string(&jwks).with_context(|| format!("{}", jwks.display()))?;
-                    let (issuer, audience) = (issuer.expect("required with --jwks"), audience.expect("required with --jwks"));
-                    let auth = carecast_serving::auth::Authenticator::from_jwks(&text, &issuer, &audience).map_err(anyhow::Error::msg)?;
+                    let (issuer, audience) =
+                        (issuer.expect("required with --jwks"), audience.expect("required with --jwks"));
+                    let auth = carecast_serving::auth::Authenticator::from_jwks(&text, &issuer, &audience)
+                        .map_err(anyhow::Error::msg)?;
                     Some(auth.with_max_lifetime(max_token_lifetime))
                 }
                 (None, true) => {
                     tracing::warn!("serving WITHOUT authentication (--insecure-demo): a local demo only");
                     None
                 }
-                (None, false) => anyhow::bail!("refusing to serve without authentication: give --jwks FILE --issuer ISS --audience AUD, or --insecure-demo for a local demo"),
+                (None, false) => anyhow::bail!(
+                    "refusing to serve without authentication: give --jwks FILE --issuer ISS --audience AUD, or --insecure-demo for a local demo"
+                ),
             };
             let pseudonyms = match (pseudonym_key_file, insecure_demo) {
                 (Some(path), _) => carecast_models::deid::PseudonymKey::from_file(&path).map_err(anyhow::Error::msg)?,
                 (None, true) => carecast_serving::ephemeral_pseudonym_key(),
-                (None, false) => anyhow::bail!("refusing to serve without the trust's pseudonym key: give --pseudonym-key-file FILE (or CARECAST_PSEUDONYM_KEY_FILE)"),
+                (None, false) => anyhow::bail!(
+                    "refusing to serve without the trust's pseudonym key: give --pseudonym-key-file FILE (or CARECAST_PSEUDONYM_KEY_FILE)"
+                ),
             };
             let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(carecast_serving::tls::Tls::from_files(&cert, &key, client_ca.as_deref()).map_err(anyhow::Error::msg)?),
+                (Some(cert), Some(key)) => Some(
+                    carecast_serving::tls::Tls::from_files(&cert, &key, client_ca.as_deref())
+                        .map_err(anyhow::Error::msg)?,
+                ),
                 _ => None,
             };
             let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr}"))?;
             let local = listener.local_addr()?;
             if insecure_demo && !local.ip().is_loopback() {
-                anyhow::bail!("refusing to serve without authentication on {local}: --insecure-demo binds to loopback only");
+                anyhow::bail!(
+                    "refusing to serve without authentication on {local}: --insecure-demo binds to loopback only"
+                );
             }
             if tls.is_none() && !local.ip().is_loopback() {
-                anyhow::bail!("refusing to serve health data in plain text on {local}: give --tls-cert and --tls-key (and --client-ca for mutual TLS), or bind to loopback behind a TLS-terminating proxy");
+                anyhow::bail!(
+                    "refusing to serve health data in plain text on {local}: give --tls-cert and --tls-key (and --client-ca for mutual TLS), or bind to loopback behind a TLS-terminating proxy"
+                );
             }
             let store = ModelStore::new(registry.clone());
             let loaded = store.preload()?;
-            let signer = audit_signing_key.as_deref().map(carecast_audit::Signer::from_file).transpose().map_err(anyhow::Error::msg)?;
+            let signer = audit_signing_key
+                .as_deref()
+                .map(carecast_audit::Signer::from_file)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             if signer.is_none() {
-                tracing::warn!("the audit trail's checkpoints are not signed (no --audit-signing-key): its records could be rewritten undetected by whoever can write it");
+                tracing::warn!(
+                    "the audit trail's checkpoints are not signed (no --audit-signing-key): its records could be rewritten undetected by whoever can write it"
+                );
             }
             let signing = carecast_audit::Signing { signer, copies: audit_checkpoints };
             let audit = AuditLog::open_signed(&audit_location(&registry, audit), signing)?;
@@ -621,14 +746,16 @@ async fn main() -> anyhow::Result<()> {
             };
             tracing::info!(addr = %local, transport, models = loaded, audit = %audit.location(), "carecast serving");
             let shutdown = async {
-                let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                let mut terminate =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => {}
                     _ = terminate.recv() => {}
                 }
                 tracing::info!("shutting down: no new connections; draining in-flight requests");
             };
-            let fhir_servers = carecast_serving::fhir_server::FhirServers::new(&fhir_servers).map_err(anyhow::Error::msg)?;
+            let fhir_servers =
+                carecast_serving::fhir_server::FhirServers::new(&fhir_servers).map_err(anyhow::Error::msg)?;
             let state = AppState::new(store, audit, auth, pseudonyms).with_fhir_servers(fhir_servers);
             server::serve(listener, Arc::new(state), tls, shutdown).await?;
             tracing::info!("drained; stopped");
@@ -663,7 +790,11 @@ async fn main() -> anyhow::Result<()> {
             meds::write_meds(&store, &splits, &output, &input.display().to_string())?;
             println!(
                 "{}: {} rows read, {} subjects and {} events written to {}{}",
-                input.display(), report.rows_read, store.n_patients(), report.events, output.display(),
+                input.display(),
+                report.rows_read,
+                store.n_patients(),
+                report.events,
+                output.display(),
                 if pseudonymised { " (pseudonymised)" } else { "" }
             );
             for (reason, n) in &report.dropped {
@@ -673,21 +804,29 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Synth { patients, seed, output, shard_size } => {
             let started = std::time::Instant::now();
-            let (events, onsets, observations, deteriorations) = carecast_training::synth::write_population(patients, seed, shard_size, &output)?;
+            let (events, onsets, observations, deteriorations) =
+                carecast_training::synth::write_population(patients, seed, shard_size, &output)?;
             println!(
                 "{patients} patients, {events} events, {onsets} dementia onsets within 5 years, {observations} inpatient observations, {deteriorations} deteriorations, written to {} in {:.1?}",
-                output.display(), started.elapsed()
+                output.display(),
+                started.elapsed()
             );
         }
         Command::Labels { meds, task, output } => {
             use carecast_training::cohort;
-            let spec: cohort::EventTaskSpec = toml::from_str(&std::fs::read_to_string(&task).with_context(|| format!("{}", task.display()))?)
-                .with_context(|| format!("{}", task.display()))?;
+            let spec: cohort::EventTaskSpec =
+                toml::from_str(&std::fs::read_to_string(&task).with_context(|| format!("{}", task.display()))?)
+                    .with_context(|| format!("{}", task.display()))?;
             let (store, _, _) = carecast_training::ingest::meds::read_meds(&meds)?;
             let (labels, excluded) = cohort::label(&store, &spec)?;
             cohort::write_labels(&labels, &output)?;
             let positives = labels.iter().filter(|l| l.value).count();
-            println!("{}: {} prediction times, {positives} positive, written to {}", spec.name, labels.len(), output.display());
+            println!(
+                "{}: {} prediction times, {positives} positive, written to {}",
+                spec.name,
+                labels.len(),
+                output.display()
+            );
             for (reason, n) in &excluded {
                 println!("  left out {n}: {reason}");
             }

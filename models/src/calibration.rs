@@ -70,13 +70,18 @@ impl Calibration {
     /// The same calibration shifted by `delta` log-odds: recalibration in the large.
     pub fn shifted(&self, delta: f64) -> Self {
         match self {
-            Calibration::Platt { intercept, slope } => Calibration::Platt { intercept: intercept + delta, slope: *slope },
-            Calibration::Isotonic { margins, probabilities, logit_offset } => {
-                Calibration::Isotonic { margins: margins.clone(), probabilities: probabilities.clone(), logit_offset: logit_offset + delta }
+            Calibration::Platt { intercept, slope } => {
+                Calibration::Platt { intercept: intercept + delta, slope: *slope }
             }
-            Calibration::DiscreteHazard { interval_offsets, logit_offset } => {
-                Calibration::DiscreteHazard { interval_offsets: interval_offsets.clone(), logit_offset: logit_offset + delta }
-            }
+            Calibration::Isotonic { margins, probabilities, logit_offset } => Calibration::Isotonic {
+                margins: margins.clone(),
+                probabilities: probabilities.clone(),
+                logit_offset: logit_offset + delta,
+            },
+            Calibration::DiscreteHazard { interval_offsets, logit_offset } => Calibration::DiscreteHazard {
+                interval_offsets: interval_offsets.clone(),
+                logit_offset: logit_offset + delta,
+            },
         }
     }
 
@@ -95,11 +100,17 @@ impl Calibration {
                     && probabilities.iter().all(|p| (0.0..=1.0).contains(p))
                     && logit_offset.is_finite();
                 if !ok {
-                    return Err("isotonic calibration needs increasing margins and non-decreasing probabilities in [0, 1]".into());
+                    return Err(
+                        "isotonic calibration needs increasing margins and non-decreasing probabilities in [0, 1]"
+                            .into(),
+                    );
                 }
             }
             Calibration::DiscreteHazard { interval_offsets, logit_offset } => {
-                if interval_offsets.is_empty() || interval_offsets.iter().any(|d| !d.is_finite()) || !logit_offset.is_finite() {
+                if interval_offsets.is_empty()
+                    || interval_offsets.iter().any(|d| !d.is_finite())
+                    || !logit_offset.is_finite()
+                {
                     return Err("a discrete-time hazard needs finite offsets for at least one interval".into());
                 }
             }
@@ -128,7 +139,11 @@ mod tests {
 
     #[test]
     fn isotonic_interpolates_and_is_flat_beyond_its_knots() {
-        let c = Calibration::Isotonic { margins: vec![-1.0, 0.0, 2.0], probabilities: vec![0.1, 0.2, 0.6], logit_offset: 0.0 };
+        let c = Calibration::Isotonic {
+            margins: vec![-1.0, 0.0, 2.0],
+            probabilities: vec![0.1, 0.2, 0.6],
+            logit_offset: 0.0,
+        };
         let p = |m: f64| 1.0 / (1.0 + (-c.log_odds(m)).exp());
         assert!((p(-5.0) - 0.1).abs() < 1e-12 && (p(9.0) - 0.6).abs() < 1e-12);
         assert!((p(1.0) - 0.4).abs() < 1e-12);

@@ -75,7 +75,18 @@ pub fn is_full_postcode(s: &str) -> bool {
     }
     let (outward, inward) = s.split_at(s.len() - 3);
     let inward_ok = inward[0].is_ascii_digit() && inward[1].is_ascii_alphabetic() && inward[2].is_ascii_alphabetic();
-    let shape: String = outward.iter().map(|c| if c.is_ascii_digit() { '9' } else if c.is_ascii_alphabetic() { 'A' } else { '?' }).collect();
+    let shape: String = outward
+        .iter()
+        .map(|c| {
+            if c.is_ascii_digit() {
+                '9'
+            } else if c.is_ascii_alphabetic() {
+                'A'
+            } else {
+                '?'
+            }
+        })
+        .collect();
     inward_ok && matches!(shape.as_str(), "A9" | "A99" | "AA9" | "AA99" | "A9A" | "AA9A")
 }
 
@@ -116,7 +127,11 @@ impl PseudonymKey {
 
     pub fn new(key: Vec<u8>) -> Result<Self, String> {
         if key.len() < Self::MIN_BYTES {
-            return Err(format!("a pseudonym key needs at least {} bytes; this one has {}", Self::MIN_BYTES, key.len()));
+            return Err(format!(
+                "a pseudonym key needs at least {} bytes; this one has {}",
+                Self::MIN_BYTES,
+                key.len()
+            ));
         }
         Ok(Self(key))
     }
@@ -150,7 +165,11 @@ impl std::fmt::Debug for PseudonymKey {
 /// An e-mail address.
 pub fn is_email(s: &str) -> bool {
     let Some((user, domain)) = s.trim().split_once('@') else { return false };
-    !user.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.') && !s.contains(char::is_whitespace)
+    !user.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.contains(char::is_whitespace)
 }
 
 /// A UK telephone number: `+44` or `0` then 9-10 digits (spaces, dashes, brackets allowed).
@@ -169,13 +188,89 @@ pub fn is_uk_phone(s: &str) -> bool {
 /// Common forenames of people in England and Wales (ONS): a text value whose first word is one
 /// of these and which has a second capitalised word looks like a person's name.
 const FORENAMES: &[&str] = &[
-    "john", "david", "michael", "paul", "andrew", "peter", "james", "robert", "mark", "richard", "stephen", "christopher",
-    "ian", "william", "thomas", "daniel", "george", "anthony", "alan", "brian", "kevin", "gary", "simon", "matthew", "jack",
-    "harry", "oliver", "charlie", "joshua", "mohammed", "muhammad", "ali", "susan", "margaret", "sarah", "patricia",
-    "elizabeth", "mary", "karen", "julie", "helen", "jane", "linda", "emma", "claire", "nicola", "lisa", "jennifer",
-    "catherine", "rachel", "amanda", "joanne", "michelle", "laura", "louise", "jessica", "sophie", "emily", "olivia",
-    "amelia", "lucy", "hannah", "chloe", "charlotte", "anne", "ann", "barbara", "christine", "dorothy", "joan", "jean",
-    "pauline", "janet", "valerie", "sandra", "fatima", "aisha", "priya", "raj", "sanjay", "wei", "ahmed", "omar",
+    "john",
+    "david",
+    "michael",
+    "paul",
+    "andrew",
+    "peter",
+    "james",
+    "robert",
+    "mark",
+    "richard",
+    "stephen",
+    "christopher",
+    "ian",
+    "william",
+    "thomas",
+    "daniel",
+    "george",
+    "anthony",
+    "alan",
+    "brian",
+    "kevin",
+    "gary",
+    "simon",
+    "matthew",
+    "jack",
+    "harry",
+    "oliver",
+    "charlie",
+    "joshua",
+    "mohammed",
+    "muhammad",
+    "ali",
+    "susan",
+    "margaret",
+    "sarah",
+    "patricia",
+    "elizabeth",
+    "mary",
+    "karen",
+    "julie",
+    "helen",
+    "jane",
+    "linda",
+    "emma",
+    "claire",
+    "nicola",
+    "lisa",
+    "jennifer",
+    "catherine",
+    "rachel",
+    "amanda",
+    "joanne",
+    "michelle",
+    "laura",
+    "louise",
+    "jessica",
+    "sophie",
+    "emily",
+    "olivia",
+    "amelia",
+    "lucy",
+    "hannah",
+    "chloe",
+    "charlotte",
+    "anne",
+    "ann",
+    "barbara",
+    "christine",
+    "dorothy",
+    "joan",
+    "jean",
+    "pauline",
+    "janet",
+    "valerie",
+    "sandra",
+    "fatima",
+    "aisha",
+    "priya",
+    "raj",
+    "sanjay",
+    "wei",
+    "ahmed",
+    "omar",
 ];
 
 /// A person's name: a common forename followed by at least one more capitalised word, or
@@ -192,7 +287,9 @@ pub fn is_person_name(s: &str) -> bool {
     words.len() >= 2
         && words.len() <= 4
         && FORENAMES.contains(&words[0].to_lowercase().as_str())
-        && words[1..].iter().all(|w| w.chars().next().is_some_and(char::is_uppercase) && w.chars().all(|c| c.is_alphabetic() || "'-".contains(c)))
+        && words[1..].iter().all(|w| {
+            w.chars().next().is_some_and(char::is_uppercase) && w.chars().all(|c| c.is_alphabetic() || "'-".contains(c))
+        })
 }
 
 #[cfg(test)]
@@ -216,7 +313,16 @@ mod tests {
             assert!(check_patient_key(ok).is_ok(), "{ok}");
         }
         // Identifiers in disguise: prefixed, separated, written as floats; postcodes separated.
-        for disguised in ["NHS9434765919", "nhs:9434765919", "943.476.5919", "9434765919.0", "9.434765919E9", "SW1A-1AA", "sw1a.1aa", "12/03/1950"] {
+        for disguised in [
+            "NHS9434765919",
+            "nhs:9434765919",
+            "943.476.5919",
+            "9434765919.0",
+            "9.434765919E9",
+            "SW1A-1AA",
+            "sw1a.1aa",
+            "12/03/1950",
+        ] {
             assert!(check_patient_key(disguised).is_err(), "{disguised}");
         }
         // Every check digit the modulus-11 rule accepts, and none it refuses, by brute force over
@@ -260,6 +366,11 @@ mod tests {
         assert!(!is_person_name("Cancer, lung") && !is_person_name("Smith, Colon"));
         assert!(is_full_date("12/03/1950") && is_full_date("1950-03-12T00:00:00") && is_full_date("12.03.1950 00:00"));
         assert!(!is_full_date("1950-03") && !is_full_date("12/13/1950 noon"));
-        assert!(!is_person_name("Colon Cancer") && !is_person_name("Lung Cancer") && !is_person_name("ARF/MOSF w/Sepsis") && !is_person_name("John"));
+        assert!(
+            !is_person_name("Colon Cancer")
+                && !is_person_name("Lung Cancer")
+                && !is_person_name("ARF/MOSF w/Sepsis")
+                && !is_person_name("John")
+        );
     }
 }

@@ -72,7 +72,14 @@ impl Estimator {
     /// Each column's contribution for many rows (row-major, `width` columns each), written into
     /// `phi` (the same shape, overwritten): exact Shapley values for linear and tree models,
     /// integrated gradients for the networks.
-    pub(crate) fn contributions(&self, compiled: &Compiled, x: &[f64], width: usize, phi: &mut [f64], buf: &mut TreeShapBuffer) {
+    pub(crate) fn contributions(
+        &self,
+        compiled: &Compiled,
+        x: &[f64],
+        width: usize,
+        phi: &mut [f64],
+        buf: &mut TreeShapBuffer,
+    ) {
         let per_row = |phi: &mut [f64], explain: &mut dyn FnMut(&[f64], &mut [f64])| {
             x.chunks(width).zip(phi.chunks_mut(width)).for_each(|(row, phi)| explain(row, phi));
         };
@@ -96,21 +103,18 @@ impl Estimator {
         match self {
             Estimator::LogisticRegression(m) => {
                 if m.weights.len() != n_columns || m.background.len() != n_columns {
-                    return Err(format!(
-                        "logistic model has {} weights for {n_columns} columns",
-                        m.weights.len()
-                    ));
+                    return Err(format!("logistic model has {} weights for {n_columns} columns", m.weights.len()));
                 }
                 if !m.intercept.is_finite() || m.weights.iter().any(|w| !w.is_finite()) {
                     return Err("logistic model has non-finite coefficients".into());
                 }
                 Ok(())
             }
-            Estimator::GradientBoostedTrees(m) => {
-                m.trees.iter().enumerate().try_for_each(|(i, t)| {
-                    t.validate(n_columns).map_err(|e| format!("tree {i}: {e}"))
-                })
-            }
+            Estimator::GradientBoostedTrees(m) => m
+                .trees
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, t)| t.validate(n_columns).map_err(|e| format!("tree {i}: {e}"))),
             Estimator::Mlp(m) => m.validate(n_columns),
             Estimator::Gru(m) => m.validate(n_columns),
         }

@@ -175,7 +175,8 @@ mod tests {
 
     #[test]
     fn features_sharing_a_factor_are_explained_together() {
-        let mut specs: Vec<FeatureSpec> = ["sbp_0", "age", "sbp_1", "sbp_min"].iter().map(|n| FeatureSpec::plain(n, FeatureKind::Numeric)).collect();
+        let mut specs: Vec<FeatureSpec> =
+            ["sbp_0", "age", "sbp_1", "sbp_min"].iter().map(|n| FeatureSpec::plain(n, FeatureKind::Numeric)).collect();
         for s in [0, 2, 3] {
             specs[s].factor = Some("Systolic BP".into());
         }
@@ -190,7 +191,10 @@ mod tests {
         assert_eq!(grouped.iter().sum::<f64>(), per_feature.iter().sum::<f64>());
         let row = [Value::Number(82.0), Value::Number(70.0), Value::Missing, Value::Number(80.0)];
         let refs: Vec<&FeatureSpec> = specs.iter().collect();
-        assert_eq!(factors.reason(0, &refs, &row, grouped[0]), "Systolic BP (latest set) 82 mmHg and 2 related inputs: raises risk");
+        assert_eq!(
+            factors.reason(0, &refs, &row, grouped[0]),
+            "Systolic BP (latest set) 82 mmHg and 2 related inputs: raises risk"
+        );
         assert_eq!(factors.reason(1, &refs, &row, grouped[1]), "age 70: lowers risk");
     }
 }

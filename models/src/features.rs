@@ -58,7 +58,11 @@ impl FeatureSetSpec {
             if !seen.insert(f.name.as_str()) {
                 return Err(format!("feature `{}` declared twice", f.name));
             }
-            let limits = crate::schema::FeatureSpec { possible: f.possible, plausible: f.plausible, ..crate::schema::FeatureSpec::plain(&f.name, crate::schema::FeatureKind::Numeric) };
+            let limits = crate::schema::FeatureSpec {
+                possible: f.possible,
+                plausible: f.plausible,
+                ..crate::schema::FeatureSpec::plain(&f.name, crate::schema::FeatureKind::Numeric)
+            };
             limits.validate_limits()?;
             let codes = match &f.kind {
                 FeatureKind::Present { codes, .. }
@@ -72,10 +76,16 @@ impl FeatureSetSpec {
             }
             if let FeatureKind::Measurement { agg, rank: Some(rank), .. } = &f.kind {
                 if *rank > MAX_RANK {
-                    return Err(format!("feature `{}`: rank {rank} is beyond the oldest step kept ({MAX_RANK})", f.name));
+                    return Err(format!(
+                        "feature `{}`: rank {rank} is beyond the oldest step kept ({MAX_RANK})",
+                        f.name
+                    ));
                 }
                 if !matches!(agg, Aggregate::Latest | Aggregate::HoursAgo) {
-                    return Err(format!("feature `{}`: a rank picks one event, so agg must be `latest` or `hours_ago`", f.name));
+                    return Err(format!(
+                        "feature `{}`: a rank picks one event, so agg must be `latest` or `hours_ago`",
+                        f.name
+                    ));
                 }
             }
         }

@@ -79,7 +79,8 @@ impl Gru {
             let reset: Vec<f64> = a.iter().zip(&b).map(|(p, q)| sigmoid(p + q)).collect();
             gate(&self.candidate, &mut a, &mut b);
             let candidate: Vec<f64> = a.iter().zip(&b).zip(&reset).map(|((p, q), r)| (p + r * q).tanh()).collect();
-            let next: Vec<f64> = h.iter().zip(&update).zip(&candidate).map(|((h, z), n)| (1.0 - z) * n + z * h).collect();
+            let next: Vec<f64> =
+                h.iter().zip(&update).zip(&candidate).map(|((h, z), n)| (1.0 - z) * n + z * h).collect();
             let previous = std::mem::replace(&mut h, next);
             if let Some(trace) = trace.as_deref_mut() {
                 trace.push(StepTrace { input, previous, update, reset, candidate, recurrent: b.clone() });
@@ -113,12 +114,20 @@ impl Gru {
         let mut dh = w[..hidden].to_vec();
         for (s, columns) in trace.iter().zip(&self.steps).rev() {
             let mut dh_previous: Vec<f64> = dh.iter().zip(&s.update).map(|(d, z)| d * z).collect();
-            let d_candidate: Vec<f64> = (0..hidden).map(|j| dh[j] * (1.0 - s.update[j]) * (1.0 - s.candidate[j] * s.candidate[j])).collect();
-            let d_update: Vec<f64> = (0..hidden).map(|j| dh[j] * (s.previous[j] - s.candidate[j]) * s.update[j] * (1.0 - s.update[j])).collect();
-            let d_reset: Vec<f64> = (0..hidden).map(|j| d_candidate[j] * s.recurrent[j] * s.reset[j] * (1.0 - s.reset[j])).collect();
+            let d_candidate: Vec<f64> =
+                (0..hidden).map(|j| dh[j] * (1.0 - s.update[j]) * (1.0 - s.candidate[j] * s.candidate[j])).collect();
+            let d_update: Vec<f64> = (0..hidden)
+                .map(|j| dh[j] * (s.previous[j] - s.candidate[j]) * s.update[j] * (1.0 - s.update[j]))
+                .collect();
+            let d_reset: Vec<f64> =
+                (0..hidden).map(|j| d_candidate[j] * s.recurrent[j] * s.reset[j] * (1.0 - s.reset[j])).collect();
             let d_recurrent: Vec<f64> = d_candidate.iter().zip(&s.reset).map(|(d, r)| d * r).collect();
             let mut dx = vec![0.0; s.input.len()];
-            for (gate, d_input, d_hidden) in [(&self.update, &d_update, &d_update), (&self.reset, &d_reset, &d_reset), (&self.candidate, &d_candidate, &d_recurrent)] {
+            for (gate, d_input, d_hidden) in [
+                (&self.update, &d_update, &d_update),
+                (&self.reset, &d_reset, &d_reset),
+                (&self.candidate, &d_candidate, &d_recurrent),
+            ] {
                 gate.input.back(d_input, &mut dx);
                 gate.hidden.back(d_hidden, &mut dh_previous);
             }
@@ -160,7 +169,9 @@ impl Gru {
         if self.steps.is_empty() || self.steps.iter().any(|s| s.len() != channels) {
             return Err("GRU needs at least one step, each with the same channels".into());
         }
-        if self.steps.iter().flatten().chain(&self.static_columns).any(|&c| c >= n_columns) || self.background.len() != n_columns {
+        if self.steps.iter().flatten().chain(&self.static_columns).any(|&c| c >= n_columns)
+            || self.background.len() != n_columns
+        {
             return Err(format!("GRU reads columns beyond the {n_columns} encoded ones"));
         }
         for (name, g) in [("update", &self.update), ("reset", &self.reset), ("candidate", &self.candidate)] {
@@ -212,7 +223,15 @@ mod tests {
         let mut w = weights.iter().copied().cycle();
         let mut gate = || Gate { input: dense(2, 4, &mut w), hidden: dense(4, 4, &mut w) };
         let (update, reset, candidate) = (gate(), gate(), gate());
-        Gru { steps: vec![vec![0, 1], vec![3, 4], vec![6, 7]], static_columns: vec![2, 5], update, reset, candidate, output: dense(6, 1, &mut w), background }
+        Gru {
+            steps: vec![vec![0, 1], vec![3, 4], vec![6, 7]],
+            static_columns: vec![2, 5],
+            update,
+            reset,
+            candidate,
+            output: dense(6, 1, &mut w),
+            background,
+        }
     }
 
     #[test]

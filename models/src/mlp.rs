@@ -44,7 +44,11 @@ impl Dense {
 
     /// Checks the shapes against the expected ones and that every weight is finite.
     pub(crate) fn validate(&self, inputs: usize, outputs: usize) -> Result<(), String> {
-        if self.inputs != inputs || self.outputs != outputs || self.weights.len() != inputs * outputs || self.bias.len() != outputs {
+        if self.inputs != inputs
+            || self.outputs != outputs
+            || self.weights.len() != inputs * outputs
+            || self.bias.len() != outputs
+        {
             return Err(format!("expected {inputs} inputs and {outputs} outputs, found inconsistent shapes"));
         }
         if self.weights.iter().chain(&self.bias).any(|w| !w.is_finite()) {
@@ -135,7 +139,10 @@ impl Mlp {
 
     pub fn validate(&self, n_columns: usize) -> Result<(), String> {
         if self.layers.is_empty() || self.background.len() != n_columns {
-            return Err(format!("MLP has no layers or a background of {} for {n_columns} columns", self.background.len()));
+            return Err(format!(
+                "MLP has no layers or a background of {} for {n_columns} columns",
+                self.background.len()
+            ));
         }
         let mut inputs = n_columns;
         for (i, l) in self.layers.iter().enumerate() {
@@ -153,7 +160,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn layer(inputs: usize, outputs: usize, w: &[f64]) -> Dense {
-        Dense { inputs, outputs, weights: w[..inputs * outputs].to_vec(), bias: w[inputs * outputs..inputs * outputs + outputs].to_vec() }
+        Dense {
+            inputs,
+            outputs,
+            weights: w[..inputs * outputs].to_vec(),
+            bias: w[inputs * outputs..inputs * outputs + outputs].to_vec(),
+        }
     }
 
     /// Integrated gradients by a fine midpoint Riemann sum with numerical gradients.

@@ -2,8 +2,8 @@
 //! test-split metrics and the task it was trained for, each file pinned by SHA-256. A package whose
 //! files do not match its manifest is refused, so a corrupt or tampered model never scores.
 
-use crate::scorer::{ModelDefinition, Scorer};
 use crate::schema::FeatureSpec;
+use crate::scorer::{ModelDefinition, Scorer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -95,7 +95,12 @@ pub struct EventInputs {
 impl EventInputs {
     /// One patient's model inputs at `at` (microseconds) from their events (sorted by time;
     /// `code` indexes `codes`): a value, or missing.
-    pub fn row<S: AsRef<str>>(&self, codes: &[S], events: &[crate::features::extract::Event], at: i64) -> Vec<crate::Value<'static>> {
+    pub fn row<S: AsRef<str>>(
+        &self,
+        codes: &[S],
+        events: &[crate::features::extract::Event],
+        at: i64,
+    ) -> Vec<crate::Value<'static>> {
         let mut x = vec![f64::NAN; self.extractor.n_features()];
         self.extractor.bind(codes).extract(events, at, &mut x, &mut Default::default());
         x.into_iter().map(|v| if v.is_nan() { crate::Value::Missing } else { crate::Value::Number(v) }).collect()
@@ -189,7 +194,8 @@ pub fn load_package(dir: &Path) -> Result<ModelPackage, PackageError> {
         None => None,
         Some(bytes) => {
             let text = std::str::from_utf8(bytes).map_err(|_| invalid(format!("{FEATURES} is not UTF-8")))?;
-            let spec = crate::features::FeatureSetSpec::from_toml(text).map_err(|e| invalid(format!("{FEATURES}: {e}")))?;
+            let spec =
+                crate::features::FeatureSetSpec::from_toml(text).map_err(|e| invalid(format!("{FEATURES}: {e}")))?;
             let extractor = crate::features::extract::FeatureExtractor::new(&spec);
             let names = |specs: Vec<&FeatureSpec>| specs.into_iter().map(|f| f.name.clone()).collect::<Vec<_>>();
             if names(extractor.feature_specs().iter().collect()) != names(declared) {

@@ -85,9 +85,7 @@ impl Preprocessor {
                 FeatureStats::Numeric { had_missing, .. } => {
                     1 + usize::from(*had_missing && self.encoding == Encoding::Standardised)
                 }
-                FeatureStats::Categorical { levels, had_missing, .. } => {
-                    levels.len() + usize::from(*had_missing)
-                }
+                FeatureStats::Categorical { levels, had_missing, .. } => levels.len() + usize::from(*had_missing),
             };
             owners.extend(std::iter::repeat_n(i, width));
         }
@@ -102,12 +100,7 @@ impl Preprocessor {
     /// Encodes one row, given in feature order, into `out` (cleared first). Refuses values of the
     /// wrong type, non-finite numbers and unknown categories, naming the feature; reports
     /// imputation and out-of-range values as warnings.
-    pub fn encode(
-        &self,
-        row: &[Value<'_>],
-        out: &mut Vec<f64>,
-        warnings: &mut Vec<Warning>,
-    ) -> Result<(), InputError> {
+    pub fn encode(&self, row: &[Value<'_>], out: &mut Vec<f64>, warnings: &mut Vec<Warning>) -> Result<(), InputError> {
         debug_assert_eq!(row.len(), self.features.len());
         out.clear();
         for (i, (f, value)) in self.features.iter().zip(row).enumerate() {
@@ -128,18 +121,28 @@ impl Preprocessor {
                     };
                     let unit = f.spec.unit.as_deref().map(|u| format!(" {u}")).unwrap_or_default();
                     // The message names the range, never the value (errors can reach logs).
-                    let outside = |range: Option<[f64; 2]>| x.zip(range).filter(|&(x, [lo, hi])| x < lo || x > hi).map(|(_, r)| r);
+                    let outside = |range: Option<[f64; 2]>| {
+                        x.zip(range).filter(|&(x, [lo, hi])| x < lo || x > hi).map(|(_, r)| r)
+                    };
                     if let Some([lo, hi]) = outside(f.spec.possible) {
                         return Err(InputError::new(
                             &f.spec.name,
-                            format!("outside the possible range {}{unit} to {}{unit}: check the value and its unit", fmt_num(lo), fmt_num(hi)),
+                            format!(
+                                "outside the possible range {}{unit} to {}{unit}: check the value and its unit",
+                                fmt_num(lo),
+                                fmt_num(hi)
+                            ),
                         ));
                     }
                     if let Some([lo, hi]) = outside(f.spec.plausible) {
                         warnings.push(Warning {
                             feature: i,
                             kind: WarningKind::Implausible,
-                            message: format!("outside the plausible range {}{unit} to {}{unit}: check it", fmt_num(lo), fmt_num(hi)),
+                            message: format!(
+                                "outside the plausible range {}{unit} to {}{unit}: check it",
+                                fmt_num(lo),
+                                fmt_num(hi)
+                            ),
                         });
                     }
                     match x {
@@ -157,10 +160,9 @@ impl Preprocessor {
                             feature: i,
                             kind: WarningKind::MissingImputed,
                             message: match self.encoding {
-                                Encoding::Standardised => format!(
-                                    "not recorded: imputed with the training median {}{unit}",
-                                    fmt_num(*median)
-                                ),
+                                Encoding::Standardised => {
+                                    format!("not recorded: imputed with the training median {}{unit}", fmt_num(*median))
+                                }
                                 Encoding::Native => {
                                     "not recorded: scored as missing, as learned in training".to_string()
                                 }
@@ -260,7 +262,13 @@ pub fn fmt_num(x: f64) -> String {
 /// non-finite or huge ones, to `format!` and its arbitrary-precision path.
 pub fn push_num(out: &mut String, x: f64) {
     use std::fmt::Write;
-    let places: usize = if x.abs() >= 100.0 { 0 } else if x.abs() >= 10.0 { 1 } else { 2 };
+    let places: usize = if x.abs() >= 100.0 {
+        0
+    } else if x.abs() >= 10.0 {
+        1
+    } else {
+        2
+    };
     let unit = [1u64, 10, 100][places];
     let scaled = x.abs() * unit as f64; // within half an ulp of the exact product
     let from_tie = (scaled - scaled.floor() - 0.5).abs();
@@ -299,7 +307,13 @@ mod tests {
 
     /// The definition: `format!` at the number's precision, trailing zeros dropped.
     fn by_format(x: f64) -> String {
-        let places = if x.abs() >= 100.0 { 0 } else if x.abs() >= 10.0 { 1 } else { 2 };
+        let places = if x.abs() >= 100.0 {
+            0
+        } else if x.abs() >= 10.0 {
+            1
+        } else {
+            2
+        };
         let s = format!("{x:.places$}");
         if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s }
     }
@@ -307,8 +321,32 @@ mod tests {
     #[test]
     fn ties_signs_and_extremes_format_as_format_does() {
         let mut cases = vec![
-            0.0, -0.0, 0.005, 0.015, 0.125, 2.5, -2.5, 9.995, 9.999, 10.05, 10.25, 99.95, 99.96, 100.5, 101.5, -0.001, 1e-300,
-            5e-324, 1e15, 1e16, 123_456_789.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, f64::MAX, f64::MIN,
+            0.0,
+            -0.0,
+            0.005,
+            0.015,
+            0.125,
+            2.5,
+            -2.5,
+            9.995,
+            9.999,
+            10.05,
+            10.25,
+            99.95,
+            99.96,
+            100.5,
+            101.5,
+            -0.001,
+            1e-300,
+            5e-324,
+            1e15,
+            1e16,
+            123_456_789.5,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::MAX,
+            f64::MIN,
         ];
         // Ties and near-ties of every precision, on fine grids.
         for k in 0..4000 {

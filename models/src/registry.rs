@@ -125,7 +125,12 @@ impl Registry {
         check_name(model)?;
         let path = self.root.join(model).join(CURRENT);
         match std::fs::metadata(&path) {
-            Ok(m) => Ok(Some(PointerStamp { device: m.dev(), inode: m.ino(), modified: (m.mtime(), m.mtime_nsec()), size: m.size() })),
+            Ok(m) => Ok(Some(PointerStamp {
+                device: m.dev(),
+                inode: m.ino(),
+                modified: (m.mtime(), m.mtime_nsec()),
+                size: m.size(),
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(RegistryError::Io { path, source: e }),
         }
@@ -178,11 +183,8 @@ impl Registry {
         check_name(model)?;
         let dir = self.root.join(model);
         std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
-        let next = self
-            .versions(model)?
-            .last()
-            .map_or(1, |v| v.parse::<u64>().expect("versions are numeric") + 1)
-            .to_string();
+        let next =
+            self.versions(model)?.last().map_or(1, |v| v.parse::<u64>().expect("versions are numeric") + 1).to_string();
         let staging = dir.join(format!(".staging-{next}-{}", std::process::id()));
         std::fs::create_dir_all(&staging).map_err(Self::io(&staging))?;
         if let Err(e) = write(&staging, &next) {
@@ -241,7 +243,8 @@ impl Registry {
 
     fn record(&self, model: &str, action: &str, version: &str, by: Option<&str>) -> Result<(), RegistryError> {
         let path = self.root.join(model).join(HISTORY);
-        let entry = HistoryEntry { at: Utc::now(), action: action.into(), version: version.into(), by: by.map(str::to_string) };
+        let entry =
+            HistoryEntry { at: Utc::now(), action: action.into(), version: version.into(), by: by.map(str::to_string) };
         let mut line = serde_json::to_vec(&entry).expect("history entries serialise");
         line.push(b'\n');
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(Self::io(&path))?;

@@ -46,7 +46,17 @@ pub enum Monotone {
 impl FeatureSpec {
     /// A feature with no display name, unit or constraint.
     pub fn plain(name: &str, kind: FeatureKind) -> Self {
-        Self { name: name.into(), kind, display: None, unit: None, monotone: None, step: None, factor: None, possible: None, plausible: None }
+        Self {
+            name: name.into(),
+            kind,
+            display: None,
+            unit: None,
+            monotone: None,
+            step: None,
+            factor: None,
+            possible: None,
+            plausible: None,
+        }
     }
 
     pub fn display_name(&self) -> &str {
@@ -107,7 +117,11 @@ mod tests {
 
     #[test]
     fn physiological_limits_must_be_ordered_nested_and_numeric() {
-        let limited = |possible, plausible| FeatureSpec { possible, plausible, ..FeatureSpec::plain("hrt", FeatureKind::Numeric) };
+        let limited = |possible, plausible| FeatureSpec {
+            possible,
+            plausible,
+            ..FeatureSpec::plain("hrt", FeatureKind::Numeric)
+        };
         assert!(limited(Some([0.0, 350.0]), Some([20.0, 220.0])).validate_limits().is_ok());
         assert!(limited(None, Some([20.0, 220.0])).validate_limits().is_ok());
         for (possible, plausible, needle) in [
@@ -118,7 +132,8 @@ mod tests {
             let err = limited(possible, plausible).validate_limits().unwrap_err();
             assert!(err.contains("`hrt`") && err.contains(needle), "{err}");
         }
-        let category = FeatureSpec { possible: Some([0.0, 1.0]), ..FeatureSpec::plain("sex", FeatureKind::Categorical) };
+        let category =
+            FeatureSpec { possible: Some([0.0, 1.0]), ..FeatureSpec::plain("sex", FeatureKind::Categorical) };
         assert!(category.validate_limits().unwrap_err().contains("numeric features only"));
     }
 }

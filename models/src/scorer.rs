@@ -4,7 +4,9 @@
 use crate::bands::{RiskBand, RiskBands};
 use crate::calibration::Calibration;
 use crate::estimator::{Compiled, Estimator};
-use crate::explain::{Explained, Factors, NamedWarning, RankedFactor, RankedFeature, Ranking, group_by_feature, ranked};
+use crate::explain::{
+    Explained, Factors, NamedWarning, RankedFactor, RankedFeature, Ranking, group_by_feature, ranked,
+};
 use crate::preprocess::{Preprocessor, Warning, WarningKind};
 use crate::schema::{InputError, Value};
 use crate::tree_shap::TreeShapBuffer;
@@ -116,7 +118,8 @@ impl Scorer {
     pub fn completeness(&self, score: &Score) -> Completeness {
         let specs = &self.definition.preprocessor.features;
         let expected = |i: usize| specs[i].spec.step.is_none_or(|s| s == 0);
-        let imputed = score.warnings.iter().filter(|w| w.kind == WarningKind::MissingImputed && expected(w.feature)).count();
+        let imputed =
+            score.warnings.iter().filter(|w| w.kind == WarningKind::MissingImputed && expected(w.feature)).count();
         Completeness { imputed, expected: (0..specs.len()).filter(|&i| expected(i)).count() }
     }
 
@@ -124,7 +127,9 @@ impl Scorer {
     /// with their sentences, and its warnings named.
     pub fn explain<'a>(&self, row: &[Value<'a>], score: &Score, ranking: Ranking) -> Explained<'a> {
         let specs: Vec<_> = self.definition.preprocessor.features.iter().map(|f| &f.spec).collect();
-        let top = |contributions: &[f64], k: usize| if k == 0 { Vec::new() } else { ranked(contributions, 0).into_iter().take(k).collect() };
+        let top = |contributions: &[f64], k: usize| {
+            if k == 0 { Vec::new() } else { ranked(contributions, 0).into_iter().take(k).collect() }
+        };
         let features = top(&score.contributions, ranking.features)
             .into_iter()
             .map(|i| RankedFeature {
@@ -166,9 +171,11 @@ impl Scorer {
         let features = &self.definition.preprocessor.features;
         let mut row: Vec<Option<Value<'a>>> = vec![None; features.len()];
         for (name, value) in named {
-            let i = self.definition.preprocessor.feature_index(name).ok_or_else(|| {
-                InputError::new(name, "unknown feature for this model")
-            })?;
+            let i = self
+                .definition
+                .preprocessor
+                .feature_index(name)
+                .ok_or_else(|| InputError::new(name, "unknown feature for this model"))?;
             if row[i].replace(value).is_some() {
                 return Err(InputError::new(name, "given more than once"));
             }
@@ -200,7 +207,10 @@ impl Scorer {
             .iter()
             .map(|row| {
                 if row.len() != pre.features.len() {
-                    return Err(InputError::new("features", format!("expected {} values, got {}", pre.features.len(), row.len())));
+                    return Err(InputError::new(
+                        "features",
+                        format!("expected {} values, got {}", pre.features.len(), row.len()),
+                    ));
                 }
                 let mut warnings = Vec::new();
                 pre.encode(row, &mut ws.encoded, &mut warnings)?;

@@ -86,17 +86,32 @@ pub fn xgboost_json(text: &str) -> Result<Imported, ImportError> {
     }
     let mut feature_names: Vec<String> = learner["feature_names"]
         .as_array()
-        .map(|names| names.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| err("learner.feature_names", "not a list of names".into()))).collect())
+        .map(|names| {
+            names
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| err("learner.feature_names", "not a list of names".into()))
+                })
+                .collect()
+        })
         .transpose()?
         .unwrap_or_default();
     if feature_names.is_empty() {
         // Trained without names: XGBoost calls the columns f0, f1, ...
-        let n: usize = learner["learner_model_param"]["num_feature"].as_str().and_then(|n| n.parse().ok()).ok_or_else(|| err("learner_model_param.num_feature", "missing".into()))?;
+        let n: usize = learner["learner_model_param"]["num_feature"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| err("learner_model_param.num_feature", "missing".into()))?;
         feature_names = (0..n).map(|i| format!("f{i}")).collect();
     }
     // Saved as a string, in newer versions as a one-element list: "[3E-1]".
     let base = learner["learner_model_param"]["base_score"].as_str().unwrap_or_default();
-    let base: f64 = base.trim_matches(|c| c == '[' || c == ']').parse().map_err(|_| err("learner_model_param.base_score", format!("`{base}` is not a number")))?;
+    let base: f64 = base
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse()
+        .map_err(|_| err("learner_model_param.base_score", format!("`{base}` is not a number")))?;
     let base_score = if objective == "binary:logistic" {
         if !(base > 0.0 && base < 1.0) {
             return Err(err("learner_model_param.base_score", format!("{base} is not a probability")));
@@ -106,19 +121,32 @@ pub fn xgboost_json(text: &str) -> Result<Imported, ImportError> {
         base
     };
     let model = &learner["gradient_booster"]["model"];
-    let trees = model["trees"].as_array().ok_or_else(|| err("gradient_booster.model.trees", "missing (only gbtree models are supported)".into()))?;
+    let trees = model["trees"]
+        .as_array()
+        .ok_or_else(|| err("gradient_booster.model.trees", "missing (only gbtree models are supported)".into()))?;
     let trees = trees
         .iter()
         .enumerate()
         .map(|(k, t)| {
             let place = format!("tree {k}");
             let ints = |name: &str| -> Result<Vec<i64>, ImportError> {
-                t[name].as_array().ok_or_else(|| err(&place, format!("no `{name}`")))?.iter().map(|v| v.as_i64().ok_or_else(|| err(&place, format!("`{name}` is not integers")))).collect()
+                t[name]
+                    .as_array()
+                    .ok_or_else(|| err(&place, format!("no `{name}`")))?
+                    .iter()
+                    .map(|v| v.as_i64().ok_or_else(|| err(&place, format!("`{name}` is not integers"))))
+                    .collect()
             };
             let floats = |name: &str| -> Result<Vec<f64>, ImportError> {
-                t[name].as_array().ok_or_else(|| err(&place, format!("no `{name}`")))?.iter().map(|v| v.as_f64().ok_or_else(|| err(&place, format!("`{name}` is not numbers")))).collect()
+                t[name]
+                    .as_array()
+                    .ok_or_else(|| err(&place, format!("no `{name}`")))?
+                    .iter()
+                    .map(|v| v.as_f64().ok_or_else(|| err(&place, format!("`{name}` is not numbers"))))
+                    .collect()
             };
-            let (left, right, feature, default_left) = (ints("left_children")?, ints("right_children")?, ints("split_indices")?, ints("default_left")?);
+            let (left, right, feature, default_left) =
+                (ints("left_children")?, ints("right_children")?, ints("split_indices")?, ints("default_left")?);
             let (condition, cover) = (floats("split_conditions")?, floats("sum_hessian")?);
             let split_type = ints("split_type").unwrap_or_default();
             let n = left.len();
@@ -133,7 +161,10 @@ pub fn xgboost_json(text: &str) -> Result<Imported, ImportError> {
                     if left[i] < 0 {
                         return Ok(Source::Leaf { value: condition[i], cover: cover[i] });
                     }
-                    let f = u32::try_from(feature[i]).ok().filter(|&f| (f as usize) < feature_names.len()).ok_or_else(|| err(&place, format!("node {i} splits on feature {}", feature[i])))?;
+                    let f = u32::try_from(feature[i])
+                        .ok()
+                        .filter(|&f| (f as usize) < feature_names.len())
+                        .ok_or_else(|| err(&place, format!("node {i} splits on feature {}", feature[i])))?;
                     Ok(Source::Split {
                         feature: f,
                         threshold: strict_boundary_of_f32(condition[i] as f32),
@@ -156,14 +187,27 @@ pub fn lightgbm_text(text: &str) -> Result<Imported, ImportError> {
     let err = |place: &str, reason: String| ImportError { format: "LightGBM", place: place.to_string(), reason };
     let mut blocks = text.split("\nTree=");
     let header = blocks.next().unwrap_or_default();
-    let field = |block: &str, key: &str| block.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).map(str::trim).map(str::to_string);
+    let field = |block: &str, key: &str| {
+        block
+            .lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+            .map(str::trim)
+            .map(str::to_string)
+    };
     let objective = field(header, "objective").ok_or_else(|| err("header", "no objective".into()))?;
     let mut parts = objective.split_whitespace();
     if parts.next() != Some("binary") {
         return Err(err("header.objective", format!("`{objective}` is not the binary objective")));
     }
-    let sigmoid: f64 = parts.find_map(|p| p.strip_prefix("sigmoid:")).map_or(Ok(1.0), str::parse).map_err(|_| err("header.objective", format!("bad sigmoid in `{objective}`")))?;
-    let feature_names: Vec<String> = field(header, "feature_names").ok_or_else(|| err("header", "no feature_names".into()))?.split_whitespace().map(str::to_string).collect();
+    let sigmoid: f64 = parts
+        .find_map(|p| p.strip_prefix("sigmoid:"))
+        .map_or(Ok(1.0), str::parse)
+        .map_err(|_| err("header.objective", format!("bad sigmoid in `{objective}`")))?;
+    let feature_names: Vec<String> = field(header, "feature_names")
+        .ok_or_else(|| err("header", "no feature_names".into()))?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let mut trees = Vec::new();
     for block in blocks {
         // The block ends where the trees end (`end of trees`) or the next tree begins.
@@ -171,7 +215,11 @@ pub fn lightgbm_text(text: &str) -> Result<Imported, ImportError> {
         let k = block.lines().next().unwrap_or_default().trim().to_string();
         let place = format!("Tree={k}");
         let list = |key: &str| -> Result<Vec<f64>, ImportError> {
-            field(block, key).unwrap_or_default().split_whitespace().map(|v| v.parse::<f64>().map_err(|_| err(&place, format!("`{key}` holds `{v}`")))).collect()
+            field(block, key)
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|v| v.parse::<f64>().map_err(|_| err(&place, format!("`{key}` holds `{v}`"))))
+                .collect()
         };
         let leaf_value = list("leaf_value")?;
         let leaf_count = list("leaf_count")?;
@@ -182,7 +230,10 @@ pub fn lightgbm_text(text: &str) -> Result<Imported, ImportError> {
         let (features, thresholds, decisions) = (list("split_feature")?, list("threshold")?, list("decision_type")?);
         let (left, right, internal_count) = (list("left_child")?, list("right_child")?, list("internal_count")?);
         let n_splits = num_leaves - 1;
-        if [features.len(), thresholds.len(), decisions.len(), left.len(), right.len(), internal_count.len()].iter().any(|&l| l != n_splits) {
+        if [features.len(), thresholds.len(), decisions.len(), left.len(), right.len(), internal_count.len()]
+            .iter()
+            .any(|&l| l != n_splits)
+        {
             return Err(err(&place, "split arrays differ in length from num_leaves - 1".into()));
         }
         // Sources: splits 0..n_splits, then leaves; a child `c < 0` is leaf `!c`.
@@ -203,7 +254,12 @@ pub fn lightgbm_text(text: &str) -> Result<Imported, ImportError> {
                 // Zero: zeros and NaN go the default way, which only fits our trees when it is
                 // where zero would go anyway.
                 _ if default_left == (0.0 <= threshold) => default_left,
-                _ => return Err(err(&place, format!("split {i} sends zeros against their threshold (missing type Zero)"))),
+                _ => {
+                    return Err(err(
+                        &place,
+                        format!("split {i} sends zeros against their threshold (missing type Zero)"),
+                    ));
+                }
             };
             let feature = features[i] as u32;
             if feature as usize >= feature_names.len() {
@@ -216,7 +272,14 @@ pub fn lightgbm_text(text: &str) -> Result<Imported, ImportError> {
             // as `x < f64::MAX` it routes every finite value the same except f64::MAX itself, and
             // a package must hold finite numbers (JSON has no infinity).
             let strict = threshold.next_up().min(f64::MAX);
-            nodes.push(Source::Split { feature, threshold: strict, default_left, left: child(left[i]), right: child(right[i]), cover: internal_count[i] });
+            nodes.push(Source::Split {
+                feature,
+                threshold: strict,
+                default_left,
+                left: child(left[i]),
+                right: child(right[i]),
+                cover: internal_count[i],
+            });
         }
         nodes.extend(leaf_value.iter().zip(&leaf_count).map(|(&v, &c)| Source::Leaf { value: v * sigmoid, cover: c }));
         trees.push(layout(&nodes, 0).map_err(|e| err(&place, e))?);

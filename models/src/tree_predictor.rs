@@ -58,7 +58,14 @@ impl TreePredictor {
     /// (row-major, `width` columns each), added into `phi` (the same shape); each row's sum to
     /// `margin(x) - expected_margin()`. Rows go through the trees in blocks, one tree at a time,
     /// so that a tree's tables stay in cache across the block's rows.
-    pub fn contributions(&self, model: &TreeEnsemble, x: &[f64], width: usize, phi: &mut [f64], buf: &mut TreeShapBuffer) {
+    pub fn contributions(
+        &self,
+        model: &TreeEnsemble,
+        x: &[f64],
+        width: usize,
+        phi: &mut [f64],
+        buf: &mut TreeShapBuffer,
+    ) {
         const BLOCK: usize = 64;
         assert_eq!(model.trees.len(), self.shap_tables.len(), "explaining another ensemble than the one compiled");
         if width == 0 {
@@ -108,7 +115,8 @@ impl Split {
     /// threshold, so it always "goes right", to itself (`left` is its own index minus one).
     #[inline(always)]
     fn next(&self, row: &[f64]) -> u32 {
-        let left = goes_left(row[(self.feature & !DEFAULT_LEFT) as usize], self.threshold, self.feature & DEFAULT_LEFT != 0);
+        let left =
+            goes_left(row[(self.feature & !DEFAULT_LEFT) as usize], self.threshold, self.feature & DEFAULT_LEFT != 0);
         self.left.wrapping_add(u32::from(!left))
     }
 }
@@ -172,7 +180,11 @@ impl Layout {
                     c.splits.extend([Split { threshold: 0.0, feature: 0, left: 0 }; 2]);
                     c.values.extend([0.0; 2]);
                     queue.extend([(n.left as usize, left), (n.right as usize, left + 1)]);
-                    Split { threshold: n.threshold, feature: n.feature | if n.default_left { DEFAULT_LEFT } else { 0 }, left }
+                    Split {
+                        threshold: n.threshold,
+                        feature: n.feature | if n.default_left { DEFAULT_LEFT } else { 0 },
+                        left,
+                    }
                 };
             }
         }

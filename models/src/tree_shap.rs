@@ -202,7 +202,12 @@ impl LeafTables {
             let node = &tree.nodes[i];
             if node.is_leaf() {
                 let leaf = LeafTable::new(&path, node.value)?;
-                table.leaves.push(LeafEntry { node: i as u32, features_at: table.features.len() as u32, values_at: table.values.len() as u32, d: path.len() as u8 });
+                table.leaves.push(LeafEntry {
+                    node: i as u32,
+                    features_at: table.features.len() as u32,
+                    values_at: table.values.len() as u32,
+                    d: path.len() as u8,
+                });
                 table.features.extend(leaf.features);
                 table.values.extend(leaf.values);
                 continue;
@@ -310,7 +315,9 @@ impl LeafTable {
                 }
             }
             let m = d - 1 - size;
-            values.push(poly.iter().enumerate().map(|(k, e)| e * factorial(k) * factorial(m) / factorial(k + m + 1)).sum());
+            values.push(
+                poly.iter().enumerate().map(|(k, e)| e * factorial(k) * factorial(m) / factorial(k + m + 1)).sum(),
+            );
         }
         values.extend(path.iter().map(|&(_, z)| v * (1.0 - z) * product / z));
         values.push(-v * product);
@@ -370,12 +377,8 @@ fn recurse(
 }
 
 fn extend_path(path: &mut [PathElement], depth: usize, zero: f64, one: f64, feature: u32) {
-    path[depth] = PathElement {
-        feature,
-        zero_fraction: zero,
-        one_fraction: one,
-        pweight: if depth == 0 { 1.0 } else { 0.0 },
-    };
+    path[depth] =
+        PathElement { feature, zero_fraction: zero, one_fraction: one, pweight: if depth == 0 { 1.0 } else { 0.0 } };
     let d1 = (depth + 1) as f64;
     for i in (0..depth).rev() {
         path[i + 1].pweight += one * path[i].pweight * (i + 1) as f64 / d1;

@@ -58,7 +58,9 @@ impl<'a> TryFrom<&'a pb::FeatureValue> for Value<'a> {
             Some(feature_value::Value::Number(x)) => Ok(Value::Number(*x)),
             Some(feature_value::Value::Category(s)) => Ok(Value::Text(s)),
             Some(feature_value::Value::Missing(true)) => Ok(Value::Missing),
-            Some(feature_value::Value::Missing(false)) => Err("`missing` must be true; otherwise send a number or category"),
+            Some(feature_value::Value::Missing(false)) => {
+                Err("`missing` must be true; otherwise send a number or category")
+            }
             None => Err("no value set (number, category or missing)"),
         }
     }
@@ -66,7 +68,12 @@ impl<'a> TryFrom<&'a pb::FeatureValue> for Value<'a> {
 
 impl From<RankedFeature<'_>> for pb::Contribution {
     fn from(f: RankedFeature<'_>) -> Self {
-        pb::Contribution { feature: f.name, contribution: f.contribution, value: Some(f.value.into()), explanation: f.reason }
+        pb::Contribution {
+            feature: f.name,
+            contribution: f.contribution,
+            value: Some(f.value.into()),
+            explanation: f.reason,
+        }
     }
 }
 

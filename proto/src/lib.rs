@@ -8,6 +8,5 @@ pub mod v1 {
     tonic::include_proto!("carecast.v1");
 
     /// Encoded descriptor set of `carecast.v1`, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/carecast_v1_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/carecast_v1_descriptor.bin"));
 }

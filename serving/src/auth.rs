@@ -108,7 +108,13 @@ impl Authenticator {
             return Err("JWKS: no keys".into());
         }
         let verified = Mutex::new(HashMap::new());
-        Ok(Self { keys, issuer: issuer.into(), audience: audience.into(), max_lifetime: DEFAULT_MAX_LIFETIME_SECONDS, verified })
+        Ok(Self {
+            keys,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            max_lifetime: DEFAULT_MAX_LIFETIME_SECONDS,
+            verified,
+        })
     }
 
     /// Refuses tokens that live longer than `seconds` (a stolen long-lived token is a standing
@@ -154,7 +160,11 @@ impl Authenticator {
         if claims.roles.iter().any(|r| r == needed.as_str() || r == Role::Admin.as_str()) {
             Ok(claims.sub)
         } else {
-            Err(Refused::Forbidden(format!("this call needs the `{}` role; the token has {:?}", needed.as_str(), claims.roles)))
+            Err(Refused::Forbidden(format!(
+                "this call needs the `{}` role; the token has {:?}",
+                needed.as_str(),
+                claims.roles
+            )))
         }
     }
 
@@ -167,7 +177,8 @@ impl Authenticator {
             .iter()
             .find(|(kid, alg, _)| *alg == header.alg && (header.kid.is_none() || *kid == header.kid))
             .ok_or_else(|| {
-                let kid: Option<String> = header.kid.as_deref().map(|k| k.chars().filter(char::is_ascii_graphic).take(32).collect());
+                let kid: Option<String> =
+                    header.kid.as_deref().map(|k| k.chars().filter(char::is_ascii_graphic).take(32).collect());
                 unauthenticated(format!("token: no trusted key for algorithm {:?} and key id {kid:?}", header.alg))
             })?;
         let mut validation = Validation::new(*algorithm);
@@ -176,13 +187,18 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS;
-        let claims = decode::<Claims>(token, key, &validation).map_err(|e| unauthenticated(format!("token: {e}")))?.claims;
+        let claims =
+            decode::<Claims>(token, key, &validation).map_err(|e| unauthenticated(format!("token: {e}")))?.claims;
         let now = chrono::Utc::now().timestamp();
         let lifetime = claims.exp.saturating_sub(claims.iat.unwrap_or(now).min(now));
         if lifetime > self.max_lifetime {
-            return Err(unauthenticated(format!("token: lives {lifetime} s, longer than the {} s allowed", self.max_lifetime)));
+            return Err(unauthenticated(format!(
+                "token: lives {lifetime} s, longer than the {} s allowed",
+                self.max_lifetime
+            )));
         }
-        if claims.sub.is_empty() || claims.sub.chars().count() > MAX_SUBJECT || claims.sub.chars().any(char::is_control) {
+        if claims.sub.is_empty() || claims.sub.chars().count() > MAX_SUBJECT || claims.sub.chars().any(char::is_control)
+        {
             return Err(unauthenticated(format!("token: `sub` must be 1 to {MAX_SUBJECT} printable characters")));
         }
         Ok(claims)

@@ -72,15 +72,23 @@ fn bad(reason: impl Into<String>) -> Refusal {
     (StatusCode::BAD_REQUEST, reason.into())
 }
 
-async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+async fn patient_view(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
     let started = std::time::Instant::now();
     // The EHR's bearer token, as for gRPC: a clinician's call.
     let authorized = match &state.auth {
         None => Ok(None),
-        Some(auth) => auth.check(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), Role::Clinician).map(Some).map_err(|refused| match refused {
-            Refused::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
-            Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-        }),
+        Some(auth) => auth
+            .check(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), Role::Clinician)
+            .map(Some)
+            .map_err(|refused| match refused {
+                Refused::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
+                Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
+            }),
     };
     let request = match authorized.and_then(|subject| service(&state, &id).map(|pkg| (subject, pkg))) {
         Ok((subject, pkg)) => read_request(&state, &body).await.map(|call| (subject, pkg, call)),
@@ -95,7 +103,9 @@ async fn patient_view(State(state): State<Arc<AppState>>, Path(id): Path<String>
     let result = match scored {
         Ok(((card, record), announced)) => match state.commit(announced, &[record.as_record()]).await {
             Ok(()) => Ok(card),
-            Err(Unaudited) => Err((StatusCode::SERVICE_UNAVAILABLE, "audit trail unavailable; score withheld".to_string())),
+            Err(Unaudited) => {
+                Err((StatusCode::SERVICE_UNAVAILABLE, "audit trail unavailable; score withheld".to_string()))
+            }
         },
         Err(refusal) => Err(refusal),
     };
@@ -150,7 +160,10 @@ async fn read_request(state: &AppState, body: &[u8]) -> Result<Call, Refusal> {
     if request.get("hook").and_then(Value::as_str) != Some("patient-view") {
         return Err(bad("hook: this service answers `patient-view`"));
     }
-    let patient = request.pointer("/context/patientId").and_then(Value::as_str).ok_or_else(|| bad("context.patientId: required"))?;
+    let patient = request
+        .pointer("/context/patientId")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("context.patientId: required"))?;
     fhir::check_id("context.patientId", patient).map_err(|e| bad(e.to_string()))?;
     let (resources, observations, conditions) = tokio::try_join!(
         input(state, &request, patient, "patient"),
@@ -189,7 +202,12 @@ fn service(state: &AppState, id: &str) -> Result<Arc<ModelPackage>, Refusal> {
     }
 }
 
-fn card(state: &AppState, pkg: &ModelPackage, call: &Call, subject: Option<String>) -> Result<(Value, Audited), Refusal> {
+fn card(
+    state: &AppState,
+    pkg: &ModelPackage,
+    call: &Call,
+    subject: Option<String>,
+) -> Result<(Value, Audited), Refusal> {
     let patient = call.patient.as_str();
     let inputs = pkg.events.as_ref().expect("a service's model is trained on events");
     let fhir_error = |e: fhir::FhirError| bad(format!("prefetch.{e}"));
@@ -197,9 +215,13 @@ fn card(state: &AppState, pkg: &ModelPackage, call: &Call, subject: Option<Strin
     let conditions = fhir::bundle("conditions", &call.conditions, "Condition").map_err(fhir_error)?;
     // The model's features now, from the patient's events, by the extractor it was trained with.
     let now = chrono::Utc::now();
-    let events = fhir::events(&call.resources, &observations, &conditions, now.timestamp_micros()).map_err(fhir_error)?;
+    let events =
+        fhir::events(&call.resources, &observations, &conditions, now.timestamp_micros()).map_err(fhir_error)?;
     let row = inputs.row(&events.codes, &events.events, now.timestamp_micros());
-    let score = pkg.scorer.score(&row, &mut Workspace::default()).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let score = pkg
+        .scorer
+        .score(&row, &mut Workspace::default())
+        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let completeness = pkg.scorer.completeness(&score);
 
     let band = score.band.as_str();
@@ -239,7 +261,14 @@ fn card(state: &AppState, pkg: &ModelPackage, call: &Call, subject: Option<Strin
     // the trust's keyed pseudonym.
     let caller = subject.unwrap_or_else(|| "cds-hooks (unauthenticated demo)".to_string());
     let patient = state.pseudonyms.pseudonym("fhir", patient);
-    let audited = Audited { caller, patient, model: pkg.manifest.name.clone(), version: pkg.manifest.version.clone(), probability: score.probability, band };
+    let audited = Audited {
+        caller,
+        patient,
+        model: pkg.manifest.name.clone(),
+        version: pkg.manifest.version.clone(),
+        probability: score.probability,
+        band,
+    };
     Ok((card, audited))
 }
 
@@ -254,7 +283,11 @@ fn summary(pkg: &ModelPackage, probability: f64, band: &str, completeness: Compl
     band[..1].make_ascii_uppercase();
     let line = if completeness.is_incomplete() {
         let Completeness { imputed, expected } = completeness;
-        format!("Incomplete record ({imputed} of {expected} inputs missing): {band} risk ({}): {}", percent(probability), pkg.manifest.task.outcome)
+        format!(
+            "Incomplete record ({imputed} of {expected} inputs missing): {band} risk ({}): {}",
+            percent(probability),
+            pkg.manifest.task.outcome
+        )
     } else {
         format!("{band} risk ({}): {}", percent(probability), pkg.manifest.task.outcome)
     };
@@ -268,7 +301,14 @@ fn summary(pkg: &ModelPackage, probability: f64, band: &str, completeness: Compl
 
 /// The card's Markdown: an incomplete record first, then the probability, the main factors,
 /// values to check, inputs not recorded and records read as now.
-fn detail(pkg: &ModelPackage, score: &Score, top: &[String], warnings: &[NamedWarning], completeness: Completeness, read_as_now: usize) -> String {
+fn detail(
+    pkg: &ModelPackage,
+    score: &Score,
+    top: &[String],
+    warnings: &[NamedWarning],
+    completeness: Completeness,
+    read_as_now: usize,
+) -> String {
     let (probability, band) = (score.probability, score.band.as_str());
     let mut md = String::new();
     if completeness.is_incomplete() {
@@ -289,7 +329,8 @@ fn detail(pkg: &ModelPackage, score: &Score, top: &[String], warnings: &[NamedWa
         md.push_str(&format!("- {t}\n"));
     }
     use carecast_models::preprocess::WarningKind;
-    let (missing, checks): (Vec<&NamedWarning>, Vec<_>) = warnings.iter().partition(|w| w.kind == WarningKind::MissingImputed);
+    let (missing, checks): (Vec<&NamedWarning>, Vec<_>) =
+        warnings.iter().partition(|w| w.kind == WarningKind::MissingImputed);
     if !checks.is_empty() {
         md.push_str("\nCheck:\n");
         for w in checks {

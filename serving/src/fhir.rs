@@ -61,7 +61,8 @@ pub const LOINC: &[Loinc] = &[
 ];
 const LOINC_SYSTEM: &str = "http://loinc.org";
 const UCUM_SYSTEM: &str = "http://unitsofmeasure.org";
-const ICD10_SYSTEMS: &[&str] = &["http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-uk", "http://hl7.org/fhir/sid/icd-10-cm"];
+const ICD10_SYSTEMS: &[&str] =
+    &["http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-uk", "http://hl7.org/fhir/sid/icd-10-cm"];
 /// The longest unit or code echoed in an error.
 const ECHO: usize = 24;
 
@@ -110,7 +111,13 @@ fn object<'a>(field: &str, v: &'a Value) -> Result<&'a Map<String, Value>, FhirE
 }
 
 /// An optional element of a JSON type; present with another type is an error, not an absence.
-fn optional<'a, T>(o: &'a Map<String, Value>, field: &str, key: &str, kind: &str, get: impl Fn(&'a Value) -> Option<T>) -> Result<Option<T>, FhirError> {
+fn optional<'a, T>(
+    o: &'a Map<String, Value>,
+    field: &str,
+    key: &str,
+    kind: &str,
+    get: impl Fn(&'a Value) -> Option<T>,
+) -> Result<Option<T>, FhirError> {
     match o.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => get(v).map(Some).ok_or_else(|| err(format!("{field}.{key}"), format!("expected {kind}"))),
@@ -170,7 +177,8 @@ pub fn instant(field: &str, text: &str) -> Result<i64, FhirError> {
 /// a plain string would otherwise match nothing and the observation would vanish unremarked.
 fn codings<'a>(field: &str, concept: &'a Value) -> Result<Vec<(&'a str, &'a str)>, FhirError> {
     let c = object(field, concept).map_err(|_| err(field, "expected a CodeableConcept (an object with `coding`)"))?;
-    let list = optional(c, field, "coding", "an array of Codings", Value::as_array)?.map(Vec::as_slice).unwrap_or_default();
+    let list =
+        optional(c, field, "coding", "an array of Codings", Value::as_array)?.map(Vec::as_slice).unwrap_or_default();
     let mut out = Vec::with_capacity(list.len());
     for (i, coding) in list.iter().enumerate() {
         let at = format!("{field}.coding[{i}]");
@@ -195,7 +203,12 @@ fn as_of(field: &str, time: i64, now: i64, out: &mut PatientEvents) -> Result<i6
 /// observations in their units, ICD-10 conditions. Codes Carecast does not read are skipped (a
 /// model reads what its spec names); a malformed resource, an unknown unit or a time outside the
 /// clock's window is refused, naming the field.
-pub fn events(patient: &Value, observations: &[&Value], conditions: &[&Value], now: i64) -> Result<PatientEvents, FhirError> {
+pub fn events(
+    patient: &Value,
+    observations: &[&Value],
+    conditions: &[&Value],
+    now: i64,
+) -> Result<PatientEvents, FhirError> {
     let mut out = PatientEvents::default();
     let p = object("patient", patient)?;
     if p.get("resourceType").and_then(Value::as_str) != Some("Patient") {
@@ -215,12 +228,15 @@ pub fn events(patient: &Value, observations: &[&Value], conditions: &[&Value], n
     for (i, o) in observations.iter().enumerate() {
         let field = format!("observations[{i}]");
         let obs = object(&field, o)?;
-        if matches!(optional(obs, &field, "status", "a string", Value::as_str)?, Some("entered-in-error" | "cancelled")) {
+        if matches!(optional(obs, &field, "status", "a string", Value::as_str)?, Some("entered-in-error" | "cancelled"))
+        {
             continue;
         }
         // The observation itself, and each component (a blood-pressure panel's systolic).
-        let components = optional(obs, &field, "component", "an array", Value::as_array)?.map(Vec::as_slice).unwrap_or_default();
-        let parts = std::iter::once((field.clone(), *o)).chain(components.iter().enumerate().map(|(j, c)| (format!("{field}.component[{j}]"), c)));
+        let components =
+            optional(obs, &field, "component", "an array", Value::as_array)?.map(Vec::as_slice).unwrap_or_default();
+        let parts = std::iter::once((field.clone(), *o))
+            .chain(components.iter().enumerate().map(|(j, c)| (format!("{field}.component[{j}]"), c)));
         let mut time = None;
         for (at, part) in parts {
             let part_obj = object(&at, part)?;
@@ -228,7 +244,10 @@ pub fn events(patient: &Value, observations: &[&Value], conditions: &[&Value], n
                 return Err(err(format!("{at}.code"), "required"));
             };
             let coded = codings(&format!("{at}.code"), concept)?;
-            let Some(loinc) = coded.iter().find_map(|&(s, c)| (s == LOINC_SYSTEM).then(|| LOINC.iter().find(|l| l.code == c)).flatten()) else {
+            let Some(loinc) = coded
+                .iter()
+                .find_map(|&(s, c)| (s == LOINC_SYSTEM).then(|| LOINC.iter().find(|l| l.code == c)).flatten())
+            else {
                 continue;
             };
             if part_obj.contains_key("dataAbsentReason") && !part_obj.keys().any(|k| k.starts_with("value")) {
@@ -238,9 +257,19 @@ pub fn events(patient: &Value, observations: &[&Value], conditions: &[&Value], n
             let t = match time {
                 Some(t) => t,
                 None => {
-                    let when = obs.get("effectiveDateTime").or_else(|| obs.get("effectiveInstant")).or_else(|| obs.get("effectivePeriod").and_then(|p| p.get("start")));
-                    let Some(when) = when.and_then(Value::as_str) else { return Err(err(format!("{field}.effective[x]"), "required, as a dateTime")) };
-                    let t = as_of(&format!("{field}.effective[x]"), instant(&format!("{field}.effective[x]"), when)?, now, &mut out)?;
+                    let when = obs
+                        .get("effectiveDateTime")
+                        .or_else(|| obs.get("effectiveInstant"))
+                        .or_else(|| obs.get("effectivePeriod").and_then(|p| p.get("start")));
+                    let Some(when) = when.and_then(Value::as_str) else {
+                        return Err(err(format!("{field}.effective[x]"), "required, as a dateTime"));
+                    };
+                    let t = as_of(
+                        &format!("{field}.effective[x]"),
+                        instant(&format!("{field}.effective[x]"), when)?,
+                        now,
+                        &mut out,
+                    )?;
                     *time.insert(t)
                 }
             };
@@ -258,7 +287,10 @@ pub fn events(patient: &Value, observations: &[&Value], conditions: &[&Value], n
             continue;
         }
         let Some(concept) = cond.get("code") else { continue };
-        let Some(code) = codings(&format!("{field}.code"), concept)?.into_iter().find_map(|(s, code)| ICD10_SYSTEMS.contains(&s).then_some(code)) else {
+        let Some(code) = codings(&format!("{field}.code"), concept)?
+            .into_iter()
+            .find_map(|(s, code)| ICD10_SYSTEMS.contains(&s).then_some(code))
+        else {
             continue;
         };
         let when = match optional(cond, &field, "onsetDateTime", "a dateTime", Value::as_str)? {
@@ -279,11 +311,23 @@ pub fn events(patient: &Value, observations: &[&Value], conditions: &[&Value], n
 fn observation_value(field: &str, loinc: &Loinc, o: &Map<String, Value>) -> Result<f32, FhirError> {
     if let Some(q) = o.get("valueQuantity") {
         let q = object(&format!("{field}.valueQuantity"), q)?;
-        let value = q.get("value").and_then(Value::as_f64).filter(|v| v.is_finite()).ok_or_else(|| err(format!("{field}.valueQuantity.value"), "required, a number"))?;
+        let value = q
+            .get("value")
+            .and_then(Value::as_f64)
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| err(format!("{field}.valueQuantity.value"), "required, a number"))?;
         let (unit_field, unit) = ucum_unit(field, q)?;
         let Some(&(_, convert)) = loinc.units.iter().find(|(u, _)| *u == unit) else {
             let known: Vec<&str> = loinc.units.iter().map(|(u, _)| *u).collect();
-            return Err(err(unit_field, format!("unit {} is not one Carecast converts for LOINC {} (UCUM: {})", quote(&unit), loinc.code, known.join(", "))));
+            return Err(err(
+                unit_field,
+                format!(
+                    "unit {} is not one Carecast converts for LOINC {} (UCUM: {})",
+                    quote(&unit),
+                    loinc.code,
+                    known.join(", ")
+                ),
+            ));
         };
         return Ok(match convert {
             Convert::Linear { scale, offset } => (value * scale + offset) as f32,
@@ -294,7 +338,10 @@ fn observation_value(field: &str, loinc: &Loinc, o: &Map<String, Value>) -> Resu
         Some(concept) if loinc.event == "VITAL//ACVPU" => {
             let coded = codings(&format!("{field}.valueCodeableConcept"), concept)?;
             let alert = coded.iter().any(|(_, c)| c.eq_ignore_ascii_case("A") || *c == "LA9340-6")
-                || concept.get("text").and_then(Value::as_str).is_some_and(|t| t.to_ascii_lowercase().starts_with("alert"));
+                || concept
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.to_ascii_lowercase().starts_with("alert"));
             Ok(if alert { 0.0 } else { 1.0 })
         }
         _ => Err(err(format!("{field}.value[x]"), "required: a valueQuantity with a UCUM unit")),
@@ -308,11 +355,18 @@ fn ucum_unit(field: &str, q: &Map<String, Value>) -> Result<(String, String), Fh
     let system = optional(q, &field, "system", "a string", Value::as_str)?;
     let code = optional(q, &field, "code", "a string", Value::as_str)?;
     let (unit_field, unit) = match (system, code) {
-        (Some(s), Some(_)) if s != UCUM_SYSTEM => return Err(err(format!("{field}.system"), format!("expected {UCUM_SYSTEM} (UCUM)"))),
+        (Some(s), Some(_)) if s != UCUM_SYSTEM => {
+            return Err(err(format!("{field}.system"), format!("expected {UCUM_SYSTEM} (UCUM)")));
+        }
         (_, Some(c)) => (format!("{field}.code"), c),
         (_, None) => match optional(q, &field, "unit", "a string", Value::as_str)? {
             Some(u) => (format!("{field}.unit"), u),
-            None => return Err(err(format!("{field}.code"), "required: the value's UCUM unit (e.g. `/min`, `mm[Hg]`, `Cel`)")),
+            None => {
+                return Err(err(
+                    format!("{field}.code"),
+                    "required: the value's UCUM unit (e.g. `/min`, `mm[Hg]`, `Cel`)",
+                ));
+            }
         },
     };
     let mut plain = String::with_capacity(unit.len());

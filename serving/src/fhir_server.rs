@@ -46,9 +46,7 @@ pub struct FhirServers {
 /// segments first (URLs are parsed, so `..`, `%2e%2e`, case and default ports are normalised).
 fn under(base: &Url, url: &Url) -> bool {
     let segments = |u: &Url| -> Vec<String> {
-        u.path_segments()
-            .map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect())
-            .unwrap_or_default()
+        u.path_segments().map(|s| s.filter(|p| !p.is_empty()).map(str::to_string).collect()).unwrap_or_default()
     };
     let (base_path, path) = (segments(base), segments(url));
     base.scheme() == url.scheme()
@@ -76,9 +74,7 @@ impl FhirServers {
                 "https" => {}
                 "http" if loopback => {}
                 _ => {
-                    return Err(format!(
-                        "--fhir-server {base}: must be https (http only on loopback)"
-                    ));
+                    return Err(format!("--fhir-server {base}: must be https (http only on loopback)"));
                 }
             }
             if url.query().is_some()
@@ -86,9 +82,7 @@ impl FhirServers {
                 || !url.username().is_empty()
                 || url.password().is_some()
             {
-                return Err(format!(
-                    "--fhir-server {base}: a base URL without query, fragment or credentials"
-                ));
+                return Err(format!("--fhir-server {base}: a base URL without query, fragment or credentials"));
             }
             allowed.push(url);
         }
@@ -98,11 +92,7 @@ impl FhirServers {
             .timeout(TIMEOUT)
             .build()
             .map_err(|e| format!("FHIR client: {e}"))?;
-        Ok(Self {
-            allowed,
-            http,
-            queries: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)),
-        })
+        Ok(Self { allowed, http, queries: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)) })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -113,39 +103,24 @@ impl FhirServers {
     /// `Observation?patient=123`) on the request's `fhirServer` with its access token, and
     /// returns the resource, or for a search one Bundle of every page's entries.
     pub async fn fetch(&self, request: &Value, query: &str) -> Result<Value, FetchError> {
-        let base = request
-            .get("fhirServer")
-            .and_then(Value::as_str)
-            .and_then(|b| Url::parse(b).ok());
-        let base = base
-            .filter(|b| self.allowed.iter().any(|a| under(a, b) && under(b, a)))
-            .ok_or(FetchError::NotAllowed)?;
+        let base = request.get("fhirServer").and_then(Value::as_str).and_then(|b| Url::parse(b).ok());
+        let base =
+            base.filter(|b| self.allowed.iter().any(|a| under(a, b) && under(b, a))).ok_or(FetchError::NotAllowed)?;
         let authorization = request.get("fhirAuthorization");
         let token = authorization
-            .filter(|a| {
-                a.get("token_type")
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| t.eq_ignore_ascii_case("bearer"))
-            })
+            .filter(|a| a.get("token_type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("bearer")))
             .and_then(|a| a.get("access_token"))
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty())
             .ok_or(FetchError::NoToken)?;
-        let _slot = self
-            .queries
-            .acquire()
-            .await
-            .map_err(|_| FetchError::Failed("stopping".into()))?;
+        let _slot = self.queries.acquire().await.map_err(|_| FetchError::Failed("stopping".into()))?;
         let fetch = async {
             let first = format!("{}/{query}", base.as_str().trim_end_matches('/'));
-            let mut url = Url::parse(&first)
-                .map_err(|_| FetchError::Failed("a query that is not a URL".into()))?;
+            let mut url = Url::parse(&first).map_err(|_| FetchError::Failed("a query that is not a URL".into()))?;
             let (mut entries, mut budget): (Vec<Value>, usize) = (Vec::new(), MAX_ANSWER);
             for _ in 0..MAX_PAGES {
                 if !under(&base, &url) {
-                    return Err(FetchError::Failed(
-                        "a search's next page is outside its FHIR server".into(),
-                    ));
+                    return Err(FetchError::Failed("a search's next page is outside its FHIR server".into()));
                 }
                 let mut answer = self.get(url.as_str(), token, &mut budget).await?;
                 if answer.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
@@ -153,30 +128,27 @@ impl FhirServers {
                 }
                 match answer.get_mut("entry") {
                     Some(Value::Array(page))
-                        if page.iter().any(|e| {
-                            e.pointer("/search/mode").and_then(Value::as_str) == Some("outcome")
-                        }) =>
+                        if page
+                            .iter()
+                            .any(|e| e.pointer("/search/mode").and_then(Value::as_str) == Some("outcome")) =>
                     {
-                        return Err(FetchError::Failed("the search reported an OperationOutcome (an error or a partial result)".into()));
+                        return Err(FetchError::Failed(
+                            "the search reported an OperationOutcome (an error or a partial result)".into(),
+                        ));
                     }
                     Some(Value::Array(page)) => entries.append(page),
                     None => {}
                     Some(_) => {
-                        return Err(FetchError::Failed(
-                            "a search Bundle's `entry` is not an array".into(),
-                        ));
+                        return Err(FetchError::Failed("a search Bundle's `entry` is not an array".into()));
                     }
                 }
-                let next = answer
-                    .get("link")
-                    .and_then(Value::as_array)
-                    .and_then(|links| {
-                        links
-                            .iter()
-                            .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
-                            .and_then(|l| l.get("url"))
-                            .and_then(Value::as_str)
-                    });
+                let next = answer.get("link").and_then(Value::as_array).and_then(|links| {
+                    links
+                        .iter()
+                        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+                        .and_then(|l| l.get("url"))
+                        .and_then(Value::as_str)
+                });
                 match next {
                     None => {
                         return Ok(
@@ -184,15 +156,12 @@ impl FhirServers {
                         );
                     }
                     Some(next) => {
-                        url = Url::parse(next).map_err(|_| {
-                            FetchError::Failed("a search's next page is not a URL".into())
-                        })?
+                        url = Url::parse(next)
+                            .map_err(|_| FetchError::Failed("a search's next page is not a URL".into()))?
                     }
                 }
             }
-            Err(FetchError::Failed(format!(
-                "a search ran past {MAX_PAGES} pages"
-            )))
+            Err(FetchError::Failed(format!("a search ran past {MAX_PAGES} pages")))
         };
         tokio::time::timeout(TIMEOUT, fetch)
             .await
@@ -209,30 +178,14 @@ impl FhirServers {
             .header(reqwest::header::ACCEPT, "application/fhir+json")
             .send()
             .await
-            .map_err(|e| {
-                failed(if e.is_timeout() {
-                    "timed out"
-                } else {
-                    "unreachable"
-                })
-            })?;
+            .map_err(|e| failed(if e.is_timeout() { "timed out" } else { "unreachable" }))?;
         if !response.status().is_success() {
-            return Err(FetchError::Failed(format!(
-                "the FHIR server answered HTTP {}",
-                response.status().as_u16()
-            )));
+            return Err(FetchError::Failed(format!("the FHIR server answered HTTP {}", response.status().as_u16())));
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|_| failed("the answer was cut off"))?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(|_| failed("the answer was cut off"))? {
             if chunk.len() > *budget {
-                return Err(FetchError::Failed(format!(
-                    "answers over {} MiB",
-                    MAX_ANSWER >> 20
-                )));
+                return Err(FetchError::Failed(format!("answers over {} MiB", MAX_ANSWER >> 20)));
             }
             *budget -= chunk.len();
             body.extend_from_slice(&chunk);

@@ -55,14 +55,16 @@ pub fn refused_http(route: &'static str, status: u16) {
 /// be there from start-up.
 pub fn serving(model: &str, version: &str, now: bool) {
     handle();
-    metrics::gauge!("carecast_model_serving", "model" => model.to_string(), "version" => version.to_string()).set(if now { 1.0 } else { 0.0 });
+    metrics::gauge!("carecast_model_serving", "model" => model.to_string(), "version" => version.to_string())
+        .set(if now { 1.0 } else { 0.0 });
 }
 
 /// A promoted version the server cannot serve (1; 0 once served): the registry's current version
 /// and the one served differ.
 pub fn promoted_refused(model: &str, version: &str, refused: bool) {
     handle();
-    metrics::gauge!("carecast_model_promoted_refused", "model" => model.to_string(), "version" => version.to_string()).set(if refused { 1.0 } else { 0.0 });
+    metrics::gauge!("carecast_model_promoted_refused", "model" => model.to_string(), "version" => version.to_string())
+        .set(if refused { 1.0 } else { 0.0 });
 }
 
 /// One connection refused in its TLS handshake (no or untrusted client certificate, a plain-text

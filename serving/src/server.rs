@@ -5,7 +5,9 @@
 
 use crate::service::{AppState, Models, Scoring};
 use crate::tls::Tls;
-use carecast_proto::v1::{self as pb, model_service_server::ModelServiceServer, scoring_service_server::ScoringServiceServer};
+use carecast_proto::v1::{
+    self as pb, model_service_server::ModelServiceServer, scoring_service_server::ScoringServiceServer,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,10 @@ fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
 fn request_errors<B>(mut response: tonic::codegen::http::Response<B>) -> tonic::codegen::http::Response<B> {
     let headers = response.headers_mut();
     let undecodable = headers.get("grpc-status").is_some_and(|s| s == "13")
-        && headers.get("grpc-message").and_then(|m| m.to_str().ok()).is_some_and(|m| m.starts_with("failed%20to%20decode") || m.starts_with("failed to decode"));
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| m.starts_with("failed%20to%20decode") || m.starts_with("failed to decode"));
     if undecodable {
         headers.insert("grpc-status", tonic::codegen::http::HeaderValue::from_static("3"));
     }
@@ -45,7 +50,12 @@ fn request_errors<B>(mut response: tonic::codegen::http::Response<B>) -> tonic::
 /// Serves on `listener` (over TLS when `tls` is given) until `shutdown` resolves; then stops
 /// accepting connections, ends open streams, and drains the requests in flight (at most
 /// [`DRAIN`]) before returning.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<Tls>, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<Tls>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let stopping = state.stopping.clone();
     let shutdown = async move {
         shutdown.await;

@@ -5,9 +5,9 @@ use crate::fhir_server::FhirServers;
 use crate::metrics;
 use crate::store::{ModelStore, StoreError};
 use carecast_audit::{Announced, AuditLog, AuditRecord};
-use carecast_models::registry::RegistryError;
 use carecast_models::deid::PseudonymKey;
 use carecast_models::explain::Ranking;
+use carecast_models::registry::RegistryError;
 use carecast_models::{ModelPackage, Score, Value, Workspace, deid};
 use carecast_proto::v1 as pb;
 use std::sync::Arc;
@@ -83,7 +83,8 @@ pub struct Unaudited;
 /// A store error as the caller sees it: what to do, never server paths, checksums or which files
 /// exist (the server's log has those), and names echoed short.
 fn store_status(e: StoreError) -> Status {
-    let short = |text: String| if text.chars().count() > 160 { text.chars().take(159).chain(['…']).collect() } else { text };
+    let short =
+        |text: String| if text.chars().count() > 160 { text.chars().take(159).chain(['…']).collect() } else { text };
     match &e {
         StoreError::Registry(RegistryError::BadName(_)) => Status::invalid_argument(short(e.to_string())),
         StoreError::Registry(
@@ -112,17 +113,28 @@ fn ranking(req: &pb::ScoreRequest) -> Ranking {
 }
 
 /// The response for a score of `row`: explained by the package's scorer, converted to the API.
-pub fn score_response(pkg: &ModelPackage, req: &pb::ScoreRequest, row: &[Value<'_>], score: &Score) -> pb::ScoreResponse {
+pub fn score_response(
+    pkg: &ModelPackage,
+    req: &pb::ScoreRequest,
+    row: &[Value<'_>],
+    score: &Score,
+) -> pb::ScoreResponse {
     pb::ScoreResponse::new(pkg, &req.patient_key, score, pkg.scorer.explain(row, score, ranking(req)))
 }
 
 /// A request's events turned into the model's inputs at its prediction time, by the package's
 /// own feature spec and the one extractor.
-fn inputs_from_events(pkg: &carecast_models::ModelPackage, req: &pb::ScoreRequest) -> Result<Vec<Value<'static>>, Status> {
+fn inputs_from_events(
+    pkg: &carecast_models::ModelPackage,
+    req: &pb::ScoreRequest,
+) -> Result<Vec<Value<'static>>, Status> {
     use carecast_models::clock;
     use carecast_models::features::extract::{Event, STATIC};
     let inputs = pkg.events.as_ref().ok_or_else(|| {
-        Status::invalid_argument(format!("events: model `{}` is not trained on events; send its features by name", pkg.manifest.name))
+        Status::invalid_argument(format!(
+            "events: model `{}` is not trained on events; send its features by name",
+            pkg.manifest.name
+        ))
     })?;
     let mut codes: Vec<&str> = req.events.iter().map(|e| e.code.as_str()).collect();
     codes.sort_unstable();
@@ -143,7 +155,9 @@ fn inputs_from_events(pkg: &carecast_models::ModelPackage, req: &pb::ScoreReques
             return Err(Status::invalid_argument(format!("events[{i}].code: required")));
         }
         let value = match e.value {
-            Some(v) if !v.is_finite() => return Err(Status::invalid_argument(format!("events[{i}].value: NaN or infinite"))),
+            Some(v) if !v.is_finite() => {
+                return Err(Status::invalid_argument(format!("events[{i}].value: NaN or infinite")));
+            }
             Some(v) => v as f32,
             None => f32::NAN,
         };
@@ -179,7 +193,8 @@ struct Scored {
 impl Scoring {
     /// Validates, scores and explains one request (not yet audited).
     fn evaluate(&self, req: &pb::ScoreRequest, ws: &mut Workspace) -> Result<Scored, Status> {
-        deid::check_patient_key(&req.patient_key).map_err(|reason| Status::invalid_argument(format!("patient_key: {reason}")))?;
+        deid::check_patient_key(&req.patient_key)
+            .map_err(|reason| Status::invalid_argument(format!("patient_key: {reason}")))?;
         if req.model.is_empty() {
             return Err(Status::invalid_argument("model: required"));
         }
@@ -190,7 +205,9 @@ impl Scoring {
                 .features
                 .iter()
                 .map(|(name, v)| {
-                    Value::try_from(v).map(|v| (name.as_str(), v)).map_err(|reason| Status::invalid_argument(format!("feature `{name}`: {reason}")))
+                    Value::try_from(v)
+                        .map(|v| (name.as_str(), v))
+                        .map_err(|reason| Status::invalid_argument(format!("feature `{name}`: {reason}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             pkg.scorer.bind(named).map_err(|e| Status::invalid_argument(e.to_string()))?
@@ -219,7 +236,10 @@ impl Scoring {
                 risk_band: s.band,
             })
             .collect();
-        self.state.commit(announced, &records).await.map_err(|Unaudited| Status::unavailable("audit trail unavailable; score withheld"))
+        self.state
+            .commit(announced, &records)
+            .await
+            .map_err(|Unaudited| Status::unavailable("audit trail unavailable; score withheld"))
     }
 }
 
@@ -229,7 +249,6 @@ fn count(rpc: &'static str, outcome: &Result<Scored, Status>) {
         metrics::refused(rpc, status.code());
     }
 }
-
 
 /// A refused request as a stream or batch result.
 fn refused(req: &pb::ScoreRequest, status: &Status) -> pb::ScoreResult {
@@ -263,7 +282,10 @@ impl pb::scoring_service_server::ScoringService for Scoring {
 
     type ScoreStreamStream = tokio_stream::wrappers::ReceiverStream<Result<pb::ScoreResult, Status>>;
 
-    async fn score_stream(&self, request: Request<tonic::Streaming<pb::ScoreRequest>>) -> Result<Response<Self::ScoreStreamStream>, Status> {
+    async fn score_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::ScoreRequest>>,
+    ) -> Result<Response<Self::ScoreStreamStream>, Status> {
         let caller = self.state.caller(&request, "ScoreStream", Role::Clinician)?;
         let mut requests = request.into_inner();
         let (results, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
@@ -287,7 +309,10 @@ impl pb::scoring_service_server::ScoringService for Scoring {
                 let result = match next {
                     // The client's stream broke: report it and stop (a request that was not
                     // valid protobuf is the caller's error, not the server's).
-                    Err(status) if status.code() == tonic::Code::Internal && status.message().starts_with("failed to decode") => {
+                    Err(status)
+                        if status.code() == tonic::Code::Internal
+                            && status.message().starts_with("failed to decode") =>
+                    {
                         Err(Status::invalid_argument(status.message().to_string()))
                     }
                     Err(status) => Err(status),
@@ -315,7 +340,10 @@ impl pb::scoring_service_server::ScoringService for Scoring {
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(receiver)))
     }
 
-    async fn score_batch(&self, request: Request<pb::ScoreBatchRequest>) -> Result<Response<pb::ScoreBatchResponse>, Status> {
+    async fn score_batch(
+        &self,
+        request: Request<pb::ScoreBatchRequest>,
+    ) -> Result<Response<pb::ScoreBatchResponse>, Status> {
         let started = std::time::Instant::now();
         let caller = self.state.caller(&request, "ScoreBatch", Role::Planner)?;
         let requests = request.into_inner().requests;
@@ -356,7 +384,10 @@ pub struct Models {
 
 #[tonic::async_trait]
 impl pb::model_service_server::ModelService for Models {
-    async fn list_models(&self, request: Request<pb::ListModelsRequest>) -> Result<Response<pb::ListModelsResponse>, Status> {
+    async fn list_models(
+        &self,
+        request: Request<pb::ListModelsRequest>,
+    ) -> Result<Response<pb::ListModelsResponse>, Status> {
         self.state.caller(&request, "ListModels", Role::Researcher)?;
         let registry = self.state.store.registry();
         let mut models = Vec::new();
@@ -403,7 +434,13 @@ impl pb::model_service_server::ModelService for Models {
             task: m.task.name.clone(),
             task_description: m.task.description.clone(),
             algorithm: m.algorithm.clone(),
-            created: self.state.store.registry().published_at(&m.name, &m.version).map(|t| t.to_rfc3339()).unwrap_or_default(),
+            created: self
+                .state
+                .store
+                .registry()
+                .published_at(&m.name, &m.version)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
             training_data_sha256: m.training_data.sha256.clone(),
             features,
             risk_bands: Some(pb::RiskBandThresholds { moderate: bands.moderate, high: bands.high }),

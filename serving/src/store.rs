@@ -113,7 +113,10 @@ impl ModelStore {
                     let (v, dir) = self.registry.resolve(model, Some(v))?;
                     if let Ok(package) = self.load(model, &v, &dir) {
                         tracing::error!(model, promoted = %promoted, serving = %v, error = %refused, "promoted version cannot be served; serving an earlier one");
-                        self.serving.write().expect("store lock").insert(model.to_string(), Served { package: package.clone(), pointer: None });
+                        self.serving
+                            .write()
+                            .expect("store lock")
+                            .insert(model.to_string(), Served { package: package.clone(), pointer: None });
                         crate::metrics::serving(model, &v, true);
                         crate::metrics::promoted_refused(model, &promoted, true);
                         return Ok(package);
@@ -131,7 +134,8 @@ impl ModelStore {
         if let Some(p) = self.loaded.read().expect("store lock").get(&key) {
             return Ok(p.clone());
         }
-        let unloadable = |reason: String| StoreError::Unloadable { model: model.to_string(), version: version.to_string(), reason };
+        let unloadable =
+            |reason: String| StoreError::Unloadable { model: model.to_string(), version: version.to_string(), reason };
         let stamp = files_stamp(dir);
         if let Some((reason, when)) = self.refused.read().expect("store lock").get(&key)
             && *when == stamp
@@ -144,7 +148,10 @@ impl ModelStore {
             if p.manifest.name == model && p.manifest.version == version {
                 Ok(Arc::new(p))
             } else {
-                Err(format!("the package is {} version {}, not {model} version {version}", p.manifest.name, p.manifest.version))
+                Err(format!(
+                    "the package is {} version {}, not {model} version {version}",
+                    p.manifest.name, p.manifest.version
+                ))
             }
         });
         let package = match loaded {

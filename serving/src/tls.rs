@@ -102,7 +102,11 @@ impl Tls {
     }
 
     /// Reads the PEM files named on the command line.
-    pub fn from_files(chain: &std::path::Path, key: &std::path::Path, client_ca: Option<&std::path::Path>) -> Result<Self, String> {
+    pub fn from_files(
+        chain: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: Option<&std::path::Path>,
+    ) -> Result<Self, String> {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
         let ca = client_ca.map(read).transpose()?;
         Self::from_pem(&read(chain)?, &read(key)?, ca.as_deref())

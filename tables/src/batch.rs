@@ -2,10 +2,10 @@
 //! (probability, band, top clinical factors), and every refused row reported with its row number,
 //! field and reason, while the rest are scored.
 
+use crate::table::{feature_columns, read_table, row_values, text_column};
 use carecast_audit::{AuditLog, AuditRecord};
 use carecast_models::explain::Ranking;
 use carecast_models::{ModelPackage, Workspace, deid};
-use crate::table::{feature_columns, read_table, row_values, text_column};
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::path::Path;
@@ -69,7 +69,11 @@ pub fn score_table(
             let read: Vec<Result<(Option<String>, Vec<_>), RowError>> = rows
                 .clone()
                 .map(|r| {
-                    let fail = |field: &str, reason: &str| RowError { row: r + 1, field: field.to_string(), reason: reason.to_string() };
+                    let fail = |field: &str, reason: &str| RowError {
+                        row: r + 1,
+                        field: field.to_string(),
+                        reason: reason.to_string(),
+                    };
                     let key = keys.as_ref().and_then(|k| k[r].clone());
                     if keys.is_some() {
                         match key.as_deref() {
@@ -89,7 +93,12 @@ pub fn score_table(
                     let score = scores.next().expect("one score per valid row");
                     let score = score.map_err(|e| RowError { row: r + 1, field: e.field, reason: e.reason })?;
                     let explained = pkg.scorer.explain(values, &score, Ranking { features: 0, factors: top });
-                    let warnings = explained.warnings.iter().map(|w| format!("{}: {}", w.feature, w.message)).collect::<Vec<_>>().join("; ");
+                    let warnings = explained
+                        .warnings
+                        .iter()
+                        .map(|w| format!("{}: {}", w.feature, w.message))
+                        .collect::<Vec<_>>()
+                        .join("; ");
                     let top = explained.factors.into_iter().map(|f| (f.name, f.contribution, f.reason)).collect();
                     Ok(Scored {
                         row: r + 1,
@@ -120,7 +129,8 @@ pub fn score_table(
     // audit records for scores nobody received, and no error file from an earlier run.
     let m = &pkg.manifest;
     let n = scored.len();
-    let mut cols: Vec<Column> = vec![Column::new("row".into(), scored.iter().map(|s| s.row as u64).collect::<Vec<_>>())];
+    let mut cols: Vec<Column> =
+        vec![Column::new("row".into(), scored.iter().map(|s| s.row as u64).collect::<Vec<_>>())];
     if keys.is_some() {
         cols.push(Column::new(key_name.into(), scored.iter().map(|s| s.key.clone()).collect::<Vec<_>>()));
     }
@@ -142,15 +152,19 @@ pub fn score_table(
     }
     cols.push(Column::new("warnings".into(), scored.iter().map(|s| s.warnings.as_str()).collect::<Vec<_>>()));
     let mut out = DataFrame::new(n, cols)?;
-    let staged_output = Staged::write(output, |f| ParquetWriter::new(f).finish(&mut out).map(drop).map_err(anyhow::Error::from))?;
+    let staged_output =
+        Staged::write(output, |f| ParquetWriter::new(f).finish(&mut out).map(drop).map_err(anyhow::Error::from))?;
     let staged_errors = if errors.is_empty() {
         None
     } else {
-        let mut err_df = DataFrame::new(errors.len(), vec![
-            Column::new("row".into(), errors.iter().map(|e| e.row as u64).collect::<Vec<_>>()),
-            Column::new("field".into(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>()),
-            Column::new("reason".into(), errors.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>()),
-        ])?;
+        let mut err_df = DataFrame::new(
+            errors.len(),
+            vec![
+                Column::new("row".into(), errors.iter().map(|e| e.row as u64).collect::<Vec<_>>()),
+                Column::new("field".into(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>()),
+                Column::new("reason".into(), errors.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>()),
+            ],
+        )?;
         Some(Staged::write(errors_path, |f| CsvWriter::new(f).finish(&mut err_df).map_err(anyhow::Error::from))?)
     };
 
@@ -172,7 +186,9 @@ pub fn score_table(
     match staged_errors {
         Some(staged) => staged.commit()?,
         None => match std::fs::remove_file(errors_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => anyhow::bail!("{}: stale error file not removed: {e}", errors_path.display()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                anyhow::bail!("{}: stale error file not removed: {e}", errors_path.display())
+            }
             _ => {}
         },
     }
@@ -193,7 +209,9 @@ impl Staged {
         let temp = path.with_file_name(format!(".{}.{}.partial", name.to_string_lossy(), std::process::id()));
         let staged = Self { temp, path: path.to_path_buf(), committed: false };
         let mut file = std::fs::File::create(&staged.temp).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        write(&mut file).and_then(|()| file.sync_all().map_err(anyhow::Error::from)).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        write(&mut file)
+            .and_then(|()| file.sync_all().map_err(anyhow::Error::from))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(staged)
     }
 

@@ -4,7 +4,9 @@
 //! full postcodes, telephone numbers, people's names or full dates of birth. The report never
 //! repeats the values themselves.
 
-use carecast_models::deid::{is_email, is_full_date, is_full_postcode, is_nhs_number, is_person_name, is_uk_phone, ten_digits as ten_digits_of};
+use carecast_models::deid::{
+    is_email, is_full_date, is_full_postcode, is_nhs_number, is_person_name, is_uk_phone, ten_digits as ten_digits_of,
+};
 use polars::prelude::*;
 use std::fmt::Write;
 
@@ -46,7 +48,14 @@ impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.kind {
             IdentifierKind::ColumnName => write!(f, "column `{}`: {}", self.column, self.kind.describe()),
-            _ => write!(f, "column `{}`: {} {} (first at row {})", self.column, self.matches, self.kind.describe(), self.first_row),
+            _ => write!(
+                f,
+                "column `{}`: {} {} (first at row {})",
+                self.column,
+                self.matches,
+                self.kind.describe(),
+                self.first_row
+            ),
         }
     }
 }
@@ -56,8 +65,21 @@ const IDENTIFYING_NAMES: &[&str] = &["name", "nhsno", "nhsid", "mobile"];
 /// Parts of column names (normalised as above) that only direct identifiers' names contain,
 /// wherever they stand (`patient_nhs_number`, `home_postcode`, `contact_email`).
 const IDENTIFYING_PARTS: &[&str] = &[
-    "forename", "surname", "firstname", "lastname", "fullname", "patientname", "givenname", "familyname", "nhsnumber", "chinumber",
-    "postcode", "address", "email", "phone", "telephone",
+    "forename",
+    "surname",
+    "firstname",
+    "lastname",
+    "fullname",
+    "patientname",
+    "givenname",
+    "familyname",
+    "nhsnumber",
+    "chinumber",
+    "postcode",
+    "address",
+    "email",
+    "phone",
+    "telephone",
 ];
 
 fn normalise(name: &str) -> String {
@@ -108,7 +130,8 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
                     nhs.hit(r);
                 }
             }
-            let checks = [is_email(v), is_full_postcode(v), is_uk_phone(v), is_person_name(v), birth_column && is_full_date(v)];
+            let checks =
+                [is_email(v), is_full_postcode(v), is_uk_phone(v), is_person_name(v), birth_column && is_full_date(v)];
             for ((_, t), hit) in tallies.iter_mut().zip(checks) {
                 if hit {
                     t.hit(r);
@@ -139,7 +162,8 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
                 let Ok(ca) = floats.f64() else { continue };
                 for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
                     buf.clear();
-                    if x.fract() == 0.0 && x.abs() < 1e15 { write!(buf, "{x:.0}") } else { write!(buf, "{x}") }.expect("writing to a String");
+                    if x.fract() == 0.0 && x.abs() < 1e15 { write!(buf, "{x:.0}") } else { write!(buf, "{x}") }
+                        .expect("writing to a String");
                     check(r, &buf);
                 }
             }
@@ -149,7 +173,8 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
                 let Ok(ca) = dates.date() else { continue };
                 let full = &mut tallies[4].1;
                 for (r, days) in ca.physical().iter().enumerate().filter_map(|(r, d)| Some((r, d?))) {
-                    let day = chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0).map(|d| chrono::Datelike::day(&d));
+                    let day = chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0)
+                        .map(|d| chrono::Datelike::day(&d));
                     if birth_column && day != Some(1) {
                         full.hit(r);
                     }
@@ -160,13 +185,20 @@ pub fn scan(df: &DataFrame) -> Vec<Finding> {
         // Random 10-digit ids pass the modulus-11 check about one time in eleven; a column of
         // NHS numbers passes every time.
         if nhs.matches > 0 && nhs.matches * 2 >= ten_digits {
-            findings.push(Finding { column: name.clone(), kind: IdentifierKind::NhsNumber, matches: nhs.matches, first_row: nhs.first_row });
+            findings.push(Finding {
+                column: name.clone(),
+                kind: IdentifierKind::NhsNumber,
+                matches: nhs.matches,
+                first_row: nhs.first_row,
+            });
         }
         for (kind, t) in tallies {
             // Exact shapes (e-mail, postcode, date of birth) count from one value; fuzzier ones
             // (telephone, name) from three values or 5% of the column.
             let enough = match kind {
-                IdentifierKind::Phone | IdentifierKind::PersonName => t.matches >= 3 || (t.matches > 0 && t.matches * 20 >= non_null),
+                IdentifierKind::Phone | IdentifierKind::PersonName => {
+                    t.matches >= 3 || (t.matches > 0 && t.matches * 20 >= non_null)
+                }
                 _ => t.matches > 0,
             };
             if enough {

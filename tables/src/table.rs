@@ -25,7 +25,10 @@ pub fn read_table(path: &Path) -> Result<DataFrame, TableError> {
     if findings.is_empty() {
         Ok(df)
     } else {
-        Err(TableError::Identifiers { path: path.display().to_string(), findings: findings.iter().map(ToString::to_string).collect() })
+        Err(TableError::Identifiers {
+            path: path.display().to_string(),
+            findings: findings.iter().map(ToString::to_string).collect(),
+        })
     }
 }
 
@@ -87,9 +90,8 @@ impl FeatureColumn {
     /// not parse are marked bad), text for categorical ones (numbers are written as text).
     pub fn read(df: &DataFrame, spec: &FeatureSpec) -> Result<Self, TableError> {
         let col_err = |reason: String| TableError::Column { column: spec.name.clone(), reason };
-        let column = df
-            .column(&spec.name)
-            .map_err(|_| col_err("required by the model but absent from the input".into()))?;
+        let column =
+            df.column(&spec.name).map_err(|_| col_err("required by the model but absent from the input".into()))?;
         let series = column.as_materialized_series();
         let mut dictionary: Vec<String> = Vec::new();
         let mut index: HashMap<String, u32> = HashMap::new();
@@ -109,7 +111,9 @@ impl FeatureColumn {
                     .map(|v| match v.map(str::trim) {
                         None | Some("") => Cell::Missing,
                         Some(s) => match spec.kind {
-                            FeatureKind::Numeric => s.parse::<f64>().map_or(Cell::Bad("expected a number"), Cell::Number),
+                            FeatureKind::Numeric => {
+                                s.parse::<f64>().map_or(Cell::Bad("expected a number"), Cell::Number)
+                            }
                             FeatureKind::Categorical => intern(s),
                         },
                     })
@@ -123,7 +127,11 @@ impl FeatureColumn {
                         (None, _) => Cell::Missing,
                         (Some(x), FeatureKind::Numeric) => Cell::Number(x),
                         (Some(x), FeatureKind::Categorical) => {
-                            if x.fract() == 0.0 && x.abs() < 1e15 { intern(&format!("{}", x as i64)) } else { intern(&x.to_string()) }
+                            if x.fract() == 0.0 && x.abs() < 1e15 {
+                                intern(&format!("{}", x as i64))
+                            } else {
+                                intern(&x.to_string())
+                            }
                         }
                     })
                     .collect()

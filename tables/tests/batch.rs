@@ -1,8 +1,8 @@
 //! Batch scoring on real rows: bad rows are reported with row number, field and reason, every
 //! other row is scored, and the Parquet output equals the in-process scorer.
 
-use carecast_models::{Registry, Workspace, load_package};
 use carecast_audit::AuditLog;
+use carecast_models::{Registry, Workspace, load_package};
 use carecast_tables::batch;
 use carecast_tables::{feature_columns, read_table, row_values};
 use carecast_training::{Algorithm, TaskSpec, train};
@@ -63,11 +63,21 @@ fn bad_rows_are_reported_and_the_rest_scored() {
 
     // Parquet input gives the same scores as the CSV it was written from.
     let parquet_in = dir.join("input.parquet");
-    polars::prelude::ParquetWriter::new(std::fs::File::create(&parquet_in).unwrap()).finish(&mut read_table(&input).unwrap()).unwrap();
+    polars::prelude::ParquetWriter::new(std::fs::File::create(&parquet_in).unwrap())
+        .finish(&mut read_table(&input).unwrap())
+        .unwrap();
     let from_parquet = dir.join("from_parquet.parquet");
     let again = batch::score_table(&pkg, &parquet_in, &from_parquet, &errors, Some("sno"), 3, &audit).unwrap();
     assert_eq!((again.scored, again.errors.len()), (57, 3));
-    let probs_again: Vec<f64> = read_table(&from_parquet).unwrap().column("probability").unwrap().f64().unwrap().iter().map(Option::unwrap).collect();
+    let probs_again: Vec<f64> = read_table(&from_parquet)
+        .unwrap()
+        .column("probability")
+        .unwrap()
+        .f64()
+        .unwrap()
+        .iter()
+        .map(Option::unwrap)
+        .collect();
     assert_eq!(probs_again, probs);
 
     // A key that looks like an NHS number is refused with the whole file, before anything is
@@ -76,14 +86,22 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     damage(&mut identified, 7, sno, "9434765919");
     let identified_path = dir.join("identified.csv");
     std::fs::write(&identified_path, identified.join("\n")).unwrap();
-    let err = batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
-    assert!(err.contains("column `sno`") && err.contains("NHS numbers") && err.contains("row 7") && !err.contains("9434765919"), "{err}");
+    let err =
+        batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
+    assert!(
+        err.contains("column `sno`")
+            && err.contains("NHS numbers")
+            && err.contains("row 7")
+            && !err.contains("9434765919"),
+        "{err}"
+    );
     assert_eq!(audit.verify().unwrap().records, 57 * 2, "nothing scored or audited");
     // The same number as a float (what a table tool writes when the column has a gap).
     let mut floated = lines.clone();
     damage(&mut floated, 7, sno, "9434765919.0");
     std::fs::write(&identified_path, floated.join("\n")).unwrap();
-    let err = batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
+    let err =
+        batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
     assert!(err.contains("column `sno`") && err.contains("NHS numbers") && !err.contains("9434765919"), "{err}");
 
     // Outputs appear whole and only after the audit: a missing output folder fails before
@@ -103,7 +121,13 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     // A table without a column the model needs is refused whole, naming the column.
     let no_meanbp = dir.join("no_meanbp.csv");
     let keep: Vec<usize> = (0..header.len()).filter(|&i| header[i] != "meanbp").collect();
-    let cut: Vec<String> = lines.iter().map(|l| { let c: Vec<&str> = l.split(',').collect(); keep.iter().map(|&i| c[i]).collect::<Vec<_>>().join(",") }).collect();
+    let cut: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            keep.iter().map(|&i| c[i]).collect::<Vec<_>>().join(",")
+        })
+        .collect();
     std::fs::write(&no_meanbp, cut.join("\n")).unwrap();
     let err = batch::score_table(&pkg, &no_meanbp, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
     assert!(err.contains("meanbp"), "{err}");

@@ -2,18 +2,18 @@
 //! prediction times are censored. An event task spec (TOML) yields MEDS-style labels
 //! (`subject_id`, `prediction_time`, `boolean_value`), every exclusion counted.
 
+use crate::dataset::{Baseline, Rows, TaskData, TrainingSet, key_hash};
 use crate::ingest::events::EventStore;
+use crate::subgroups::{SubgroupSpec, assign_from_codes, assign_from_column, default_subgroups};
+use carecast_models::RiskBands;
 use carecast_models::features::extract::{ExtractBuffer, FeatureExtractor, STATIC};
 use carecast_models::features::{CodePattern, FeatureSetSpec, MICROS_PER_YEAR, Window};
 use carecast_models::package::{TaskInfo, sha256_hex};
-use carecast_models::RiskBands;
 use carecast_tables::FeatureColumn;
-use crate::dataset::{Baseline, Rows, TaskData, TrainingSet, key_hash};
-use crate::subgroups::{SubgroupSpec, assign_from_codes, assign_from_column, default_subgroups};
-use std::path::Path;
 use rayon::prelude::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,7 +103,10 @@ pub fn label(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Vec<La
 /// Follow-up of every eligible prediction time, censored ones included; ineligible prediction
 /// times are counted by reason.
 pub fn follow_up(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Vec<FollowUp>, BTreeMap<String, u64>)> {
-    let horizon = spec.horizon.0.ok_or_else(|| anyhow::anyhow!("task `{}`: the horizon must be a length, not `all`", spec.name))?;
+    let horizon = spec
+        .horizon
+        .0
+        .ok_or_else(|| anyhow::anyhow!("task `{}`: the horizon must be a length, not `all`", spec.name))?;
     anyhow::ensure!(
         spec.prediction_codes.is_empty() != spec.prediction_date.is_none(),
         "task `{}`: give either prediction_codes or prediction_date",
@@ -148,8 +151,15 @@ pub fn follow_up(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Ve
             let share = |until: i64| ((until - t) as f64 / horizon as f64).min(1.0);
             let follow_up = match outcomes.iter().find(|&&o| o > t && o <= t + horizon) {
                 Some(&o) => FollowUp { subject: store.subjects[i], prediction_time: t, event: true, time: share(o) },
-                None if last > t + horizon => FollowUp { subject: store.subjects[i], prediction_time: t, event: false, time: 1.0 },
-                None => FollowUp { subject: store.subjects[i], prediction_time: t, event: false, time: share(last).min(1.0 - 1e-9) },
+                None if last > t + horizon => {
+                    FollowUp { subject: store.subjects[i], prediction_time: t, event: false, time: 1.0 }
+                }
+                None => FollowUp {
+                    subject: store.subjects[i],
+                    prediction_time: t,
+                    event: false,
+                    time: share(last).min(1.0 - 1e-9),
+                },
             };
             follow_ups.push(follow_up);
         }
@@ -174,12 +184,18 @@ pub fn extract_features(store: &EventStore, labels: &[Label], extractor: &Featur
 /// Writes labels as MEDS label Parquet: `subject_id`, `prediction_time`, `boolean_value`.
 pub fn write_labels(labels: &[Label], path: &std::path::Path) -> anyhow::Result<()> {
     use polars::prelude::*;
-    let time = crate::ingest::meds::timestamp_column("prediction_time", labels.iter().map(|l| Some(l.prediction_time)).collect())?;
-    let mut df = DataFrame::new(labels.len(), vec![
-        Column::new("subject_id".into(), labels.iter().map(|l| l.subject).collect::<Vec<_>>()),
-        time,
-        Column::new("boolean_value".into(), labels.iter().map(|l| l.value).collect::<Vec<_>>()),
-    ])?;
+    let time = crate::ingest::meds::timestamp_column(
+        "prediction_time",
+        labels.iter().map(|l| Some(l.prediction_time)).collect(),
+    )?;
+    let mut df = DataFrame::new(
+        labels.len(),
+        vec![
+            Column::new("subject_id".into(), labels.iter().map(|l| l.subject).collect::<Vec<_>>()),
+            time,
+            Column::new("boolean_value".into(), labels.iter().map(|l| l.value).collect::<Vec<_>>()),
+        ],
+    )?;
     ParquetWriter::new(std::fs::File::create(path)?).finish(&mut df)?;
     Ok(())
 }
@@ -188,21 +204,39 @@ pub fn write_labels(labels: &[Label], path: &std::path::Path) -> anyhow::Result<
 /// in the package): labels, features from the one extractor, and the dataset's own splits
 /// (`held_out` is the test split; `train` and `tuning` are fitted on).
 /// With [`Rows::All`] every labelled row is an evaluation row, whatever its split.
-pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str, which: Rows) -> anyhow::Result<TrainingSet> {
+pub fn event_training_set(
+    meds: &Path,
+    task_toml: &str,
+    features_toml: &str,
+    which: Rows,
+) -> anyhow::Result<TrainingSet> {
     let spec: EventTaskSpec = toml::from_str(task_toml).map_err(|e| anyhow::anyhow!("task spec: {e}"))?;
-    let risk_bands = spec.risk_bands.ok_or_else(|| anyhow::anyhow!("task `{}`: [risk_bands] are needed to train a model", spec.name))?;
+    let risk_bands = spec
+        .risk_bands
+        .ok_or_else(|| anyhow::anyhow!("task `{}`: [risk_bands] are needed to train a model", spec.name))?;
     risk_bands.validate().map_err(anyhow::Error::msg)?;
     let features = FeatureSetSpec::from_toml(features_toml).map_err(|e| anyhow::anyhow!("feature spec: {e}"))?;
     let (store, splits, _) = crate::ingest::meds::read_meds(meds)?;
     // Censored prediction times are kept for time-to-event models (training rows only).
     let (follow_ups, excluded) = follow_up(&store, &spec)?;
-    let labels: Vec<Label> = follow_ups.iter().map(|f| Label { subject: f.subject, prediction_time: f.prediction_time, value: f.event }).collect();
+    let labels: Vec<Label> = follow_ups
+        .iter()
+        .map(|f| Label { subject: f.subject, prediction_time: f.prediction_time, value: f.event })
+        .collect();
     let extractor = FeatureExtractor::new(&features);
     let rows = extract_features(&store, &labels, &extractor);
     let specs = extractor.feature_specs();
-    let columns: Vec<FeatureColumn> = specs.iter().enumerate().map(|(j, f)| FeatureColumn::from_numbers(&f.name, rows.iter().map(|r| r[j]))).collect();
+    let columns: Vec<FeatureColumn> = specs
+        .iter()
+        .enumerate()
+        .map(|(j, f)| FeatureColumn::from_numbers(&f.name, rows.iter().map(|r| r[j])))
+        .collect();
     let column = |name: &str| {
-        specs.iter().position(|f| f.name == name).map(|j| &columns[j]).ok_or_else(|| anyhow::anyhow!("task `{}`: `{name}` is not a feature of the feature spec", spec.name))
+        specs
+            .iter()
+            .position(|f| f.name == name)
+            .map(|j| &columns[j])
+            .ok_or_else(|| anyhow::anyhow!("task `{}`: `{name}` is not a feature of the feature spec", spec.name))
     };
     let names: Vec<&str> = specs.iter().map(|f| f.name.as_str()).collect();
     let mut subgroups = Vec::new();
@@ -244,11 +278,18 @@ pub fn event_training_set(meds: &Path, task_toml: &str, features_toml: &str, whi
     anyhow::ensure!(!data.test_rows.is_empty(), "task `{}`: no rows to evaluate", spec.name);
     anyhow::ensure!(which == Rows::All || !data.train_rows.is_empty(), "task `{}` has an empty train split", spec.name);
     Ok(TrainingSet {
-        task: TaskInfo { name: spec.name.clone(), description: spec.description.clone(), outcome: spec.outcome.clone().unwrap_or(spec.description.clone()) },
+        task: TaskInfo {
+            name: spec.name.clone(),
+            description: spec.description.clone(),
+            outcome: spec.outcome.clone().unwrap_or(spec.description.clone()),
+        },
         features: specs,
         risk_bands,
         data,
-        spec_files: vec![("task.toml", task_toml.as_bytes().to_vec()), ("features.toml", features_toml.as_bytes().to_vec())],
+        spec_files: vec![
+            ("task.toml", task_toml.as_bytes().to_vec()),
+            ("features.toml", features_toml.as_bytes().to_vec()),
+        ],
     })
 }
 
@@ -261,7 +302,11 @@ fn coded_attribute(store: &EventStore, labels: &[Label], prefix: &str) -> Vec<Op
         .map(|l| {
             let i = store.position(l.subject).expect("labels come from the store");
             let events = store.patient(i);
-            let last = events.iter().take_while(|e| e.time <= l.prediction_time).filter_map(|e| suffix[e.code as usize]).last();
+            let last = events
+                .iter()
+                .take_while(|e| e.time <= l.prediction_time)
+                .filter_map(|e| suffix[e.code as usize])
+                .last();
             last.map(str::to_string)
         })
         .collect()

@@ -88,7 +88,8 @@ pub fn compare_auroc(y: &[bool], model: &[f64], baseline_name: &str, baseline: &
     let a = delong_components(y, model)?;
     let b = delong_components(y, baseline)?;
     let (m, n) = (a.v10.len() as f64, a.v01.len() as f64);
-    let var = |p: &DelongComponents, q: &DelongComponents| covariance(&p.v10, &q.v10) / m + covariance(&p.v01, &q.v01) / n;
+    let var =
+        |p: &DelongComponents, q: &DelongComponents| covariance(&p.v10, &q.v10) / m + covariance(&p.v01, &q.v01) / n;
     let (var_a, var_b, cov) = (var(&a, &a), var(&b, &b), var(&a, &b));
     let diff = a.auc - b.auc;
     let se = (var_a + var_b - 2.0 * cov).max(0.0).sqrt();
@@ -100,7 +101,13 @@ pub fn compare_auroc(y: &[bool], model: &[f64], baseline_name: &str, baseline: &
         model_auroc: a.auc,
         difference: diff,
         difference_ci: [diff - z * se, diff + z * se],
-        p_value: if se > 0.0 { 2.0 * normal_upper_tail(diff.abs() / se) } else if diff == 0.0 { 1.0 } else { 0.0 },
+        p_value: if se > 0.0 {
+            2.0 * normal_upper_tail(diff.abs() / se)
+        } else if diff == 0.0 {
+            1.0
+        } else {
+            0.0
+        },
     })
 }
 
@@ -112,7 +119,9 @@ fn normal_upper_tail(z: f64) -> f64 {
         + t * (1.000_023_68
             + t * (0.374_091_96
                 + t * (0.096_784_18
-                    + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let erfc = t * poly.exp();
     0.5 * if x >= 0.0 { erfc } else { 2.0 - erfc }
 }
@@ -128,7 +137,11 @@ pub fn auprc(y: &[bool], score: &[f64]) -> f64 {
         // All rows tied at this threshold enter together.
         let mut j = i;
         while j < idx.len() && score[idx[j]] == score[idx[i]] {
-            if y[idx[j]] { tp += 1.0 } else { fp += 1.0 }
+            if y[idx[j]] {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
             j += 1;
         }
         let recall = tp / total_pos;
@@ -216,7 +229,13 @@ pub fn smoothed_calibration(y: &[bool], p: &[f64], span: f64) -> Vec<f64> {
         for i in lo..=hi {
             // Cleveland's weights: 1 within 0.1% of the bandwidth, 0 beyond 99.9% of it.
             let r = (xs[i] - x0).abs();
-            let w = if r <= 0.001 * h { 1.0 } else if r <= 0.999 * h { (1.0 - (r / h).powi(3)).powi(3) } else { 0.0 };
+            let w = if r <= 0.001 * h {
+                1.0
+            } else if r <= 0.999 * h {
+                (1.0 - (r / h).powi(3)).powi(3)
+            } else {
+                0.0
+            };
             sw += w;
             swx += w * xs[i];
             swy += w * ys[i];
@@ -362,7 +381,11 @@ fn cumulative_counts(y: &[bool], p: &[f64]) -> Vec<(f64, f64)> {
     while i < idx.len() {
         let mut j = i;
         while j < idx.len() && p[idx[j]] == p[idx[i]] {
-            if y[idx[j]] { tp += 1.0 } else { fp += 1.0 }
+            if y[idx[j]] {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
             j += 1;
         }
         out.push((tp, fp));
@@ -564,7 +587,13 @@ mod tests {
             for j in 0..y.len() {
                 if y[i] && !y[j] {
                     pairs += 1.0;
-                    wins += if s[i] > s[j] { 1.0 } else if s[i] == s[j] { 0.5 } else { 0.0 };
+                    wins += if s[i] > s[j] {
+                        1.0
+                    } else if s[i] == s[j] {
+                        0.5
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
@@ -668,7 +697,11 @@ mod tests {
         let groups = calibration_groups(&y, &p, 5);
         assert_eq!(groups.iter().map(|g| g.n).sum::<u64>(), 10);
         assert!(groups.windows(2).all(|w| w[0].mean_predicted <= w[1].mean_predicted));
-        let by = SubgroupAssignment { variable: "half".into(), levels: vec!["a".into(), "b".into()], of_row: (0..10).map(|r| Some(r % 2)).collect() };
+        let by = SubgroupAssignment {
+            variable: "half".into(),
+            levels: vec!["a".into(), "b".into()],
+            of_row: (0..10).map(|r| Some(r % 2)).collect(),
+        };
         let subs = subgroup_results(&y, &p, &by);
         assert_eq!(subs.iter().map(|s| s.n).sum::<u64>(), 10);
         assert!(subs.iter().all(|s| s.auroc.is_none()), "too few outcomes for a subgroup AUROC");

@@ -135,9 +135,16 @@ pub fn monotone_columns(pre: &Preprocessor) -> Vec<i8> {
 /// Fits the chosen estimator (and calibration) on encoded training rows.
 pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow::Result<Fitted> {
     if options.algorithm == Algorithm::Hazard {
-        anyhow::ensure!(options.calibration == calibrate::Method::None, "a hazard model gives risks by the horizon directly; it takes no --calibration");
+        anyhow::ensure!(
+            options.calibration == calibrate::Method::None,
+            "a hazard model gives risks by the horizon directly; it takes no --calibration"
+        );
         let (model, calibration, selection) = hazard::fit(data)?;
-        return Ok(Fitted { estimator: Estimator::LogisticRegression(model), calibration: Some(calibration), selection });
+        return Ok(Fitted {
+            estimator: Estimator::LogisticRegression(model),
+            calibration: Some(calibration),
+            selection,
+        });
     }
     let calibrating = options.calibration != calibrate::Method::None;
     let tuning = data.rows(|r| data.fold(r) == 0);
@@ -220,7 +227,13 @@ const GBM_SHAPES: [(usize, usize); 3] = [(4, 2), (8, 4), (16, 6)];
 /// and early-stopped on the one left out; the shape with the lowest mean held-out log-loss wins,
 /// and the final model is fitted on every fitting row (all training rows, or without calibration's
 /// tuning fold) with the folds' mean best rounds scaled by the row ratio.
-fn fit_gbm(options: &TrainOptions, pre: &Preprocessor, data: &Encoded, fitting: &[usize], calibrating: bool) -> (Estimator, serde_json::Value) {
+fn fit_gbm(
+    options: &TrainOptions,
+    pre: &Preprocessor,
+    data: &Encoded,
+    fitting: &[usize],
+    calibrating: bool,
+) -> (Estimator, serde_json::Value) {
     use rayon::prelude::*;
     let base = gbm::GbmParams { positive_weight: options.positive_weight, ..Default::default() };
     let monotone = monotone_columns(pre);
@@ -235,7 +248,13 @@ fn fit_gbm(options: &TrainOptions, pre: &Preprocessor, data: &Encoded, fitting: 
             let (fit_x, fit_y) = data.columns(&data.rows(|r| folds.contains(&data.fold(r)) && data.fold(r) != k));
             let (tune_x, tune_y) = data.columns(&data.rows(|r| data.fold(r) == k));
             let params = gbm::GbmParams { max_leaves: leaves, max_depth: depth, ..base };
-            let fitted = gbm::fit(&gbm::Columns { values: &fit_x }, &fit_y, Some((&gbm::Columns { values: &tune_x }, &tune_y)), params, &monotone);
+            let fitted = gbm::fit(
+                &gbm::Columns { values: &fit_x },
+                &fit_y,
+                Some((&gbm::Columns { values: &tune_x }, &tune_y)),
+                params,
+                &monotone,
+            );
             (leaves, depth, fitted, fit_y.len())
         })
         .collect();
@@ -245,12 +264,15 @@ fn fit_gbm(options: &TrainOptions, pre: &Preprocessor, data: &Encoded, fitting: 
         .map(|&(leaves, depth)| {
             let mine: Vec<_> = runs.iter().filter(|r| (r.0, r.1) == (leaves, depth)).collect();
             let held_out = |n_fit: usize| (fitting.len() - n_fit) as f64;
-            let loss = mine.iter().map(|r| r.2.best_tuning_log_loss.unwrap_or(f64::INFINITY) * held_out(r.3)).sum::<f64>() / mine.iter().map(|r| held_out(r.3)).sum::<f64>();
+            let loss =
+                mine.iter().map(|r| r.2.best_tuning_log_loss.unwrap_or(f64::INFINITY) * held_out(r.3)).sum::<f64>()
+                    / mine.iter().map(|r| held_out(r.3)).sum::<f64>();
             let rounds_per_row = mine.iter().map(|r| r.2.rounds as f64 / r.3 as f64).sum::<f64>() / mine.len() as f64;
             ((leaves, depth), loss, rounds_per_row)
         })
         .collect();
-    let &((leaves, depth), loss, rounds_per_row) = summary.iter().fold(&summary[0], |best, s| if s.1 < best.1 { s } else { best });
+    let &((leaves, depth), loss, rounds_per_row) =
+        summary.iter().fold(&summary[0], |best, s| if s.1 < best.1 { s } else { best });
     // More rows support proportionally more rounds at the same learning rate.
     let rounds = ((rounds_per_row * fitting.len() as f64).round() as usize).max(1);
     let params = gbm::GbmParams { max_leaves: leaves, max_depth: depth, max_rounds: rounds, ..base };

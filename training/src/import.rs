@@ -6,9 +6,9 @@
 use crate::dataset::{Rows, TrainingSet};
 use crate::pipeline::{evaluate_and_publish, load_task_data, training_summary};
 use crate::task::TaskSpec;
-use carecast_models::tree_import::{Imported, lightgbm_text, xgboost_json};
-use carecast_models::preprocess::Encoding;
 use carecast_models::package::TaskInfo;
+use carecast_models::preprocess::Encoding;
+use carecast_models::tree_import::{Imported, lightgbm_text, xgboost_json};
 use carecast_models::{Estimator, FeatureKind, ModelDefinition, Registry};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -44,14 +44,24 @@ pub struct ImportReport {
 /// punctuation as `_` (LightGBM rewrites them so).
 fn task_feature(task: &TaskSpec, column: &str) -> Option<usize> {
     let plain = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>();
-    task.features.iter().position(|f| f.name == column).or_else(|| task.features.iter().position(|f| plain(&f.name) == column))
+    task.features
+        .iter()
+        .position(|f| f.name == column)
+        .or_else(|| task.features.iter().position(|f| plain(&f.name) == column))
 }
 
 /// Imports `model_file` into `task` (data at `data_path`) and publishes it as `name` (default
 /// `<task>-imported`). The package's features are the model's columns, in its order, with the
 /// task's display names and units; the task's training split only fits the input checks
 /// (ranges, missing shares), since the model was fitted elsewhere.
-pub fn import_model(task: &TaskSpec, data_path: &Path, registry: &Registry, model_file: &Path, format: Format, name: Option<&str>) -> anyhow::Result<ImportReport> {
+pub fn import_model(
+    task: &TaskSpec,
+    data_path: &Path,
+    registry: &Registry,
+    model_file: &Path,
+    format: Format,
+    name: Option<&str>,
+) -> anyhow::Result<ImportReport> {
     let bytes = std::fs::read(model_file).map_err(|e| anyhow::anyhow!("{}: {e}", model_file.display()))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| anyhow::anyhow!("{}: not UTF-8 text", model_file.display()))?;
     let Imported { ensemble, feature_names } = match format {
@@ -60,16 +70,31 @@ pub fn import_model(task: &TaskSpec, data_path: &Path, registry: &Registry, mode
     };
     let mut features = Vec::with_capacity(feature_names.len());
     for column in &feature_names {
-        let i = task_feature(task, column).ok_or_else(|| anyhow::anyhow!("model column `{column}`: not a feature of task `{}`", task.name))?;
+        let i = task_feature(task, column)
+            .ok_or_else(|| anyhow::anyhow!("model column `{column}`: not a feature of task `{}`", task.name))?;
         let spec = &task.features[i];
-        anyhow::ensure!(spec.kind == FeatureKind::Numeric, "model column `{column}`: task feature `{}` is categorical; imported models take numeric features", spec.name);
+        anyhow::ensure!(
+            spec.kind == FeatureKind::Numeric,
+            "model column `{column}`: task feature `{}` is categorical; imported models take numeric features",
+            spec.name
+        );
         features.push(spec.clone());
     }
     let task = TaskSpec { features, ..task.clone() };
     let data = load_task_data(&task, data_path, Rows::TaskSplit)?;
-    let preprocessor = crate::fit::preprocessor_training::fit_preprocessor(&task.features, &data.columns, &data.train_rows, Encoding::Native)?;
+    let preprocessor = crate::fit::preprocessor_training::fit_preprocessor(
+        &task.features,
+        &data.columns,
+        &data.train_rows,
+        Encoding::Native,
+    )?;
     let trees = ensemble.trees.len();
-    let definition = ModelDefinition { preprocessor, estimator: Estimator::GradientBoostedTrees(ensemble), risk_bands: task.risk_bands, calibration: None };
+    let definition = ModelDefinition {
+        preprocessor,
+        estimator: Estimator::GradientBoostedTrees(ensemble),
+        risk_bands: task.risk_bands,
+        calibration: None,
+    };
     let selection = serde_json::json!({
         "imported": {
             "format": format.name(),
@@ -81,7 +106,11 @@ pub fn import_model(task: &TaskSpec, data_path: &Path, registry: &Registry, mode
     });
     let training = training_summary(&definition.preprocessor, &data, false);
     let set = TrainingSet {
-        task: TaskInfo { name: task.name.clone(), description: task.description.clone(), outcome: task.outcome.clone() },
+        task: TaskInfo {
+            name: task.name.clone(),
+            description: task.description.clone(),
+            outcome: task.outcome.clone(),
+        },
         features: task.features.clone(),
         risk_bands: task.risk_bands,
         spec_files: vec![("task.toml", toml::to_string(&task)?.into_bytes())],
@@ -90,5 +119,11 @@ pub fn import_model(task: &TaskSpec, data_path: &Path, registry: &Registry, mode
     let name = name.map_or_else(|| format!("{}-imported", task.name), str::to_string);
     let excluded: BTreeMap<String, usize> = set.data.excluded.clone();
     let published = evaluate_and_publish(&set, registry, &definition, &name, selection, excluded, training)?;
-    Ok(ImportReport { name, version: published.version, auroc: published.test.auroc, max_additivity_error: published.max_additivity_error, trees })
+    Ok(ImportReport {
+        name,
+        version: published.version,
+        auroc: published.test.auroc,
+        max_additivity_error: published.max_additivity_error,
+        trees,
+    })
 }

@@ -7,12 +7,14 @@ use crate::dataset::{Baseline, MetricsFile, Rows, TaskData, TrainingSet, Trainin
 use crate::evaluate::{Report, SubgroupAssignment, report};
 pub use crate::fit::{Algorithm, TrainOptions};
 use crate::fit::{Encoded, preprocessor_training::fit_preprocessor};
-use carecast_tables::{FeatureColumn, feature_columns, read_table, row_values, text_column};
 use crate::subgroups::{assign_from_column, default_subgroups};
 use crate::task::TaskSpec;
 use carecast_models::package::{Manifest, Metrics, ModelPackage, TaskInfo, TrainingData, sha256_hex, write_package};
 use carecast_models::preprocess::{Encoding, Preprocessor};
-use carecast_models::{FeatureKind, Monotone, FeatureSpec, ModelDefinition, Registry, RiskBands, Scorer, Value, Workspace};
+use carecast_models::{
+    FeatureKind, FeatureSpec, ModelDefinition, Monotone, Registry, RiskBands, Scorer, Value, Workspace,
+};
+use carecast_tables::{FeatureColumn, feature_columns, read_table, row_values, text_column};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -81,7 +83,9 @@ pub fn load_task_data(task: &TaskSpec, path: &Path, rows: Rows) -> anyhow::Resul
             (Some(reason), _) => *data.excluded.entry(reason).or_default() += 1,
             (None, Some(s)) if s == task.split.train => data.train_rows.push(r),
             (None, Some(s)) if s == task.split.test => data.test_rows.push(r),
-            (None, _) => *data.excluded.entry(format!("split `{}` neither train nor test", task.split.column)).or_default() += 1,
+            (None, _) => {
+                *data.excluded.entry(format!("split `{}` neither train nor test", task.split.column)).or_default() += 1
+            }
         }
     }
     anyhow::ensure!(!data.test_rows.is_empty(), "task `{}`: no rows to evaluate", task.name);
@@ -91,7 +95,13 @@ pub fn load_task_data(task: &TaskSpec, path: &Path, rows: Rows) -> anyhow::Resul
 
 /// Encodes rows through the model's own preprocessing; rows it refuses are counted, not fitted.
 fn encode_rows(pre: &Preprocessor, data: &TaskData, rows: &[usize], excluded: &mut BTreeMap<String, usize>) -> Encoded {
-    let mut out = Encoded { x: Vec::with_capacity(rows.len() * pre.n_columns()), n_cols: pre.n_columns(), y: Vec::new(), key_hash: Vec::new(), follow_up: Vec::new() };
+    let mut out = Encoded {
+        x: Vec::with_capacity(rows.len() * pre.n_columns()),
+        n_cols: pre.n_columns(),
+        y: Vec::new(),
+        key_hash: Vec::new(),
+        follow_up: Vec::new(),
+    };
     let (mut buf, mut warnings) = (Vec::new(), Vec::new());
     for &r in rows {
         let values = row_values(&data.columns, r).expect("checked on load");
@@ -160,14 +170,23 @@ pub fn evaluate_rows(scorer: &Scorer, data: &TaskData, rows: &[usize], threshold
     let baseline: Option<Vec<f64>> = data.baseline.as_ref().map(|b| kept.iter().map(|&r| b.score[r]).collect());
     let baseline = data.baseline.as_ref().zip(baseline.as_deref()).map(|(b, s)| (b.name.as_str(), s));
     let patients = kept.iter().map(|&r| data.key_hash[r]).collect::<std::collections::HashSet<_>>().len() as u64;
-    Evaluation { report: report(&y, &p, thresholds, &subgroups, baseline), max_additivity_error: max_err, refused: rows.len() - kept.len(), patients }
+    Evaluation {
+        report: report(&y, &p, thresholds, &subgroups, baseline),
+        max_additivity_error: max_err,
+        refused: rows.len() - kept.len(),
+        patients,
+    }
 }
 
 /// How each encoding handles missing values, in the model card's words.
 fn missing_handling(encoding: Encoding) -> &'static str {
     match encoding {
-        Encoding::Standardised => "Missing numeric values are replaced by the training median, with a missing-indicator column wherever training data had missing values (and always for the steps of an event sequence); a missing category has its own column.",
-        Encoding::Native => "Missing values are kept missing: each tree split learned from the training data which way missing values go.",
+        Encoding::Standardised => {
+            "Missing numeric values are replaced by the training median, with a missing-indicator column wherever training data had missing values (and always for the steps of an event sequence); a missing category has its own column."
+        }
+        Encoding::Native => {
+            "Missing values are kept missing: each tree split learned from the training data which way missing values go."
+        }
     }
 }
 
@@ -212,7 +231,11 @@ pub fn train(
     name: Option<&str>,
 ) -> anyhow::Result<TrainReport> {
     let set = TrainingSet {
-        task: TaskInfo { name: task.name.clone(), description: task.description.clone(), outcome: task.outcome.clone() },
+        task: TaskInfo {
+            name: task.name.clone(),
+            description: task.description.clone(),
+            outcome: task.outcome.clone(),
+        },
         features: task.features.clone(),
         risk_bands: task.risk_bands,
         data: load_task_data(task, data_path, Rows::TaskSplit)?,
@@ -222,7 +245,12 @@ pub fn train(
 }
 
 /// Trains, evaluates and publishes one model from a training set; returns the report.
-pub fn train_set(set: &TrainingSet, registry: &Registry, options: impl Into<TrainOptions>, name: Option<&str>) -> anyhow::Result<TrainReport> {
+pub fn train_set(
+    set: &TrainingSet,
+    registry: &Registry,
+    options: impl Into<TrainOptions>,
+    name: Option<&str>,
+) -> anyhow::Result<TrainReport> {
     let options: TrainOptions = options.into();
     let algorithm = options.algorithm;
     let data = &set.data;
@@ -233,16 +261,23 @@ pub fn train_set(set: &TrainingSet, registry: &Registry, options: impl Into<Trai
         [data.train_rows.as_slice(), &data.censored_rows].concat()
     } else {
         if !data.censored_rows.is_empty() {
-            *excluded.entry(format!("{} (kept for time-to-event models)", crate::cohort::CENSORED)).or_default() += data.censored_rows.len();
+            *excluded.entry(format!("{} (kept for time-to-event models)", crate::cohort::CENSORED)).or_default() +=
+                data.censored_rows.len();
         }
         data.train_rows.clone()
     };
     let encoded = encode_rows(&preprocessor, data, &rows, &mut excluded);
     let fitted = crate::fit::fit(&options, &preprocessor, &encoded)?;
-    let definition = ModelDefinition { preprocessor, estimator: fitted.estimator, risk_bands: set.risk_bands, calibration: fitted.calibration };
+    let definition = ModelDefinition {
+        preprocessor,
+        estimator: fitted.estimator,
+        risk_bands: set.risk_bands,
+        calibration: fitted.calibration,
+    };
     let name = name.map_or_else(|| format!("{}-{}", set.task.name, algorithm.short_name()), str::to_string);
     let training = training_summary(&definition.preprocessor, data, algorithm == Algorithm::Gbm);
-    let published = evaluate_and_publish(set, registry, &definition, &name, fitted.selection.clone(), excluded.clone(), training)?;
+    let published =
+        evaluate_and_publish(set, registry, &definition, &name, fitted.selection.clone(), excluded.clone(), training)?;
     Ok(TrainReport {
         name,
         version: published.version,
@@ -287,7 +322,12 @@ pub(crate) fn evaluate_and_publish(
         task: set.task.clone(),
         algorithm: definition.estimator.algorithm().to_string(),
         features: set.features.clone(),
-        training_data: TrainingData { source: data.source.clone(), sha256: data.sha256.clone(), train_rows: data.train_rows.len() as u64, train_positives },
+        training_data: TrainingData {
+            source: data.source.clone(),
+            sha256: data.sha256.clone(),
+            train_rows: data.train_rows.len() as u64,
+            train_positives,
+        },
         files: BTreeMap::new(),
     };
     let metrics_file = MetricsFile {
@@ -304,7 +344,13 @@ pub(crate) fn evaluate_and_publish(
 }
 
 /// Publishes a package (the next version of `manifest.name`) with its model card.
-fn publish(registry: &Registry, manifest: Manifest, definition: &ModelDefinition, metrics: &MetricsFile, spec_files: &[(&str, Vec<u8>)]) -> anyhow::Result<String> {
+fn publish(
+    registry: &Registry,
+    manifest: Manifest,
+    definition: &ModelDefinition,
+    metrics: &MetricsFile,
+    spec_files: &[(&str, Vec<u8>)],
+) -> anyhow::Result<String> {
     registry.publish(&manifest.name.clone(), |dir, version| -> anyhow::Result<()> {
         let manifest = Manifest { version: version.to_string(), ..manifest };
         let mut files = spec_files.to_vec();
@@ -330,9 +376,13 @@ struct PackageTask {
 }
 
 fn package_task(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Rows) -> anyhow::Result<PackageTask> {
-    let read = |name: &str| std::fs::read_to_string(pkg.dir.join(name)).map_err(|e| anyhow::anyhow!("package {}: {name}: {e}", pkg.dir.display()));
-    let trained: MetricsFile = serde_json::from_str(&read(carecast_models::package::METRICS)?)
-        .map_err(|e| anyhow::anyhow!("package {}: metrics.json predates the evaluation report ({e}); retrain it", pkg.dir.display()))?;
+    let read = |name: &str| {
+        std::fs::read_to_string(pkg.dir.join(name))
+            .map_err(|e| anyhow::anyhow!("package {}: {name}: {e}", pkg.dir.display()))
+    };
+    let trained: MetricsFile = serde_json::from_str(&read(carecast_models::package::METRICS)?).map_err(|e| {
+        anyhow::anyhow!("package {}: metrics.json predates the evaluation report ({e}); retrain it", pkg.dir.display())
+    })?;
     let task_toml = read("task.toml")?;
     Ok(match source {
         EvaluationData::Table(path) => {
@@ -355,7 +405,10 @@ fn evaluated_metrics(scorer: &Scorer, task: &PackageTask, rows: Rows) -> Metrics
         excluded_rows.insert("refused by the model (e.g. a category unseen in training)".into(), evaluation.refused);
     }
     MetricsFile {
-        split: match rows { Rows::TaskSplit => "test".into(), Rows::All => format!("all rows of {}", data.source) },
+        split: match rows {
+            Rows::TaskSplit => "test".into(),
+            Rows::All => format!("all rows of {}", data.source),
+        },
         report: evaluation.report,
         max_additivity_error: evaluation.max_additivity_error,
         evaluated_patients: evaluation.patients,
@@ -385,7 +438,12 @@ pub struct Recalibrated {
 /// explanation's ranking untouched, and publishes the result as the next version of the model.
 /// The metrics stored are on the same rows, so they show calibration-in-the-large near zero by
 /// construction; validate on later data from the site.
-pub fn recalibrate_package(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Rows, registry: &Registry) -> anyhow::Result<Recalibrated> {
+pub fn recalibrate_package(
+    pkg: &ModelPackage,
+    source: EvaluationData<'_>,
+    rows: Rows,
+    registry: &Registry,
+) -> anyhow::Result<Recalibrated> {
     let task = package_task(pkg, source, rows)?;
     let data = &task.data;
     let mut ws = Workspace::default();
@@ -397,7 +455,10 @@ pub fn recalibrate_package(pkg: &ModelPackage, source: EvaluationData<'_>, rows:
             log_odds.push(crate::evaluate::logit(score.probability));
         }
     }
-    anyhow::ensure!(y.iter().any(|&b| b) && y.iter().any(|&b| !b), "recalibration needs rows with and without the outcome");
+    anyhow::ensure!(
+        y.iter().any(|&b| b) && y.iter().any(|&b| !b),
+        "recalibration needs rows with and without the outcome"
+    );
     let shift = crate::fit::calibrate::in_the_large(&y, &log_odds);
     let mut definition = pkg.scorer.definition().clone();
     definition.calibration = Some(match &definition.calibration {

@@ -2,9 +2,9 @@
 //! each row belongs to, from a feature's value or, for event data, from a coded attribute.
 
 use crate::evaluate::SubgroupAssignment;
-use carecast_tables::FeatureColumn;
 use carecast_models::Value;
 use carecast_models::preprocess::fmt_num;
+use carecast_tables::FeatureColumn;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -33,14 +33,21 @@ pub const MAX_LEVELS: usize = 30;
 /// Subgroups used when a task names none: the usual fairness variables, where the task has a
 /// feature of that name.
 pub fn default_subgroups(feature_names: &[&str]) -> Vec<SubgroupSpec> {
-    let spec = |name: &str, feature: &str, cuts: Vec<f64>| SubgroupSpec { name: name.into(), feature: Some(feature.into()), code_prefix: None, cuts };
+    let spec = |name: &str, feature: &str, cuts: Vec<f64>| SubgroupSpec {
+        name: name.into(),
+        feature: Some(feature.into()),
+        code_prefix: None,
+        cuts,
+    };
     let mut out = Vec::new();
     for &f in feature_names {
         match f.to_ascii_lowercase().as_str() {
             "sex" | "gender" => out.push(spec("Sex", f, vec![])),
             "age" => out.push(spec("Age band", f, vec![50.0, 65.0, 80.0])),
             "race" | "ethnicity" => out.push(spec("Ethnicity", f, vec![])),
-            "imd" | "imd_decile" | "deprivation" | "deprivation_decile" => out.push(spec("Deprivation decile", f, vec![])),
+            "imd" | "imd_decile" | "deprivation" | "deprivation_decile" => {
+                out.push(spec("Deprivation decile", f, vec![]))
+            }
             _ => {}
         }
     }
@@ -56,7 +63,8 @@ fn band_labels(cuts: &[f64]) -> Vec<String> {
 
 /// Places each row of `column` in a group of `spec`.
 pub fn assign_from_column(spec: &SubgroupSpec, column: &FeatureColumn) -> anyhow::Result<SubgroupAssignment> {
-    let values: Vec<Option<Value<'_>>> = (0..column.len()).map(|r| column.value(r).ok().filter(|v| *v != Value::Missing)).collect();
+    let values: Vec<Option<Value<'_>>> =
+        (0..column.len()).map(|r| column.value(r).ok().filter(|v| *v != Value::Missing)).collect();
     if !spec.cuts.is_empty() {
         anyhow::ensure!(spec.cuts.windows(2).all(|w| w[0] < w[1]), "subgroup `{}`: cuts must increase", spec.name);
         let of_row = values
@@ -74,16 +82,29 @@ pub fn assign_from_column(spec: &SubgroupSpec, column: &FeatureColumn) -> anyhow
         Value::Text(s) => s.to_string(),
         Value::Missing => unreachable!("filtered above"),
     };
-    let mut numbers: Vec<f64> = values.iter().filter_map(|v| if let Some(Value::Number(x)) = v { Some(*x) } else { None }).collect();
+    let mut numbers: Vec<f64> =
+        values.iter().filter_map(|v| if let Some(Value::Number(x)) = v { Some(*x) } else { None }).collect();
     numbers.sort_by(f64::total_cmp);
     numbers.dedup();
-    let mut texts: Vec<String> = values.iter().flatten().filter(|v| matches!(v, Value::Text(_))).map(key).collect::<BTreeSet<_>>().into_iter().collect();
+    let mut texts: Vec<String> = values
+        .iter()
+        .flatten()
+        .filter(|v| matches!(v, Value::Text(_)))
+        .map(key)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     // Codes that are numbers written as text (a decile read as a category) sort as numbers.
     texts.sort_by_key(|t| (t.parse::<f64>().map_or(i64::MAX, |x| (x * 1e6) as i64), t.clone()));
     let mut levels: Vec<String> = numbers.iter().map(|&x| fmt_num(x)).collect();
     levels.dedup();
     levels.extend(texts);
-    anyhow::ensure!(levels.len() <= MAX_LEVELS, "subgroup `{}`: {} distinct values; give `cuts`", spec.name, levels.len());
+    anyhow::ensure!(
+        levels.len() <= MAX_LEVELS,
+        "subgroup `{}`: {} distinct values; give `cuts`",
+        spec.name,
+        levels.len()
+    );
     let of_row = values.iter().map(|v| v.as_ref().and_then(|v| levels.iter().position(|l| *l == key(v)))).collect();
     Ok(SubgroupAssignment { variable: spec.name.clone(), levels, of_row })
 }
@@ -103,7 +124,12 @@ mod tests {
     #[test]
     fn age_bands_and_distinct_levels() {
         let age = FeatureColumn::from_numbers("age", [30.0, 50.0, 64.9, 65.0, 91.0, f64::NAN]);
-        let spec = SubgroupSpec { name: "Age band".into(), feature: Some("age".into()), code_prefix: None, cuts: vec![50.0, 65.0, 80.0] };
+        let spec = SubgroupSpec {
+            name: "Age band".into(),
+            feature: Some("age".into()),
+            code_prefix: None,
+            cuts: vec![50.0, 65.0, 80.0],
+        };
         let a = assign_from_column(&spec, &age).unwrap();
         assert_eq!(a.levels, ["<50", "50 to <65", "65 to <80", "≥80"]);
         assert_eq!(a.of_row, [Some(0), Some(1), Some(1), Some(2), Some(3), None]);

@@ -25,8 +25,8 @@
 //! of 0 reads as normal vital signs, 3 as NEWS2 around 7 or more). With this hazard the risk of
 //! deterioration within 24 hours of any observation has a closed form, written as the truth.
 
-use crate::rng::Rng;
 use crate::ingest::events::{EventStore, EventStoreBuilder};
+use crate::rng::Rng;
 use carecast_models::features::{MICROS_PER_DAY, MICROS_PER_YEAR};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -58,7 +58,12 @@ const RISK_FACTORS: [RiskFactor; 13] = [
     RiskFactor { code: "LAB//HIGH_LDL", prevalence_40: 0.25, prevalence_90: 0.35, relative_risk: 1.27 },
     RiskFactor { code: "ICD10//F32", prevalence_40: 0.12, prevalence_90: 0.12, relative_risk: 2.2 },
     RiskFactor { code: "ICD10//S06", prevalence_40: 0.03, prevalence_90: 0.05, relative_risk: 1.66 },
-    RiskFactor { code: "LIFESTYLE//PHYSICALLY_INACTIVE", prevalence_40: 0.25, prevalence_90: 0.55, relative_risk: 1.17 },
+    RiskFactor {
+        code: "LIFESTYLE//PHYSICALLY_INACTIVE",
+        prevalence_40: 0.25,
+        prevalence_90: 0.55,
+        relative_risk: 1.17,
+    },
     RiskFactor { code: "ICD10//E11", prevalence_40: 0.04, prevalence_90: 0.18, relative_risk: 1.73 },
     RiskFactor { code: "ICD10//Z72.0", prevalence_40: 0.18, prevalence_90: 0.07, relative_risk: 1.3 },
     RiskFactor { code: "ICD10//I10", prevalence_40: 0.10, prevalence_90: 0.60, relative_risk: 1.2 },
@@ -130,7 +135,13 @@ struct Patient {
 
 /// An inpatient stay starting at `admit`: observations every ~4 hours until discharge or
 /// deterioration, with the exact 24-hour risk at each observation.
-fn inpatient_stay(rng: &mut Rng, subject: i64, admit: i64, age: f64, events: &mut Vec<(Option<i64>, &'static str, Option<f32>)>) -> Vec<DeteriorationTruth> {
+fn inpatient_stay(
+    rng: &mut Rng,
+    subject: i64,
+    admit: i64,
+    age: f64,
+    events: &mut Vec<(Option<i64>, &'static str, Option<f32>)>,
+) -> Vec<DeteriorationTruth> {
     let day = MICROS_PER_DAY as f64;
     let s0 = rng.normal(0.3 + 0.02 * (age - 60.0), 0.8).max(-1.0);
     let m = rng.normal(0.0, 0.35);
@@ -220,7 +231,11 @@ fn patient(seed: u64, subject: i64, index: i64, scale: f64) -> Patient {
     }
     let ldl = rng.normal(if high_ldl { 4.3 } else { 2.9 }, 0.4);
     events.push((Some(when(&mut rng)), "LAB//LDL", Some((ldl * 10.0).round() as f32 / 10.0)));
-    for (on, drug, p) in [(hypertension, "DRUG//ANTIHYPERTENSIVE", 0.75), (diabetes, "DRUG//METFORMIN", 0.8), (high_ldl, "DRUG//STATIN", 0.5)] {
+    for (on, drug, p) in [
+        (hypertension, "DRUG//ANTIHYPERTENSIVE", 0.75),
+        (diabetes, "DRUG//METFORMIN", 0.8),
+        (high_ldl, "DRUG//STATIN", 0.5),
+    ] {
         if on && rng.unit() < p {
             for _ in 0..3 {
                 events.push((Some(when(&mut rng)), drug, None));
@@ -258,7 +273,11 @@ fn patient(seed: u64, subject: i64, index: i64, scale: f64) -> Patient {
         events.push((Some(t), DEMENTIA_CODE, None));
     }
     // Follow-up ends a day after the 5 years, so a patient without onset is a known negative.
-    events.push((Some(index + (FOLLOW_UP_YEARS as f64 * MICROS_PER_YEAR) as i64 + MICROS_PER_DAY), FOLLOW_UP_END_CODE, None));
+    events.push((
+        Some(index + (FOLLOW_UP_YEARS as f64 * MICROS_PER_YEAR) as i64 + MICROS_PER_DAY),
+        FOLLOW_UP_END_CODE,
+        None,
+    ));
     Patient {
         events,
         dynamic,
@@ -292,7 +311,8 @@ pub fn population(n: usize, seed: u64) -> Population {
 pub fn population_range(first: i64, n: usize, seed: u64) -> Population {
     let index = index_time();
     let scale = hazard_scale();
-    let patients: Vec<Patient> = (first..first + n as i64).into_par_iter().map(|s| patient(seed, s, index, scale)).collect();
+    let patients: Vec<Patient> =
+        (first..first + n as i64).into_par_iter().map(|s| patient(seed, s, index, scale)).collect();
     let mut builder = EventStoreBuilder::default();
     let mut splits = BTreeMap::new();
     let mut truth = Vec::with_capacity(n);
@@ -306,7 +326,17 @@ pub fn population_range(first: i64, n: usize, seed: u64) -> Population {
             builder.push(s, t, &code, None);
         }
         let u = Rng::for_patient(seed ^ 0x5EED, s as u64).unit();
-        splits.insert(s, if u < 0.7 { "train" } else if u < 0.85 { "tuning" } else { "held_out" }.to_string());
+        splits.insert(
+            s,
+            if u < 0.7 {
+                "train"
+            } else if u < 0.85 {
+                "tuning"
+            } else {
+                "held_out"
+            }
+            .to_string(),
+        );
         truth.push(p.truth);
         deterioration.extend(p.deterioration);
     }
@@ -317,7 +347,12 @@ pub fn population_range(first: i64, n: usize, seed: u64) -> Population {
 /// stays bounded however large the population: MEDS data shards and metadata, `truth.parquet`
 /// and `deterioration_truth.parquet`. Returns (events, dementia onsets, inpatient observations,
 /// deteriorations).
-pub fn write_population(n: usize, seed: u64, shard_size: usize, dir: &std::path::Path) -> anyhow::Result<(u64, u64, u64, u64)> {
+pub fn write_population(
+    n: usize,
+    seed: u64,
+    shard_size: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<(u64, u64, u64, u64)> {
     let mut vocabulary = std::collections::BTreeSet::new();
     let mut splits = BTreeMap::new();
     let (mut truth, mut deterioration) = (Vec::with_capacity(n), Vec::new());
@@ -329,7 +364,8 @@ pub fn write_population(n: usize, seed: u64, shard_size: usize, dir: &std::path:
         let pop = population_range(first, size, seed);
         crate::ingest::meds::write_shard(&pop.store, dir, &k.to_string())?;
         events += pop.store.events.len() as u64;
-        deteriorations += pop.store.events.iter().filter(|e| pop.store.code(e.code) == DETERIORATION_CODE).count() as u64;
+        deteriorations +=
+            pop.store.events.iter().filter(|e| pop.store.code(e.code) == DETERIORATION_CODE).count() as u64;
         vocabulary.extend(pop.store.vocabulary.iter().cloned());
         splits.extend(pop.splits);
         truth.extend(pop.truth);
@@ -347,20 +383,29 @@ pub fn write_population(n: usize, seed: u64, shard_size: usize, dir: &std::path:
 /// `deterioration_truth.parquet` (per inpatient observation).
 pub fn write_truth(truth: &[Truth], deterioration: &[DeteriorationTruth], dir: &std::path::Path) -> anyhow::Result<()> {
     use polars::prelude::*;
-    let mut df = DataFrame::new(truth.len(), vec![
-        Column::new("subject_id".into(), truth.iter().map(|t| t.subject).collect::<Vec<_>>()),
-        Column::new("dementia_risk_5y".into(), truth.iter().map(|t| t.dementia_risk_5y).collect::<Vec<_>>()),
-        Column::new("dementia_within_5y".into(), truth.iter().map(|t| t.dementia_within_5y).collect::<Vec<_>>()),
-    ])?;
+    let mut df = DataFrame::new(
+        truth.len(),
+        vec![
+            Column::new("subject_id".into(), truth.iter().map(|t| t.subject).collect::<Vec<_>>()),
+            Column::new("dementia_risk_5y".into(), truth.iter().map(|t| t.dementia_risk_5y).collect::<Vec<_>>()),
+            Column::new("dementia_within_5y".into(), truth.iter().map(|t| t.dementia_within_5y).collect::<Vec<_>>()),
+        ],
+    )?;
     ParquetWriter::new(std::fs::File::create(dir.join("truth.parquet"))?).finish(&mut df)?;
     let d = deterioration;
     let time = crate::ingest::meds::timestamp_column("prediction_time", d.iter().map(|t| Some(t.time)).collect())?;
-    let mut df = DataFrame::new(d.len(), vec![
-        Column::new("subject_id".into(), d.iter().map(|t| t.subject).collect::<Vec<_>>()),
-        time,
-        Column::new("risk_24h".into(), d.iter().map(|t| t.risk_24h).collect::<Vec<_>>()),
-        Column::new("deteriorated_within_24h".into(), d.iter().map(|t| t.deteriorated_within_24h).collect::<Vec<_>>()),
-    ])?;
+    let mut df = DataFrame::new(
+        d.len(),
+        vec![
+            Column::new("subject_id".into(), d.iter().map(|t| t.subject).collect::<Vec<_>>()),
+            time,
+            Column::new("risk_24h".into(), d.iter().map(|t| t.risk_24h).collect::<Vec<_>>()),
+            Column::new(
+                "deteriorated_within_24h".into(),
+                d.iter().map(|t| t.deteriorated_within_24h).collect::<Vec<_>>(),
+            ),
+        ],
+    )?;
     ParquetWriter::new(std::fs::File::create(dir.join("deterioration_truth.parquet"))?).finish(&mut df)?;
     Ok(())
 }

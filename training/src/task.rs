@@ -62,7 +62,10 @@ impl TaskSpec {
             Some((_, text)) => text.to_string(),
             None => std::fs::read_to_string(Path::new(name_or_path)).map_err(|e| {
                 let known: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-                anyhow::anyhow!("task `{name_or_path}`: not a bundled task ({}) nor a readable file: {e}", known.join(", "))
+                anyhow::anyhow!(
+                    "task `{name_or_path}`: not a bundled task ({}) nor a readable file: {e}",
+                    known.join(", ")
+                )
             })?,
         };
         let spec = Self::from_toml(&text).map_err(|e| anyhow::anyhow!("task `{name_or_path}`: {e}"))?;
@@ -86,7 +89,11 @@ impl TaskSpec {
             }
         }
         for g in &self.subgroups {
-            anyhow::ensure!(g.feature.is_some() && g.code_prefix.is_none(), "subgroup `{}`: a flat task's subgroup names a `feature` (a column)", g.name);
+            anyhow::ensure!(
+                g.feature.is_some() && g.code_prefix.is_none(),
+                "subgroup `{}`: a flat task's subgroup names a `feature` (a column)",
+                g.name
+            );
         }
         self.risk_bands.validate().map_err(anyhow::Error::msg)
     }
@@ -119,7 +126,12 @@ mod tests {
             for f in &spec.features {
                 // Values as recorded (not slopes, counts or intervals) need their limits.
                 let recorded = matches!(&f.kind, FeatureKind::Measurement { agg, .. } if !matches!(agg, Aggregate::Trend | Aggregate::HoursAgo));
-                assert!(!recorded || f.possible.is_some(), "{}: feature `{}` has no possible range", path.display(), f.name);
+                assert!(
+                    !recorded || f.possible.is_some(),
+                    "{}: feature `{}` has no possible range",
+                    path.display(),
+                    f.name
+                );
             }
         }
         assert!(specs >= 4, "found {specs} feature specs");

@@ -10,7 +10,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 fn record(key: &str) -> AuditRecord<'_> {
-    AuditRecord { time: chrono::Utc::now(), caller: "test", patient_key: key, model: "m", model_version: "1", probability: 0.25, risk_band: "low" }
+    AuditRecord {
+        time: chrono::Utc::now(),
+        caller: "test",
+        patient_key: key,
+        model: "m",
+        model_version: "1",
+        probability: 0.25,
+        risk_band: "low",
+    }
 }
 
 /// Rewrites the journal's lines (as someone with write access to the file could), keeping the
@@ -90,7 +98,10 @@ async fn concurrent_scores_form_one_verifiable_chain_and_tampering_is_found() {
     let bytes = std::fs::read(&path).unwrap();
     let end = bytes.iter().rposition(|&b| b == b'\n').unwrap() + 1;
     let torn = br#"{"seq":2100,"time":"2026-12-02T10:00:00Z","caller":"te"#;
-    assert!(bytes[end..].len() > torn.len() && bytes[end..].iter().all(|&b| b == b' '), "room is kept after the records");
+    assert!(
+        bytes[end..].len() > torn.len() && bytes[end..].iter().all(|&b| b == b' '),
+        "room is kept after the records"
+    );
     let mut crashed = bytes.clone();
     crashed[end..end + torn.len()].copy_from_slice(torn);
     std::fs::write(&path, &crashed).unwrap();
@@ -103,7 +114,11 @@ async fn concurrent_scores_form_one_verifiable_chain_and_tampering_is_found() {
     assert_eq!(verify(&path).unwrap().records, 2101);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains(r#""caller":"te""#), "the cut-short record is cleared from the journal");
-    let kept: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(".torn-")).collect();
+    let kept: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains(".torn-"))
+        .collect();
     assert_eq!(kept.len(), 1, "and kept beside it: {kept:?}");
     assert_eq!(std::fs::read(&kept[0]).unwrap(), torn, "byte for byte");
     assert_eq!(text.lines().filter(|l| l.starts_with('{')).count(), 2101, "one JSON line a record");
@@ -177,7 +192,8 @@ fn signed_checkpoints_catch_a_rewritten_chain_and_a_cut_tail() {
     let (forged, _) = Signer::generate().unwrap();
     let attacker = Signer::from_pkcs8(&forged).unwrap();
     let rewritten = dir.join("rewritten.jsonl");
-    let mut entries: Vec<Entry> = text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut entries: Vec<Entry> =
+        text.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
     entries[10].probability = 0.99;
     let mut out = String::new();
     let mut prev = entries[9].hash.clone();
@@ -198,17 +214,25 @@ fn signed_checkpoints_catch_a_rewritten_chain_and_a_cut_tail() {
     let fooled = verify(&rewritten);
     assert!(fooled.is_ok(), "the unkeyed chain is fooled: {fooled:?}");
     match verify_trusted(&rewritten, &public, None) {
-        Err(AuditError::Broken { seq, reason }) => assert!(seq == 1000 && reason.contains("another key"), "{seq}: {reason}"),
+        Err(AuditError::Broken { seq, reason }) => {
+            assert!(seq == 1000 && reason.contains("another key"), "{seq}: {reason}")
+        }
         other => panic!("the trusted key must refuse the rewrite: {other:?}"),
     }
 
     // The tail cut off after record 1500: the chain that is left is valid, but the copies
     // name checkpoints it no longer has.
     let cut = dir.join("cut.jsonl");
-    std::fs::write(&cut, text.lines().filter(|l| l.starts_with('{')).take(1500).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &cut,
+        text.lines().filter(|l| l.starts_with('{')).take(1500).map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
     assert!(verify(&cut).is_ok());
     match verify_trusted(&cut, &public, Some(&copies)) {
-        Err(AuditError::Broken { seq, reason }) => assert!(seq == 2001 && reason.contains("cut off the end"), "{seq}: {reason}"),
+        Err(AuditError::Broken { seq, reason }) => {
+            assert!(seq == 2001 && reason.contains("cut off the end"), "{seq}: {reason}")
+        }
         other => panic!("the cut must be found: {other:?}"),
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -11,7 +11,15 @@ use carecast_audit::{AuditError, AuditLog, AuditRecord, Location, verify};
 use std::collections::HashSet;
 
 fn record(key: &str) -> AuditRecord<'_> {
-    AuditRecord { time: chrono::Utc::now(), caller: "pg-test", patient_key: key, model: "m", model_version: "1", probability: 0.125, risk_band: "low" }
+    AuditRecord {
+        time: chrono::Utc::now(),
+        caller: "pg-test",
+        patient_key: key,
+        model: "m",
+        model_version: "1",
+        probability: 0.125,
+        risk_band: "low",
+    }
 }
 
 /// A fresh schema on the test server, and a connection string that works in it.
@@ -26,7 +34,10 @@ fn schema(base: &str, name: &str) -> (postgres::Client, String) {
 fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
     let Ok(base) = std::env::var("CARECAST_TEST_POSTGRES") else {
         // In CI the database is part of the run: its absence is a failure, not a skip.
-        assert!(std::env::var("CI").is_err(), "CI is set but CARECAST_TEST_POSTGRES is not: .ci/run starts PostgreSQL for this test");
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI is set but CARECAST_TEST_POSTGRES is not: .ci/run starts PostgreSQL for this test"
+        );
         eprintln!("SKIPPED: set CARECAST_TEST_POSTGRES to a PostgreSQL connection string (.ci/run does)");
         return;
     };
@@ -58,7 +69,10 @@ fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
     let keys: HashSet<&str> = entries.iter().map(|e| e.patient_key.as_str()).collect();
     assert_eq!(keys.len(), entries.len(), "each score recorded once");
     let verified = verify(location.clone()).unwrap();
-    assert_eq!((verified.records, verified.head.as_str()), (entries.len() as u64, entries.last().unwrap().hash.as_str()));
+    assert_eq!(
+        (verified.records, verified.head.as_str()),
+        (entries.len() as u64, entries.last().unwrap().hash.as_str())
+    );
     drop(logs);
 
     // Reopened, the chain continues.
@@ -69,7 +83,11 @@ fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
     drop(log);
 
     // The table refuses changes...
-    for sql in ["UPDATE carecast_audit SET probability = 0.9 WHERE seq = 10", "DELETE FROM carecast_audit WHERE seq = 10", "TRUNCATE carecast_audit"] {
+    for sql in [
+        "UPDATE carecast_audit SET probability = 0.9 WHERE seq = 10",
+        "DELETE FROM carecast_audit WHERE seq = 10",
+        "TRUNCATE carecast_audit",
+    ] {
         let err = admin.batch_execute(sql).expect_err(sql);
         let message = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
         assert!(message.contains("append-only"), "{sql}: {err}");
@@ -81,7 +99,11 @@ fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
         Err(AuditError::Broken { seq: 10, reason }) => assert!(reason.contains("altered"), "{reason}"),
         other => panic!("expected a break at 10, got {other:?}"),
     }
-    admin.batch_execute("UPDATE carecast_audit SET probability = 0.125 WHERE seq = 10; DELETE FROM carecast_audit WHERE seq = 20").unwrap();
+    admin
+        .batch_execute(
+            "UPDATE carecast_audit SET probability = 0.125 WHERE seq = 10; DELETE FROM carecast_audit WHERE seq = 20",
+        )
+        .unwrap();
     match verify(location.clone()) {
         Err(AuditError::Broken { seq: 20, reason }) => assert!(reason.contains("missing"), "{reason}"),
         other => panic!("expected a gap at 20, got {other:?}"),
@@ -93,7 +115,8 @@ fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
 /// reports) and verified; a server certificate from another CA, or no CA given, is refused.
 #[test]
 fn the_trail_reaches_postgresql_over_verified_tls() {
-    let (Ok(base), Ok(ca)) = (std::env::var("CARECAST_TEST_POSTGRES"), std::env::var("CARECAST_TEST_POSTGRES_CA")) else {
+    let (Ok(base), Ok(ca)) = (std::env::var("CARECAST_TEST_POSTGRES"), std::env::var("CARECAST_TEST_POSTGRES_CA"))
+    else {
         assert!(std::env::var("CI").is_err(), "CI is set but CARECAST_TEST_POSTGRES(_CA) is not: .ci/run sets both");
         eprintln!("SKIPPED: set CARECAST_TEST_POSTGRES and CARECAST_TEST_POSTGRES_CA (.ci/run does)");
         return;
@@ -119,9 +142,13 @@ fn the_trail_reaches_postgresql_over_verified_tls() {
     let other_ca = stranger.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
     let other = std::env::temp_dir().join(format!("carecast-other-ca-{}.pem", std::process::id()));
     std::fs::write(&other, other_ca.pem()).unwrap();
-    let refused = AuditLog::open_at(&Location::parse(&format!("{conn} sslmode=require sslrootcert={}", other.display()))).err().expect("another CA's trust refuses the server");
+    let refused =
+        AuditLog::open_at(&Location::parse(&format!("{conn} sslmode=require sslrootcert={}", other.display())))
+            .err()
+            .expect("another CA's trust refuses the server");
     assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
-    let unverified = AuditLog::open_at(&Location::parse(&format!("{conn} sslmode=require"))).err().expect("no CA, no connection");
+    let unverified =
+        AuditLog::open_at(&Location::parse(&format!("{conn} sslmode=require"))).err().expect("no CA, no connection");
     assert!(unverified.to_string().contains("sslrootcert"), "{unverified}");
     std::fs::remove_file(&other).ok();
     admin.batch_execute(&format!("DROP SCHEMA {name} CASCADE")).unwrap();
@@ -135,7 +162,11 @@ fn connection_strings_are_told_apart_from_files_and_never_shown_with_their_passw
     assert_eq!(kv.to_string(), "postgresql://auditor@10.0.0.5:5432/audit");
     assert_eq!(Location::parse("registry/audit.jsonl"), Location::File("registry/audit.jsonl".into()));
     // Refused connections name the server, not the password.
-    let refused = AuditLog::open_at(&Location::parse("host=127.0.0.1 port=1 user=auditor password=s3cret dbname=audit connect_timeout=2")).err().expect("nothing listens on port 1");
+    let refused = AuditLog::open_at(&Location::parse(
+        "host=127.0.0.1 port=1 user=auditor password=s3cret dbname=audit connect_timeout=2",
+    ))
+    .err()
+    .expect("nothing listens on port 1");
     let message = refused.to_string();
     assert!(message.contains("postgresql://auditor@127.0.0.1:1/audit") && !message.contains("s3cret"), "{message}");
 }

@@ -22,7 +22,8 @@ use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
     let rows: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(200_000);
-    let model_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
+    let model_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/xgboost/bench_300x6_50f.json");
     let model = xgboost_json(&std::fs::read_to_string(&model_path)?)?;
     let (ensemble, width) = (&model.ensemble, model.feature_names.len());
     // Compiled as a package is when loaded: the prediction layout and the TreeSHAP tables.
@@ -51,16 +52,22 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let explained: usize = x[..explain_rows * width]
         .par_chunks(256 * width)
-        .map_init(|| (vec![0.0; 256 * width], TreeShapBuffer::default()), |(phi, buf), rows| {
-            phi.fill(0.0);
-            predictor.contributions(ensemble, rows, width, phi, buf);
-            rows.len() / width
-        })
+        .map_init(
+            || (vec![0.0; 256 * width], TreeShapBuffer::default()),
+            |(phi, buf), rows| {
+                phi.fill(0.0);
+                predictor.contributions(ensemble, rows, width, phi, buf);
+                rows.len() / width
+            },
+        )
         .sum();
     let explain_all = explained as f64 / started.elapsed().as_secs_f64();
     let mut margins = vec![0.0; rows];
     let started = Instant::now();
-    margins.par_chunks_mut(1024).zip(x.par_chunks(1024 * width)).for_each(|(out, rows)| predictor.margins(rows, width, out));
+    margins
+        .par_chunks_mut(1024)
+        .zip(x.par_chunks(1024 * width))
+        .for_each(|(out, rows)| predictor.margins(rows, width, out));
     let predict_all = rows as f64 / started.elapsed().as_secs_f64();
     std::hint::black_box(&margins);
     // One patient at a time, as the server scores a request: inputs by name bound and checked,
@@ -71,7 +78,8 @@ fn main() -> anyhow::Result<()> {
     let mut ws = Workspace::default();
     let scorer_latencies = percentiles(x.chunks(width).take(5_000).map(|r| {
         let started = Instant::now();
-        let row = package.scorer.bind(names.iter().zip(r).map(|(n, v)| (n.as_str(), Value::Number(*v)))).expect("valid row");
+        let row =
+            package.scorer.bind(names.iter().zip(r).map(|(n, v)| (n.as_str(), Value::Number(*v)))).expect("valid row");
         let score = package.scorer.score(&row, &mut ws).expect("scored");
         let response = carecast_serving::service::score_response(&package, &request, &row, &score);
         std::hint::black_box(response);
@@ -100,22 +108,43 @@ fn main() -> anyhow::Result<()> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("xgboost_explain.py");
     let output = std::process::Command::new("python3")
         .arg(&script)
-        .args([model_path.display().to_string(), path.display().to_string(), rows.to_string(), width.to_string(), explain_rows.to_string()])
+        .args([
+            model_path.display().to_string(),
+            path.display().to_string(),
+            rows.to_string(),
+            width.to_string(),
+            explain_rows.to_string(),
+        ])
         .output()?;
     std::fs::remove_file(&path).ok();
 
     println!("bench_300x6_50f: 300 trees of depth 6, 50 features; {rows} rows ({explain_rows} explained)");
     println!("one thread      carecast TreeSHAP {explain:>12.0} rows/s   predict {predict:>12.0} rows/s");
     if output.status.success() {
-        let theirs: Vec<f64> = String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
-        println!("one thread      XGBoost  pred_contribs {:>9.0} rows/s   inplace_predict {:>4.0} rows/s", theirs[0], theirs[1]);
+        let theirs: Vec<f64> =
+            String::from_utf8_lossy(&output.stdout).split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+        println!(
+            "one thread      XGBoost  pred_contribs {:>9.0} rows/s   inplace_predict {:>4.0} rows/s",
+            theirs[0], theirs[1]
+        );
         println!("carecast / XGBoost: explain {:.1}x, predict {:.2}x", explain / theirs[0], predict / theirs[1]);
     } else {
-        println!("XGBoost: not run ({})", String::from_utf8_lossy(&output.stderr).trim().lines().last().unwrap_or("no output"));
+        println!(
+            "XGBoost: not run ({})",
+            String::from_utf8_lossy(&output.stderr).trim().lines().last().unwrap_or("no output")
+        );
     }
-    println!("{threads} threads       carecast TreeSHAP {explain_all:>12.0} rows/s   predict {predict_all:>12.0} rows/s");
-    println!("one patient through the Scorer, full explanation in words: p50 {:.1} µs, p99 {:.1} µs", scorer_latencies.0, scorer_latencies.1);
-    println!("one patient at the ensemble alone, margin + TreeSHAP:      p50 {:.1} µs, p99 {:.1} µs", ensemble_latencies.0, ensemble_latencies.1);
+    println!(
+        "{threads} threads       carecast TreeSHAP {explain_all:>12.0} rows/s   predict {predict_all:>12.0} rows/s"
+    );
+    println!(
+        "one patient through the Scorer, full explanation in words: p50 {:.1} µs, p99 {:.1} µs",
+        scorer_latencies.0, scorer_latencies.1
+    );
+    println!(
+        "one patient at the ensemble alone, margin + TreeSHAP:      p50 {:.1} µs, p99 {:.1} µs",
+        ensemble_latencies.0, ensemble_latencies.1
+    );
     Ok(())
 }
 

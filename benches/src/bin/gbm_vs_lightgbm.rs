@@ -30,7 +30,9 @@ fn main() -> anyhow::Result<()> {
             col[r] = if rng.unit() < 0.05 { f64::NAN } else { rng.normal(0.0, 1.0) as f32 as f64 };
         }
         let v = |j: usize| if x[j][r].is_nan() { 0.0 } else { x[j][r] };
-        let z = -1.0 + v(0) + 0.8 * v(1) * v(2) - 0.6 * v(3).abs() + 0.5 * (v(4) > 0.5) as u8 as f64 + 0.3 * (v(5) + v(6) + v(7) + v(8) + v(9));
+        let z = -1.0 + v(0) + 0.8 * v(1) * v(2) - 0.6 * v(3).abs()
+            + 0.5 * (v(4) > 0.5) as u8 as f64
+            + 0.3 * (v(5) + v(6) + v(7) + v(8) + v(9));
         y[r] = f64::from(u8::from(rng.unit() < 1.0 / (1.0 + (-z).exp())));
     }
     let path = std::env::temp_dir().join(format!("carecast-gbm-bench-{}.bin", std::process::id()));
@@ -62,12 +64,19 @@ fn main() -> anyhow::Result<()> {
     let row_major: Vec<f64> = (0..rows).flat_map(|r| x.iter().map(move |col| col[r])).collect();
     let mut margins = vec![0.0; rows];
     TreePredictor::new(&model).margins(&row_major, features, &mut margins);
-    let our_loss = margins.iter().zip(&y).map(|(m, y)| (1.0 + (-m).exp()).ln() + (1.0 - y) * m).sum::<f64>() / rows as f64;
+    let our_loss =
+        margins.iter().zip(&y).map(|(m, y)| (1.0 + (-m).exp()).ln() + (1.0 - y) * m).sum::<f64>() / rows as f64;
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lightgbm_fit.py");
     let output = std::process::Command::new("python3")
         .arg(&script)
-        .args([path.display().to_string(), rows.to_string(), features.to_string(), rounds.to_string(), threads.to_string()])
+        .args([
+            path.display().to_string(),
+            rows.to_string(),
+            features.to_string(),
+            rounds.to_string(),
+            threads.to_string(),
+        ])
         .output()?;
     std::fs::remove_file(&path).ok();
     println!("{rows} rows x {features} features, {rounds} rounds of 31 leaves, {threads} threads");
@@ -76,14 +85,26 @@ fn main() -> anyhow::Result<()> {
         let text = String::from_utf8_lossy(&output.stdout);
         let fields: Vec<&str> = text.split_whitespace().collect();
         anyhow::ensure!(fields.len() == 4, "lightgbm_fit.py printed {text:?}");
-        let (theirs, their_leaves, their_loss): (f64, usize, f64) = (fields[0].parse()?, fields[1].parse()?, fields[2].parse()?);
-        println!("LightGBM:     {theirs:.2} s, {their_leaves} leaves, training log loss {their_loss:.5} ({} histograms)", fields[3]);
+        let (theirs, their_leaves, their_loss): (f64, usize, f64) =
+            (fields[0].parse()?, fields[1].parse()?, fields[2].parse()?);
+        println!(
+            "LightGBM:     {theirs:.2} s, {their_leaves} leaves, training log loss {their_loss:.5} ({} histograms)",
+            fields[3]
+        );
         let leaves_gap = (our_leaves as f64 / their_leaves as f64 - 1.0).abs();
         let loss_gap = (our_loss / their_loss - 1.0).abs();
-        anyhow::ensure!(leaves_gap <= 0.02 && loss_gap <= 0.01, "not equal work: leaves differ by {:.1}%, loss by {:.2}%", leaves_gap * 100.0, loss_gap * 100.0);
+        anyhow::ensure!(
+            leaves_gap <= 0.02 && loss_gap <= 0.01,
+            "not equal work: leaves differ by {:.1}%, loss by {:.2}%",
+            leaves_gap * 100.0,
+            loss_gap * 100.0
+        );
         println!("carecast / LightGBM time: {:.2}", ours / theirs);
     } else {
-        println!("LightGBM: not run ({})", String::from_utf8_lossy(&output.stderr).trim().lines().last().unwrap_or("no output"));
+        println!(
+            "LightGBM: not run ({})",
+            String::from_utf8_lossy(&output.stderr).trim().lines().last().unwrap_or("no output")
+        );
     }
     Ok(())
 }

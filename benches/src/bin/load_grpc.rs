@@ -10,12 +10,12 @@
 //! `cargo run --release -p carecast-benches --bin load_grpc -- [seconds per level] [patients]`
 //! (defaults 10 and 20,000; the model is trained first on a synthetic population of that size).
 
+use carecast_audit::AuditLog;
 use carecast_models::{Registry, Value};
 use carecast_proto::v1::{self as pb, feature_value};
-use carecast_audit::AuditLog;
 use carecast_serving::{AppState, ModelStore, server};
-use carecast_training::cohort::event_training_set;
 use carecast_tables::row_values;
+use carecast_training::cohort::event_training_set;
 use carecast_training::dataset::Rows;
 use carecast_training::pipeline::train_set;
 use carecast_training::{Algorithm, synth};
@@ -60,7 +60,8 @@ fn production() -> anyhow::Result<(carecast_serving::tls::Tls, carecast_serving:
     use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
     let key = rcgen::KeyPair::generate()?;
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
-    let tls = carecast_serving::tls::Tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), None).map_err(anyhow::Error::msg)?;
+    let tls = carecast_serving::tls::Tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), None)
+        .map_err(anyhow::Error::msg)?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone())?;
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -69,19 +70,29 @@ fn production() -> anyhow::Result<(carecast_serving::tls::Tls, carecast_serving:
         .with_no_client_auth();
 
     let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let point = pair.public_key().as_ref(); // 0x04 || x || y
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let jwks = serde_json::json!({ "keys": [{ "kty": "EC", "crv": "P-384", "kid": "load", "alg": "ES384", "use": "sig", "x": b64(&point[1..49]), "y": b64(&point[49..97]) }] });
     let (issuer, audience) = ("https://idp.trust.nhs.example", "carecast");
-    let auth = carecast_serving::auth::Authenticator::from_jwks(&jwks.to_string(), issuer, audience).map_err(anyhow::Error::msg)?;
+    let auth = carecast_serving::auth::Authenticator::from_jwks(&jwks.to_string(), issuer, audience)
+        .map_err(anyhow::Error::msg)?;
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({ "sub": "load-generator", "roles": ["clinician"], "iss": issuer, "aud": audience, "iat": now, "exp": now + 3000 });
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
     header.kid = Some("load".into());
     let token = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()))?;
-    Ok((tls, auth, Transport { tls: Some(tokio_rustls::TlsConnector::from(Arc::new(client))), bearer: Some(format!("Bearer {token}")) }))
+    Ok((
+        tls,
+        auth,
+        Transport {
+            tls: Some(tokio_rustls::TlsConnector::from(Arc::new(client))),
+            bearer: Some(format!("Bearer {token}")),
+        },
+    ))
 }
 
 /// mimalloc: a scored request makes and frees many small allocations on whichever worker thread
@@ -124,7 +135,12 @@ fn main() -> anyhow::Result<()> {
                         (n.clone(), pb::FeatureValue { value: Some(value) })
                     })
                     .collect();
-                pb::ScoreRequest { model: report.name.clone(), patient_key: format!("load-{i}"), features, ..Default::default() }
+                pb::ScoreRequest {
+                    model: report.name.clone(),
+                    patient_key: format!("load-{i}"),
+                    features,
+                    ..Default::default()
+                }
             })
             .collect(),
     );
@@ -132,24 +148,44 @@ fn main() -> anyhow::Result<()> {
     let clients_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let trees = tree_count(&dir, &report.name);
     let (tls, auth, secure) = production()?;
-    for (label, transport, server_tls, server_auth) in [("plain text, no authentication", Transport::default(), None, None), ("TLS, bearer JWT verified on every request", secure, Some(tls), Some(auth))] {
+    for (label, transport, server_tls, server_auth) in [
+        ("plain text, no authentication", Transport::default(), None, None),
+        ("TLS, bearer JWT verified on every request", secure, Some(tls), Some(auth)),
+    ] {
         let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         let listener = server_runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
         let host = listener.local_addr()?.to_string();
         let audit = AuditLog::open(&dir.join(format!("audit-{}.jsonl", server_tls.is_some())))?;
-        let state = Arc::new(AppState::new(ModelStore::new(registry.clone()), audit, server_auth, carecast_serving::ephemeral_pseudonym_key()));
+        let state = Arc::new(AppState::new(
+            ModelStore::new(registry.clone()),
+            audit,
+            server_auth,
+            carecast_serving::ephemeral_pseudonym_key(),
+        ));
         server_runtime.spawn(server::serve(listener, state.clone(), server_tls, std::future::pending()));
 
         println!("== {label} ==");
         println!("synthetic deterioration GBM ({trees} trees), Score with full explanation, {seconds} s per level");
-        println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors");
+        println!(
+            "{:>8} {:>12} {:>9} {:>9} {:>9} {:>7}",
+            "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors"
+        );
         for clients in [1usize, 16, 64] {
-            let measured = clients_runtime.block_on(level(&host, &transport, clients, Duration::from_secs(seconds), requests.clone()))?;
+            let measured = clients_runtime.block_on(level(
+                &host,
+                &transport,
+                clients,
+                Duration::from_secs(seconds),
+                requests.clone(),
+            ))?;
             print_level(clients, seconds, measured, None);
         }
         if transport.tls.is_none() && h2load_installed() {
             println!("the same with nghttp2's h2load as the generator (its own process, one thread; one request body)");
-            println!("{:>8} {:>12} {:>9} {:>9} {:>9} {:>7} {:>14}", "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "server CPU µs");
+            println!(
+                "{:>8} {:>12} {:>9} {:>9} {:>9} {:>7} {:>14}",
+                "clients", "requests/s", "p50 µs", "p99 µs", "p99.9 µs", "errors", "server CPU µs"
+            );
             let body = dir.join("request.grpc");
             std::fs::write(&body, grpc_frame(&requests[0]))?;
             let url = format!("http://{host}{SCORE}");
@@ -161,7 +197,13 @@ fn main() -> anyhow::Result<()> {
         }
         println!("CDS Hooks patient-view (six sets of vital signs as FHIR Observations), {seconds} s per level");
         for clients in [1usize, 16] {
-            let measured = clients_runtime.block_on(cds_level(&host, &transport, &report.name, clients, Duration::from_secs(seconds)))?;
+            let measured = clients_runtime.block_on(cds_level(
+                &host,
+                &transport,
+                &report.name,
+                clients,
+                Duration::from_secs(seconds),
+            ))?;
             print_level(clients, seconds, measured, None);
         }
         drop(server_runtime);
@@ -187,12 +229,19 @@ fn process_cpu() -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     // The fields after the command name (which is in parentheses and may hold spaces).
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).ok_or_else(|| anyhow::anyhow!("/proc/self/stat: no field {i}"));
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("/proc/self/stat: no field {i}"))
+    };
     Ok((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 fn tree_count(dir: &std::path::Path, name: &str) -> usize {
-    let pkg = carecast_models::load_package(&Registry::new(dir.join("registry")).resolve(name, None).expect("published").1).expect("loads");
+    let pkg =
+        carecast_models::load_package(&Registry::new(dir.join("registry")).resolve(name, None).expect("published").1)
+            .expect("loads");
     match pkg.scorer.definition().estimator {
         carecast_models::Estimator::GradientBoostedTrees(ref e) => e.trees.len(),
         _ => 0,
@@ -206,7 +255,13 @@ fn tree_count(dir: &std::path::Path, name: &str) -> usize {
 /// directly (no per-call encoding or channel task), so that the little CPU this machine has goes
 /// to the server. Every 64th response is decoded and checked: every contribution present, and
 /// base value plus contributions equal to the margin.
-async fn level(host: &str, transport: &Transport, clients: usize, length: Duration, requests: Arc<Vec<pb::ScoreRequest>>) -> anyhow::Result<(Vec<u64>, usize)> {
+async fn level(
+    host: &str,
+    transport: &Transport,
+    clients: usize,
+    length: Duration,
+    requests: Arc<Vec<pb::ScoreRequest>>,
+) -> anyhow::Result<(Vec<u64>, usize)> {
     let bodies: Arc<Vec<bytes::Bytes>> = Arc::new(requests.iter().map(|r| bytes::Bytes::from(grpc_frame(r))).collect());
     let features = requests[0].features.len();
     let scheme = if transport.tls.is_some() { "https" } else { "http" };
@@ -225,7 +280,9 @@ async fn level(host: &str, transport: &Transport, clients: usize, length: Durati
                 i += 1;
                 let started = Instant::now();
                 match unary(&mut sender, &uri, bearer.as_deref(), body).await {
-                    Ok(message) if !check || explained(&message, features) => latencies.push(started.elapsed().as_micros() as u64),
+                    Ok(message) if !check || explained(&message, features) => {
+                        latencies.push(started.elapsed().as_micros() as u64)
+                    }
                     _ => errors += 1,
                 }
             }
@@ -255,7 +312,13 @@ fn h2load_installed() -> bool {
 /// requests the server refused (its `carecast_errors_total`: a gRPC refusal is still HTTP 200),
 /// and any answered request the audit trail did not gain a record for. Also the CPU seconds this
 /// process (the server alone) used while h2load ran.
-fn h2load_level(url: &str, clients: usize, seconds: u64, body: &std::path::Path, audit: &AuditLog) -> anyhow::Result<((Vec<u64>, usize), f64)> {
+fn h2load_level(
+    url: &str,
+    clients: usize,
+    seconds: u64,
+    body: &std::path::Path,
+    audit: &AuditLog,
+) -> anyhow::Result<((Vec<u64>, usize), f64)> {
     let log = body.with_extension(format!("{clients}.tsv"));
     let (audited, refused) = (audit.verify()?.records, server_refusals());
     let cpu = process_cpu()?;
@@ -292,7 +355,9 @@ fn server_refusals() -> usize {
 }
 
 /// HTTP/2 over `stream`, with windows large enough that flow control never waits.
-async fn connect(stream: Box<dyn Io>) -> anyhow::Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>> {
+async fn connect(
+    stream: Box<dyn Io>,
+) -> anyhow::Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>> {
     let (sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
         .initial_stream_window_size(1 << 20)
         .initial_connection_window_size(1 << 24)
@@ -311,7 +376,8 @@ async fn unary(
 ) -> Result<bytes::Bytes, String> {
     use http_body_util::BodyExt;
     sender.ready().await.map_err(|e| e.to_string())?;
-    let mut request = http::Request::post(uri.clone()).header("content-type", "application/grpc").header("te", "trailers");
+    let mut request =
+        http::Request::post(uri.clone()).header("content-type", "application/grpc").header("te", "trailers");
     if let Some(bearer) = bearer {
         request = request.header("authorization", bearer);
     }
@@ -384,10 +450,18 @@ fn patient_view(i: usize) -> String {
 }
 
 /// One HTTP/1.1 POST on a kept-alive connection; the status.
-async fn post(connection: &mut tokio::io::BufReader<Box<dyn Io>>, path: &str, bearer: Option<&str>, body: &str) -> std::io::Result<u16> {
+async fn post(
+    connection: &mut tokio::io::BufReader<Box<dyn Io>>,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> std::io::Result<u16> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
     let authorization = bearer.map(|b| format!("Authorization: {b}\r\n")).unwrap_or_default();
-    let head = format!("POST {path} HTTP/1.1\r\nHost: carecast\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\n\r\n", body.len());
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: carecast\r\nContent-Type: application/json\r\n{authorization}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
     connection.get_mut().write_all(format!("{head}{body}").as_bytes()).await?;
     connection.get_mut().flush().await?;
     let (mut line, mut status, mut length) = (String::new(), 0u16, 0usize);
@@ -400,7 +474,9 @@ async fn post(connection: &mut tokio::io::BufReader<Box<dyn Io>>, path: &str, be
         }
         if let Some(code) = header.strip_prefix("HTTP/1.1 ") {
             status = code.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
-        } else if let Some((_, value)) = header.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("content-length")) {
+        } else if let Some((_, value)) =
+            header.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+        {
             length = value.trim().parse().unwrap_or(0);
         }
     }
@@ -410,7 +486,13 @@ async fn post(connection: &mut tokio::io::BufReader<Box<dyn Io>>, path: &str, be
 }
 
 /// `clients` keep-alive connections posting `patient-view` back to back for `length`.
-async fn cds_level(host: &str, transport: &Transport, model: &str, clients: usize, length: Duration) -> anyhow::Result<(Vec<u64>, usize)> {
+async fn cds_level(
+    host: &str,
+    transport: &Transport,
+    model: &str,
+    clients: usize,
+    length: Duration,
+) -> anyhow::Result<(Vec<u64>, usize)> {
     let bodies: Arc<Vec<String>> = Arc::new((0..64).map(patient_view).collect());
     let path = format!("/cds-services/{model}");
     let end = Instant::now() + length;

@@ -1,8 +1,8 @@
 //! A server killed with SIGKILL while scoring and auditing under load: afterwards the audit
 //! trail's hash chain still verifies, and every score a client received is in it.
 
-use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
 use crate::common::{Cell, carecast, serve, support2_row};
+use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +34,10 @@ async fn kill_9_while_auditing_loses_no_acknowledged_score() {
     std::fs::create_dir_all(&dir).unwrap();
     carecast(&dir, &["train", "--task", "support2_hospdead", "--model", "logistic"]);
     let model = "support2_hospdead-logistic";
-    let pkg = carecast_models::load_package(&carecast_models::Registry::new(dir.join("registry")).resolve(model, None).unwrap().1).unwrap();
+    let pkg = carecast_models::load_package(
+        &carecast_models::Registry::new(dir.join("registry")).resolve(model, None).unwrap().1,
+    )
+    .unwrap();
     let requests = Arc::new(requests(model, &pkg.manifest.features, 200));
 
     let (mut server, address) = serve(&dir);
@@ -68,10 +71,17 @@ async fn kill_9_while_auditing_loses_no_acknowledged_score() {
     let verified = carecast(&dir, &["audit", "verify"]);
     assert!(verified.contains("chain intact"), "{verified}");
     let trail = carecast_audit::AuditLog::open(&dir.join("registry/audit.jsonl")).unwrap();
-    let recorded: std::collections::HashSet<String> = trail.entries().unwrap().into_iter().map(|e| e.patient_key).collect();
+    let recorded: std::collections::HashSet<String> =
+        trail.entries().unwrap().into_iter().map(|e| e.patient_key).collect();
     let acknowledged = acknowledged.lock().unwrap();
     let lost: Vec<&String> = acknowledged.iter().filter(|k| !recorded.contains(*k)).collect();
-    assert!(lost.is_empty(), "{} of {} acknowledged scores missing from the audit: {:?}", lost.len(), acknowledged.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged scores missing from the audit: {:?}",
+        lost.len(),
+        acknowledged.len(),
+        &lost[..lost.len().min(5)]
+    );
     eprintln!("{} scores acknowledged before the kill, {} audited", acknowledged.len(), recorded.len());
     drop(trail);
     std::fs::remove_dir_all(&dir).unwrap();

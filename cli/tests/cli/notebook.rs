@@ -23,9 +23,7 @@ fn shown(cell: &serde_json::Value) -> String {
         for part in [&output["text"], &output["data"]["text/plain"]] {
             match part {
                 serde_json::Value::String(s) => text += s,
-                serde_json::Value::Array(lines) => {
-                    lines.iter().for_each(|l| text += l.as_str().unwrap())
-                }
+                serde_json::Value::Array(lines) => lines.iter().for_each(|l| text += l.as_str().unwrap()),
                 _ => {}
             }
         }
@@ -50,21 +48,13 @@ fn the_researchers_notebook_runs_from_top_to_bottom() {
         .env("CARECAST_DATA", &data));
 
     let nb: serde_json::Value = serde_json::from_slice(&std::fs::read(&executed).unwrap()).unwrap();
-    let code: Vec<&serde_json::Value> = nb["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["cell_type"] == "code")
-        .collect();
+    let code: Vec<&serde_json::Value> =
+        nb["cells"].as_array().unwrap().iter().filter(|c| c["cell_type"] == "code").collect();
     assert!(code.len() >= 5, "the notebook's code cells");
     for cell in &code {
         assert!(cell["execution_count"].is_number(), "every code cell ran");
         assert!(
-            cell["outputs"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|o| o["output_type"] != "error"),
+            cell["outputs"].as_array().unwrap().iter().all(|o| o["output_type"] != "error"),
             "a cell failed: {}",
             shown(cell)
         );
@@ -73,13 +63,9 @@ fn the_researchers_notebook_runs_from_top_to_bottom() {
     let registry = carecast_models::Registry::new(dir.join("registry"));
     let table = shown(code[1]);
     for model in ["support2_hospdead-logistic", "support2_hospdead-gbm"] {
-        let package =
-            carecast_models::load_package(&registry.resolve(model, None).unwrap().1).unwrap();
+        let package = carecast_models::load_package(&registry.resolve(model, None).unwrap().1).unwrap();
         let auroc = format!("{:.3}", package.metrics.auroc);
-        assert!(
-            table.contains(model) && table.contains(&auroc),
-            "{model}'s AUROC {auroc} not in the table:\n{table}"
-        );
+        assert!(table.contains(model) && table.contains(&auroc), "{model}'s AUROC {auroc} not in the table:\n{table}");
     }
     // The whole population was scored: the band counts by disease group add up to its rows.
     let rows = std::fs::read_to_string(&data).unwrap().lines().count() - 1;

@@ -16,7 +16,10 @@ fn the_python_client_scores_and_explains_as_the_server_does() {
     std::fs::create_dir_all(&dir).unwrap();
     carecast(&dir, &["train", "--task", "support2_hospdead", "--model", "gbm"]);
     let model = "support2_hospdead-gbm";
-    let pkg = carecast_models::load_package(&carecast_models::Registry::new(dir.join("registry")).resolve(model, None).unwrap().1).unwrap();
+    let pkg = carecast_models::load_package(
+        &carecast_models::Registry::new(dir.join("registry")).resolve(model, None).unwrap().1,
+    )
+    .unwrap();
 
     let row = support2_row(&pkg.manifest.features, 7);
     let features: serde_json::Map<String, serde_json::Value> = row
@@ -34,7 +37,13 @@ fn the_python_client_scores_and_explains_as_the_server_does() {
     std::fs::write(&request, serde_json::json!({ "model": model, "features": features }).to_string()).unwrap();
 
     let (mut server, address) = serve(&dir);
-    let checked = Command::new(&python).arg(client.join("check_server.py")).arg(&address).arg(&request).env("PYTHONPATH", &client).output().unwrap();
+    let checked = Command::new(&python)
+        .arg(client.join("check_server.py"))
+        .arg(&address)
+        .arg(&request)
+        .env("PYTHONPATH", &client)
+        .output()
+        .unwrap();
     server.kill().unwrap();
     server.wait().unwrap();
     let stdout = String::from_utf8_lossy(&checked.stdout);

@@ -28,19 +28,49 @@ fn demo_and_commands_work_end_to_end() {
     carecast(&dir, &["promote", "--model", "support2_hospdead-gbm", "--version", "2"]);
 
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv");
-    let scored = carecast(&dir, &[
-        "score", "--model", "support2_hospdead-gbm", "--version", "1", "--input", shared.to_str().unwrap(),
-        "--output", "scores.parquet", "--key-column", "sno",
-    ]);
+    let scored = carecast(
+        &dir,
+        &[
+            "score",
+            "--model",
+            "support2_hospdead-gbm",
+            "--version",
+            "1",
+            "--input",
+            shared.to_str().unwrap(),
+            "--output",
+            "scores.parquet",
+            "--key-column",
+            "sno",
+        ],
+    );
     assert!(scored.contains("v1: scored 9105 of 9105 rows"), "{scored}");
 
     // Nothing is served without authentication unless a demo is asked for explicitly.
-    let open = Command::new(env!("CARGO_BIN_EXE_carecast")).args(["serve", "--addr", "127.0.0.1:0"]).current_dir(&dir).output().unwrap();
-    assert!(!open.status.success() && String::from_utf8_lossy(&open.stderr).contains("refusing to serve without authentication"));
-    let exposed = Command::new(env!("CARGO_BIN_EXE_carecast")).args(["serve", "--addr", "0.0.0.0:0", "--insecure-demo"]).current_dir(&dir).output().unwrap();
-    assert!(!exposed.status.success() && String::from_utf8_lossy(&exposed.stderr).contains("--insecure-demo binds to loopback only"));
+    let open = Command::new(env!("CARGO_BIN_EXE_carecast"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        !open.status.success()
+            && String::from_utf8_lossy(&open.stderr).contains("refusing to serve without authentication")
+    );
+    let exposed = Command::new(env!("CARGO_BIN_EXE_carecast"))
+        .args(["serve", "--addr", "0.0.0.0:0", "--insecure-demo"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        !exposed.status.success()
+            && String::from_utf8_lossy(&exposed.stderr).contains("--insecure-demo binds to loopback only")
+    );
 
-    let bad = Command::new(env!("CARGO_BIN_EXE_carecast")).args(["train", "--task", "no_such_task"]).current_dir(&dir).output().unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_carecast"))
+        .args(["train", "--task", "no_such_task"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_task"));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -54,10 +84,22 @@ fn ingest_pseudonymises_reduces_birth_dates_and_honours_opt_outs() {
     std::fs::write(dir.join("key"), b"a secret key held by the trust").unwrap();
     std::fs::write(dir.join("opt_out.txt"), "1\n2\n3\n").unwrap();
     let pbc2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/pbc2.csv");
-    let out = carecast(&dir, &[
-        "ingest", "--input", pbc2.to_str().unwrap(), "--mapping", "pbc2", "--output", "meds",
-        "--key-file", "key", "--opt-out", "opt_out.txt",
-    ]);
+    let out = carecast(
+        &dir,
+        &[
+            "ingest",
+            "--input",
+            pbc2.to_str().unwrap(),
+            "--mapping",
+            "pbc2",
+            "--output",
+            "meds",
+            "--key-file",
+            "key",
+            "--opt-out",
+            "opt_out.txt",
+        ],
+    );
     assert!(out.contains("1945 rows read, 309 subjects") && out.contains("(pseudonymised)"), "{out}");
     assert!(out.contains("opt-out"), "{out}");
     let (store, splits, _) = read_meds(&dir.join("meds")).unwrap();
@@ -94,16 +136,29 @@ fn synth_then_labels_on_a_fixed_date() {
 
     // A model trained on the events, with the bundled synthetic dementia specs.
     let tasks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../training/tasks");
-    let out = carecast(&dir, &[
-        "train", "--meds", "synth", "--task", tasks.join("synth_dementia_5y.toml").to_str().unwrap(),
-        "--features", tasks.join("synth_dementia_features.toml").to_str().unwrap(), "--model", "gbm",
-    ]);
+    let out = carecast(
+        &dir,
+        &[
+            "train",
+            "--meds",
+            "synth",
+            "--task",
+            tasks.join("synth_dementia_5y.toml").to_str().unwrap(),
+            "--features",
+            tasks.join("synth_dementia_features.toml").to_str().unwrap(),
+            "--model",
+            "gbm",
+        ],
+    );
     assert!(out.contains("synth_dementia_5y-gbm v1: test n="), "{out}");
 
     // Two hundred years of required history excludes everyone, and says why.
     let strict = std::fs::read_to_string(dir.join("task.toml")).unwrap().replace("\"1y\"", "\"200y\"");
     std::fs::write(dir.join("strict.toml"), strict).unwrap();
     let out = carecast(&dir, &["labels", "--meds", "synth", "--task", "strict.toml", "--output", "none.parquet"]);
-    assert!(out.contains("0 prediction times") && out.contains("left out 3000: less history than the minimum"), "{out}");
+    assert!(
+        out.contains("0 prediction times") && out.contains("left out 3000: less history than the minimum"),
+        "{out}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,7 +4,10 @@
 //! checks it anyway.
 
 use super::news2::{Observations, news2};
-use super::{AGE_POSSIBLE, Aggregate, CodePattern, EventFeature, FeatureKind, FeatureSetSpec, MAX_RANK, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_YEAR};
+use super::{
+    AGE_POSSIBLE, Aggregate, CodePattern, EventFeature, FeatureKind, FeatureSetSpec, MAX_RANK, MICROS_PER_DAY,
+    MICROS_PER_HOUR, MICROS_PER_YEAR,
+};
 use crate::schema::{FeatureKind as InputKind, FeatureSpec};
 
 /// Time of a static fact (MEDS: null time): before everything, so always visible.
@@ -184,9 +187,10 @@ impl BoundExtractor<'_> {
         buf.acc.resize(features.len(), EMPTY);
         buf.window_start.clear();
         buf.window_start.extend(features.iter().map(|f| match &f.kind {
-            FeatureKind::Present { window, .. } | FeatureKind::Count { window, .. } | FeatureKind::Measurement { window, .. } | FeatureKind::News2 { window, .. } => {
-                window.0.map_or(STATIC, |w| t.saturating_sub(w))
-            }
+            FeatureKind::Present { window, .. }
+            | FeatureKind::Count { window, .. }
+            | FeatureKind::Measurement { window, .. }
+            | FeatureKind::News2 { window, .. } => window.0.map_or(STATIC, |w| t.saturating_sub(w)),
             FeatureKind::Age { .. } | FeatureKind::DaysSince { .. } => STATIC,
         }));
 
@@ -244,12 +248,20 @@ fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
     let days_before = |time: i64| t.saturating_sub(time) as f64 / MICROS_PER_DAY as f64;
     match kind {
         FeatureKind::Age { .. } => {
-            if a.last_time == STATIC { f64::NAN } else { t.saturating_sub(a.last_time) as f64 / MICROS_PER_YEAR }
+            if a.last_time == STATIC {
+                f64::NAN
+            } else {
+                t.saturating_sub(a.last_time) as f64 / MICROS_PER_YEAR
+            }
         }
         FeatureKind::Present { .. } => f64::from(u8::from(a.count > 0)),
         FeatureKind::Count { .. } => f64::from(a.count),
         FeatureKind::DaysSince { .. } => {
-            if a.count == 0 || a.last_time == STATIC { f64::NAN } else { days_before(a.last_time) }
+            if a.count == 0 || a.last_time == STATIC {
+                f64::NAN
+            } else {
+                days_before(a.last_time)
+            }
         }
         FeatureKind::Measurement { agg, rank, .. } if rank.is_some() || *agg == Aggregate::HoursAgo => {
             // Events arrive in time order, so the ring's newest entry is the latest.

@@ -35,13 +35,28 @@ pub fn news2(o: &Observations) -> u8 {
 mod tests {
     use super::*;
 
-    const NORMAL: Observations =
-        Observations { respiration_rate: 16.0, spo2: 97.0, on_oxygen: false, systolic_bp: 120.0, pulse: 70.0, cvpu: false, temperature: 37.0 };
+    const NORMAL: Observations = Observations {
+        respiration_rate: 16.0,
+        spo2: 97.0,
+        on_oxygen: false,
+        systolic_bp: 120.0,
+        pulse: 70.0,
+        cvpu: false,
+        temperature: 37.0,
+    };
 
     #[test]
     fn chart_boundaries() {
         assert_eq!(news2(&NORMAL), 0);
-        let worst = Observations { respiration_rate: 26.0, spo2: 90.0, on_oxygen: true, systolic_bp: 88.0, pulse: 135.0, cvpu: true, temperature: 39.5 };
+        let worst = Observations {
+            respiration_rate: 26.0,
+            spo2: 90.0,
+            on_oxygen: true,
+            systolic_bp: 88.0,
+            pulse: 135.0,
+            cvpu: true,
+            temperature: 39.5,
+        };
         assert_eq!(news2(&worst), 3 + 3 + 2 + 3 + 3 + 3 + 2);
         // Each parameter at the edges of its bands (RCP 2017 chart).
         let with = |f: fn(&mut Observations)| {

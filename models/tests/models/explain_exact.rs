@@ -225,8 +225,24 @@ fn small_trees_are_tabulated_by_decisions_and_larger_ones_by_leaf() {
 #[test]
 fn repeated_feature_on_a_path_is_handled() {
     // Root and its left child split on the same feature: the unwind step must run.
-    let leaf = |v: f64, c: f64| Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value: v, cover: c };
-    let split = |f: u32, t: f64, l: u32, r: u32, c: f64| Node { feature: f, threshold: t, left: l, right: r, default_left: true, value: 0.0, cover: c };
+    let leaf = |v: f64, c: f64| Node {
+        feature: LEAF,
+        threshold: 0.0,
+        left: 0,
+        right: 0,
+        default_left: false,
+        value: v,
+        cover: c,
+    };
+    let split = |f: u32, t: f64, l: u32, r: u32, c: f64| Node {
+        feature: f,
+        threshold: t,
+        left: l,
+        right: r,
+        default_left: true,
+        value: 0.0,
+        cover: c,
+    };
     let tree = Tree {
         nodes: vec![
             split(0, 0.5, 1, 2, 10.0),
@@ -244,14 +260,22 @@ fn repeated_feature_on_a_path_is_handled() {
         let mut phi = vec![0.0; 2];
         predictor.contributions(&ensemble, &x, 2, &mut phi, &mut TreeShapBuffer::default());
         let expected = brute_force_shapley(2, |s| conditional_expectation(&ensemble.trees[0], 0, &x, s));
-        assert!((phi[0] - expected[0]).abs() < 1e-12 && (phi[1] - expected[1]).abs() < 1e-12, "{x:?}: {phi:?} vs {expected:?}");
+        assert!(
+            (phi[0] - expected[0]).abs() < 1e-12 && (phi[1] - expected[1]).abs() < 1e-12,
+            "{x:?}: {phi:?} vs {expected:?}"
+        );
     }
 }
 
 /// A dense layer from a generator, weights in [-1.5, 1.5).
 fn random_dense(rng: &mut Rng, inputs: usize, outputs: usize) -> Dense {
     let mut w = || rng.unit() * 3.0 - 1.5;
-    Dense { inputs, outputs, weights: (0..inputs * outputs).map(|_| w()).collect(), bias: (0..outputs).map(|_| w()).collect() }
+    Dense {
+        inputs,
+        outputs,
+        weights: (0..inputs * outputs).map(|_| w()).collect(),
+        bias: (0..outputs).map(|_| w()).collect(),
+    }
 }
 
 /// The margin of `model` at `x` with the columns outside the coalition at the background.

@@ -101,9 +101,20 @@ agg = "hours_ago"
 "#;
 
 const VOCAB: [&str; 14] = [
-    "MEDS_BIRTH", "SEX//F", "ICD10//F01.5", "ICD10//F03", "FALL", "VITAL//SYSTOLIC_BP", "LAB//HBA1C",
-    "VITAL//RESPIRATION_RATE", "VITAL//SPO2", "VITAL//PULSE", "VITAL//TEMPERATURE", "VITAL//SUPPLEMENTAL_OXYGEN",
-    "VITAL//ACVPU", "ICD10//I10",
+    "MEDS_BIRTH",
+    "SEX//F",
+    "ICD10//F01.5",
+    "ICD10//F03",
+    "FALL",
+    "VITAL//SYSTOLIC_BP",
+    "LAB//HBA1C",
+    "VITAL//RESPIRATION_RATE",
+    "VITAL//SPO2",
+    "VITAL//PULSE",
+    "VITAL//TEMPERATURE",
+    "VITAL//SUPPLEMENTAL_OXYGEN",
+    "VITAL//ACVPU",
+    "ICD10//I10",
 ];
 
 fn code(c: &str) -> u32 {
@@ -193,7 +204,11 @@ fn specs_are_validated() {
 
 fn arb_events(max: usize) -> impl Strategy<Value = Vec<Event>> {
     prop::collection::vec(
-        (prop_oneof![Just(STATIC), (T - 800 * DAY)..(T + 200 * DAY)], 0..VOCAB.len() as u32, prop_oneof![Just(f32::NAN), 0.0f32..200.0]),
+        (
+            prop_oneof![Just(STATIC), (T - 800 * DAY)..(T + 200 * DAY)],
+            0..VOCAB.len() as u32,
+            prop_oneof![Just(f32::NAN), 0.0f32..200.0],
+        ),
         0..max,
     )
     .prop_map(|v| v.into_iter().map(|(time, code, value)| Event { time, code, value }).collect())

@@ -11,14 +11,17 @@ const TOLERANCE: f64 = 1e-5;
 
 fn fixture(path: &str) -> String {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures").join(path);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e} (tests read the shared fixtures beside the repository)", p.display()))
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (tests read the shared fixtures beside the repository)", p.display()))
 }
 
 /// A CSV of numbers with a header (no quoting in the fixtures); empty cells are NaN.
 fn table(text: &str) -> (Vec<String>, Vec<Vec<f64>>) {
     let mut lines = text.lines();
     let header = lines.next().unwrap().split(',').map(str::to_string).collect();
-    let rows = lines.map(|l| l.split(',').map(|v| if v.is_empty() { f64::NAN } else { v.parse().unwrap() }).collect()).collect();
+    let rows = lines
+        .map(|l| l.split(',').map(|v| if v.is_empty() { f64::NAN } else { v.parse().unwrap() }).collect())
+        .collect();
     (header, rows)
 }
 
@@ -29,7 +32,13 @@ fn check_against_library(model: &Imported, expected: &str) {
     let (header, rows) = table(expected);
     let col = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
     // LightGBM writes `.` in feature names as `_`; the fixture keeps the data's names.
-    let data_name = |model_name: &str| header.iter().find(|h| h.replace('.', "_") == model_name.replace('.', "_") && !h.starts_with("contrib_")).unwrap().clone();
+    let data_name = |model_name: &str| {
+        header
+            .iter()
+            .find(|h| h.replace('.', "_") == model_name.replace('.', "_") && !h.starts_with("contrib_"))
+            .unwrap()
+            .clone()
+    };
     let features: Vec<usize> = model.feature_names.iter().map(|n| col(&data_name(n))).collect();
     let contribs: Vec<usize> = model.feature_names.iter().map(|n| col(&format!("contrib_{}", data_name(n)))).collect();
     let (margin_at, p_at, bias_at) = (col("expected_margin"), col("expected_probability"), col("contrib_bias"));
@@ -52,9 +61,17 @@ fn check_against_library(model: &Imported, expected: &str) {
         for (j, &c) in contribs.iter().enumerate() {
             worst_contribution = worst_contribution.max((phi[j] - row[c]).abs());
         }
-        assert!((ensemble.expected_margin() - row[bias_at]).abs() <= TOLERANCE, "base value {} vs {}", ensemble.expected_margin(), row[bias_at]);
+        assert!(
+            (ensemble.expected_margin() - row[bias_at]).abs() <= TOLERANCE,
+            "base value {} vs {}",
+            ensemble.expected_margin(),
+            row[bias_at]
+        );
     }
-    eprintln!("{} rows, {missing_cells} missing cells: max |Δ margin| {worst_margin:.1e}, max |Δ contribution| {worst_contribution:.1e}", rows.len());
+    eprintln!(
+        "{} rows, {missing_cells} missing cells: max |Δ margin| {worst_margin:.1e}, max |Δ contribution| {worst_contribution:.1e}",
+        rows.len()
+    );
     assert!(missing_cells > 0, "the fixture exercises missing values");
     assert!(worst_margin <= TOLERANCE, "margin off by {worst_margin}");
     assert!(worst_contribution <= TOLERANCE, "contribution off by {worst_contribution}");
@@ -80,7 +97,8 @@ fn benchmark_model_margins_match_xgboost_one_row_or_in_blocks() {
     assert_eq!((model.ensemble.trees.len(), model.ensemble.max_depth()), (300, 6));
     let (header, rows) = table(&fixture("xgboost/bench_300x6_50f_rows.csv"));
     let margin_at = header.iter().position(|h| h == "expected_margin").unwrap();
-    let features: Vec<usize> = model.feature_names.iter().map(|n| header.iter().position(|h| h == n).unwrap()).collect();
+    let features: Vec<usize> =
+        model.feature_names.iter().map(|n| header.iter().position(|h| h == n).unwrap()).collect();
     let x: Vec<f64> = rows.iter().flat_map(|row| features.iter().map(|&c| row[c])).collect();
     let mut batch = vec![0.0; rows.len()];
     TreePredictor::new(&model.ensemble).margins(&x, features.len(), &mut batch);
@@ -101,5 +119,10 @@ fn bad_model_files_are_refused_naming_the_place() {
     let text = fixture("lightgbm/support2_hospdead.txt").replacen("decision_type=10 8", "decision_type=11 8", 1);
     let e = lightgbm_text(&text).unwrap_err();
     assert!(e.to_string().contains("Tree=0") && e.to_string().contains("categorical"), "{e}");
-    assert!(lightgbm_text("objective=regression\nfeature_names=a\n").unwrap_err().to_string().contains("not the binary objective"));
+    assert!(
+        lightgbm_text("objective=regression\nfeature_names=a\n")
+            .unwrap_err()
+            .to_string()
+            .contains("not the binary objective")
+    );
 }

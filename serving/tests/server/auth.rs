@@ -5,10 +5,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use carecast_models::{Registry, Value};
-use carecast_proto::v1::{self as pb, feature_value, model_service_client::ModelServiceClient, scoring_service_client::ScoringServiceClient};
-use carecast_serving::auth::Authenticator;
 use carecast_audit::AuditLog;
+use carecast_models::{Registry, Value};
+use carecast_proto::v1::{
+    self as pb, feature_value, model_service_client::ModelServiceClient, scoring_service_client::ScoringServiceClient,
+};
+use carecast_serving::auth::Authenticator;
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_tables::{feature_columns, read_table, row_values};
 use carecast_training::{Algorithm, TaskSpec, train};
@@ -63,14 +65,23 @@ async fn tokens_roles_and_refusals() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let state = Arc::new(AppState::new(ModelStore::new(Registry::new(dir.join("registry"))), AuditLog::open(&dir.join("audit.jsonl")).unwrap(), Some(auth), carecast_serving::ephemeral_pseudonym_key()));
+    let state = Arc::new(AppState::new(
+        ModelStore::new(Registry::new(dir.join("registry"))),
+        AuditLog::open(&dir.join("audit.jsonl")).unwrap(),
+        Some(auth),
+        carecast_serving::ephemeral_pseudonym_key(),
+    ));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
+    tokio::spawn(server::serve(listener, state.clone(), None, async {
+        stopped.await.ok();
+    }));
     let mut scoring = ScoringServiceClient::connect(format!("http://{address}")).await.unwrap();
     let mut models = ModelServiceClient::connect(format!("http://{address}")).await.unwrap();
 
     let df = read_table(&shared).unwrap();
-    let pkg = carecast_models::load_package(&Registry::new(dir.join("registry")).resolve(&report.name, None).unwrap().1).unwrap();
+    let pkg =
+        carecast_models::load_package(&Registry::new(dir.join("registry")).resolve(&report.name, None).unwrap().1)
+            .unwrap();
     let columns = feature_columns(&df, &pkg.manifest.features).unwrap();
     let features = pkg
         .manifest
@@ -86,7 +97,8 @@ async fn tokens_roles_and_refusals() {
             (f.name.clone(), pb::FeatureValue { value: Some(value) })
         })
         .collect();
-    let request = pb::ScoreRequest { model: report.name.clone(), patient_key: "auth-1".into(), features, ..Default::default() };
+    let request =
+        pb::ScoreRequest { model: report.name.clone(), patient_key: "auth-1".into(), features, ..Default::default() };
     let refused = |r: Result<tonic::Response<pb::ScoreResponse>, tonic::Status>, code: Code, needle: &str| {
         let status = r.expect_err("must be refused");
         assert_eq!(status.code(), code, "{}", status.message());
@@ -101,35 +113,87 @@ async fn tokens_roles_and_refusals() {
 
     refused(scoring.score(request.clone()).await, Code::Unauthenticated, "missing bearer token");
     let researcher = token(&trusted, "k1", "res-1", &["researcher"], "carecast", 300);
-    refused(scoring.score(bearer(request.clone(), &researcher)).await, Code::PermissionDenied, "needs the `clinician` role");
-    refused(scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "carecast", -3600))).await, Code::Unauthenticated, "Expired");
-    refused(scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "another-service", 300))).await, Code::Unauthenticated, "Audience");
-    refused(scoring.score(bearer(request.clone(), &token(&stranger, "k1", "dr-1", &["clinician"], "carecast", 300))).await, Code::Unauthenticated, "Signature");
+    refused(
+        scoring.score(bearer(request.clone(), &researcher)).await,
+        Code::PermissionDenied,
+        "needs the `clinician` role",
+    );
+    refused(
+        scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "carecast", -3600))).await,
+        Code::Unauthenticated,
+        "Expired",
+    );
+    refused(
+        scoring
+            .score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "another-service", 300)))
+            .await,
+        Code::Unauthenticated,
+        "Audience",
+    );
+    refused(
+        scoring.score(bearer(request.clone(), &token(&stranger, "k1", "dr-1", &["clinician"], "carecast", 300))).await,
+        Code::Unauthenticated,
+        "Signature",
+    );
     // Expiry with a few seconds' leeway, not a minute; `nbf` honoured; lifetimes capped; the
     // subject (written to every audit record) bounded.
-    refused(scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "carecast", -20))).await, Code::Unauthenticated, "Expired");
+    refused(
+        scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "carecast", -20))).await,
+        Code::Unauthenticated,
+        "Expired",
+    );
     let now = chrono::Utc::now().timestamp();
     let claims = |extra: serde_json::Value| {
         let mut c = serde_json::json!({ "sub": "dr-1", "roles": ["clinician"], "iss": "https://idp.trust.nhs.example", "aud": "carecast", "exp": now + 300 });
         c.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         signed(&trusted, "k1", &c)
     };
-    refused(scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "nbf": now + 120 })))).await, Code::Unauthenticated, "ImmatureSignature");
-    refused(scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "exp": now + 2 * 86_400 })))).await, Code::Unauthenticated, "longer than the 3600 s");
-    refused(scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "iat": now - 7200, "exp": now + 60 })))).await, Code::Unauthenticated, "longer than the 3600 s");
-    refused(scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "sub": "x".repeat(500) })))).await, Code::Unauthenticated, "`sub`");
-    scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "nbf": now - 1, "iat": now - 1 })))).await.unwrap();
-    let batch = scoring.score_batch(bearer(pb::ScoreBatchRequest { requests: vec![request.clone()] }, &clinician)).await.unwrap_err();
+    refused(
+        scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "nbf": now + 120 })))).await,
+        Code::Unauthenticated,
+        "ImmatureSignature",
+    );
+    refused(
+        scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "exp": now + 2 * 86_400 })))).await,
+        Code::Unauthenticated,
+        "longer than the 3600 s",
+    );
+    refused(
+        scoring
+            .score(bearer(request.clone(), &claims(serde_json::json!({ "iat": now - 7200, "exp": now + 60 }))))
+            .await,
+        Code::Unauthenticated,
+        "longer than the 3600 s",
+    );
+    refused(
+        scoring.score(bearer(request.clone(), &claims(serde_json::json!({ "sub": "x".repeat(500) })))).await,
+        Code::Unauthenticated,
+        "`sub`",
+    );
+    scoring
+        .score(bearer(request.clone(), &claims(serde_json::json!({ "nbf": now - 1, "iat": now - 1 }))))
+        .await
+        .unwrap();
+    let batch = scoring
+        .score_batch(bearer(pb::ScoreBatchRequest { requests: vec![request.clone()] }, &clinician))
+        .await
+        .unwrap_err();
     assert_eq!(batch.code(), Code::PermissionDenied, "batches are for planners");
 
     assert!(models.list_models(bearer(pb::ListModelsRequest {}, &researcher)).await.is_ok());
-    assert_eq!(models.list_models(bearer(pb::ListModelsRequest {}, &clinician)).await.unwrap_err().code(), Code::PermissionDenied);
+    assert_eq!(
+        models.list_models(bearer(pb::ListModelsRequest {}, &clinician)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
     assert_eq!(state.audit.entries().unwrap().len(), 3, "refused calls are not scored");
     // Promotion and roll-back are the admin's alone; the registry's history names who.
     let promote = || pb::PromoteRequest { name: report.name.clone(), version: "1".into() };
     for who in [&clinician, &researcher] {
         assert_eq!(models.promote(bearer(promote(), who)).await.unwrap_err().code(), Code::PermissionDenied);
-        assert_eq!(models.rollback(bearer(pb::RollbackRequest { name: report.name.clone() }, who)).await.unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(
+            models.rollback(bearer(pb::RollbackRequest { name: report.name.clone() }, who)).await.unwrap_err().code(),
+            Code::PermissionDenied
+        );
     }
     assert_eq!(models.promote(promote()).await.unwrap_err().code(), Code::Unauthenticated);
     assert_eq!(models.promote(bearer(promote(), &admin)).await.unwrap().into_inner().current_version, "1");
@@ -140,7 +204,10 @@ async fn tokens_roles_and_refusals() {
     for (authorization, expected) in [(None, "401"), (Some(&researcher), "403")] {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
         let auth_line = authorization.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-        let http = format!("POST /cds-services/{} HTTP/1.1\r\nHost: carecast\r\n{auth_line}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}", report.name);
+        let http = format!(
+            "POST /cds-services/{} HTTP/1.1\r\nHost: carecast\r\n{auth_line}Content-Length: 2\r\nConnection: close\r\n\r\n{{}}",
+            report.name
+        );
         stream.write_all(http.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();

@@ -7,16 +7,16 @@
 //! Discovery and every card are validated against the JSON schema written from HL7's logical
 //! models of CDS Hooks (`cds_hooks_schema/`).
 
-use carecast_models::features::extract::{Event, STATIC};
-use chrono::Datelike;
-use carecast_models::{Registry, Value as Input, Workspace, load_package};
 use carecast_audit::AuditLog;
+use carecast_models::features::extract::{Event, STATIC};
+use carecast_models::{Registry, Value as Input, Workspace, load_package};
 use carecast_serving::{AppState, ModelStore, fhir, server};
 use carecast_training::cohort::event_training_set;
-use carecast_training::ingest::meds::read_meds;
 use carecast_training::dataset::Rows;
+use carecast_training::ingest::meds::read_meds;
 use carecast_training::pipeline::train_set;
 use carecast_training::{Algorithm, synth};
+use chrono::Datelike;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,14 +24,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The CDS Hooks schema `name` (`discovery` or `response`).
 fn schema(name: &str) -> jsonschema::Validator {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/server/cds_hooks_schema").join(format!("{name}.schema.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/server/cds_hooks_schema")
+        .join(format!("{name}.schema.json"));
     let schema: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     jsonschema::draft202012::options().should_validate_formats(true).build(&schema).unwrap()
 }
 
 /// Panics with every violation unless `instance` conforms to the CDS Hooks schema `name`.
 fn conforms(name: &str, instance: &Value) {
-    let errors: Vec<String> = schema(name).iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    let errors: Vec<String> =
+        schema(name).iter_errors(instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
     assert!(errors.is_empty(), "not a CDS Hooks 2.0 {name}: {errors:#?}");
 }
 
@@ -52,7 +55,11 @@ async fn ehr_fhir_server(ehr: Arc<Mutex<Ehr>>) -> String {
     let base = format!("http://{}/fhir", listener.local_addr().unwrap());
     let answer = {
         let base = base.clone();
-        move |State(ehr): State<Arc<Mutex<Ehr>>>, uri: Uri, Path(resource): Path<String>, RawQuery(query): RawQuery, headers: HeaderMap| {
+        move |State(ehr): State<Arc<Mutex<Ehr>>>,
+              uri: Uri,
+              Path(resource): Path<String>,
+              RawQuery(query): RawQuery,
+              headers: HeaderMap| {
             let base = base.clone();
             async move {
                 let authorization = headers.get("authorization").map(|v| v.to_str().unwrap().to_string());
@@ -63,7 +70,8 @@ async fn ehr_fhir_server(ehr: Arc<Mutex<Ehr>>) -> String {
                 }
                 let p = ehr.patient.as_ref().unwrap();
                 let bundle = |entry: &[Value], next: Option<String>| {
-                    let link: Vec<Value> = next.into_iter().map(|url| json!({ "relation": "next", "url": url })).collect();
+                    let link: Vec<Value> =
+                        next.into_iter().map(|url| json!({ "relation": "next", "url": url })).collect();
                     json!({ "resourceType": "Bundle", "type": "searchset", "link": link, "entry": entry })
                 };
                 let query = query.unwrap_or_default();
@@ -72,9 +80,13 @@ async fn ehr_fhir_server(ehr: Arc<Mutex<Ehr>>) -> String {
                 let elsewhere = "http://127.0.0.1:9/fhir/Observation?page=2".to_string();
                 let body = match resource.as_str() {
                     "Patient/cds-1" | "Patient/cds-2" => p.patient.clone(),
-                    "Observation" if query.starts_with("patient=cds-2&") => bundle(&p.observations[..half], Some(elsewhere)),
+                    "Observation" if query.starts_with("patient=cds-2&") => {
+                        bundle(&p.observations[..half], Some(elsewhere))
+                    }
                     "Observation" if query.ends_with("&page=2") => bundle(&p.observations[half..], None),
-                    "Observation" if query.starts_with("patient=cds-1&") => bundle(&p.observations[..half], Some(format!("{base}/Observation?{query}&page=2"))),
+                    "Observation" if query.starts_with("patient=cds-1&") => {
+                        bundle(&p.observations[..half], Some(format!("{base}/Observation?{query}&page=2")))
+                    }
                     "Condition" if query == "patient=cds-1" || query == "patient=cds-2" => bundle(&p.conditions, None),
                     _ => return (StatusCode::NOT_FOUND, String::new()),
                 };
@@ -85,14 +97,19 @@ async fn ehr_fhir_server(ehr: Arc<Mutex<Ehr>>) -> String {
     let app = axum::Router::new().route("/fhir/{*resource}", axum::routing::get(answer)).with_state(ehr);
     let routes = tonic::service::Routes::from(app);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    tokio::spawn(tonic::transport::Server::builder().accept_http1(true).add_routes(routes).serve_with_incoming(incoming));
+    tokio::spawn(
+        tonic::transport::Server::builder().accept_http1(true).add_routes(routes).serve_with_incoming(incoming),
+    );
     base
 }
 
 /// One HTTP/1.1 request; the status and the body.
 async fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: carecast\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: carecast\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
@@ -117,7 +134,9 @@ fn as_fhir(vocabulary: &[String], events: &[Event], now: i64) -> AsFhir {
     // The latest inpatient observation set (the ones with a pulse) was taken a minute ago.
     let last = events.iter().filter(|e| code(e) == "VITAL//PULSE").map(|e| e.time).max().unwrap();
     let shift = now - 60_000_000 - last;
-    let at = |t: i64| chrono::DateTime::from_timestamp_micros(t + shift).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let at = |t: i64| {
+        chrono::DateTime::from_timestamp_micros(t + shift).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
     let mut patient = json!({ "resourceType": "Patient", "id": "cds-1" });
     let (mut observations, mut conditions, mut kept) = (Vec::new(), Vec::new(), Vec::new());
     for e in events {
@@ -141,8 +160,13 @@ fn as_fhir(vocabulary: &[String], events: &[Event], now: i64) -> AsFhir {
                     let code = if e.value > 0.5 { "LA6560-2" } else { "LA9340-6" };
                     ("valueCodeableConcept", json!({ "coding": [{ "system": "http://loinc.org", "code": code }] }))
                 }
-                ("VITAL//SUPPLEMENTAL_OXYGEN", _) => ("valueQuantity", json!({ "value": e.value * 2.0, "system": "http://unitsofmeasure.org", "code": "L/min" })),
-                (_, Some((unit, _))) => ("valueQuantity", json!({ "value": e.value, "system": "http://unitsofmeasure.org", "code": unit })),
+                ("VITAL//SUPPLEMENTAL_OXYGEN", _) => (
+                    "valueQuantity",
+                    json!({ "value": e.value * 2.0, "system": "http://unitsofmeasure.org", "code": "L/min" }),
+                ),
+                (_, Some((unit, _))) => {
+                    ("valueQuantity", json!({ "value": e.value, "system": "http://unitsofmeasure.org", "code": unit }))
+                }
                 (_, None) => unreachable!("{c} has no unit"),
             };
             let mut observation = json!({
@@ -185,10 +209,20 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let ehr_base = ehr_fhir_server(ehr.clone()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
-    let state = AppState::new(ModelStore::new(registry.clone()), AuditLog::open(&dir.join("audit.jsonl")).unwrap(), None, carecast_serving::ephemeral_pseudonym_key());
-    let state = Arc::new(state.with_fhir_servers(carecast_serving::fhir_server::FhirServers::new(std::slice::from_ref(&ehr_base)).unwrap()));
+    let state = AppState::new(
+        ModelStore::new(registry.clone()),
+        AuditLog::open(&dir.join("audit.jsonl")).unwrap(),
+        None,
+        carecast_serving::ephemeral_pseudonym_key(),
+    );
+    let state =
+        Arc::new(state.with_fhir_servers(
+            carecast_serving::fhir_server::FhirServers::new(std::slice::from_ref(&ehr_base)).unwrap(),
+        ));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
+    tokio::spawn(server::serve(listener, state.clone(), None, async {
+        stopped.await.ok();
+    }));
 
     // Discovery: the event model, with its prefetch; not the flat SUPPORT model.
     let (status, body) = http(&address, "GET", "/cds-services", "").await;
@@ -205,7 +239,8 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     // An inpatient with vital signs.
     let (store, _, _) = read_meds(&dir.join("meds")).unwrap();
     let pulse = store.vocabulary.iter().position(|c| c == "VITAL//PULSE").unwrap() as u32;
-    let i = (0..store.subjects.len()).find(|&i| store.patient(i).iter().filter(|e| e.code == pulse).count() >= 6).unwrap();
+    let i =
+        (0..store.subjects.len()).find(|&i| store.patient(i).iter().filter(|e| e.code == pulse).count() >= 6).unwrap();
     let now = chrono::Utc::now().timestamp_micros();
     let AsFhir { patient, observations, conditions, carried: kept } = as_fhir(&store.vocabulary, store.patient(i), now);
     let request = json!({
@@ -234,12 +269,18 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let assessment = &card["suggestions"][0]["actions"][0]["resource"];
     assert_eq!(card["suggestions"][0]["actions"][0]["type"], "create");
     assert_eq!(assessment["resourceType"], "RiskAssessment");
-    assert_eq!((assessment["status"].as_str(), assessment["subject"]["reference"].as_str()), (Some("final"), Some("Patient/cds-1")));
+    assert_eq!(
+        (assessment["status"].as_str(), assessment["subject"]["reference"].as_str()),
+        (Some("final"), Some("Patient/cds-1"))
+    );
     let prediction = &assessment["prediction"][0];
     let probability = prediction["probabilityDecimal"].as_f64().unwrap();
     let risk = prediction["qualitativeRisk"]["coding"][0]["code"].as_str().unwrap();
     let indicator = card["indicator"].as_str().unwrap();
-    assert!(matches!((risk, indicator), ("low", "info") | ("moderate", "warning") | ("high", "critical")), "{risk} {indicator}");
+    assert!(
+        matches!((risk, indicator), ("low", "info") | ("moderate", "warning") | ("high", "critical")),
+        "{risk} {indicator}"
+    );
     assert!(prediction["rationale"].as_str().unwrap().contains("risk"));
     assert!(assessment["method"]["text"].as_str().unwrap().contains(&report.name));
     let time = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().timestamp_micros();
@@ -269,28 +310,46 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let by_events = pb::ScoreRequest {
         model: report.name.clone(),
         patient_key: "grpc-events-1".into(),
-        events: kept.iter().map(|(t, c, v)| pb::Event { code: c.clone(), time_micros: (*t != STATIC).then_some(*t), value: (!v.is_nan()).then_some(f64::from(*v)) }).collect(),
+        events: kept
+            .iter()
+            .map(|(t, c, v)| pb::Event {
+                code: c.clone(),
+                time_micros: (*t != STATIC).then_some(*t),
+                value: (!v.is_nan()).then_some(f64::from(*v)),
+            })
+            .collect(),
         prediction_time_micros: time(&assessment["occurrenceDateTime"]),
         ..Default::default()
     };
     let scored = client.score(by_events.clone()).await.unwrap().into_inner();
     assert_eq!(scored.probability, want.probability);
     let age = scored.contributions.iter().find(|c| c.feature == "age").unwrap();
-    assert!(matches!(age.value.as_ref().and_then(|v| v.value.clone()), Some(pb::feature_value::Value::Number(a)) if a > 18.0));
+    assert!(
+        matches!(age.value.as_ref().and_then(|v| v.value.clone()), Some(pb::feature_value::Value::Number(a)) if a > 18.0)
+    );
     let mut both = by_events.clone();
     both.features.insert("age".into(), pb::FeatureValue { value: Some(pb::feature_value::Value::Number(70.0)) });
     assert!(client.score(both).await.unwrap_err().message().contains("features or events"));
     // Times off the clock are refused, naming the field: a prediction in the year 3000, an event
     // near the earliest representable time (once an age of -292,214 years), a birth in 1800.
     let mut future = by_events.clone();
-    future.prediction_time_micros = chrono::NaiveDate::from_ymd_opt(3000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
+    future.prediction_time_micros =
+        chrono::NaiveDate::from_ymd_opt(3000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
     let status = client.score(future).await.unwrap_err();
-    assert!(status.code() == tonic::Code::InvalidArgument && status.message().starts_with("prediction_time_micros:") && status.message().contains("clock"), "{status:?}");
+    assert!(
+        status.code() == tonic::Code::InvalidArgument
+            && status.message().starts_with("prediction_time_micros:")
+            && status.message().contains("clock"),
+        "{status:?}"
+    );
     for absurd in [i64::MIN + 1, -5_364_662_400_000_000] {
         let mut ancient = by_events.clone();
         ancient.events[0].time_micros = Some(absurd);
         let status = client.score(ancient).await.unwrap_err();
-        assert!(status.message().starts_with("events[0].time_micros:") && status.message().contains("1900"), "{status:?}");
+        assert!(
+            status.message().starts_with("events[0].time_micros:") && status.message().contains("1900"),
+            "{status:?}"
+        );
     }
     let mut flat = by_events;
     flat.model = "support2_hospdead-logistic".into();
@@ -318,7 +377,8 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
         assert!(status == 400 && answer.contains(field), "{field}: {status} {answer}");
     }
     // An age over 125 is refused as impossible, not scored.
-    let (status, answer) = http(&address, "POST", &path, &with("/prefetch/patient/birthDate", json!("1900-01-01")).to_string()).await;
+    let (status, answer) =
+        http(&address, "POST", &path, &with("/prefetch/patient/birthDate", json!("1900-01-01")).to_string()).await;
     assert!(status == 422 && answer.contains("`age`") && answer.contains("possible range"), "{status} {answer}");
 
     // An EHR clock a minute ahead: its latest observations are read as taken now, and the card
@@ -335,16 +395,20 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     assert!(detail.contains("read as taken now"), "{detail}");
     assert!(!detail.split("Not recorded").nth(1).unwrap_or("").contains("NEWS2"), "{detail}");
     let at = time(&card["suggestions"][0]["actions"][0]["resource"]["occurrenceDateTime"]);
-    let as_now: Vec<_> = ahead.carried.iter().map(|(t, c, v)| (if *t == STATIC { *t } else { (*t).min(at) }, c.clone(), *v)).collect();
-    let skewed_probability = card["suggestions"][0]["actions"][0]["resource"]["prediction"][0]["probabilityDecimal"].as_f64().unwrap();
+    let as_now: Vec<_> =
+        ahead.carried.iter().map(|(t, c, v)| (if *t == STATIC { *t } else { (*t).min(at) }, c.clone(), *v)).collect();
+    let skewed_probability =
+        card["suggestions"][0]["actions"][0]["resource"]["prediction"][0]["probabilityDecimal"].as_f64().unwrap();
     assert!((model_probability(&pkg, &as_now, at).probability - skewed_probability).abs() < 1e-12);
     let far = as_fhir(&store.vocabulary, store.patient(i), now + 660_000_000);
-    let (status, body) = http(&address, "POST", &path, &with("/prefetch/observations/entry", json!(far.observations)).to_string()).await;
+    let (status, body) =
+        http(&address, "POST", &path, &with("/prefetch/observations/entry", json!(far.observations)).to_string()).await;
     assert!(status == 400 && body.contains("effective[x]") && body.contains("clock"), "{status} {body}");
 
     // A patient with nothing recorded but birth and sex: the card says the record is incomplete
     // and lists what is missing, and never shows a plain, reassuring Low.
-    let (status, body) = http(&address, "POST", &path, &with("/prefetch/observations/entry", json!([])).to_string()).await;
+    let (status, body) =
+        http(&address, "POST", &path, &with("/prefetch/observations/entry", json!([])).to_string()).await;
     assert_eq!(status, 200, "{body}");
     conforms("response", &serde_json::from_str(&body).unwrap());
     let card = serde_json::from_str::<Value>(&body).unwrap()["cards"][0].clone();
@@ -352,7 +416,12 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     assert!(summary.starts_with("Incomplete record (") && summary.chars().count() < 140, "{summary}");
     assert_ne!(card["indicator"], "info");
     let detail = card["detail"].as_str().unwrap();
-    assert!(detail.starts_with("**Incomplete record:**") && detail.contains("Not recorded, scored as missing:") && detail.contains("NEWS2"), "{detail}");
+    assert!(
+        detail.starts_with("**Incomplete record:**")
+            && detail.contains("Not recorded, scored as missing:")
+            && detail.contains("NEWS2"),
+        "{detail}"
+    );
 
     // Without the prefetch and without a FHIR server to query: 412. An unknown service: 404. Not
     // patient-view: 400.
@@ -368,7 +437,8 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     // No prefetch, but the EHR's FHIR server and its access token: the service queries it (all
     // three templates, both pages of observations, each with the token) and the card scores the
     // patient as the model does on the same events.
-    ehr.lock().unwrap().patient = Some(as_fhir(&store.vocabulary, store.patient(i), chrono::Utc::now().timestamp_micros()));
+    ehr.lock().unwrap().patient =
+        Some(as_fhir(&store.vocabulary, store.patient(i), chrono::Utc::now().timestamp_micros()));
     let mut queried = bare.clone();
     queried["fhirServer"] = json!(ehr_base);
     queried["fhirAuthorization"] = json!({ "access_token": "ehr-token", "token_type": "Bearer", "expires_in": 300, "scope": "user/Patient.read user/Observation.read user/Condition.read", "subject": "carecast" });
@@ -386,7 +456,10 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     let mut paths: Vec<&str> = asked.iter().map(|(p, _)| p.as_str()).collect();
     paths.sort_unstable();
     let observations = "/fhir/Observation?patient=cds-1&_sort=-date&_count=1000";
-    assert_eq!(paths, ["/fhir/Condition?patient=cds-1", observations, &format!("{observations}&page=2"), "/fhir/Patient/cds-1"]);
+    assert_eq!(
+        paths,
+        ["/fhir/Condition?patient=cds-1", observations, &format!("{observations}&page=2"), "/fhir/Patient/cds-1"]
+    );
     assert!(asked.iter().all(|(_, auth)| auth.as_deref() == Some("Bearer ehr-token")));
     // Refused with 412 and nothing scored or audited: a FHIR server not configured (never
     // contacted: the call could name any address), no token, a token the EHR refuses.
@@ -405,12 +478,18 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
     // Only the call with the configured server and a token reached it: its queries run side by
     // side and the first refusal cancels the rest, so one to three of them arrive.
     let asked = std::mem::take(&mut ehr.lock().unwrap().asked);
-    assert!((1..=3).contains(&asked.len()) && asked.iter().all(|(_, auth)| auth.as_deref() == Some("Bearer expired")), "{asked:?}");
+    assert!(
+        (1..=3).contains(&asked.len()) && asked.iter().all(|(_, auth)| auth.as_deref() == Some("Bearer expired")),
+        "{asked:?}"
+    );
     // A search whose next page is on another server: refused, not read as complete.
     let mut paged_away = queried.clone();
     paged_away["context"]["patientId"] = json!("cds-2");
     let (status, answer) = http(&address, "POST", &path, &paged_away.to_string()).await;
-    assert!(status == 412 && answer.contains("prefetch.observations") && answer.contains("outside"), "{status} {answer}");
+    assert!(
+        status == 412 && answer.contains("prefetch.observations") && answer.contains("outside"),
+        "{status} {answer}"
+    );
     // Every prefetch key is required: Conditions neither sent nor fetchable is 412, not "none";
     // `null` (the EHR has no such data) is an empty search.
     let mut no_conditions = request.clone();
@@ -425,12 +504,19 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
 }
 
 /// The model's score of `carried` events (time, code, value) read straight from their codes, at `at`.
-fn model_probability(pkg: &carecast_models::ModelPackage, carried: &[(i64, String, f32)], at: i64) -> carecast_models::Score {
+fn model_probability(
+    pkg: &carecast_models::ModelPackage,
+    carried: &[(i64, String, f32)],
+    at: i64,
+) -> carecast_models::Score {
     let inputs = pkg.events.as_ref().unwrap();
     let mut codes: Vec<String> = carried.iter().map(|(_, c, _)| c.clone()).collect();
     codes.sort();
     codes.dedup();
-    let mut events: Vec<Event> = carried.iter().map(|(t, c, v)| Event { time: *t, code: codes.iter().position(|x| x == c).unwrap() as u32, value: *v }).collect();
+    let mut events: Vec<Event> = carried
+        .iter()
+        .map(|(t, c, v)| Event { time: *t, code: codes.iter().position(|x| x == c).unwrap() as u32, value: *v })
+        .collect();
     events.sort_by_key(|e| e.time);
     let mut x = vec![f64::NAN; inputs.extractor.n_features()];
     inputs.extractor.bind(&codes).extract(&events, at, &mut x, &mut Default::default());

@@ -51,8 +51,22 @@ fn loinc_codes_in_their_published_units_become_the_features_units() {
         ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 6.5, "LAB//HBA1C", 48.0),
         ("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 7.0, "LAB//HBA1C", 53.0),
         ("59261-8", "Hemoglobin A1c/Hemoglobin.total in Blood by IFCC protocol", "mmol/mol", 48.0, "LAB//HBA1C", 48.0),
-        ("13457-7", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by calculation", "mg/dL", 100.0, "LAB//LDL", 2.59),
-        ("18262-6", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay", "mg/dL", 130.0, "LAB//LDL", 3.36),
+        (
+            "13457-7",
+            "Cholesterol in LDL [Mass/volume] in Serum or Plasma by calculation",
+            "mg/dL",
+            100.0,
+            "LAB//LDL",
+            2.59,
+        ),
+        (
+            "18262-6",
+            "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay",
+            "mg/dL",
+            130.0,
+            "LAB//LDL",
+            3.36,
+        ),
         ("3151-8", "Inhaled oxygen flow rate", "L/min", 2.0, "VITAL//SUPPLEMENTAL_OXYGEN", 1.0),
         ("3151-8", "Inhaled oxygen flow rate", "L/min", 0.0, "VITAL//SUPPLEMENTAL_OXYGEN", 0.0),
     ];
@@ -76,7 +90,11 @@ fn unknown_or_missing_units_and_malformed_resources_are_refused_by_field() {
         let e = one(&o).unwrap_err();
         assert!(e.contains(field) && e.contains(reason), "want `{field}` and `{reason}` in: {e}");
     };
-    refused(observation("4548-4", 6.5, Some("mg/dL")), "observations[0].valueQuantity.code", "not one Carecast converts");
+    refused(
+        observation("4548-4", 6.5, Some("mg/dL")),
+        "observations[0].valueQuantity.code",
+        "not one Carecast converts",
+    );
     refused(observation("8867-4", 72.0, None), "observations[0].valueQuantity.code", "required");
     refused(observation("8310-5", 310.0, Some("K")), "observations[0].valueQuantity.code", "Cel");
     let mut other_system = observation("8867-4", 72.0, Some("/min"));
@@ -100,7 +118,11 @@ fn unknown_or_missing_units_and_malformed_resources_are_refused_by_field() {
     assert!(e.len() < 300, "{e}");
 
     // Bundles: `entry` not an array, an entry not an object, an entry of another type.
-    for (entry, field) in [(json!({ "resource": {} }), "observations.entry"), (json!("x"), "observations.entry"), (json!(["x"]), "observations.entry[0]")] {
+    for (entry, field) in [
+        (json!({ "resource": {} }), "observations.entry"),
+        (json!("x"), "observations.entry"),
+        (json!(["x"]), "observations.entry[0]"),
+    ] {
         let b = json!({ "resourceType": "Bundle", "entry": entry });
         let e = fhir::bundle("observations", &b, "Observation").unwrap_err().to_string();
         assert!(e.starts_with(field), "{e}");

@@ -2,9 +2,11 @@
 //! in-process scorer exactly, errors carry the right codes and name the field, corrupt packages are
 //! refused while other versions keep serving, and every score is audited.
 
-use carecast_models::{Registry, Value, Workspace, load_package};
-use carecast_proto::v1::{self as pb, feature_value, model_service_client::ModelServiceClient, scoring_service_client::ScoringServiceClient};
 use carecast_audit::AuditLog;
+use carecast_models::{Registry, Value, Workspace, load_package};
+use carecast_proto::v1::{
+    self as pb, feature_value, model_service_client::ModelServiceClient, scoring_service_client::ScoringServiceClient,
+};
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_tables::{feature_columns, read_table, row_values};
 use carecast_training::{Algorithm, TaskSpec, train};
@@ -41,9 +43,16 @@ async fn start(registry_dir: &Path) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let audit = registry_dir.join(format!("audit-{}.jsonl", listener.local_addr().unwrap().port()));
-    let state = Arc::new(AppState::new(ModelStore::new(Registry::new(registry_dir)), AuditLog::open(&audit).unwrap(), None, carecast_serving::ephemeral_pseudonym_key()));
+    let state = Arc::new(AppState::new(
+        ModelStore::new(Registry::new(registry_dir)),
+        AuditLog::open(&audit).unwrap(),
+        None,
+        carecast_serving::ephemeral_pseudonym_key(),
+    ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
+    tokio::spawn(server::serve(listener, state.clone(), None, async {
+        stopped.await.ok();
+    }));
     Server { addr, state, _stop: stop }
 }
 
@@ -82,7 +91,17 @@ fn requests(model: &str, n: usize) -> Vec<(pb::ScoreRequest, usize)> {
                 .zip(row_values(&cols, r).unwrap())
                 .map(|(f, v)| (f.name.clone(), to_pb(v)))
                 .collect();
-            (pb::ScoreRequest { model: model.into(), version: String::new(), patient_key: format!("t-{r}"), features, max_contributions: 0, ..Default::default() }, r)
+            (
+                pb::ScoreRequest {
+                    model: model.into(),
+                    version: String::new(),
+                    patient_key: format!("t-{r}"),
+                    features,
+                    max_contributions: 0,
+                    ..Default::default()
+                },
+                r,
+            )
         })
         .collect()
 }
@@ -113,7 +132,10 @@ async fn round_trip_equals_the_in_process_scorer() {
             // Clinical factors: here each feature is its own, and they add up to the same.
             let factor_sum: f64 = got.factors.iter().map(|f| f.contribution).sum();
             assert_eq!(got.factors.len(), pkg.manifest.features.len());
-            assert!((factor_sum - sum).abs() < 1e-9 && got.factors.iter().all(|f| f.features.len() == 1 && f.explanation.contains("risk")));
+            assert!(
+                (factor_sum - sum).abs() < 1e-9
+                    && got.factors.iter().all(|f| f.features.len() == 1 && f.explanation.contains("risk"))
+            );
             assert_eq!(got.warnings.len(), want.warnings.len());
             assert_eq!(got.model_version, "1");
             assert_ne!(got.risk_band, pb::RiskBand::Unspecified as i32);
@@ -147,7 +169,11 @@ async fn bad_requests_get_actionable_errors() {
     let mut r = good.clone();
     r.model = "x".repeat(10_000);
     let status = client.score(r).await.unwrap_err();
-    assert!(matches!(status.code(), Code::NotFound | Code::InvalidArgument) && status.message().chars().count() <= 160, "a name is echoed short: {} chars", status.message().len());
+    assert!(
+        matches!(status.code(), Code::NotFound | Code::InvalidArgument) && status.message().chars().count() <= 160,
+        "a name is echoed short: {} chars",
+        status.message().len()
+    );
     let mut r = good.clone();
     r.features.remove("meanbp");
     expect(client.score(r).await, Code::InvalidArgument, "meanbp");
@@ -174,7 +200,11 @@ async fn bad_requests_get_actionable_errors() {
     // A heart rate no patient can have (a unit or typing error) is refused, naming the range.
     let mut r = good.clone();
     r.features.insert("hrt".into(), pb::FeatureValue { value: Some(feature_value::Value::Number(400.0)) });
-    expect(client.score(r).await, Code::InvalidArgument, "feature `hrt`: outside the possible range 0 beats/min to 350 beats/min");
+    expect(
+        client.score(r).await,
+        Code::InvalidArgument,
+        "feature `hrt`: outside the possible range 0 beats/min to 350 beats/min",
+    );
     // Bytes that are not protobuf at all: the caller's error, not the server's.
     let mut raw = tonic::client::Grpc::new(channel(&server).await);
     raw.ready().await.unwrap();
@@ -186,7 +216,11 @@ async fn bad_requests_get_actionable_errors() {
     for (feature, absurd) in [("edu", 1e9), ("urine", -1e9)] {
         let mut r = good.clone();
         r.features.insert(feature.into(), pb::FeatureValue { value: Some(feature_value::Value::Number(absurd)) });
-        expect(client.score(r).await, Code::InvalidArgument, &format!("feature `{feature}`: outside the possible range"));
+        expect(
+            client.score(r).await,
+            Code::InvalidArgument,
+            &format!("feature `{feature}`: outside the possible range"),
+        );
     }
     let mut r = good.clone();
     r.patient_key = "943 476 5919".into();
@@ -205,13 +239,19 @@ async fn bad_requests_get_actionable_errors() {
     assert_eq!(resp.contributions.len(), 3);
     assert!(resp.warnings.iter().any(|w| w.feature == "alb" && w.kind == pb::WarningKind::MissingImputed as i32));
     assert!(resp.warnings.iter().any(|w| w.feature == "hrt" && w.kind == pb::WarningKind::OutOfTrainingRange as i32));
-    assert!(resp.warnings.iter().any(|w| w.feature == "hrt" && w.kind == pb::WarningKind::Implausible as i32 && w.message.contains("20 beats/min to 220 beats/min")));
+    assert!(resp.warnings.iter().any(|w| w.feature == "hrt"
+        && w.kind == pb::WarningKind::Implausible as i32
+        && w.message.contains("20 beats/min to 220 beats/min")));
     let audit = server.state.audit.entries().unwrap();
     assert_eq!(audit.len(), 1, "refused requests are not scores");
     // The audit holds the score, never the inputs.
-    let mut fields: Vec<String> = serde_json::to_value(&audit[0]).unwrap().as_object().unwrap().keys().cloned().collect();
+    let mut fields: Vec<String> =
+        serde_json::to_value(&audit[0]).unwrap().as_object().unwrap().keys().cloned().collect();
     fields.sort();
-    assert_eq!(fields, ["caller", "hash", "model", "model_version", "patient_key", "prev", "probability", "risk_band", "seq", "time"]);
+    assert_eq!(
+        fields,
+        ["caller", "hash", "model", "model_version", "patient_key", "prev", "probability", "risk_band", "seq", "time"]
+    );
     assert_eq!(audit[0].probability, resp.probability);
 }
 
@@ -224,7 +264,11 @@ async fn models_health_and_reflection() {
     assert_eq!(names, ["support2_hospdead-gbm", "support2_hospdead-logistic"]);
     assert!(list.models.iter().all(|m| m.current_version == "1" && m.task == "support2_hospdead"));
 
-    let info = models.get_model(pb::GetModelRequest { name: "support2_hospdead-gbm".into(), version: String::new() }).await.unwrap().into_inner();
+    let info = models
+        .get_model(pb::GetModelRequest { name: "support2_hospdead-gbm".into(), version: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
     let pkg = load_package(&Registry::new(registry()).resolve("support2_hospdead-gbm", None).unwrap().1).unwrap();
     let m = info.metrics.unwrap();
     assert_eq!((m.auroc, m.calibration_slope, m.n), (pkg.metrics.auroc, pkg.metrics.calibration_slope, pkg.metrics.n));
@@ -232,18 +276,30 @@ async fn models_health_and_reflection() {
     assert_eq!(info.training_data_sha256, pkg.manifest.training_data.sha256);
     let sex = info.features.iter().find(|f| f.name == "sex").unwrap();
     assert_eq!(sex.levels, ["female", "male"]);
-    let status = models.get_model(pb::GetModelRequest { name: "nope".into(), version: String::new() }).await.unwrap_err();
+    let status =
+        models.get_model(pb::GetModelRequest { name: "nope".into(), version: String::new() }).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel(&server).await);
-    let resp = health.check(tonic_health::pb::HealthCheckRequest { service: "carecast.v1.ScoringService".into() }).await.unwrap();
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "carecast.v1.ScoringService".into() })
+        .await
+        .unwrap();
     assert_eq!(resp.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
-    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
     let mut reflection = ServerReflectionClient::new(channel(&server).await);
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut stream = reflection.server_reflection_info(tokio_stream::iter([req])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(services)) = stream.message().await.unwrap().unwrap().message_response else {
+    let Some(MessageResponse::ListServicesResponse(services)) =
+        stream.message().await.unwrap().unwrap().message_response
+    else {
         panic!("expected a service list")
     };
     let services: Vec<String> = services.service.into_iter().map(|s| s.name).collect();
@@ -266,7 +322,11 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
             std::fs::copy(f.path(), dst.join(v).join(f.file_name())).unwrap();
         }
         let manifest = dst.join(v).join("manifest.json");
-        let text = std::fs::read_to_string(&manifest).unwrap().replacen("\"version\": \"1\"", &format!("\"version\": \"{v}\""), 1);
+        let text = std::fs::read_to_string(&manifest).unwrap().replacen(
+            "\"version\": \"1\"",
+            &format!("\"version\": \"{v}\""),
+            1,
+        );
         std::fs::write(&manifest, text).unwrap();
     }
     let model = dst.join("2/model.json");
@@ -290,7 +350,10 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     assert_eq!(status.code(), Code::FailedPrecondition);
     // The caller learns what failed, not the server's paths, checksums or files.
     let message = status.message();
-    assert!(message.contains("failed verification") && !message.contains('/') && !message.contains("model.json"), "{message}");
+    assert!(
+        message.contains("failed verification") && !message.contains('/') && !message.contains("model.json"),
+        "{message}"
+    );
     assert!(!message.split(|c: char| !c.is_ascii_hexdigit()).any(|w| w.len() >= 32), "no checksum: {message}");
 
     // A server starting with the damaged version promoted serves the newest earlier one.
@@ -310,7 +373,11 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     let mut pinned = req.clone();
     pinned.version = "4".into();
     let status = client.score(pinned).await.unwrap_err();
-    assert!(status.code() == Code::FailedPrecondition && status.message().contains("version `4` cannot be served"), "{}", status.message());
+    assert!(
+        status.code() == Code::FailedPrecondition && status.message().contains("version `4` cannot be served"),
+        "{}",
+        status.message()
+    );
 
     // A good version promoted is picked up by the running server.
     registry.promote("support2_hospdead-gbm", "3", "test").unwrap();
@@ -322,7 +389,10 @@ async fn a_corrupt_promoted_package_is_refused_and_the_previous_version_keeps_se
     assert_eq!(served(client.score(req.clone()).await), "3");
     assert_eq!(served(scoring(&start(&dir).await).await.score(req).await), "3");
     let metrics = carecast_serving::metrics::handle().render();
-    assert!(metrics.contains("carecast_model_promoted_refused{model=\"support2_hospdead-gbm\",version=\"99\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("carecast_model_promoted_refused{model=\"support2_hospdead-gbm\",version=\"99\"} 1"),
+        "{metrics}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -343,14 +413,21 @@ async fn streams_and_batches_score_each_request_and_refuse_bad_ones_alone() {
                 assert_eq!(s, &client.score(req.clone()).await.unwrap().into_inner(), "a batch scores as Score does");
             }
             Outcome::Error(e) => {
-                assert_eq!((i, e.code, e.patient_key.as_str()), (3, Code::InvalidArgument as i32, req.patient_key.as_str()));
+                assert_eq!(
+                    (i, e.code, e.patient_key.as_str()),
+                    (3, Code::InvalidArgument as i32, req.patient_key.as_str())
+                );
                 assert!(e.message.contains("feature `hrt`"), "{}", e.message);
             }
         }
     }
     let too_many = pb::ScoreBatchRequest { requests: vec![all[0].clone(); carecast_serving::service::MAX_BATCH + 1] };
     let status = client.score_batch(too_many).await.unwrap_err();
-    assert!(status.code() == Code::InvalidArgument && status.message().contains("at most 1000"), "{}", status.message());
+    assert!(
+        status.code() == Code::InvalidArgument && status.message().contains("at most 1000"),
+        "{}",
+        status.message()
+    );
 
     // The same requests as a stream: the same results, in order; the bad one does not end it.
     let mut stream = client.score_stream(tokio_stream::iter(all.clone())).await.unwrap().into_inner();
@@ -414,9 +491,16 @@ async fn shutdown_stops_new_connections_and_drains_the_calls_in_flight() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let audit = registry().join(format!("audit-drain-{}.jsonl", address.port()));
-    let state = Arc::new(AppState::new(ModelStore::new(Registry::new(registry())), AuditLog::open(&audit).unwrap(), None, carecast_serving::ephemeral_pseudonym_key()));
+    let state = Arc::new(AppState::new(
+        ModelStore::new(Registry::new(registry())),
+        AuditLog::open(&audit).unwrap(),
+        None,
+        carecast_serving::ephemeral_pseudonym_key(),
+    ));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::serve(listener, state.clone(), None, async { stopped.await.ok(); }));
+    let server = tokio::spawn(server::serve(listener, state.clone(), None, async {
+        stopped.await.ok();
+    }));
     let reqs: Vec<pb::ScoreRequest> = requests("support2_hospdead-gbm", 3).into_iter().map(|(r, _)| r).collect();
 
     // A ward feed is mid-stream when the server is told to stop.
@@ -440,10 +524,16 @@ async fn shutdown_stops_new_connections_and_drains_the_calls_in_flight() {
     // ...and the feed, though its client keeps it open and sends more, is read no further: it
     // ends with UNAVAILABLE (reconnect), and the server stops well within its drain bound.
     let _ = tx.send(reqs[1].clone()).await;
-    let end = tokio::time::timeout(std::time::Duration::from_secs(5), results.message()).await.expect("the stream ends on shutdown");
+    let end = tokio::time::timeout(std::time::Duration::from_secs(5), results.message())
+        .await
+        .expect("the stream ends on shutdown");
     let status = end.expect_err("ended with a status");
     assert!(status.code() == Code::Unavailable && status.message().contains("shutting down"), "{status:?}");
-    tokio::time::timeout(carecast_serving::server::DRAIN + std::time::Duration::from_secs(5), server).await.expect("stopped within the drain bound").unwrap().unwrap();
+    tokio::time::timeout(carecast_serving::server::DRAIN + std::time::Duration::from_secs(5), server)
+        .await
+        .expect("stopped within the drain bound")
+        .unwrap()
+        .unwrap();
     let audited: Vec<String> = state.audit.entries().unwrap().into_iter().map(|e| e.patient_key).collect();
     assert_eq!(audited, [reqs[0].patient_key.clone()], "the answer sent was audited; nothing was read after the stop");
     drop(tx);
@@ -469,10 +559,13 @@ async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_p
     let mut client = scoring(&server).await;
     let (mut req, _) = requests(model, 1).remove(0);
     req.model = model.into();
-    let served = async |client: &mut ScoringServiceClient<Channel>| client.score(req.clone()).await.unwrap().into_inner().model_version;
+    let served = async |client: &mut ScoringServiceClient<Channel>| {
+        client.score(req.clone()).await.unwrap().into_inner().model_version
+    };
     assert_eq!(served(&mut client).await, "1");
 
-    let promoted = admin.promote(pb::PromoteRequest { name: model.into(), version: "2".into() }).await.unwrap().into_inner();
+    let promoted =
+        admin.promote(pb::PromoteRequest { name: model.into(), version: "2".into() }).await.unwrap().into_inner();
     assert_eq!(promoted.current_version, "2");
     assert_eq!(served(&mut client).await, "2", "the running server follows the promotion");
 
@@ -480,7 +573,10 @@ async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_p
     assert_eq!(status.code(), Code::FailedPrecondition);
     // The caller learns what failed, not the server's paths, checksums or files.
     let message = status.message();
-    assert!(message.contains("failed verification") && !message.contains('/') && !message.contains("model.json"), "{message}");
+    assert!(
+        message.contains("failed verification") && !message.contains('/') && !message.contains("model.json"),
+        "{message}"
+    );
     assert!(!message.split(|c: char| !c.is_ascii_hexdigit()).any(|w| w.len() >= 32), "no checksum: {message}");
     assert_eq!(registry.current(model).unwrap(), "2", "a version that fails its checksums is not promoted");
     assert_eq!(served(&mut client).await, "2");

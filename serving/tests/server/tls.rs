@@ -3,18 +3,20 @@
 //! HTTP/1.1); no certificate, a certificate from another CA, or plain text is refused in the
 //! handshake, and the server goes on serving.
 
+use carecast_audit::AuditLog;
 use carecast_models::Registry;
 use carecast_proto::v1::{self as pb, model_service_client::ModelServiceClient};
 use carecast_serving::tls::Tls;
-use carecast_audit::AuditLog;
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_training::{Algorithm, TaskSpec, train};
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tokio_rustls::rustls;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// A certificate (PEM) and its key (PEM).
 struct Pem {
@@ -34,7 +36,8 @@ impl Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let pem = params.self_signed(&key).unwrap().pem();
         Self { pem, issuer: Issuer::new(params, key) }
     }
@@ -53,7 +56,10 @@ impl Ca {
 /// connect or at the first call, depending on the TLS version).
 async fn served(endpoint: Endpoint) -> Result<usize, String> {
     let channel = endpoint.connect().await.map_err(|e| format!("connect: {e:?}"))?;
-    let models = ModelServiceClient::new(channel).list_models(pb::ListModelsRequest {}).await.map_err(|s| format!("call: {s}"))?;
+    let models = ModelServiceClient::new(channel)
+        .list_models(pb::ListModelsRequest {})
+        .await
+        .map_err(|s| format!("call: {s}"))?;
     Ok(models.into_inner().models.len())
 }
 
@@ -73,12 +79,20 @@ async fn mutual_tls_serves_trusted_clients_and_refuses_the_rest_in_the_handshake
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let state = Arc::new(AppState::new(ModelStore::new(Registry::new(dir.join("registry"))), AuditLog::open(&dir.join("audit.jsonl")).unwrap(), None, carecast_serving::ephemeral_pseudonym_key()));
+    let state = Arc::new(AppState::new(
+        ModelStore::new(Registry::new(dir.join("registry"))),
+        AuditLog::open(&dir.join("audit.jsonl")).unwrap(),
+        None,
+        carecast_serving::ephemeral_pseudonym_key(),
+    ));
     let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server::serve(listener, state, Some(tls), async { stopped.await.ok(); }));
+    tokio::spawn(server::serve(listener, state, Some(tls), async {
+        stopped.await.ok();
+    }));
 
     let https = Endpoint::from_shared(format!("https://{address}")).unwrap();
-    let client_tls = || ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&trust.pem)).domain_name("localhost");
+    let client_tls =
+        || ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&trust.pem)).domain_name("localhost");
 
     // The trust's EHR, with its certificate: served over h2.
     let trusted = https.clone().tls_config(client_tls().identity(Identity::from_pem(&ehr.cert, &ehr.key))).unwrap();
@@ -86,7 +100,8 @@ async fn mutual_tls_serves_trusted_clients_and_refuses_the_rest_in_the_handshake
 
     // No client certificate, one from another CA, plain text: each refused.
     let anonymous = https.clone().tls_config(client_tls()).unwrap();
-    let unknown = https.clone().tls_config(client_tls().identity(Identity::from_pem(&stranger.cert, &stranger.key))).unwrap();
+    let unknown =
+        https.clone().tls_config(client_tls().identity(Identity::from_pem(&stranger.cert, &stranger.key))).unwrap();
     let plain = Endpoint::from_shared(format!("http://{address}")).unwrap();
     for (who, endpoint) in [("no certificate", anonymous), ("another CA", unknown), ("plain text", plain)] {
         let outcome = served(endpoint).await;
@@ -107,7 +122,8 @@ async fn mutual_tls_serves_trusted_clients_and_refuses_the_rest_in_the_handshake
     for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(trust.pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
-    let chain = rustls::pki_types::pem::PemObject::pem_slice_iter(ehr.cert.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
+    let chain =
+        rustls::pki_types::pem::PemObject::pem_slice_iter(ehr.cert.as_bytes()).collect::<Result<Vec<_>, _>>().unwrap();
     let key = rustls::pki_types::pem::PemObject::from_pem_slice(ehr.key.as_bytes()).unwrap();
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -160,7 +176,9 @@ fn bad_certificate_files_are_refused_with_the_reason() {
     assert!(err(Tls::from_pem(b"", server.key.as_bytes(), None)).contains("TLS certificate: no PEM certificate"));
     assert!(err(Tls::from_pem(server.cert.as_bytes(), b"not a key", None)).starts_with("TLS key:"));
     let other = trust.sign("localhost", ExtendedKeyUsagePurpose::ServerAuth);
-    assert!(err(Tls::from_pem(server.cert.as_bytes(), other.key.as_bytes(), None)).starts_with("TLS certificate and key:"));
+    assert!(
+        err(Tls::from_pem(server.cert.as_bytes(), other.key.as_bytes(), None)).starts_with("TLS certificate and key:")
+    );
     assert!(err(Tls::from_pem(server.cert.as_bytes(), server.key.as_bytes(), Some(b"junk"))).contains("client CA"));
     assert!(!Tls::from_pem(server.cert.as_bytes(), server.key.as_bytes(), None).unwrap().mutual());
 }

@@ -58,7 +58,8 @@ const TOLERANCE: f64 = 1e-10;
 fn fit_lambda(cols: &Columns, lambda: f64, mix: f64, c: &mut Coefficients) {
     let n = cols.n() as f64;
     let p = cols.x.len();
-    let mut eta: Vec<f64> = (0..cols.n()).map(|i| c.intercept + (0..p).map(|j| c.weights[j] * cols.x[j][i]).sum::<f64>()).collect();
+    let mut eta: Vec<f64> =
+        (0..cols.n()).map(|i| c.intercept + (0..p).map(|j| c.weights[j] * cols.x[j][i]).sum::<f64>()).collect();
     let (mut w, mut r) = (vec![0.0; cols.n()], vec![0.0; cols.n()]);
     for _outer in 0..100 {
         // Quadratic approximation at the current fit: weights and working residuals.
@@ -123,7 +124,11 @@ fn fit_lambda(cols: &Columns, lambda: f64, mix: f64, c: &mut Coefficients) {
 /// The largest useful lambda: the smallest at which every weight is zero (for `mix > 0`).
 fn lambda_max(cols: &Columns, mix: f64) -> f64 {
     let mean = cols.y.iter().sum::<f64>() / cols.n() as f64;
-    let g = cols.x.iter().map(|x| x.iter().zip(&cols.y).map(|(x, y)| x * (y - mean)).sum::<f64>().abs() / cols.n() as f64).fold(0.0, f64::max);
+    let g = cols
+        .x
+        .iter()
+        .map(|x| x.iter().zip(&cols.y).map(|(x, y)| x * (y - mean)).sum::<f64>().abs() / cols.n() as f64)
+        .fold(0.0, f64::max);
     g / mix.max(1e-3)
 }
 
@@ -223,8 +228,15 @@ mod tests {
             for j in 0..=p {
                 for step in [1e-4, -1e-4] {
                     let mut moved = c.clone();
-                    if j == p { moved.intercept += step } else { moved.weights[j] += step }
-                    assert!(objective(&cols, &moved, lambda, mix) >= best - 1e-9, "lambda {lambda} mix {mix} coordinate {j}");
+                    if j == p {
+                        moved.intercept += step
+                    } else {
+                        moved.weights[j] += step
+                    }
+                    assert!(
+                        objective(&cols, &moved, lambda, mix) >= best - 1e-9,
+                        "lambda {lambda} mix {mix} coordinate {j}"
+                    );
                 }
             }
         }

@@ -107,10 +107,8 @@ fn bin_column(values: &[f64], max_bins: usize) -> BinnedColumn {
     } else {
         cut_points(&values.iter().step_by(step).copied().collect::<Vec<_>>(), max_bins.min(255))
     };
-    let bins = values
-        .iter()
-        .map(|&v| if v.is_nan() { MISSING } else { cuts.partition_point(|&c| c <= v) as u8 })
-        .collect();
+    let bins =
+        values.iter().map(|&v| if v.is_nan() { MISSING } else { cuts.partition_point(|&c| c <= v) as u8 }).collect();
     BinnedColumn { bins, cuts }
 }
 
@@ -263,9 +261,14 @@ impl Booster<'_> {
     /// highest gain in feature order, so ties break the same way on any number of threads.
     fn best_split(&self, hist: &[Stat], total: Stat, bounds: Bounds) -> Option<Split> {
         let parent = self.score(total, self.value(total, bounds));
-        let per_feature: Vec<Option<Split>> =
-            (0..self.cols.len()).into_par_iter().map(|f| self.best_split_on(f, &hist[f * HIST_WIDTH..(f + 1) * HIST_WIDTH], total, bounds, parent)).collect();
-        per_feature.into_iter().flatten().fold(None, |best: Option<Split>, s| if best.is_none_or(|b| s.gain > b.gain) { Some(s) } else { best })
+        let per_feature: Vec<Option<Split>> = (0..self.cols.len())
+            .into_par_iter()
+            .map(|f| self.best_split_on(f, &hist[f * HIST_WIDTH..(f + 1) * HIST_WIDTH], total, bounds, parent))
+            .collect();
+        per_feature
+            .into_iter()
+            .flatten()
+            .fold(None, |best: Option<Split>, s| if best.is_none_or(|b| s.gain > b.gain) { Some(s) } else { best })
     }
 
     fn best_split_on(&self, f: usize, h: &[Stat], total: Stat, bounds: Bounds, parent: f64) -> Option<Split> {
@@ -280,7 +283,11 @@ impl Booster<'_> {
         for (b, &bin) in h.iter().enumerate().take(self.cols[f].cuts.len()) {
             acc.add(bin);
             for &missing_left in sides {
-                let left = if missing_left { Stat { g: acc.g + missing.g, h: acc.h + missing.h, n: acc.n + missing.n } } else { acc };
+                let left = if missing_left {
+                    Stat { g: acc.g + missing.g, h: acc.h + missing.h, n: acc.n + missing.n }
+                } else {
+                    acc
+                };
                 let right = total.minus(left);
                 if !ok(left) || !ok(right) {
                     continue;
@@ -292,7 +299,8 @@ impl Booster<'_> {
                 let gain = self.score(left, wl) + self.score(right, wr) - parent;
                 if gain > 1e-9 && best.is_none_or(|s| gain > s.gain) {
                     let missing_left = if missing.n > 0.0 { missing_left } else { left.n >= right.n };
-                    best = Some(Split { gain, feature: f, bin: b, missing_left, left, left_value: wl, right_value: wr });
+                    best =
+                        Some(Split { gain, feature: f, bin: b, missing_left, left, left_value: wl, right_value: wr });
                 }
             }
         }
@@ -368,14 +376,32 @@ impl Booster<'_> {
             a.add(s);
             a
         });
-        let mut nodes = vec![Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value: 0.0, cover: total.n }];
-        let root = Leaf { node: 0, start: 0, len: grad.len(), best: self.best_split(&hist, total, UNBOUNDED), hist, total, depth: 0, bounds: UNBOUNDED };
+        let mut nodes = vec![Node {
+            feature: LEAF,
+            threshold: 0.0,
+            left: 0,
+            right: 0,
+            default_left: false,
+            value: 0.0,
+            cover: total.n,
+        }];
+        let root = Leaf {
+            node: 0,
+            start: 0,
+            len: grad.len(),
+            best: self.best_split(&hist, total, UNBOUNDED),
+            hist,
+            total,
+            depth: 0,
+            bounds: UNBOUNDED,
+        };
         let mut leaves = vec![root];
         let mut done: Vec<Leaf> = Vec::new();
         while leaves.len() + done.len() < p.max_leaves {
-            let Some(i) = (0..leaves.len()).filter(|&i| leaves[i].best.is_some()).max_by(|&a, &b| {
-                leaves[a].best.unwrap().gain.total_cmp(&leaves[b].best.unwrap().gain)
-            }) else {
+            let Some(i) = (0..leaves.len())
+                .filter(|&i| leaves[i].best.is_some())
+                .max_by(|&a, &b| leaves[a].best.unwrap().gain.total_cmp(&leaves[b].best.unwrap().gain))
+            else {
                 break;
             };
             let mut leaf = leaves.swap_remove(i);
@@ -384,7 +410,11 @@ impl Booster<'_> {
             let n_left = self.partition(&s, &mut rows[leaf.start..leaf.start + leaf.len], &mut ws.scratch);
             // Build the smaller child's histogram; the larger is the parent's minus it, in place.
             let small_is_left = 2 * n_left <= leaf.len;
-            let small_rows = if small_is_left { leaf.start..leaf.start + n_left } else { leaf.start + n_left..leaf.start + leaf.len };
+            let small_rows = if small_is_left {
+                leaf.start..leaf.start + n_left
+            } else {
+                leaf.start + n_left..leaf.start + leaf.len
+            };
             let small = self.histogram(Some(&rows[small_rows]), grad, ws);
             ws.rows = rows;
             let mut large = std::mem::take(&mut leaf.hist);
@@ -409,7 +439,15 @@ impl Booster<'_> {
             ];
             for (start, len, hist, total, bounds) in children {
                 let node = nodes.len();
-                nodes.push(Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value: 0.0, cover: total.n });
+                nodes.push(Node {
+                    feature: LEAF,
+                    threshold: 0.0,
+                    left: 0,
+                    right: 0,
+                    default_left: false,
+                    value: 0.0,
+                    cover: total.n,
+                });
                 let best = if depth < p.max_depth { self.best_split(&hist, total, bounds) } else { None };
                 let child = Leaf { node, start, len, hist, total, depth, bounds, best };
                 if child.best.is_some() { leaves.push(child) } else { done.push(child) }
@@ -441,7 +479,13 @@ fn log_loss(y: &[f64], margin: &[f64]) -> f64 {
 /// Fits on `x`/`y` (labels 0/1) under per-column `monotone` constraints (+1, -1 or 0; empty:
 /// none). With `tuning` rows, stops once their log-loss has not improved for
 /// `early_stopping_rounds` and keeps the best round; without, runs `max_rounds`.
-pub fn fit(x: &Columns<'_>, y: &[f64], tuning: Option<(&Columns<'_>, &[f64])>, params: GbmParams, monotone: &[i8]) -> GbmFit {
+pub fn fit(
+    x: &Columns<'_>,
+    y: &[f64],
+    tuning: Option<(&Columns<'_>, &[f64])>,
+    params: GbmParams,
+    monotone: &[i8],
+) -> GbmFit {
     let n = x.n_rows();
     assert_eq!(n, y.len());
     let free = vec![0i8; x.values.len()];
@@ -451,14 +495,16 @@ pub fn fit(x: &Columns<'_>, y: &[f64], tuning: Option<(&Columns<'_>, &[f64])>, p
     let positives = y.iter().sum::<f64>();
     let prevalence = (w * positives / (w * positives + n as f64 - positives)).clamp(1e-6, 1.0 - 1e-6);
     let base_score = (prevalence / (1.0 - prevalence)).ln();
-    let booster = Booster {
-        params,
-        cols: x.values.par_iter().map(|c| bin_column(c, params.max_bins)).collect(),
-        monotone,
-    };
+    let booster =
+        Booster { params, cols: x.values.par_iter().map(|c| bin_column(c, params.max_bins)).collect(), monotone };
     let mut margin = vec![base_score; n];
     let mut grad = vec![Gradient::default(); n];
-    let mut workspace = Workspace { rows: vec![0; n], scratch: vec![0; n], ordered: vec![Gradient::default(); n], spare_histograms: Vec::new() };
+    let mut workspace = Workspace {
+        rows: vec![0; n],
+        scratch: vec![0; n],
+        ordered: vec![Gradient::default(); n],
+        spare_histograms: Vec::new(),
+    };
     let mut trees = Vec::new();
     let mut tuning_margin = tuning.map(|(t, _)| vec![base_score; t.n_rows()]);
     let mut best = (f64::INFINITY, 0usize);
@@ -487,11 +533,7 @@ pub fn fit(x: &Columns<'_>, y: &[f64], tuning: Option<(&Columns<'_>, &[f64])>, p
     }
     let rounds = if tuning.is_some() { best.1.max(1) } else { trees.len() };
     trees.truncate(rounds);
-    GbmFit {
-        ensemble: TreeEnsemble::new(base_score, trees),
-        rounds,
-        best_tuning_log_loss: tuning.map(|_| best.0),
-    }
+    GbmFit { ensemble: TreeEnsemble::new(base_score, trees), rounds, best_tuning_log_loss: tuning.map(|_| best.0) }
 }
 
 #[cfg(test)]
@@ -519,7 +561,15 @@ mod tests {
         let n = 3 * CHUNK + 123;
         let values = (0..n).map(|i| ((i * 7919) % 10) as f64).collect::<Vec<_>>();
         let booster = Booster { params: GbmParams::default(), cols: vec![bin_column(&values, 255)], monotone: &[0] };
-        let split = Split { gain: 1.0, feature: 0, bin: 3, missing_left: false, left: Stat::default(), left_value: 0.0, right_value: 0.0 };
+        let split = Split {
+            gain: 1.0,
+            feature: 0,
+            bin: 3,
+            missing_left: false,
+            left: Stat::default(),
+            left_value: 0.0,
+            right_value: 0.0,
+        };
         // Every other row, so the partition sees a leaf's sparse, ascending rows.
         let mut rows: Vec<u32> = (0..n as u32).step_by(2).collect();
         let mut scratch = vec![0; n];
@@ -534,9 +584,14 @@ mod tests {
     fn one_thread_or_two_grow_the_same_trees() {
         let n = 40_000;
         let mut rng = crate::rng::Rng(11);
-        let values: Vec<Vec<f64>> = (0..6).map(|_| (0..n).map(|_| if rng.unit() < 0.05 { f64::NAN } else { rng.normal(0.0, 1.0) }).collect()).collect();
-        let y: Vec<f64> = (0..n).map(|r| f64::from(u8::from(values[0][r].max(0.0) + values[1][r].abs() > 1.0 + rng.unit()))).collect();
-        let params = GbmParams { max_rounds: 20, max_leaves: 31, max_depth: 8, learning_rate: 0.1, ..Default::default() };
+        let values: Vec<Vec<f64>> = (0..6)
+            .map(|_| (0..n).map(|_| if rng.unit() < 0.05 { f64::NAN } else { rng.normal(0.0, 1.0) }).collect())
+            .collect();
+        let y: Vec<f64> = (0..n)
+            .map(|r| f64::from(u8::from(values[0][r].max(0.0) + values[1][r].abs() > 1.0 + rng.unit())))
+            .collect();
+        let params =
+            GbmParams { max_rounds: 20, max_leaves: 31, max_depth: 8, learning_rate: 0.1, ..Default::default() };
         let on = |threads| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| fit(&Columns { values: &values }, &y, None, params, &[]).ensemble)
@@ -552,7 +607,13 @@ mod tests {
         let x1: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1000) as f64).collect();
         let y: Vec<f64> = x0.iter().map(|&v| if v.is_nan() || v > 0.0 { 1.0 } else { 0.0 }).collect();
         let values = vec![x0, x1];
-        let fit = fit(&Columns { values: &values }, &y, None, GbmParams { max_rounds: 200, learning_rate: 0.2, ..Default::default() }, &[]);
+        let fit = fit(
+            &Columns { values: &values },
+            &y,
+            None,
+            GbmParams { max_rounds: 200, learning_rate: 0.2, ..Default::default() },
+            &[],
+        );
         let m = &fit.ensemble;
         assert!(m.margin(&[0.3, 5.0]) > 2.0);
         assert!(m.margin(&[-0.3, 5.0]) < -2.0);
@@ -596,7 +657,8 @@ mod tests {
         let y: Vec<f64> = (0..2000).map(|i| f64::from(u8::from(i % 100 > 80 && i % 3 == 0))).collect();
         let params = GbmParams { max_rounds: 50, learning_rate: 0.1, ..Default::default() };
         let plain = fit(&Columns { values: &values }, &y, None, params, &[]).ensemble;
-        let weighted = fit(&Columns { values: &values }, &y, None, GbmParams { positive_weight: 5.0, ..params }, &[]).ensemble;
+        let weighted =
+            fit(&Columns { values: &values }, &y, None, GbmParams { positive_weight: 5.0, ..params }, &[]).ensemble;
         assert!(weighted.margin(&[90.0]) > plain.margin(&[90.0]) + 1.0);
     }
 }

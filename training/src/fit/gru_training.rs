@@ -42,10 +42,17 @@ impl Layout {
                 None => static_columns.push(column),
             }
         }
-        anyhow::ensure!(!by_step.is_empty(), "a GRU reads an event sequence: give some features a `rank` (their step) in the feature spec");
+        anyhow::ensure!(
+            !by_step.is_empty(),
+            "a GRU reads an event sequence: give some features a `rank` (their step) in the feature spec"
+        );
         let steps: Vec<Vec<usize>> = by_step.into_values().rev().collect();
         let width = steps[0].len();
-        anyhow::ensure!(steps.iter().all(|s| s.len() == width), "every step of the sequence must have the same features (ranks 0..{} each need one per channel)", steps.len() - 1);
+        anyhow::ensure!(
+            steps.iter().all(|s| s.len() == width),
+            "every step of the sequence must have the same features (ranks 0..{} each need one per channel)",
+            steps.len() - 1
+        );
         Ok(Layout { steps, static_columns })
     }
 }
@@ -67,7 +74,10 @@ impl Network {
     }
 
     fn export(&self, layout: &Layout, background: Vec<f64>) -> Gru {
-        let gate = |g: &GateController| Gate { input: network::export_dense(&g.input_transform), hidden: network::export_dense(&g.hidden_transform) };
+        let gate = |g: &GateController| Gate {
+            input: network::export_dense(&g.input_transform),
+            hidden: network::export_dense(&g.hidden_transform),
+        };
         Gru {
             steps: layout.steps.clone(),
             static_columns: layout.static_columns.clone(),
@@ -87,7 +97,15 @@ pub struct GruFit {
 }
 
 /// Fits on row-major `x` (standardised columns) and labels, early-stopping on the tuning rows.
-pub fn fit(x: &[f64], y: &[bool], tune_x: &[f64], tune_y: &[bool], n_cols: usize, layout: &Layout, params: GruParams) -> GruFit {
+pub fn fit(
+    x: &[f64],
+    y: &[bool],
+    tune_x: &[f64],
+    tune_y: &[bool],
+    n_cols: usize,
+    layout: &Layout,
+    params: GruParams,
+) -> GruFit {
     let device = network::device(&params.schedule);
     let (steps, channels, fixed) = (layout.steps.len(), layout.steps[0].len(), layout.static_columns.len());
     let initial = Network {
@@ -95,8 +113,10 @@ pub fn fit(x: &[f64], y: &[bool], tune_x: &[f64], tune_y: &[bool], n_cols: usize
         output: LinearConfig::new(params.hidden + fixed, 1).init(&device),
     };
     let inputs = |x: &[f64], rows: &[usize]| {
-        let sequence: Vec<f32> = rows.iter().flat_map(|&r| layout.steps.iter().flatten().map(move |&c| x[r * n_cols + c] as f32)).collect();
-        let statics: Vec<f32> = rows.iter().flat_map(|&r| layout.static_columns.iter().map(move |&c| x[r * n_cols + c] as f32)).collect();
+        let sequence: Vec<f32> =
+            rows.iter().flat_map(|&r| layout.steps.iter().flatten().map(move |&c| x[r * n_cols + c] as f32)).collect();
+        let statics: Vec<f32> =
+            rows.iter().flat_map(|&r| layout.static_columns.iter().map(move |&c| x[r * n_cols + c] as f32)).collect();
         (
             Tensor::<3>::from_data(TensorData::new(sequence, [rows.len(), steps, channels]), &device),
             Tensor::<2>::from_data(TensorData::new(statics, [rows.len(), fixed]), &device),
@@ -129,7 +149,10 @@ mod tests {
     fn exported_gru_matches_burn() {
         let device = network::device(&Schedule::default());
         let (rows, steps, channels, fixed, hidden) = (5, 3, 4, 2, 6);
-        let net = Network { gru: GruConfig::new(channels, hidden, true).init(&device), output: LinearConfig::new(hidden + fixed, 1).init(&device) };
+        let net = Network {
+            gru: GruConfig::new(channels, hidden, true).init(&device),
+            output: LinearConfig::new(hidden + fixed, 1).init(&device),
+        };
         // Columns: each step's channels in turn, then the static ones.
         let layout = Layout {
             steps: (0..steps).map(|s| (s * channels..(s + 1) * channels).collect()).collect(),

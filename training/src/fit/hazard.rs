@@ -56,7 +56,9 @@ pub fn fit(data: &Encoded) -> anyhow::Result<(LinearModel, Calibration, serde_js
     let y: Vec<bool> = periods.iter().map(|p| p.2).collect();
     let folds: Vec<usize> = periods.iter().map(|&(r, _, _)| data.fold(r)).collect();
     let (model, s) = elastic_net::fit_cv(&Design { x: &x, n_cols: width, y: &y }, &folds, 5, 0.5);
-    let background = (0..n_cols).map(|c| (0..data.y.len()).map(|r| data.x[r * n_cols + c]).sum::<f64>() / data.y.len() as f64).collect();
+    let background = (0..n_cols)
+        .map(|c| (0..data.y.len()).map(|r| data.x[r * n_cols + c]).sum::<f64>() / data.y.len() as f64)
+        .collect();
     let interval_offsets = std::iter::once(0.0).chain(model.weights[n_cols..].iter().copied()).collect();
     let censored = data.follow_up.iter().filter(|(t, e)| !e && *t < 1.0).count();
     let selection = json!({

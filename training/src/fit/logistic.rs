@@ -36,7 +36,12 @@ impl Design<'_> {
 type WarmStart = Array1<f64>;
 
 /// Fits on the given rows; returns intercept and weights for P(label = true), and the warm start.
-fn fit_rows(design: &Design<'_>, rows: &[usize], alpha: f64, warm: Option<WarmStart>) -> anyhow::Result<(f64, Vec<f64>, WarmStart)> {
+fn fit_rows(
+    design: &Design<'_>,
+    rows: &[usize],
+    alpha: f64,
+    warm: Option<WarmStart>,
+) -> anyhow::Result<(f64, Vec<f64>, WarmStart)> {
     let (x, y) = design.subset(rows);
     let mut params = LogisticRegression::default()
         .alpha(alpha)

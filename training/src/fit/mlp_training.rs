@@ -66,6 +66,11 @@ pub fn fit(x: &[f64], y: &[bool], tune_x: &[f64], tune_y: &[bool], n_cols: usize
     };
     let trained = network::train(initial, logits, y, tune_y, &params.schedule, &device);
     let net = &trained.network;
-    let layers = vec![network::export_dense(&net.input), network::export_dense(&net.hidden), network::export_dense(&net.output)];
-    MlpFit { model: Mlp { layers, background: network::column_means(x, n_cols) }, best_epoch: trained.best_epoch, tuning_log_loss: trained.tuning_log_loss }
+    let layers =
+        vec![network::export_dense(&net.input), network::export_dense(&net.hidden), network::export_dense(&net.output)];
+    MlpFit {
+        model: Mlp { layers, background: network::column_means(x, n_cols) },
+        best_epoch: trained.best_epoch,
+        tuning_log_loss: trained.tuning_log_loss,
+    }
 }

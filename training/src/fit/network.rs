@@ -27,7 +27,15 @@ pub struct Schedule {
 impl Default for Schedule {
     /// Small steps and strong regularisation: clinical tables have thousands of rows, not millions.
     fn default() -> Self {
-        Self { learning_rate: 1e-3, weight_decay: 1e-3, batch_size: 128, max_epochs: 300, patience: 20, seed: 7, positive_weight: 1.0 }
+        Self {
+            learning_rate: 1e-3,
+            weight_decay: 1e-3,
+            batch_size: 128,
+            max_epochs: 300,
+            patience: 20,
+            seed: 7,
+            positive_weight: 1.0,
+        }
     }
 }
 
@@ -71,7 +79,14 @@ fn shuffle(order: &mut [usize], rng: &mut Rng) {
 }
 
 /// Trains `network` on labels `y`, early-stopping on `tune_y`; `logits` scores rows.
-pub fn train<M: Module + Clone>(mut network: M, logits: impl Fn(&M, Rows<'_>) -> Tensor<2>, y: &[bool], tune_y: &[bool], schedule: &Schedule, device: &Device) -> Trained<M> {
+pub fn train<M: Module + Clone>(
+    mut network: M,
+    logits: impl Fn(&M, Rows<'_>) -> Tensor<2>,
+    y: &[bool],
+    tune_y: &[bool],
+    schedule: &Schedule,
+    device: &Device,
+) -> Trained<M> {
     let mut optimiser = AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(schedule.weight_decay))).init();
     let weight = |b: bool| if b { schedule.positive_weight as f32 } else { 1.0 };
     let label = |b: bool| f32::from(u8::from(b));
@@ -103,7 +118,8 @@ pub fn train<M: Module + Clone>(mut network: M, logits: impl Fn(&M, Rows<'_>) ->
 pub fn export_dense(l: &Linear) -> Dense {
     let [inputs, outputs] = l.weight.val().dims();
     let w: Vec<f32> = l.weight.val().into_data().try_to_vec::<f32>().expect("f32 weights");
-    let b: Vec<f32> = l.bias.as_ref().expect("layers have a bias").val().into_data().try_to_vec::<f32>().expect("f32 bias");
+    let b: Vec<f32> =
+        l.bias.as_ref().expect("layers have a bias").val().into_data().try_to_vec::<f32>().expect("f32 bias");
     let mut weights = vec![0.0; inputs * outputs];
     for i in 0..inputs {
         for o in 0..outputs {

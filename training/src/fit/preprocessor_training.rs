@@ -1,9 +1,9 @@
 //! Learns the preprocessor's statistics (medians, scales, ranges, category levels) from the
 //! training rows only, so nothing about the test rows leaks into the model.
 
-use carecast_tables::FeatureColumn;
 use carecast_models::preprocess::{Encoding, FeatureStats, FittedFeature, Preprocessor};
 use carecast_models::{FeatureKind, FeatureSpec, Value};
+use carecast_tables::FeatureColumn;
 use std::collections::BTreeMap;
 
 pub fn fit_preprocessor(
@@ -29,7 +29,11 @@ pub fn fit_preprocessor(
     Ok(Preprocessor { encoding, features })
 }
 
-fn numeric_stats<'a>(name: &str, values: impl Iterator<Item = Value<'a>>, indicator: bool) -> anyhow::Result<FeatureStats> {
+fn numeric_stats<'a>(
+    name: &str,
+    values: impl Iterator<Item = Value<'a>>,
+    indicator: bool,
+) -> anyhow::Result<FeatureStats> {
     let mut xs = Vec::new();
     let mut had_missing = indicator;
     for v in values {
@@ -62,6 +66,7 @@ fn categorical_stats<'a>(name: &str, values: impl Iterator<Item = Value<'a>>) ->
     }
     anyhow::ensure!(!counts.is_empty(), "feature `{name}`: no recorded values in the training rows");
     // Sorted levels and a first-wins mode keep the encoding deterministic.
-    let mode = counts.iter().fold(("", 0), |best, (k, &c)| if c > best.1 { (k.as_str(), c) } else { best }).0.to_string();
+    let mode =
+        counts.iter().fold(("", 0), |best, (k, &c)| if c > best.1 { (k.as_str(), c) } else { best }).0.to_string();
     Ok(FeatureStats::Categorical { levels: counts.into_keys().collect(), mode, had_missing })
 }

@@ -2,8 +2,8 @@
 //! column mapping, so they flow through the same cohort, label and feature code as MEDS data.
 
 use super::events::{EventStore, EventStoreBuilder, IngestReport, date_micros};
-use carecast_tables::{read_table, text_column};
 use carecast_models::features::MICROS_PER_YEAR;
+use carecast_tables::{read_table, text_column};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -59,8 +59,9 @@ impl FlatMapping {
     pub fn load(name_or_path: &str) -> anyhow::Result<Self> {
         let text = match BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
             Some((_, t)) => t.to_string(),
-            None => std::fs::read_to_string(name_or_path)
-                .map_err(|e| anyhow::anyhow!("mapping `{name_or_path}`: not bundled (pbc2) nor a readable file: {e}"))?,
+            None => std::fs::read_to_string(name_or_path).map_err(|e| {
+                anyhow::anyhow!("mapping `{name_or_path}`: not bundled (pbc2) nor a readable file: {e}")
+            })?,
         };
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("mapping `{name_or_path}`: {e}"))
     }
@@ -89,9 +90,12 @@ pub fn read_flat(path: &Path, mapping: &FlatMapping) -> anyhow::Result<FlatEvent
     let subjects = col(&mapping.subject)?;
     let times = mapping.time_years.as_deref().map(col).transpose()?;
     let ages = mapping.age_at_origin.as_deref().map(col).transpose()?;
-    let statics: Vec<(String, Vec<Option<String>>)> = mapping.static_columns.iter().map(|c| Ok((c.clone(), col(c)?))).collect::<anyhow::Result<_>>()?;
-    let numerics: Vec<(String, Vec<Option<String>>)> = mapping.numeric.iter().map(|c| Ok((c.clone(), col(c)?))).collect::<anyhow::Result<_>>()?;
-    let cats: Vec<(String, Vec<Option<String>>)> = mapping.categorical.iter().map(|c| Ok((c.clone(), col(c)?))).collect::<anyhow::Result<_>>()?;
+    let statics: Vec<(String, Vec<Option<String>>)> =
+        mapping.static_columns.iter().map(|c| Ok((c.clone(), col(c)?))).collect::<anyhow::Result<_>>()?;
+    let numerics: Vec<(String, Vec<Option<String>>)> =
+        mapping.numeric.iter().map(|c| Ok((c.clone(), col(c)?))).collect::<anyhow::Result<_>>()?;
+    let cats: Vec<(String, Vec<Option<String>>)> =
+        mapping.categorical.iter().map(|c| Ok((c.clone(), col(c)?))).collect::<anyhow::Result<_>>()?;
     let split_col = mapping.split.as_deref().map(col).transpose()?;
     let mut splits = BTreeMap::new();
     let end = match &mapping.end {
@@ -113,7 +117,10 @@ pub fn read_flat(path: &Path, mapping: &FlatMapping) -> anyhow::Result<FlatEvent
             None => origin,
             Some(Some(Ok(y))) if y.is_finite() => years_to_micros(origin, y),
             Some(_) => {
-                report.drop_row(format!("`{}` missing or not a number", mapping.time_years.as_deref().unwrap_or_default()));
+                report.drop_row(format!(
+                    "`{}` missing or not a number",
+                    mapping.time_years.as_deref().unwrap_or_default()
+                ));
                 continue;
             }
         };

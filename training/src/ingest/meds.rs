@@ -34,13 +34,16 @@ fn cast(col: &Column, file: &Path, dtype: &DataType) -> anyhow::Result<Series> {
 /// Reads a MEDS dataset into an event store, with each subject's split (if the dataset has splits).
 pub fn read_meds(root: &Path) -> anyhow::Result<(EventStore, BTreeMap<i64, String>, IngestReport)> {
     let mut files = Vec::new();
-    parquet_files(&root.join("data"), &mut files).map_err(|e| anyhow::anyhow!("{}: {e}", root.join("data").display()))?;
+    parquet_files(&root.join("data"), &mut files)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", root.join("data").display()))?;
     files.sort();
     anyhow::ensure!(!files.is_empty(), "{}: no parquet files under data/", root.display());
     let mut builder = EventStoreBuilder::default();
     let mut report = IngestReport::default();
     for file in &files {
-        let df = ParquetReader::new(std::fs::File::open(file)?).finish().map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let df = ParquetReader::new(std::fs::File::open(file)?)
+            .finish()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         let subject = cast(column(&df, file, "subject_id")?, file, &DataType::Int64)?;
         let time = cast(column(&df, file, "time")?, file, &DataType::Datetime(TimeUnit::Microseconds, None))?;
         let time = time.cast(&DataType::Int64)?;
@@ -86,7 +89,12 @@ pub fn read_meds(root: &Path) -> anyhow::Result<(EventStore, BTreeMap<i64, Strin
 }
 
 /// Writes an event store as a MEDS dataset (one data shard) with its codes and splits.
-pub fn write_meds(store: &EventStore, splits: &BTreeMap<i64, String>, root: &Path, dataset_name: &str) -> anyhow::Result<()> {
+pub fn write_meds(
+    store: &EventStore,
+    splits: &BTreeMap<i64, String>,
+    root: &Path,
+    dataset_name: &str,
+) -> anyhow::Result<()> {
     write_shard(store, root, "0")?;
     write_metadata(&store.vocabulary, splits, root, dataset_name)
 }
@@ -109,29 +117,43 @@ pub fn write_shard(store: &EventStore, root: &Path, shard: &str) -> anyhow::Resu
     let code: Vec<&str> = store.events.iter().map(|e| store.code(e.code)).collect();
     let value: Vec<Option<f32>> = store.events.iter().map(|e| (!e.value.is_nan()).then_some(e.value)).collect();
     let time = timestamp_column("time", time)?;
-    let mut data = DataFrame::new(n, vec![
-        Column::new("subject_id".into(), subject),
-        time,
-        Column::new("code".into(), code),
-        Column::new("numeric_value".into(), value),
-    ])?;
+    let mut data = DataFrame::new(
+        n,
+        vec![
+            Column::new("subject_id".into(), subject),
+            time,
+            Column::new("code".into(), code),
+            Column::new("numeric_value".into(), value),
+        ],
+    )?;
     ParquetWriter::new(std::fs::File::create(root.join(format!("data/{shard}.parquet")))?).finish(&mut data)?;
     Ok(())
 }
 
 /// Writes `metadata/`: the codes, the subjects' splits and `dataset.json`.
-pub fn write_metadata(vocabulary: &[String], splits: &BTreeMap<i64, String>, root: &Path, dataset_name: &str) -> anyhow::Result<()> {
+pub fn write_metadata(
+    vocabulary: &[String],
+    splits: &BTreeMap<i64, String>,
+    root: &Path,
+    dataset_name: &str,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(root.join("metadata"))?;
-    let mut codes = DataFrame::new(vocabulary.len(), vec![
-        Column::new("code".into(), vocabulary.to_vec()),
-        Column::new("description".into(), vec![None::<&str>; vocabulary.len()]),
-    ])?;
+    let mut codes = DataFrame::new(
+        vocabulary.len(),
+        vec![
+            Column::new("code".into(), vocabulary.to_vec()),
+            Column::new("description".into(), vec![None::<&str>; vocabulary.len()]),
+        ],
+    )?;
     ParquetWriter::new(std::fs::File::create(root.join("metadata/codes.parquet"))?).finish(&mut codes)?;
 
-    let mut split_df = DataFrame::new(splits.len(), vec![
-        Column::new("subject_id".into(), splits.keys().copied().collect::<Vec<i64>>()),
-        Column::new("split".into(), splits.values().map(String::as_str).collect::<Vec<_>>()),
-    ])?;
+    let mut split_df = DataFrame::new(
+        splits.len(),
+        vec![
+            Column::new("subject_id".into(), splits.keys().copied().collect::<Vec<i64>>()),
+            Column::new("split".into(), splits.values().map(String::as_str).collect::<Vec<_>>()),
+        ],
+    )?;
     ParquetWriter::new(std::fs::File::create(root.join("metadata/subject_splits.parquet"))?).finish(&mut split_df)?;
     let meta = serde_json::json!({ "dataset_name": dataset_name, "dataset_version": "1", "etl_name": "carecast", "etl_version": env!("CARGO_PKG_VERSION"), "meds_version": "0.3.3" });
     std::fs::write(root.join("metadata/dataset.json"), serde_json::to_vec_pretty(&meta)?)?;

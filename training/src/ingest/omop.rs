@@ -19,11 +19,46 @@ struct ClinicalTable {
 }
 
 const TABLES: [ClinicalTable; 5] = [
-    ClinicalTable { name: "visit_occurrence", prefix: "VISIT", concept: "visit_concept_id", datetime: "visit_start_datetime", date: "visit_start_date", value: None },
-    ClinicalTable { name: "condition_occurrence", prefix: "CONDITION", concept: "condition_concept_id", datetime: "condition_start_datetime", date: "condition_start_date", value: None },
-    ClinicalTable { name: "drug_exposure", prefix: "DRUG", concept: "drug_concept_id", datetime: "drug_exposure_start_datetime", date: "drug_exposure_start_date", value: None },
-    ClinicalTable { name: "measurement", prefix: "MEASUREMENT", concept: "measurement_concept_id", datetime: "measurement_datetime", date: "measurement_date", value: Some("value_as_number") },
-    ClinicalTable { name: "observation", prefix: "OBSERVATION", concept: "observation_concept_id", datetime: "observation_datetime", date: "observation_date", value: Some("value_as_number") },
+    ClinicalTable {
+        name: "visit_occurrence",
+        prefix: "VISIT",
+        concept: "visit_concept_id",
+        datetime: "visit_start_datetime",
+        date: "visit_start_date",
+        value: None,
+    },
+    ClinicalTable {
+        name: "condition_occurrence",
+        prefix: "CONDITION",
+        concept: "condition_concept_id",
+        datetime: "condition_start_datetime",
+        date: "condition_start_date",
+        value: None,
+    },
+    ClinicalTable {
+        name: "drug_exposure",
+        prefix: "DRUG",
+        concept: "drug_concept_id",
+        datetime: "drug_exposure_start_datetime",
+        date: "drug_exposure_start_date",
+        value: None,
+    },
+    ClinicalTable {
+        name: "measurement",
+        prefix: "MEASUREMENT",
+        concept: "measurement_concept_id",
+        datetime: "measurement_datetime",
+        date: "measurement_date",
+        value: Some("value_as_number"),
+    },
+    ClinicalTable {
+        name: "observation",
+        prefix: "OBSERVATION",
+        concept: "observation_concept_id",
+        datetime: "observation_datetime",
+        date: "observation_date",
+        value: Some("value_as_number"),
+    },
 ];
 
 /// `<dir>/<table>.csv` or `.parquet`, if present.
@@ -76,17 +111,32 @@ pub fn read_omop(dir: &Path) -> anyhow::Result<(EventStore, IngestReport)> {
 
     let concepts: HashMap<String, String> = match table_file(dir, "concept") {
         Some(path) => {
-            let c = Columns::read(&path, &["concept_id", "vocabulary_id", "concept_code"], &["concept_id", "vocabulary_id", "concept_code"])?;
+            let c = Columns::read(
+                &path,
+                &["concept_id", "vocabulary_id", "concept_code"],
+                &["concept_id", "vocabulary_id", "concept_code"],
+            )?;
             (0..c.rows)
-                .filter_map(|r| Some((c.get("concept_id", r)?.to_string(), format!("{}//{}", c.get("vocabulary_id", r)?, c.get("concept_code", r)?))))
+                .filter_map(|r| {
+                    Some((
+                        c.get("concept_id", r)?.to_string(),
+                        format!("{}//{}", c.get("vocabulary_id", r)?, c.get("concept_code", r)?),
+                    ))
+                })
                 .collect()
         }
         None => HashMap::new(),
     };
-    let code = |prefix: &str, concept: &str| concepts.get(concept).cloned().unwrap_or_else(|| format!("{prefix}//{concept}"));
+    let code =
+        |prefix: &str, concept: &str| concepts.get(concept).cloned().unwrap_or_else(|| format!("{prefix}//{concept}"));
 
-    let person_file = table_file(dir, "person").ok_or_else(|| anyhow::anyhow!("{}: no person.csv or person.parquet", dir.display()))?;
-    let p = Columns::read(&person_file, &["person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "birth_datetime"], &["person_id", "year_of_birth"])?;
+    let person_file = table_file(dir, "person")
+        .ok_or_else(|| anyhow::anyhow!("{}: no person.csv or person.parquet", dir.display()))?;
+    let p = Columns::read(
+        &person_file,
+        &["person_id", "gender_concept_id", "year_of_birth", "month_of_birth", "birth_datetime"],
+        &["person_id", "year_of_birth"],
+    )?;
     for r in 0..p.rows {
         report.rows_read += 1;
         let row = r as u64 + 1;
@@ -99,7 +149,8 @@ pub fn read_omop(dir: &Path) -> anyhow::Result<(EventStore, IngestReport)> {
         let month = p.get("month_of_birth", r).and_then(|m| m.parse::<u32>().ok()).unwrap_or(1);
         match year.and_then(|y| chrono::NaiveDate::from_ymd_opt(y, month, 1)) {
             Some(d) => builder.push(person, Some(date_micros(d)), "MEDS_BIRTH", None),
-            None => report.drop_row_at(format!("{}: year_of_birth missing or invalid (person kept without birth)", p.file), row),
+            None => report
+                .drop_row_at(format!("{}: year_of_birth missing or invalid (person kept without birth)", p.file), row),
         }
         if let Some(g) = p.get("gender_concept_id", r) {
             let gender = match g {
@@ -111,7 +162,10 @@ pub fn read_omop(dir: &Path) -> anyhow::Result<(EventStore, IngestReport)> {
         }
     }
 
-    let mut timed = |table: &str, columns: &[&str], each: &mut dyn FnMut(&Columns, usize, i64, &mut EventStoreBuilder, &mut IngestReport)| -> anyhow::Result<()> {
+    let mut timed = |table: &str,
+                     columns: &[&str],
+                     each: &mut dyn FnMut(&Columns, usize, i64, &mut EventStoreBuilder, &mut IngestReport)|
+     -> anyhow::Result<()> {
         let Some(path) = table_file(dir, table) else { return Ok(()) };
         let c = Columns::read(&path, columns, &["person_id"])?;
         for r in 0..c.rows {
@@ -124,19 +178,28 @@ pub fn read_omop(dir: &Path) -> anyhow::Result<(EventStore, IngestReport)> {
         Ok(())
     };
 
-    timed("observation_period", &["person_id", "observation_period_start_date", "observation_period_end_date"], &mut |c, r, person, b, rep| {
-        for (col, event) in [("observation_period_start_date", "OBSERVATION_PERIOD//START"), ("observation_period_end_date", "OBSERVATION_PERIOD//END")] {
-            match c.get(col, r).and_then(parse_time) {
-                Some(t) => b.push(person, Some(t), event, None),
-                None => rep.drop_row_at(format!("{}: {col} missing or not a date", c.file), r as u64 + 1),
+    timed(
+        "observation_period",
+        &["person_id", "observation_period_start_date", "observation_period_end_date"],
+        &mut |c, r, person, b, rep| {
+            for (col, event) in [
+                ("observation_period_start_date", "OBSERVATION_PERIOD//START"),
+                ("observation_period_end_date", "OBSERVATION_PERIOD//END"),
+            ] {
+                match c.get(col, r).and_then(parse_time) {
+                    Some(t) => b.push(person, Some(t), event, None),
+                    None => rep.drop_row_at(format!("{}: {col} missing or not a date", c.file), r as u64 + 1),
+                }
             }
-        }
-    })?;
-    timed("death", &["person_id", "death_datetime", "death_date"], &mut |c, r, person, b, rep| {
-        match c.get("death_datetime", r).or_else(|| c.get("death_date", r)).and_then(parse_time) {
-            Some(t) => b.push(person, Some(t), "MEDS_DEATH", None),
-            None => rep.drop_row_at(format!("{}: death_date missing or not a date", c.file), r as u64 + 1),
-        }
+        },
+    )?;
+    timed("death", &["person_id", "death_datetime", "death_date"], &mut |c, r, person, b, rep| match c
+        .get("death_datetime", r)
+        .or_else(|| c.get("death_date", r))
+        .and_then(parse_time)
+    {
+        Some(t) => b.push(person, Some(t), "MEDS_DEATH", None),
+        None => rep.drop_row_at(format!("{}: death_date missing or not a date", c.file), r as u64 + 1),
     })?;
     for t in &TABLES {
         let mut cols = vec!["person_id", t.concept, t.datetime, t.date];
@@ -154,7 +217,10 @@ pub fn read_omop(dir: &Path) -> anyhow::Result<(EventStore, IngestReport)> {
                 Some(v) => match v.parse::<f32>() {
                     Ok(x) => Some(x),
                     Err(_) => {
-                        rep.drop_row_at(format!("{}: {} not a number (event kept without it)", c.file, t.value.unwrap_or_default()), row);
+                        rep.drop_row_at(
+                            format!("{}: {} not a number (event kept without it)", c.file, t.value.unwrap_or_default()),
+                            row,
+                        );
                         None
                     }
                 },

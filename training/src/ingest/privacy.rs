@@ -36,7 +36,8 @@ impl Privacy {
         for i in 0..store.n_patients() {
             let source = store.subjects[i];
             if self.opt_out.contains(&source) {
-                *report.dropped.entry("subject on the national data opt-out list (all events)".into()).or_default() += store.patient(i).len() as u64;
+                *report.dropped.entry("subject on the national data opt-out list (all events)".into()).or_default() +=
+                    store.patient(i).len() as u64;
                 continue;
             }
             let id = self.key.as_deref().map_or(source, |k| Self::pseudonym(k, source));
@@ -47,7 +48,8 @@ impl Privacy {
             for e in store.patient(i) {
                 let mut time = e.time;
                 if birth[e.code as usize] && time != STATIC {
-                    let dt = chrono::DateTime::from_timestamp_micros(time).ok_or_else(|| anyhow::anyhow!("birth time out of range"))?;
+                    let dt = chrono::DateTime::from_timestamp_micros(time)
+                        .ok_or_else(|| anyhow::anyhow!("birth time out of range"))?;
                     let month = chrono::NaiveDate::from_ymd_opt(dt.year(), dt.month(), 1).expect("valid month");
                     time = date_micros(month);
                 }

@@ -37,7 +37,14 @@ fn identifiers_are_refused_with_column_and_row() {
     for (i, l) in lines[1..].iter().enumerate() {
         // Identifiers appear from data row 3 on; rows 1-2 are clean, so the report's row is checkable.
         let (nhs, email, post, dob, name, tel) = if i >= 2 {
-            (nhs[i].clone(), format!("p{i}@example.org"), "SW1A 1AA".to_string(), "1950-03-12".to_string(), names[i % 4].to_string(), "020 7946 0958".to_string())
+            (
+                nhs[i].clone(),
+                format!("p{i}@example.org"),
+                "SW1A 1AA".to_string(),
+                "1950-03-12".to_string(),
+                names[i % 4].to_string(),
+                "020 7946 0958".to_string(),
+            )
         } else {
             Default::default()
         };
@@ -85,7 +92,11 @@ fn identifiers_in_disguise_are_refused() {
         let float = if i == 4 { String::new() } else { format!("{n}.0") };
         let dotted = format!("{}.{}.{}", &n[..3], &n[3..6], &n[6..]);
         let pc = if i % 2 == 0 { "SW1A-1AA" } else { "sw1a.1aa" };
-        csv.push(format!("{},{float},NHS{n},{dotted},{pc},12/03/1950,1950-03-12T00:00:00,\"{}\"", 60 + i, names[i % 4]));
+        csv.push(format!(
+            "{},{float},NHS{n},{dotted},{pc},12/03/1950,1950-03-12T00:00:00,\"{}\"",
+            60 + i,
+            names[i % 4]
+        ));
     }
     let dir = std::env::temp_dir().join(format!("carecast-deid-disguise-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -95,7 +106,12 @@ fn identifiers_in_disguise_are_refused() {
     for column in ["nhs_float", "nhs_tagged", "nhs_dotted"] {
         assert!(err.contains(&format!("column `{column}`: ")) && err.contains("NHS numbers"), "{column} in:\n{err}");
     }
-    for expected in ["column `pc`: 30 values look like full postcodes", "column `birth_uk`: 30 values look like full dates of birth", "column `birth_time`: 30 values look like full dates of birth", "column `who`: 30 values look like people's names"] {
+    for expected in [
+        "column `pc`: 30 values look like full postcodes",
+        "column `birth_uk`: 30 values look like full dates of birth",
+        "column `birth_time`: 30 values look like full dates of birth",
+        "column `who`: 30 values look like people's names",
+    ] {
         assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
     }
     for value in [&nhs[3][..6], "SW1A", "Margaret", "12/03"] {
@@ -115,7 +131,13 @@ fn identifiers_in_disguise_are_refused() {
     let err = read_table(&parquet).unwrap_err().to_string();
     assert!(err.contains("column `birth_day`") && err.contains("full dates of birth"), "{err}");
     // Reduced to the first of the month, the same column is kept.
-    let months: Vec<i32> = (0..10).map(|i| (chrono::NaiveDate::from_ymd_opt(1950, 1 + i, 1).unwrap() - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32).collect();
+    let months: Vec<i32> = (0..10)
+        .map(|i| {
+            (chrono::NaiveDate::from_ymd_opt(1950, 1 + i, 1).unwrap()
+                - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+            .num_days() as i32
+        })
+        .collect();
     let birth = Series::new("birth_day".into(), months).cast(&DataType::Date).unwrap();
     let mut df = DataFrame::new(10, vec![Column::new("age".into(), vec![70i64; 10]), birth.into()]).unwrap();
     ParquetWriter::new(std::fs::File::create(&parquet).unwrap()).finish(&mut df).unwrap();

@@ -4,10 +4,10 @@
 //! observation sequence) beat NEWS2 on the same rows.
 
 use carecast_models::{ModelPackage, Registry, Value, Workspace, load_package};
-use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
-use carecast_training::ingest::meds::read_meds;
 use carecast_tables::row_values;
+use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
 use carecast_training::dataset::{MetricsFile, Rows};
+use carecast_training::ingest::meds::read_meds;
 use carecast_training::pipeline::train_set;
 use carecast_training::{Algorithm, synth};
 use std::collections::HashMap;
@@ -73,7 +73,8 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
     assert_eq!(deciles, 10, "IMD deciles from coded attributes");
 
     // Predicted risks against each held-out patient's true five-year risk.
-    let truth: HashMap<i64, f64> = synth::population(PATIENTS, SEED).truth.iter().map(|t| (t.subject, t.dementia_risk_5y)).collect();
+    let truth: HashMap<i64, f64> =
+        synth::population(PATIENTS, SEED).truth.iter().map(|t| (t.subject, t.dementia_risk_5y)).collect();
     let (store, _, _) = read_meds(&dir.join("meds")).unwrap();
     let spec: EventTaskSpec = toml::from_str(task).unwrap();
     let (labels, _) = label(&store, &spec).unwrap();
@@ -89,7 +90,10 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
         })
         .collect();
     let mean_gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
-    eprintln!("synth_dementia_5y GBM: AUROC {:.3}, ICI {:.4}, mean |predicted - true risk| {mean_gap:.5}", report.test.auroc, full.report.ici);
+    eprintln!(
+        "synth_dementia_5y GBM: AUROC {:.3}, ICI {:.4}, mean |predicted - true risk| {mean_gap:.5}",
+        report.test.auroc, full.report.ici
+    );
     assert!(mean_gap <= 0.02, "mean |predicted - true| {mean_gap}");
 
     // A task spec without risk bands cannot train a model, and says so.
@@ -112,12 +116,16 @@ fn deterioration_gbm_beats_news2_and_scores_blocks_as_it_scores_rows() {
     let pkg = load_package(&registry.resolve("synth_deterioration_24h-gbm", None).unwrap().1).unwrap();
     let full = metrics(&pkg);
     let b = full.report.baseline.expect("NEWS2 baseline");
-    eprintln!("synth_deterioration_24h GBM: AUROC {:.3} vs NEWS2 {:.3}, difference {:+.3} ({:+.3} to {:+.3})", b.model_auroc, b.baseline_auroc, b.difference, b.difference_ci[0], b.difference_ci[1]);
+    eprintln!(
+        "synth_deterioration_24h GBM: AUROC {:.3} vs NEWS2 {:.3}, difference {:+.3} ({:+.3} to {:+.3})",
+        b.model_auroc, b.baseline_auroc, b.difference, b.difference_ci[0], b.difference_ci[1]
+    );
     assert_eq!(b.baseline, "news2");
     assert!((b.model_auroc - report.test.auroc).abs() < 1e-12, "same rows");
     assert!(b.difference_ci[0] > 0.0, "the model beats NEWS2: {b:?}");
     // Scored as a block (the trees' block paths) or one by one, the same scores.
-    let rows: Vec<Vec<Value<'_>>> = set.data.test_rows.iter().take(300).map(|&r| row_values(&set.data.columns, r).unwrap()).collect();
+    let rows: Vec<Vec<Value<'_>>> =
+        set.data.test_rows.iter().take(300).map(|&r| row_values(&set.data.columns, r).unwrap()).collect();
     let refs: Vec<&[Value<'_>]> = rows.iter().map(Vec::as_slice).collect();
     for (block, row) in pkg.scorer.score_rows(&refs, &mut ws).into_iter().zip(&rows) {
         let (block, single) = (block.unwrap(), pkg.scorer.score(row, &mut Workspace::default()).unwrap());
@@ -144,10 +152,20 @@ fn deterioration_gru_over_observation_sets_beats_news2_and_is_explained_by_facto
     let b = full.report.baseline.expect("NEWS2 baseline");
     eprintln!(
         "synth_deterioration_24h GRU: AUROC {:.3} vs NEWS2 {:.3}, difference {:+.3} ({:+.3} to {:+.3}); slope {:.2}; max completeness error {:.1e}",
-        b.model_auroc, b.baseline_auroc, b.difference, b.difference_ci[0], b.difference_ci[1], report.test.calibration_slope, report.max_additivity_error
+        b.model_auroc,
+        b.baseline_auroc,
+        b.difference,
+        b.difference_ci[0],
+        b.difference_ci[1],
+        report.test.calibration_slope,
+        report.max_additivity_error
     );
     assert!(b.difference_ci[0] > 0.0, "the GRU beats NEWS2: {b:?}");
-    assert!(report.max_additivity_error <= carecast_models::gru::COMPLETENESS, "completeness error {}", report.max_additivity_error);
+    assert!(
+        report.max_additivity_error <= carecast_models::gru::COMPLETENESS,
+        "completeness error {}",
+        report.max_additivity_error
+    );
     // Explained as clinical factors: each vital sign's six readings are one factor.
     let factors = pkg.scorer.factors();
     assert_eq!(factors.names.len(), 3 + 8);
@@ -158,12 +176,17 @@ fn deterioration_gru_over_observation_sets_beats_news2_and_is_explained_by_facto
     let score = pkg.scorer.score(&values, &mut ws).unwrap();
     assert!((score.factors.iter().sum::<f64>() - score.contributions.iter().sum::<f64>()).abs() < 1e-12);
     let reason = factors.reason(sbp, &specs, &values, score.factors[sbp]);
-    assert!(reason.starts_with("Systolic BP (latest set) ") && reason.contains("mmHg and 5 related inputs: "), "{reason}");
+    assert!(
+        reason.starts_with("Systolic BP (latest set) ") && reason.contains("mmHg and 5 related inputs: "),
+        "{reason}"
+    );
 
     // Seeded: the same command again gives a byte-identical model.
     let again = self::registry("deterioration-gru-again");
     train_set(&set, &again, Algorithm::Gru, None).unwrap();
-    let model = |r: &Registry| std::fs::read(r.resolve("synth_deterioration_24h-gru", None).unwrap().1.join("model.json")).unwrap();
+    let model = |r: &Registry| {
+        std::fs::read(r.resolve("synth_deterioration_24h-gru", None).unwrap().1.join("model.json")).unwrap()
+    };
     assert!(model(&registry) == model(&again), "the GRU trained twice differs");
     finished();
 }

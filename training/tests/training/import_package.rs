@@ -18,8 +18,16 @@ fn imported_models_are_served_as_the_libraries_score_them() {
     let (task, _) = TaskSpec::load("support2_hospdead").unwrap();
     let data = shared("data/support2.csv");
     for (file, format, expected) in [
-        ("fixtures/xgboost/support2_hospdead.json", Format::XgboostJson, "fixtures/xgboost/support2_hospdead_expected.csv"),
-        ("fixtures/lightgbm/support2_hospdead.txt", Format::LightgbmText, "fixtures/lightgbm/support2_hospdead_expected.csv"),
+        (
+            "fixtures/xgboost/support2_hospdead.json",
+            Format::XgboostJson,
+            "fixtures/xgboost/support2_hospdead_expected.csv",
+        ),
+        (
+            "fixtures/lightgbm/support2_hospdead.txt",
+            Format::LightgbmText,
+            "fixtures/lightgbm/support2_hospdead_expected.csv",
+        ),
     ] {
         let name = format!("imported-{format:?}").to_lowercase();
         let report = import_model(&task, &data, &registry, &shared(file), format, Some(&name)).unwrap();
@@ -61,7 +69,8 @@ fn imported_models_are_served_as_the_libraries_score_them() {
     assert!(err.contains("`mean_bp_mmhg`") && err.contains("not a feature"), "{err}");
     // A damaged file is refused and nothing is published.
     std::fs::write(&other, &text[..text.len() / 2]).unwrap();
-    let err = import_model(&task, &data, &registry, &other, Format::XgboostJson, Some("damaged")).unwrap_err().to_string();
+    let err =
+        import_model(&task, &data, &registry, &other, Format::XgboostJson, Some("damaged")).unwrap_err().to_string();
     assert!(err.contains("XGBoost"), "{err}");
     assert!(registry.resolve("damaged", None).is_err());
     std::fs::remove_dir_all(&dir).unwrap();

@@ -4,10 +4,10 @@
 
 use carecast_models::features::extract::FeatureExtractor;
 use carecast_models::features::{FeatureSetSpec, MICROS_PER_YEAR};
+use carecast_tables::{read_table, text_column};
 use carecast_training::cohort::{EventTaskSpec, extract_features, label};
 use carecast_training::ingest::flat::{FlatMapping, read_flat};
 use carecast_training::ingest::meds::{read_meds, write_meds};
-use carecast_tables::{read_table, text_column};
 use std::path::PathBuf;
 
 fn shared(file: &str) -> PathBuf {
@@ -31,7 +31,8 @@ fn pbc2_events_reproduce_the_flat_task() {
     assert_eq!(report.events, flat.store.events.len() as u64);
     assert_eq!(back.subjects, flat.store.subjects);
     for i in 0..back.n_patients() {
-        let a: Vec<_> = flat.store.patient(i).iter().map(|e| (e.time, flat.store.code(e.code), e.value.to_bits())).collect();
+        let a: Vec<_> =
+            flat.store.patient(i).iter().map(|e| (e.time, flat.store.code(e.code), e.value.to_bits())).collect();
         let b: Vec<_> = back.patient(i).iter().map(|e| (e.time, back.code(e.code), e.value.to_bits())).collect();
         assert_eq!(a, b, "subject {}", back.subjects[i]);
     }
@@ -52,7 +53,8 @@ fn pbc2_events_reproduce_the_flat_task() {
     let col = |c: &str| text_column(&df, c).unwrap();
     let (id, years, year, status) = (col("id"), col("years"), col("year"), col("status"));
     let num = |v: &Option<String>| v.as_deref().unwrap().parse::<f64>().unwrap();
-    let origin = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
+    let origin =
+        chrono::NaiveDate::from_ymd_opt(2000, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
     let mut expected = Vec::new();
     let mut flat_row = std::collections::HashMap::new();
     for r in 0..df.height() {

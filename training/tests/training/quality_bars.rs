@@ -4,10 +4,10 @@
 
 use carecast_models::{Registry, load_package};
 use carecast_training::cohort::event_training_set;
+use carecast_training::dataset::{MetricsFile, Rows};
+use carecast_training::fit::calibrate::Method;
 use carecast_training::ingest::flat::{FlatMapping, read_flat};
 use carecast_training::ingest::meds::write_meds;
-use carecast_training::fit::calibrate::Method;
-use carecast_training::dataset::{MetricsFile, Rows};
 use carecast_training::pipeline::{EvaluationData, evaluate_package, recalibrate_package, train_set};
 use carecast_training::{Algorithm, TaskSpec, TrainOptions, train};
 use std::path::{Path, PathBuf};
@@ -56,7 +56,10 @@ fn support2_hospdead_meets_the_bars_with_a_full_report_and_model_card() {
         let r = &full.report;
         assert!(r.ici < 0.05 && r.e50 <= r.e90, "ICI {} E50 {} E90 {}", r.ici, r.e50, r.e90);
         assert_eq!(r.risk_band_thresholds.len(), 2);
-        assert!(r.risk_band_thresholds[0].sensitivity > r.risk_band_thresholds[1].sensitivity, "a lower threshold flags more");
+        assert!(
+            r.risk_band_thresholds[0].sensitivity > r.risk_band_thresholds[1].sensitivity,
+            "a lower threshold flags more"
+        );
         // Curves: ROC from corner to corner, decision curve above treat-none somewhere useful.
         assert_eq!((r.roc_curve[0].x, r.roc_curve.last().unwrap().y), (0.0, 1.0));
         assert!(r.decision_curve.iter().any(|d| d.model > d.treat_all.max(0.0)));
@@ -71,8 +74,22 @@ fn support2_hospdead_meets_the_bars_with_a_full_report_and_model_card() {
         // The model card, under the package's checksums, in both forms, with TRIPOD+AI's sections.
         let md = std::fs::read_to_string(pkg_dir.join("model_card.md")).unwrap();
         let html = std::fs::read_to_string(pkg_dir.join("model_card.html")).unwrap();
-        assert!(package.manifest.files.contains_key("model_card.md") && package.manifest.files.contains_key("model_card.html"));
-        for section in ["Intended use", "Data", "Outcome", "Predictors", "Sample size", "Missing data", "Model", "Performance", "Fairness", "Limitations"] {
+        assert!(
+            package.manifest.files.contains_key("model_card.md")
+                && package.manifest.files.contains_key("model_card.html")
+        );
+        for section in [
+            "Intended use",
+            "Data",
+            "Outcome",
+            "Predictors",
+            "Sample size",
+            "Missing data",
+            "Model",
+            "Performance",
+            "Fairness",
+            "Limitations",
+        ] {
             assert!(md.contains(&format!("## {section}")), "card lacks {section}");
             assert!(html.contains(&format!("<h2>{section}")), "HTML card lacks {section}");
         }
@@ -82,7 +99,8 @@ fn support2_hospdead_meets_the_bars_with_a_full_report_and_model_card() {
 
         // Re-evaluating the published package on its test split gives the same report; on every
         // row of the file (a new site's data needs no split column) it scores them all.
-        let again = evaluate_package(&package, EvaluationData::Table(&shared_data("support2.csv")), Rows::TaskSplit).unwrap();
+        let again =
+            evaluate_package(&package, EvaluationData::Table(&shared_data("support2.csv")), Rows::TaskSplit).unwrap();
         assert_eq!(again.report, full.report);
         let all = evaluate_package(&package, EvaluationData::Table(&shared_data("support2.csv")), Rows::All).unwrap();
         assert_eq!(all.report.metrics.n, 9105);
@@ -94,7 +112,8 @@ fn support2_hospdead_meets_the_bars_with_a_full_report_and_model_card() {
 fn support2_dementia_meets_the_discrimination_and_slope_bars() {
     let (task, toml) = TaskSpec::load("support2_dementia").unwrap();
     let dir = temp("dementia");
-    let report = train(&task, &toml, &shared_data("support2.csv"), &Registry::new(&dir), Algorithm::ElasticNet, None).unwrap();
+    let report =
+        train(&task, &toml, &shared_data("support2.csv"), &Registry::new(&dir), Algorithm::ElasticNet, None).unwrap();
     assert_bars("support2_dementia elastic net", &report.test, 0.909);
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -127,12 +146,20 @@ fn pbc2_death2y_meets_the_bars_and_training_is_reproducible() {
     assert_eq!(hazard.model_selection["censored_rows_used"].as_u64().unwrap() as usize, set.data.censored_rows.len());
     assert!(hazard.max_additivity_error < 1e-9);
     assert!(!hazard.excluded_rows.keys().any(|k| k.contains("kept for time-to-event")), "{:?}", hazard.excluded_rows);
-    let model: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("hazard/pbc2_death2y-hazard/1/model.json")).unwrap()).unwrap();
+    let model: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("hazard/pbc2_death2y-hazard/1/model.json")).unwrap()).unwrap();
     assert_eq!(model["calibration"]["method"], "discrete_hazard");
 
     // The same command twice: byte-identical packages (no wall-clock time inside a package), for
     // every model kind a flat or event task trains (the GRU's twice is in events_training).
-    for algorithm in [Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm, Algorithm::Mlp, Algorithm::Hazard] {
+    for algorithm in [
+        Algorithm::Logistic,
+        Algorithm::Lasso,
+        Algorithm::ElasticNet,
+        Algorithm::Gbm,
+        Algorithm::Mlp,
+        Algorithm::Hazard,
+    ] {
         let first = train_set(&set, &Registry::new(dir.join("twice-1")), algorithm, None).unwrap();
         let second = train_set(&set, &Registry::new(dir.join("twice-2")), algorithm, None).unwrap();
         let package = |root: &str, r: &carecast_training::TrainReport| dir.join(root).join(&r.name).join(&r.version);
@@ -141,15 +168,22 @@ fn pbc2_death2y_meets_the_bars_and_training_is_reproducible() {
         files.sort();
         assert!(files.len() >= 7, "{files:?}");
         for f in files {
-            assert_eq!(std::fs::read(a.join(&f)).unwrap(), std::fs::read(b.join(&f)).unwrap(), "{algorithm:?}: {f:?} differs");
+            assert_eq!(
+                std::fs::read(a.join(&f)).unwrap(),
+                std::fs::read(b.join(&f)).unwrap(),
+                "{algorithm:?}: {f:?} differs"
+            );
         }
     }
     // Sex subgroups come from coded attributes; visits repeat patients, and the card says so.
     let full = metrics_file(&dir.join("a/pbc2_death2y-logistic/1"));
-    let sexes: Vec<&str> = full.report.subgroups.iter().filter(|g| g.variable == "Sex").map(|g| g.level.as_str()).collect();
+    let sexes: Vec<&str> =
+        full.report.subgroups.iter().filter(|g| g.variable == "Sex").map(|g| g.level.as_str()).collect();
     assert_eq!(sexes, ["female", "male"]);
     assert!(full.evaluated_patients > 50 && full.evaluated_patients < full.report.metrics.n / 2);
-    assert!(std::fs::read_to_string(dir.join("a/pbc2_death2y-logistic/1/model_card.md")).unwrap().contains("too narrow"));
+    assert!(
+        std::fs::read_to_string(dir.join("a/pbc2_death2y-logistic/1/model_card.md")).unwrap().contains("too narrow")
+    );
 
     // Recalibration in the large for a "new site" (here the test split): the mean prediction
     // moves to the observed rate, the ranking (AUROC) is untouched, and a new version is promoted.
@@ -158,7 +192,10 @@ fn pbc2_death2y_meets_the_bars_and_training_is_reproducible() {
     let site = EvaluationData::Meds(&meds);
     let r = recalibrate_package(&package, site, Rows::TaskSplit, &registry).unwrap();
     let m = &r.metrics.report.metrics;
-    eprintln!("recalibrated by {:+.3} log-odds: intercept {:+.4} (was {:+.4})", r.shift, m.calibration_intercept, full.report.metrics.calibration_intercept);
+    eprintln!(
+        "recalibrated by {:+.3} log-odds: intercept {:+.4} (was {:+.4})",
+        r.shift, m.calibration_intercept, full.report.metrics.calibration_intercept
+    );
     assert!(m.calibration_intercept.abs() < 1e-3 && (r.shift - full.report.metrics.calibration_intercept).abs() < 1e-6);
     assert!((m.auroc - full.report.metrics.auroc).abs() < 1e-12);
     assert_eq!(registry.current("pbc2_death2y-logistic").unwrap(), r.version);
@@ -179,9 +216,20 @@ fn calibration_on_the_tuning_split_undoes_class_weighting() {
     let mut intercepts = Vec::new();
     for method in [Method::None, Method::Platt, Method::Isotonic] {
         let options = TrainOptions { algorithm: Algorithm::Gbm, calibration: method, positive_weight: 3.0 };
-        let report = train(&task, &toml, &shared_data("support2.csv"), &registry, options, Some(&format!("weighted-{method:?}").to_lowercase())).unwrap();
+        let report = train(
+            &task,
+            &toml,
+            &shared_data("support2.csv"),
+            &registry,
+            options,
+            Some(&format!("weighted-{method:?}").to_lowercase()),
+        )
+        .unwrap();
         let m = &report.test;
-        eprintln!("GBM weighted 3:1, calibration {method:?}: AUROC {:.3} slope {:.2} intercept {:+.2}", m.auroc, m.calibration_slope, m.calibration_intercept);
+        eprintln!(
+            "GBM weighted 3:1, calibration {method:?}: AUROC {:.3} slope {:.2} intercept {:+.2}",
+            m.auroc, m.calibration_slope, m.calibration_intercept
+        );
         assert!(report.max_additivity_error < 1e-9);
         assert!(m.auroc > 0.89);
         if method != Method::None {

@@ -17,14 +17,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn shared(file: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared")
-        .join(file);
-    assert!(
-        p.exists(),
-        "{} not found: tests read the shared data beside the repository",
-        p.display()
-    );
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared").join(file);
+    assert!(p.exists(), "{} not found: tests read the shared data beside the repository", p.display());
     p
 }
 
@@ -81,19 +75,12 @@ fn delong_and_calibration_indices_agree_with_proc_and_r_lowess() {
     let xgb = read_csv(shared("fixtures/xgboost/support2_hospdead_expected.csv"));
     let lgb = read_csv(shared("fixtures/lightgbm/support2_hospdead_expected.csv"));
     let sno = f64_column(&xgb, "sno");
-    assert_eq!(
-        sno,
-        f64_column(&lgb, "sno"),
-        "the two fixtures score the same rows in the same order"
-    );
+    assert_eq!(sno, f64_column(&lgb, "sno"), "the two fixtures score the same rows in the same order");
     let y: Vec<bool> = sno.iter().map(|s| died[&(*s as i64)]).collect();
     let p1 = f64_column(&xgb, "expected_probability");
     let p2 = f64_column(&lgb, "expected_probability");
     let p3: Vec<f64> = p1.iter().map(|p| p * p).collect();
-    assert!(
-        y.iter().filter(|d| **d).count() > 30,
-        "enough deaths for a meaningful comparison"
-    );
+    assert!(y.iter().filter(|d| **d).count() > 30, "enough deaths for a meaningful comparison");
 
     let dir = std::env::temp_dir().join(format!("carecast-reference-stats-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -103,32 +90,18 @@ fn delong_and_calibration_indices_agree_with_proc_and_r_lowess() {
     }
     std::fs::write(dir.join("scores.csv"), csv).unwrap();
     std::fs::write(dir.join("reference.R"), R_SCRIPT).unwrap();
-    let out = Command::new("Rscript")
-        .arg(dir.join("reference.R"))
-        .arg(dir.join("scores.csv"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "Rscript failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("Rscript").arg(dir.join("reference.R")).arg(dir.join("scores.csv")).output().unwrap();
+    assert!(out.status.success(), "Rscript failed: {}", String::from_utf8_lossy(&out.stderr));
     let r: HashMap<String, f64> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .filter_map(|l| {
-            l.split_once(' ')
-                .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
-        })
+        .filter_map(|l| l.split_once(' ').map(|(k, v)| (k.to_string(), v.trim().parse().unwrap())))
         .collect();
     std::fs::remove_dir_all(&dir).ok();
 
     let close = |what: &str, ours: f64, theirs: f64, tol: f64| {
         eprintln!("{what}: Carecast {ours:.10} R {theirs:.10}");
-        assert!(
-            (ours - theirs).abs() <= tol,
-            "{what}: Carecast {ours} against R's {theirs} (tolerance {tol})"
-        );
+        assert!((ours - theirs).abs() <= tol, "{what}: Carecast {ours} against R's {theirs} (tolerance {tol})");
     };
     // DeLong: the same algebra, so agreement to rounding; the p-value through an erfc
     // approximation good to about 1e-7.
@@ -142,10 +115,7 @@ fn delong_and_calibration_indices_agree_with_proc_and_r_lowess() {
     let z = c.difference / ((c.difference_ci[1] - c.difference_ci[0]) / (2.0 * 1.959_964));
     close("paired DeLong z", z, r["z"], 1e-6);
     close("paired DeLong p", c.p_value, r["p"], 2e-7);
-    assert!(
-        r["p"] > 1e-4 && r["p"] < 0.9999,
-        "the p-value is neither 0 nor 1, so the check means something"
-    );
+    assert!(r["p"] > 1e-4 && r["p"] < 0.9999, "the p-value is neither 0 nor 1, so the check means something");
 
     // Calibration: Carecast fits on a grid of 200 anchor rows and interpolates (R fits at every
     // row); the indices agree to a tenth of a percentage point or better (E90, on the steep
@@ -154,15 +124,7 @@ fn delong_and_calibration_indices_agree_with_proc_and_r_lowess() {
         let (ici, e50, e90) = ici_e50_e90(&y, p);
         close(&format!("ICI {name}"), ici, r[&format!("ici_{name}")], 5e-4);
         close(&format!("E50 {name}"), e50, r[&format!("e50_{name}")], 5e-4);
-        close(
-            &format!("E90 {name}"),
-            e90,
-            r[&format!("e90_{name}")],
-            1.5e-3,
-        );
+        close(&format!("E90 {name}"), e90, r[&format!("e90_{name}")], 1.5e-3);
     }
-    assert!(
-        r["ici_p3"] > 2.0 * r["ici_p1"],
-        "the miscalibrated score is measured as such"
-    );
+    assert!(r["ici_p3"] > 2.0 * r["ici_p1"], "the miscalibrated score is measured as such");
 }

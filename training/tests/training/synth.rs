@@ -1,13 +1,13 @@
 //! The synthetic population: deterministic for a seed, labelled through the event path, and its
 //! written true risks agree with the outcomes it simulated.
 
-use carecast_training::cohort::{EventTaskSpec, label};
-use carecast_training::ingest::meds::{read_meds, write_meds};
-use carecast_training::synth::{self, population};
 use carecast_models::features::FeatureSetSpec;
 use carecast_models::features::extract::FeatureExtractor;
 use carecast_training::cohort::extract_features;
+use carecast_training::cohort::{EventTaskSpec, label};
 use carecast_training::evaluate::auroc_delong;
+use carecast_training::ingest::meds::{read_meds, write_meds};
+use carecast_training::synth::{self, population};
 
 #[test]
 fn same_seed_same_population_and_other_seed_differs() {
@@ -17,7 +17,11 @@ fn same_seed_same_population_and_other_seed_differs() {
     };
     let (a, b, c) = (population(3000, 7), population(3000, 7), population(3000, 8));
     assert!(
-        bits(&a.store) == bits(&b.store) && a.store.vocabulary == b.store.vocabulary && a.splits == b.splits && a.truth == b.truth && a.deterioration == b.deterioration,
+        bits(&a.store) == bits(&b.store)
+            && a.store.vocabulary == b.store.vocabulary
+            && a.splits == b.splits
+            && a.truth == b.truth
+            && a.deterioration == b.deterioration,
         "same seed, different population"
     );
     assert!(a.truth != c.truth && bits(&a.store) != bits(&c.store), "another seed, same population");
@@ -35,7 +39,8 @@ fn sharded_output_is_the_same_population() {
     assert_eq!(sharded.subjects, whole.store.subjects);
     for i in 0..sharded.n_patients() {
         let a: Vec<_> = sharded.patient(i).iter().map(|e| (e.time, sharded.code(e.code), e.value.to_bits())).collect();
-        let b: Vec<_> = whole.store.patient(i).iter().map(|e| (e.time, whole.store.code(e.code), e.value.to_bits())).collect();
+        let b: Vec<_> =
+            whole.store.patient(i).iter().map(|e| (e.time, whole.store.code(e.code), e.value.to_bits())).collect();
         assert_eq!(a, b, "subject {}", sharded.subjects[i]);
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -57,7 +62,12 @@ fn true_risks_agree_with_simulated_outcomes() {
     for (i, t) in truth.iter().enumerate() {
         let b = store.patient(i).iter().find(|e| e.code == birth).unwrap().time;
         let age = (index - b) as f64 / carecast_models::features::MICROS_PER_YEAR;
-        let band = match age { a if a < 65.0 => 0, a if a < 75.0 => 1, a if a < 85.0 => 2, _ => 3 };
+        let band = match age {
+            a if a < 65.0 => 0,
+            a if a < 75.0 => 1,
+            a if a < 85.0 => 2,
+            _ => 3,
+        };
         bands[band].0 += 1.0;
         bands[band].1 += t.dementia_risk_5y;
         bands[band].2 += f64::from(u8::from(t.dementia_within_5y));
@@ -119,16 +129,21 @@ fn deterioration_truth_agrees_with_outcomes_and_news2_discriminates() {
     assert_eq!(got, want);
 
     // NEWS2 from the one extractor rises with the true risk and discriminates the outcome.
-    let news2 = FeatureSetSpec::from_toml("[[features]]\nname = \"news2\"\nkind = \"news2\"\nwindow = \"1h\"\n").unwrap();
+    let news2 =
+        FeatureSetSpec::from_toml("[[features]]\nname = \"news2\"\nkind = \"news2\"\nwindow = \"1h\"\n").unwrap();
     let rows = extract_features(&pop.store, &labels, &FeatureExtractor::new(&news2));
     let score: Vec<f64> = rows.iter().map(|r| r[0]).collect();
     assert!(score.iter().all(|s| !s.is_nan()), "every observation set has all vital signs");
     let y: Vec<bool> = labels.iter().map(|l| l.value).collect();
     let (auc, _) = auroc_delong(&y, &score);
-    let truth_by_key: std::collections::HashMap<(i64, i64), f64> = d.iter().map(|t| ((t.subject, t.time), t.risk_24h)).collect();
+    let truth_by_key: std::collections::HashMap<(i64, i64), f64> =
+        d.iter().map(|t| ((t.subject, t.time), t.risk_24h)).collect();
     let risk: Vec<f64> = labels.iter().map(|l| truth_by_key[&(l.subject, l.prediction_time)]).collect();
     let (truth_auc, _) = auroc_delong(&y, &risk);
-    eprintln!("{} observations: 24-hour deterioration observed {observed:.4}, expected {expected:.4}; AUROC NEWS2 {auc:.3}, true risk {truth_auc:.3}", d.len());
+    eprintln!(
+        "{} observations: 24-hour deterioration observed {observed:.4}, expected {expected:.4}; AUROC NEWS2 {auc:.3}, true risk {truth_auc:.3}",
+        d.len()
+    );
     assert!(auc > 0.7, "NEWS2 AUROC {auc}");
     assert!(truth_auc > auc, "the true risk ({truth_auc}) must beat NEWS2 ({auc}): there is room for a model");
 }
