@@ -5,7 +5,7 @@ use crate::gru::Gru;
 use crate::linear::LinearModel;
 use crate::mlp::Mlp;
 use crate::tree_predictor::TreePredictor;
-use crate::tree_shap::{TreeShapBuffer, contributions_classic};
+use crate::tree_shap::TreeShapBuffer;
 use crate::trees::TreeEnsemble;
 use serde::{Deserialize, Serialize};
 
@@ -80,21 +80,18 @@ impl Estimator {
         phi: &mut [f64],
         buf: &mut TreeShapBuffer,
     ) {
-        let per_row = |phi: &mut [f64], explain: &mut dyn FnMut(&[f64], &mut [f64])| {
+        let per_row = |phi: &mut [f64], explain: &dyn Fn(&[f64], &mut [f64])| {
             x.chunks(width).zip(phi.chunks_mut(width)).for_each(|(row, phi)| explain(row, phi));
         };
         match (self, compiled) {
-            (Estimator::LogisticRegression(m), _) => per_row(phi, &mut |row, phi| m.contributions(row, phi)),
+            (Estimator::LogisticRegression(m), _) => per_row(phi, &|row, phi| m.contributions(row, phi)),
             (Estimator::GradientBoostedTrees(m), Compiled::Trees(p)) => {
                 phi.fill(0.0);
                 p.contributions(m, x, width, phi, buf);
             }
-            (Estimator::GradientBoostedTrees(m), Compiled::Direct) => {
-                phi.fill(0.0);
-                per_row(phi, &mut |row, phi| contributions_classic(m, row, phi, buf));
-            }
-            (Estimator::Mlp(m), _) => per_row(phi, &mut |row, phi| m.contributions(row, phi)),
-            (Estimator::Gru(m), _) => per_row(phi, &mut |row, phi| m.contributions(row, phi)),
+            (Estimator::GradientBoostedTrees(_), Compiled::Direct) => unreachable!("trees compile to a predictor"),
+            (Estimator::Mlp(m), _) => per_row(phi, &|row, phi| m.contributions(row, phi)),
+            (Estimator::Gru(m), _) => per_row(phi, &|row, phi| m.contributions(row, phi)),
         }
     }
 

@@ -122,7 +122,7 @@ impl TreeEnsemble {
     /// One row's margin by walking each tree's nodes: the model's definition, which the compiled
     /// predictor must equal (see [`crate::tree_predictor::TreePredictor::margins`]).
     pub fn margin(&self, x: &[f64]) -> f64 {
-        self.base_score + self.trees.iter().map(|t| t.predict(x)).sum::<f64>()
+        self.trees.iter().fold(self.base_score, |margin, t| margin + t.predict(x))
     }
 
     pub fn expected_margin(&self) -> f64 {
