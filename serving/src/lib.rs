@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod cds;
+pub mod config;
 pub mod fhir;
 pub mod fhir_server;
 pub mod metrics;

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 /// A P-384 signing key: its PKCS#8 document and its public JWK.
-fn key(kid: &str) -> (Vec<u8>, serde_json::Value) {
+pub(crate) fn key(kid: &str) -> (Vec<u8>, serde_json::Value) {
     let rng = SystemRandom::new();
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &rng).unwrap();
     let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
