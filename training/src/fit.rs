@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     /// Logistic regression with an L2 penalty (linfa).
@@ -44,6 +45,11 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// What `carecast train` fits when no model is named: every algorithm that needs neither an
+    /// event sequence (the GRU) nor censored follow-up (the hazard model).
+    pub const DEFAULT_SET: [Algorithm; 5] =
+        [Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm, Algorithm::Mlp];
+
     pub fn short_name(self) -> &'static str {
         match self {
             Algorithm::Logistic => "logistic",
@@ -72,6 +78,27 @@ pub struct TrainOptions {
     pub calibration: calibrate::Method,
     /// Trees only: weight of a positive row relative to a negative one (1: unweighted).
     pub positive_weight: f64,
+}
+
+/// Why a fit's options were refused: checked before any data is read.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("positive-weight: must be a positive number, not {0}")]
+    PositiveWeight(f64),
+    #[error("calibration: a hazard model gives risks by the horizon directly; it takes no calibration")]
+    HazardCalibration,
+}
+
+impl TrainOptions {
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if !(self.positive_weight.is_finite() && self.positive_weight > 0.0) {
+            return Err(OptionsError::PositiveWeight(self.positive_weight));
+        }
+        if self.algorithm == Algorithm::Hazard && self.calibration != calibrate::Method::None {
+            return Err(OptionsError::HazardCalibration);
+        }
+        Ok(())
+    }
 }
 
 impl From<Algorithm> for TrainOptions {
@@ -134,11 +161,8 @@ pub fn monotone_columns(pre: &Preprocessor) -> Vec<i8> {
 
 /// Fits the chosen estimator (and calibration) on encoded training rows.
 pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow::Result<Fitted> {
+    options.validate()?;
     if options.algorithm == Algorithm::Hazard {
-        anyhow::ensure!(
-            options.calibration == calibrate::Method::None,
-            "a hazard model gives risks by the horizon directly; it takes no --calibration"
-        );
         let (model, calibration, selection) = hazard::fit(data)?;
         return Ok(Fitted {
             estimator: Estimator::LogisticRegression(model),

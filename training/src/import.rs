@@ -16,8 +16,13 @@ use std::path::Path;
 
 /// The formats a model can be imported from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
+    /// XGBoost's JSON model (`Booster.save_model("model.json")`).
+    #[cfg_attr(feature = "clap", value(name = "xgboost"))]
     XgboostJson,
+    /// LightGBM's text model (`Booster.save_model("model.txt")`).
+    #[cfg_attr(feature = "clap", value(name = "lightgbm"))]
     LightgbmText,
 }
 

@@ -1,5 +1,6 @@
 //! From records to published model packages: reading tables, task specs, fitting, evaluation and
-//! publishing to the registry. Polars lives here (and in batch scoring), never in inference.
+//! publishing to the registry. Tables are read through `carecast-tables`; nothing here is linked
+//! by the server.
 
 pub mod card;
 pub mod cohort;

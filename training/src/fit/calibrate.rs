@@ -6,10 +6,14 @@ use carecast_models::calibration::Calibration;
 
 /// Which calibration `carecast train --calibration` fits on the tuning split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
+    /// The model's own probabilities.
     None,
+    /// Platt scaling: a logistic regression of the outcome on the margin (explanations stay exact).
     Platt,
+    /// Isotonic regression of the outcome on the margin (explanations on the model's own margin).
     Isotonic,
 }
 
