@@ -39,7 +39,7 @@ pub struct Train {
     /// Calibration fitted on the tuning split (the model is then fitted on the other rows).
     #[arg(long, value_enum, default_value = "none")]
     calibration: calibrate::Method,
-    /// Trees: weight of each positive row relative to a negative one; use with calibration.
+    /// GBM, MLP and GRU: weight of each positive row relative to a negative one; use with calibration.
     #[arg(long, default_value_t = 1.0)]
     positive_weight: f64,
     /// Package name; default `<task>-<model>`.

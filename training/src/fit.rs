@@ -11,18 +11,27 @@
 pub mod calibrate;
 pub mod elastic_net;
 pub mod gbm;
+pub mod gbm_search;
 pub mod gru_training;
 pub mod hazard;
 pub mod logistic;
 pub mod mlp_training;
 pub mod network;
 pub mod preprocessor_training;
+pub mod selection;
 
 use carecast_models::calibration::Calibration;
 use carecast_models::preprocess::{Encoding, Preprocessor};
 use carecast_models::{Estimator, FeatureKind, Monotone};
+use elastic_net::ElasticNetParams;
+use gbm_search::GbmSearch;
+use gru_training::GruParams;
+use hazard::HazardParams;
+use logistic::LogisticParams;
+use mlp_training::MlpParams;
+use network::Schedule;
+use selection::{CalibrationFit, Choice, ModelSelection};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -76,7 +85,7 @@ impl Algorithm {
 pub struct TrainOptions {
     pub algorithm: Algorithm,
     pub calibration: calibrate::Method,
-    /// Trees only: weight of a positive row relative to a negative one (1: unweighted).
+    /// The GBM and the networks: weight of a positive row relative to a negative one (1: unweighted).
     pub positive_weight: f64,
 }
 
@@ -87,6 +96,8 @@ pub enum OptionsError {
     PositiveWeight(f64),
     #[error("calibration: a hazard model gives risks by the horizon directly; it takes no calibration")]
     HazardCalibration,
+    #[error("positive-weight: only gbm, mlp and gru weight rows; {0} fits every row alike")]
+    UnweightedAlgorithm(&'static str),
 }
 
 impl TrainOptions {
@@ -96,6 +107,10 @@ impl TrainOptions {
         }
         if self.algorithm == Algorithm::Hazard && self.calibration != calibrate::Method::None {
             return Err(OptionsError::HazardCalibration);
+        }
+        let weighted = matches!(self.algorithm, Algorithm::Gbm | Algorithm::Mlp | Algorithm::Gru);
+        if self.positive_weight != 1.0 && !weighted {
+            return Err(OptionsError::UnweightedAlgorithm(self.algorithm.short_name()));
         }
         Ok(())
     }
@@ -137,11 +152,96 @@ impl Encoded {
     }
 }
 
+/// A parameter a learner refused, by name, before any row was read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{learner} parameter `{param}`: {reason}")]
+pub struct ParamError {
+    pub learner: &'static str,
+    pub param: &'static str,
+    pub reason: String,
+}
+
+impl ParamError {
+    pub fn new(learner: &'static str, param: &'static str) -> Self {
+        Self { learner, param, reason: String::new() }
+    }
+
+    /// `Ok` where `holds`; otherwise this parameter, refused for `reason`.
+    pub fn unless(self, holds: bool, reason: &str) -> Result<(), ParamError> {
+        if holds { Ok(()) } else { Err(Self { reason: reason.into(), ..self }) }
+    }
+}
+
+/// Why a fit could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    #[error("a time-to-event model needs follow-up times: train it on an event task (--meds), not a flat table")]
+    NoFollowUp,
+    #[error(transparent)]
+    Sequence(#[from] gru_training::LayoutError),
+    #[error("logistic regression (linfa): {0}")]
+    Linfa(#[from] linfa_logistic::error::Error),
+}
+
+/// What every learner fits on: the encoded rows, their folds, and whether fold 0 is kept back.
+pub struct FitInput<'a> {
+    pub pre: &'a Preprocessor,
+    pub data: &'a Encoded,
+    /// Fold 0 is kept for a calibration map fitted afterwards, never seen by the fit.
+    pub calibrating: bool,
+}
+
+impl FitInput<'_> {
+    /// Rows the final model is fitted on: every row, or folds 1-4 when calibrating.
+    fn fitting_rows(&self) -> Vec<usize> {
+        self.data.rows(|r| !self.calibrating || self.data.fold(r) != 0)
+    }
+
+    /// Cross-validation over the fitting rows: the number of folds and each row's fold.
+    fn cv_folds(&self, fitting: &[usize]) -> (usize, Vec<usize>) {
+        let folds = fitting.iter().map(|&r| self.data.fold(r));
+        if self.calibrating { (4, folds.map(|f| f - 1).collect()) } else { (5, folds.collect()) }
+    }
+}
+
+/// What a learner made: the estimator, a map of its own from margin to risk (the hazard model's
+/// risk by the horizon), the method in words and the typed record of what it chose.
+pub struct Learned<S> {
+    pub estimator: Estimator,
+    pub calibration: Option<Calibration>,
+    pub method: String,
+    pub selection: S,
+}
+
+/// One interface over every algorithm: checked parameters in, an estimator and a typed record of
+/// the selection made out. Parameters are checked before any row is read (as linfa's
+/// `ParamGuard`), so a bad setting fails in a moment, not after an hour of cross-validation.
+pub trait Learner {
+    /// What the learner's search chose, kept in `metrics.json`.
+    type Selection: Into<Choice>;
+
+    /// Refuses parameters no fit could use, naming the parameter.
+    fn check(&self) -> Result<(), ParamError>;
+
+    /// Fits with parameters [`Learner::check`] accepted.
+    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError>;
+
+    /// Checks the parameters, then fits.
+    fn fit(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
+        self.check()?;
+        self.fit_checked(input)
+    }
+}
+
 /// A fitted estimator with its calibration map and how it was chosen.
 pub struct Fitted {
     pub estimator: Estimator,
     pub calibration: Option<Calibration>,
-    pub selection: serde_json::Value,
+    pub selection: ModelSelection,
 }
 
 /// Per encoded column: +1 / -1 where the owning numeric feature is constrained, else 0.
@@ -159,156 +259,134 @@ pub fn monotone_columns(pre: &Preprocessor) -> Vec<i8> {
         .collect()
 }
 
-/// Fits the chosen estimator (and calibration) on encoded training rows.
-pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> anyhow::Result<Fitted> {
+/// Fits the chosen algorithm with its default parameters (and the calibration asked for) on
+/// encoded training rows.
+pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> Result<Fitted, FitError> {
     options.validate()?;
-    if options.algorithm == Algorithm::Hazard {
-        let (model, calibration, selection) = hazard::fit(data)?;
-        return Ok(Fitted {
-            estimator: Estimator::LogisticRegression(model),
-            calibration: Some(calibration),
-            selection,
-        });
-    }
-    let calibrating = options.calibration != calibrate::Method::None;
-    let tuning = data.rows(|r| data.fold(r) == 0);
-    let fitting = if calibrating { data.rows(|r| data.fold(r) != 0) } else { data.rows(|_| true) };
-    let (estimator, mut selection) = match options.algorithm {
-        Algorithm::Gbm => fit_gbm(options, pre, data, &fitting, calibrating),
-        Algorithm::Hazard => unreachable!("fitted above"),
-        Algorithm::Mlp | Algorithm::Gru => {
-            let schedule = network::Schedule { positive_weight: options.positive_weight, ..Default::default() };
-            let (x, y) = data.subset(&data.rows(|r| data.fold(r) != 0));
-            let (tx, ty) = data.subset(&tuning);
-            let (estimator, best_epoch, tuning_log_loss, params) = if options.algorithm == Algorithm::Mlp {
-                let params = mlp_training::MlpParams::new(schedule);
-                let fitted = mlp_training::fit(&x, &y, &tx, &ty, data.n_cols, params);
-                (Estimator::Mlp(fitted.model), fitted.best_epoch, fitted.tuning_log_loss, json!(params))
-            } else {
-                let params = gru_training::GruParams::new(schedule);
-                let fitted = gru_training::fit(&x, &y, &tx, &ty, data.n_cols, &gru_training::Layout::of(pre)?, params);
-                (Estimator::Gru(Box::new(fitted.model)), fitted.best_epoch, fitted.tuning_log_loss, json!(params))
-            };
-            let selection = json!({
-                "method": "early stopping on a 20% tuning split of the training rows (by key); the network fitted on the other 80% is kept",
-                "best_epoch": best_epoch,
-                "tuning_log_loss": tuning_log_loss,
-                "params": params,
-            });
-            (estimator, selection)
-        }
-        linear => {
-            let (x, y) = data.subset(&fitting);
-            let design = logistic::Design { x: &x, n_cols: data.n_cols, y: &y };
-            let folds: Vec<usize> = fitting.iter().map(|&r| data.fold(r)).collect();
-            let (n_folds, folds) = if calibrating { (4, folds.iter().map(|f| f - 1).collect()) } else { (5, folds) };
-            match linear {
-                Algorithm::Logistic => {
-                    let (alpha, cv) = logistic::choose_alpha(&design, &folds, n_folds)?;
-                    let selection = json!({
-                        "method": format!("{n_folds}-fold cross-validated log-loss over the L2 penalty (folds by key)"),
-                        "alpha": alpha,
-                        "cv_log_loss": cv.iter().map(|(a, l)| json!({"alpha": a, "log_loss": l})).collect::<Vec<_>>(),
-                    });
-                    (Estimator::LogisticRegression(logistic::fit(&design, alpha)?), selection)
-                }
-                _ => {
-                    let mix = if linear == Algorithm::Lasso { 1.0 } else { 0.5 };
-                    let (model, s) = elastic_net::fit_cv(&design, &folds, n_folds, mix);
-                    let selection = json!({
-                        "method": format!("{n_folds}-fold cross-validated log-loss along a {}-step lambda path (folds by key)", s.cv_log_loss.len()),
-                        "l1_share": s.mix,
-                        "lambda": s.lambda,
-                        "nonzero_weights": s.nonzero_weights,
-                        "cv_log_loss": s.cv_log_loss.iter().map(|(l, v)| json!({"lambda": l, "log_loss": v})).collect::<Vec<_>>(),
-                    });
-                    (Estimator::LogisticRegression(model), selection)
-                }
-            }
-        }
-    };
-    let calibration = if calibrating {
+    let input = FitInput { pre, data, calibrating: options.calibration != calibrate::Method::None };
+    let weight = options.positive_weight;
+    let learned = match options.algorithm {
+        Algorithm::Logistic => learn(&LogisticParams::default(), &input),
+        Algorithm::Lasso => learn(&ElasticNetParams::lasso(), &input),
+        Algorithm::ElasticNet => learn(&ElasticNetParams::default(), &input),
+        Algorithm::Gbm => learn(&GbmSearch::weighted(weight), &input),
+        Algorithm::Mlp => learn(&MlpParams::new(Schedule::weighted(weight)), &input),
+        Algorithm::Gru => learn(&GruParams::new(Schedule::weighted(weight)), &input),
+        Algorithm::Hazard => learn(&HazardParams::default(), &input),
+    }?;
+    let mut selection = ModelSelection::new(learned.method, learned.selection);
+    let mut calibration = learned.calibration;
+    if input.calibrating {
+        let tuning = data.rows(|r| data.fold(r) == 0);
         let (x, y) = data.subset(&tuning);
-        let margins: Vec<f64> = x.chunks(data.n_cols).map(|row| estimator.margin(row)).collect();
-        let map = match options.calibration {
+        let margins: Vec<f64> = x.chunks(data.n_cols).map(|row| learned.estimator.margin(row)).collect();
+        calibration = Some(match options.calibration {
             calibrate::Method::Platt => calibrate::platt(&y, &margins),
             calibrate::Method::Isotonic => calibrate::isotonic(&y, &margins),
             calibrate::Method::None => unreachable!("calibrating"),
-        };
-        selection["calibration"] = json!({"method": options.calibration, "fitted_on": "tuning split (fold 0 by key), not used to fit the model", "rows": tuning.len()});
-        Some(map)
-    } else {
-        None
-    };
-    Ok(Fitted { estimator, calibration, selection })
+        });
+        selection.calibration = Some(CalibrationFit {
+            method: options.calibration,
+            fitted_on: "tuning split (fold 0 by key), not used to fit the model".into(),
+            rows: tuning.len(),
+        });
+    }
+    Ok(Fitted { estimator: learned.estimator, calibration, selection })
 }
 
-/// Tree shapes the GBM search tries (leaves, depth): stumps-like to moderately deep. The learning
-/// rate stays small and the number of rounds is found by early stopping in each fold.
-const GBM_SHAPES: [(usize, usize); 3] = [(4, 2), (8, 4), (16, 6)];
+/// Runs a learner and files its record under its own kind.
+fn learn<L: Learner>(learner: &L, input: &FitInput<'_>) -> Result<Learned<Choice>, FitError> {
+    let Learned { estimator, calibration, method, selection } = learner.fit(input)?;
+    Ok(Learned { estimator, calibration, method, selection: selection.into() })
+}
 
-/// Patient-level cross-validation over [`GBM_SHAPES`]: each shape is fitted on all folds but one
-/// and early-stopped on the one left out; the shape with the lowest mean held-out log-loss wins,
-/// and the final model is fitted on every fitting row (all training rows, or without calibration's
-/// tuning fold) with the folds' mean best rounds scaled by the row ratio.
-fn fit_gbm(
-    options: &TrainOptions,
-    pre: &Preprocessor,
-    data: &Encoded,
-    fitting: &[usize],
-    calibrating: bool,
-) -> (Estimator, serde_json::Value) {
-    use rayon::prelude::*;
-    let base = gbm::GbmParams { positive_weight: options.positive_weight, ..Default::default() };
-    let monotone = monotone_columns(pre);
-    // With calibration, fold 0 is kept for the calibration map and the search uses folds 1-4.
-    let folds: Vec<usize> = if calibrating { (1..5).collect() } else { (0..5).collect() };
-    let runs: Vec<(usize, usize, gbm::GbmFit, usize)> = GBM_SHAPES
-        .iter()
-        .flat_map(|&shape| folds.iter().map(move |&k| (shape, k)))
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .map(|((leaves, depth), k)| {
-            let (fit_x, fit_y) = data.columns(&data.rows(|r| folds.contains(&data.fold(r)) && data.fold(r) != k));
-            let (tune_x, tune_y) = data.columns(&data.rows(|r| data.fold(r) == k));
-            let params = gbm::GbmParams { max_leaves: leaves, max_depth: depth, ..base };
-            let fitted = gbm::fit(
-                &gbm::Columns { values: &fit_x },
-                &fit_y,
-                Some((&gbm::Columns { values: &tune_x }, &tune_y)),
-                params,
-                &monotone,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use carecast_models::preprocess::{FeatureStats, FittedFeature};
+
+    /// `n` rows of two standardised columns, the outcome driven by the first.
+    fn rows(n: usize) -> Encoded {
+        let mut rng = Rng(5);
+        let mut data = Encoded { x: Vec::new(), n_cols: 2, y: Vec::new(), key_hash: Vec::new(), follow_up: Vec::new() };
+        for r in 0..n {
+            let (a, b) = (rng.normal(0.0, 1.0), rng.normal(0.0, 1.0));
+            data.x.extend([a, b]);
+            data.y.push(rng.unit() < 1.0 / (1.0 + (-(1.5 * a - 1.0)).exp()));
+            data.key_hash.push(r as u64 * 7919);
+        }
+        data
+    }
+
+    /// Two standard normal features, encoded as they are.
+    fn preprocessor() -> Preprocessor {
+        let feature = |name: &str| FittedFeature {
+            spec: serde_json::from_value(serde_json::json!({"name": name, "type": "numeric"})).unwrap(),
+            stats: FeatureStats::Numeric { median: 0.0, mean: 0.0, sd: 1.0, min: -5.0, max: 5.0, had_missing: false },
+        };
+        Preprocessor { encoding: Encoding::Standardised, features: vec![feature("a"), feature("b")] }
+    }
+
+    #[test]
+    fn a_bad_parameter_is_refused_by_name_before_any_row_is_read() {
+        let pre = preprocessor();
+        // No rows at all: any learner that reached the data would fail another way or panic.
+        let empty = Encoded { x: vec![], n_cols: 2, y: vec![], key_hash: vec![], follow_up: vec![] };
+        let input = FitInput { pre: &pre, data: &empty, calibrating: false };
+        let refused = |result: Result<Learned<Choice>, FitError>| match result {
+            Err(FitError::Params(e)) => format!("{} {}", e.learner, e.param),
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("fitted with a bad parameter"),
+        };
+        assert_eq!(refused(learn(&LogisticParams { alphas: vec![1.0, -1.0] }, &input)), "logistic alphas");
+        assert_eq!(
+            refused(learn(&ElasticNetParams { l1_share: 0.0, ..Default::default() }, &input)),
+            "elastic net l1_share"
+        );
+        let gbm = GbmSearch { shapes: vec![(8, 4), (1, 3)], ..Default::default() };
+        assert_eq!(refused(learn(&gbm, &input)), "gbm max_leaves");
+        let nan_weight = GbmSearch::weighted(f64::NAN);
+        assert_eq!(refused(learn(&nan_weight, &input)), "gbm positive_weight");
+        let mlp = MlpParams { hidden: [32, 0], ..MlpParams::new(Schedule::default()) };
+        assert_eq!(refused(learn(&mlp, &input)), "mlp hidden");
+        let gru = GruParams::new(Schedule { batch_size: 0, ..Schedule::default() });
+        assert_eq!(refused(learn(&gru, &input)), "gru batch_size");
+        let hazard = HazardParams { penalty: ElasticNetParams { path_ratio: 1.5, ..Default::default() } };
+        assert_eq!(refused(learn(&hazard, &input)), "elastic net path_ratio");
+        // And the defaults pass.
+        assert!(LogisticParams::default().check().is_ok() && GbmSearch::default().check().is_ok());
+        assert!(MlpParams::new(Schedule::default()).check().is_ok() && HazardParams::default().check().is_ok());
+    }
+
+    #[test]
+    fn a_weight_the_algorithm_would_ignore_is_refused() {
+        let options =
+            |algorithm| TrainOptions { algorithm, calibration: calibrate::Method::None, positive_weight: 3.0 };
+        assert_eq!(options(Algorithm::Lasso).validate(), Err(OptionsError::UnweightedAlgorithm("lasso")));
+        assert!(options(Algorithm::Gbm).validate().is_ok());
+    }
+
+    #[test]
+    fn the_record_names_the_penalty_cross_validation_chose() {
+        let (pre, data) = (preprocessor(), rows(1500));
+        for calibration in [calibrate::Method::None, calibrate::Method::Platt] {
+            let options = TrainOptions { algorithm: Algorithm::Logistic, calibration, positive_weight: 1.0 };
+            let fitted = fit(&options, &pre, &data).unwrap();
+            let Choice::Logistic(choice) = &fitted.selection.choice else { panic!("{:?}", fitted.selection) };
+            let grid = LogisticParams::default().alphas;
+            assert_eq!(choice.cv_log_loss.iter().map(|c| c.penalty).collect::<Vec<_>>(), grid);
+            let lowest = choice.cv_log_loss.iter().min_by(|a, b| a.log_loss.total_cmp(&b.log_loss)).unwrap();
+            assert_eq!(choice.alpha, lowest.penalty);
+            let folds = if calibration == calibrate::Method::None { "5-fold" } else { "4-fold" };
+            assert!(fitted.selection.method.starts_with(folds), "{}", fitted.selection.method);
+            // The calibration map saw only fold 0, and says so.
+            let held_out = data.key_hash.iter().filter(|k| *k % 5 == 0).count();
+            assert_eq!(
+                fitted.selection.calibration.as_ref().map(|c| c.rows),
+                (calibration != calibrate::Method::None).then_some(held_out)
             );
-            (leaves, depth, fitted, fit_y.len())
-        })
-        .collect();
-    // Per shape: held-out log-loss averaged over folds (weighted by rows), and rounds per row.
-    let summary: Vec<((usize, usize), f64, f64)> = GBM_SHAPES
-        .iter()
-        .map(|&(leaves, depth)| {
-            let mine: Vec<_> = runs.iter().filter(|r| (r.0, r.1) == (leaves, depth)).collect();
-            let held_out = |n_fit: usize| (fitting.len() - n_fit) as f64;
-            let loss =
-                mine.iter().map(|r| r.2.best_tuning_log_loss.unwrap_or(f64::INFINITY) * held_out(r.3)).sum::<f64>()
-                    / mine.iter().map(|r| held_out(r.3)).sum::<f64>();
-            let rounds_per_row = mine.iter().map(|r| r.2.rounds as f64 / r.3 as f64).sum::<f64>() / mine.len() as f64;
-            ((leaves, depth), loss, rounds_per_row)
-        })
-        .collect();
-    let &((leaves, depth), loss, rounds_per_row) =
-        summary.iter().fold(&summary[0], |best, s| if s.1 < best.1 { s } else { best });
-    // More rows support proportionally more rounds at the same learning rate.
-    let rounds = ((rounds_per_row * fitting.len() as f64).round() as usize).max(1);
-    let params = gbm::GbmParams { max_leaves: leaves, max_depth: depth, max_rounds: rounds, ..base };
-    let (all_x, all_y) = data.columns(fitting);
-    let final_fit = gbm::fit(&gbm::Columns { values: &all_x }, &all_y, None, params, &monotone);
-    let selection = json!({
-        "method": format!("{}-fold cross-validation by key over tree shapes (leaves, depth), each fold early-stopped on its held-out rows; refit on {} with the folds' mean rounds scaled by the row ratio", folds.len(), if calibrating { "the rows outside the calibration fold" } else { "all training rows" }),
-        "cv_log_loss": summary.iter().map(|((l, d), loss, _)| json!({"leaves": l, "depth": d, "log_loss": loss})).collect::<Vec<_>>(),
-        "chosen": {"leaves": leaves, "depth": depth, "cv_log_loss": loss},
-        "final_rounds": rounds,
-        "params": params,
-        "monotone_columns": monotone.iter().filter(|m| **m != 0).count(),
-    });
-    (Estimator::GradientBoostedTrees(final_fit.ensemble), selection)
+            assert_eq!(fitted.calibration.is_some(), calibration != calibrate::Method::None);
+        }
+    }
 }

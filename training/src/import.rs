@@ -4,6 +4,7 @@
 //! code path, and it is published like a trained model, with its card.
 
 use crate::dataset::{Rows, TrainingSet};
+use crate::fit::selection::{ImportedModel, ModelSelection};
 use crate::pipeline::{evaluate_and_publish, load_task_data, training_summary};
 use crate::task::TaskSpec;
 use carecast_models::package::TaskInfo;
@@ -100,15 +101,15 @@ pub fn import_model(
         risk_bands: task.risk_bands,
         calibration: None,
     };
-    let selection = serde_json::json!({
-        "imported": {
-            "format": format.name(),
-            "file": model_file.file_name().map(|f| f.to_string_lossy().into_owned()),
-            "sha256": hex::encode(Sha256::digest(&bytes)),
-            "trees": trees,
-            "note": "fitted outside Carecast; the training split here fitted only the input checks",
-        }
-    });
+    let selection = ModelSelection::new(
+        "none here: fitted outside Carecast; the training split fitted only the input checks".into(),
+        ImportedModel {
+            format: format.name().into(),
+            file: model_file.file_name().map(|f| f.to_string_lossy().into_owned()),
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            trees,
+        },
+    );
     let training = training_summary(&definition.preprocessor, &data, false);
     let set = TrainingSet {
         task: TaskInfo {

@@ -5,6 +5,7 @@
 use crate::card;
 use crate::dataset::{Baseline, MetricsFile, Rows, TaskData, TrainingSet, TrainingSummary, key_hash};
 use crate::evaluate::{Report, SubgroupAssignment, report};
+use crate::fit::selection::{ModelSelection, Recalibration};
 pub use crate::fit::{Algorithm, TrainOptions};
 use crate::fit::{Encoded, preprocessor_training::fit_preprocessor};
 use crate::subgroups::{assign_from_column, default_subgroups};
@@ -134,7 +135,7 @@ pub struct TrainReport {
     pub test_rows: usize,
     pub excluded_rows: BTreeMap<String, usize>,
     /// How hyper-parameters were chosen (cross-validated penalty, early-stopped rounds).
-    pub model_selection: serde_json::Value,
+    pub model_selection: ModelSelection,
 }
 
 /// A model evaluated on a set of rows through the served code path.
@@ -306,7 +307,7 @@ pub(crate) fn evaluate_and_publish(
     registry: &Registry,
     definition: &ModelDefinition,
     name: &str,
-    model_selection: serde_json::Value,
+    model_selection: ModelSelection,
     excluded_rows: BTreeMap<String, usize>,
     training: TrainingSummary,
 ) -> anyhow::Result<Published> {
@@ -467,12 +468,12 @@ pub fn recalibrate_package(
     });
     let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
     let mut metrics = evaluated_metrics(&scorer, &task, rows);
-    metrics.model_selection["recalibration_in_the_large"] = serde_json::json!({
-        "from_version": pkg.manifest.version,
-        "log_odds_shift": shift,
-        "data": data.source,
-        "data_sha256": data.sha256,
-        "rows": y.len(),
+    metrics.model_selection.recalibration_in_the_large = Some(Recalibration {
+        from_version: pkg.manifest.version.clone(),
+        log_odds_shift: shift,
+        data: data.source.clone(),
+        data_sha256: data.sha256.clone(),
+        rows: y.len(),
     });
     let version = publish(registry, pkg.manifest.clone(), &definition, &metrics, &task.spec_files)?;
     Ok(Recalibrated { version, shift, metrics })

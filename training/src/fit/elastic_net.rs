@@ -6,11 +6,62 @@
 //! chosen by patient-level cross-validation along a warm-started path of decreasing lambdas.
 
 use super::logistic::Design;
+use super::selection::{ElasticNetChoice, PenaltyLoss};
+use super::{FitError, FitInput, Learned, Learner, ParamError};
+use carecast_models::Estimator;
 use carecast_models::linear::LinearModel;
 
-/// Lambdas on the path, from the smallest that keeps every weight at zero down by this factor.
-const PATH_LENGTH: usize = 40;
-const PATH_RATIO: f64 = 1e-3;
+/// The penalty's mix and the path of lambdas cross-validation walks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ElasticNetParams {
+    /// Share of the penalty on the L1 norm: 1 is the lasso, 0.5 an equal mix.
+    pub l1_share: f64,
+    /// Lambdas on the path, from the smallest that keeps every weight at zero down to
+    /// `path_ratio` times it, evenly on the log scale.
+    pub path_length: usize,
+    pub path_ratio: f64,
+}
+
+impl ElasticNetParams {
+    pub fn lasso() -> Self {
+        Self { l1_share: 1.0, ..Self::default() }
+    }
+}
+
+impl Default for ElasticNetParams {
+    /// An equal mix of L1 and L2.
+    fn default() -> Self {
+        Self { l1_share: 0.5, path_length: 40, path_ratio: 1e-3 }
+    }
+}
+
+impl Learner for ElasticNetParams {
+    type Selection = ElasticNetChoice;
+
+    fn check(&self) -> Result<(), ParamError> {
+        let name = |param| ParamError::new("elastic net", param);
+        // Without an L1 part the path has no start: no lambda keeps every weight at zero.
+        name("l1_share").unless(self.l1_share > 0.0 && self.l1_share <= 1.0, "must be in (0, 1]")?;
+        name("path_length").unless(self.path_length >= 2, "needs at least two lambdas")?;
+        name("path_ratio").unless(self.path_ratio > 0.0 && self.path_ratio < 1.0, "must be in (0, 1)")
+    }
+
+    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<ElasticNetChoice>, FitError> {
+        let fitting = input.fitting_rows();
+        let (x, y) = input.data.subset(&fitting);
+        let (n_folds, folds) = input.cv_folds(&fitting);
+        let (model, selection) = fit_cv(&Design { x: &x, n_cols: input.data.n_cols, y: &y }, &folds, n_folds, self);
+        Ok(Learned {
+            estimator: Estimator::LogisticRegression(model),
+            calibration: None,
+            method: format!(
+                "{n_folds}-fold cross-validated log-loss along a {}-step lambda path (folds by key)",
+                self.path_length
+            ),
+            selection,
+        })
+    }
+}
 
 /// Coefficients of one fit.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,8 +183,9 @@ fn lambda_max(cols: &Columns, mix: f64) -> f64 {
     g / mix.max(1e-3)
 }
 
-fn path(lmax: f64) -> Vec<f64> {
-    (0..PATH_LENGTH).map(|k| lmax * PATH_RATIO.powf(k as f64 / (PATH_LENGTH - 1) as f64)).collect()
+fn path(lmax: f64, params: &ElasticNetParams) -> Vec<f64> {
+    let steps = (params.path_length - 1) as f64;
+    (0..params.path_length).map(|k| lmax * params.path_ratio.powf(k as f64 / steps)).collect()
 }
 
 fn start(cols: &Columns) -> Coefficients {
@@ -152,20 +204,17 @@ fn mean_log_loss(cols: &Columns, c: &Coefficients) -> f64 {
         / cols.n() as f64
 }
 
-/// The chosen penalty and the cross-validation curve behind it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Selection {
-    pub mix: f64,
-    pub lambda: f64,
-    pub nonzero_weights: usize,
-    pub cv_log_loss: Vec<(f64, f64)>,
-}
-
 /// Cross-validates lambda over `n_folds` folds (`fold[r]` per row) and refits on every row.
-pub fn fit_cv(design: &Design<'_>, fold: &[usize], n_folds: usize, mix: f64) -> (LinearModel, Selection) {
+pub(super) fn fit_cv(
+    design: &Design<'_>,
+    fold: &[usize],
+    n_folds: usize,
+    params: &ElasticNetParams,
+) -> (LinearModel, ElasticNetChoice) {
+    let mix = params.l1_share;
     let all_rows: Vec<usize> = (0..design.y.len()).collect();
     let all = Columns::new(design, &all_rows);
-    let lambdas = path(lambda_max(&all, mix));
+    let lambdas = path(lambda_max(&all, mix), params);
     let mut loss = vec![0.0; lambdas.len()];
     for k in 0..n_folds {
         let train: Vec<usize> = all_rows.iter().copied().filter(|&r| fold[r] != k).collect();
@@ -184,11 +233,15 @@ pub fn fit_cv(design: &Design<'_>, fold: &[usize], n_folds: usize, mix: f64) -> 
         fit_lambda(&all, lambda, mix, &mut c);
     }
     let background = all.x.iter().map(|x| x.iter().sum::<f64>() / all.n() as f64).collect();
-    let selection = Selection {
-        mix,
+    let selection = ElasticNetChoice {
+        l1_share: mix,
         lambda: lambdas[best],
         nonzero_weights: c.weights.iter().filter(|w| **w != 0.0).count(),
-        cv_log_loss: lambdas.iter().zip(&loss).map(|(&l, &s)| (l, s / all.n() as f64)).collect(),
+        cv_log_loss: lambdas
+            .iter()
+            .zip(&loss)
+            .map(|(&penalty, &l)| PenaltyLoss { penalty, log_loss: l / all.n() as f64 })
+            .collect(),
     };
     (LinearModel { intercept: c.intercept, weights: c.weights, background }, selection)
 }
@@ -241,7 +294,7 @@ mod tests {
             }
         }
         let folds: Vec<usize> = (0..n).map(|r| r % 5).collect();
-        let (model, selection) = fit_cv(&design, &folds, 5, 1.0);
+        let (model, selection) = fit_cv(&design, &folds, 5, &ElasticNetParams::lasso());
         assert!(model.weights[0] > 1.0 && model.weights[1] < -0.8, "{:?}", model.weights);
         assert!(selection.nonzero_weights < p, "the lasso zeroes some noise columns: {selection:?}");
     }

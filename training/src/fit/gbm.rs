@@ -5,10 +5,11 @@
 //! children's values, and bounds every leaf below it by their midpoint). It emits Carecast's
 //! compact [`TreeEnsemble`], so serving and TreeSHAP never see training structures.
 
+use super::ParamError;
 use carecast_models::trees::{LEAF, Node, Tree, TreeEnsemble};
 use rayon::prelude::*;
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GbmParams {
     pub learning_rate: f64,
     pub max_rounds: usize,
@@ -41,6 +42,26 @@ impl Default for GbmParams {
             early_stopping_rounds: 100,
             positive_weight: 1.0,
         }
+    }
+}
+
+impl GbmParams {
+    /// Refuses settings no booster could run with.
+    pub fn check(&self) -> Result<(), ParamError> {
+        let name = |param| ParamError::new("gbm", param);
+        name("learning_rate").unless(self.learning_rate > 0.0 && self.learning_rate <= 1.0, "must be in (0, 1]")?;
+        name("max_rounds").unless(self.max_rounds >= 1, "must be at least 1")?;
+        name("max_leaves").unless(self.max_leaves >= 2, "a tree needs at least 2 leaves")?;
+        name("max_depth").unless(self.max_depth >= 1, "must be at least 1")?;
+        name("min_rows_leaf").unless(self.min_rows_leaf >= 1, "must be at least 1")?;
+        name("min_hessian_leaf")
+            .unless(self.min_hessian_leaf.is_finite() && self.min_hessian_leaf >= 0.0, "must be a number >= 0")?;
+        name("l2").unless(self.l2.is_finite() && self.l2 >= 0.0, "must be a number >= 0")?;
+        // Bin 255 marks a missing value.
+        name("max_bins").unless((2..=255).contains(&self.max_bins), "must be in 2..=255")?;
+        name("early_stopping_rounds").unless(self.early_stopping_rounds >= 1, "must be at least 1")?;
+        name("positive_weight")
+            .unless(self.positive_weight.is_finite() && self.positive_weight > 0.0, "must be a positive number")
     }
 }
 

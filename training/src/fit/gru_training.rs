@@ -3,14 +3,17 @@
 //! without burn. The final hidden state and the features without a step (age, time since
 //! admission) feed one output unit.
 
-use super::network::{self, Rows, Schedule};
+use super::network::{self, Rows, Schedule, Split, Trained};
+use super::selection::NetworkChoice;
+use super::{FitError, FitInput, Learned, Learner, ParamError};
 use burn::module::Module;
 use burn::nn::{GateController, Gru as BurnGru, GruConfig, Linear, LinearConfig};
 use burn::tensor::{Tensor, TensorData};
+use carecast_models::Estimator;
 use carecast_models::gru::{Gate, Gru};
 use carecast_models::preprocess::Preprocessor;
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GruParams {
     pub hidden: usize,
     #[serde(flatten)]
@@ -23,6 +26,30 @@ impl GruParams {
     }
 }
 
+impl Learner for GruParams {
+    type Selection = NetworkChoice<GruParams>;
+
+    fn check(&self) -> Result<(), ParamError> {
+        ParamError::new("gru", "hidden").unless(self.hidden >= 1, "needs at least one unit")?;
+        self.schedule.check("gru")
+    }
+
+    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
+        let layout = Layout::of(input.pre)?;
+        let trained = fit(&Split::of(input.data), input.data.n_cols, &layout, self);
+        Ok(network::learned(trained, |gru| Estimator::Gru(Box::new(gru)), *self))
+    }
+}
+
+/// Why the features cannot be read as a sequence.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("a GRU reads an event sequence: give some features a `rank` (their step) in the feature spec")]
+    NoSequence,
+    #[error("every step of the sequence must have the same features (ranks 0..{last} each need one per channel)")]
+    UnequalSteps { last: usize },
+}
+
 /// Which encoded columns each step reads (oldest first) and which the output layer reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
@@ -33,7 +60,7 @@ pub struct Layout {
 impl Layout {
     /// From the features' steps: step `k` (0 the latest) reads its features' columns in the
     /// order the features are declared, and every step must read the same number of columns.
-    pub fn of(pre: &Preprocessor) -> anyhow::Result<Layout> {
+    pub fn of(pre: &Preprocessor) -> Result<Layout, LayoutError> {
         let mut by_step: std::collections::BTreeMap<u8, Vec<usize>> = Default::default();
         let mut static_columns = Vec::new();
         for (column, &owner) in pre.column_owners().iter().enumerate() {
@@ -42,17 +69,14 @@ impl Layout {
                 None => static_columns.push(column),
             }
         }
-        anyhow::ensure!(
-            !by_step.is_empty(),
-            "a GRU reads an event sequence: give some features a `rank` (their step) in the feature spec"
-        );
+        if by_step.is_empty() {
+            return Err(LayoutError::NoSequence);
+        }
         let steps: Vec<Vec<usize>> = by_step.into_values().rev().collect();
         let width = steps[0].len();
-        anyhow::ensure!(
-            steps.iter().all(|s| s.len() == width),
-            "every step of the sequence must have the same features (ranks 0..{} each need one per channel)",
-            steps.len() - 1
-        );
+        if steps.iter().any(|s| s.len() != width) {
+            return Err(LayoutError::UnequalSteps { last: steps.len() - 1 });
+        }
         Ok(Layout { steps, static_columns })
     }
 }
@@ -90,22 +114,9 @@ impl Network {
     }
 }
 
-pub struct GruFit {
-    pub model: Gru,
-    pub best_epoch: usize,
-    pub tuning_log_loss: f64,
-}
-
-/// Fits on row-major `x` (standardised columns) and labels, early-stopping on the tuning rows.
-pub fn fit(
-    x: &[f64],
-    y: &[bool],
-    tune_x: &[f64],
-    tune_y: &[bool],
-    n_cols: usize,
-    layout: &Layout,
-    params: GruParams,
-) -> GruFit {
+/// Fits on the split's row-major standardised columns, early-stopping on its tuning rows.
+fn fit(split: &Split, n_cols: usize, layout: &Layout, params: &GruParams) -> Trained<Gru> {
+    let Split { x, y, tune_x, tune_y } = split;
     let device = network::device(&params.schedule);
     let (steps, channels, fixed) = (layout.steps.len(), layout.steps[0].len(), layout.static_columns.len());
     let initial = Network {
@@ -132,8 +143,8 @@ pub fn fit(
         Rows::Tuning => net.forward(tune_sequence.clone(), tune_static.clone()),
     };
     let trained = network::train(initial, logits, y, tune_y, &params.schedule, &device);
-    GruFit {
-        model: trained.network.export(layout, network::column_means(x, n_cols)),
+    Trained {
+        network: trained.network.export(layout, network::column_means(x, n_cols)),
         best_epoch: trained.best_epoch,
         tuning_log_loss: trained.tuning_log_loss,
     }

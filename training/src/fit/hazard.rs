@@ -5,12 +5,13 @@
 //! hazard. The risk by the horizon, `1 - prod_k (1 - hazard_k)`, is the package's calibration
 //! map, so the linear predictor is explained exactly and the risk is what a clinician sees.
 
-use super::Encoded;
-use super::elastic_net;
+use super::elastic_net::{self, ElasticNetParams};
 use super::logistic::Design;
+use super::selection::HazardChoice;
+use super::{FitError, FitInput, Learned, Learner, ParamError};
+use carecast_models::Estimator;
 use carecast_models::calibration::Calibration;
 use carecast_models::linear::LinearModel;
-use serde_json::json;
 
 /// Intervals the horizon is divided into (years of a five-year horizon).
 pub const INTERVALS: usize = 5;
@@ -39,39 +40,61 @@ pub fn person_periods(follow_up: &[(f64, bool)]) -> Vec<(usize, usize, bool)> {
     out
 }
 
-/// Fits the hazard model on every encoded row (censored ones included).
-pub fn fit(data: &Encoded) -> anyhow::Result<(LinearModel, Calibration, serde_json::Value)> {
-    anyhow::ensure!(
-        data.follow_up.len() == data.y.len(),
-        "a time-to-event model needs follow-up times: train it on an event task (--meds), not a flat table"
-    );
-    let periods = person_periods(&data.follow_up);
-    let n_cols = data.n_cols;
-    let width = n_cols + INTERVALS - 1;
-    let mut x = Vec::with_capacity(periods.len() * width);
-    for &(r, interval, _) in &periods {
-        x.extend_from_slice(&data.x[r * n_cols..(r + 1) * n_cols]);
-        x.extend((1..INTERVALS).map(|k| f64::from(u8::from(interval == k))));
+/// The hazard model's penalty: an elastic net over the person-period rows.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HazardParams {
+    pub penalty: ElasticNetParams,
+}
+
+impl Learner for HazardParams {
+    type Selection = HazardChoice;
+
+    fn check(&self) -> Result<(), ParamError> {
+        self.penalty.check()
     }
-    let y: Vec<bool> = periods.iter().map(|p| p.2).collect();
-    let folds: Vec<usize> = periods.iter().map(|&(r, _, _)| data.fold(r)).collect();
-    let (model, s) = elastic_net::fit_cv(&Design { x: &x, n_cols: width, y: &y }, &folds, 5, 0.5);
-    let background = (0..n_cols)
-        .map(|c| (0..data.y.len()).map(|r| data.x[r * n_cols + c]).sum::<f64>() / data.y.len() as f64)
-        .collect();
-    let interval_offsets = std::iter::once(0.0).chain(model.weights[n_cols..].iter().copied()).collect();
-    let censored = data.follow_up.iter().filter(|(t, e)| !e && *t < 1.0).count();
-    let selection = json!({
-        "method": format!("discrete-time hazard over {INTERVALS} intervals of the horizon: elastic net (half L1) with 5-fold cross-validated lambda (folds by key) on {} person-period rows", periods.len()),
-        "censored_rows_used": censored,
-        "lambda": s.lambda,
-        "nonzero_weights": s.nonzero_weights,
-    });
-    Ok((
-        LinearModel { intercept: model.intercept, weights: model.weights[..n_cols].to_vec(), background },
-        Calibration::DiscreteHazard { interval_offsets, logit_offset: 0.0 },
-        selection,
-    ))
+
+    /// Fits on every encoded row, censored ones included, cross-validating over all five folds:
+    /// the risk by the horizon is the model's own calibration, so no fold is kept for another.
+    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<HazardChoice>, FitError> {
+        let data = input.data;
+        if data.follow_up.len() != data.y.len() {
+            return Err(FitError::NoFollowUp);
+        }
+        let periods = person_periods(&data.follow_up);
+        let n_cols = data.n_cols;
+        let width = n_cols + INTERVALS - 1;
+        let mut x = Vec::with_capacity(periods.len() * width);
+        for &(r, interval, _) in &periods {
+            x.extend_from_slice(&data.x[r * n_cols..(r + 1) * n_cols]);
+            x.extend((1..INTERVALS).map(|k| f64::from(u8::from(interval == k))));
+        }
+        let y: Vec<bool> = periods.iter().map(|p| p.2).collect();
+        let folds: Vec<usize> = periods.iter().map(|&(r, _, _)| data.fold(r)).collect();
+        let (model, s) = elastic_net::fit_cv(&Design { x: &x, n_cols: width, y: &y }, &folds, 5, &self.penalty);
+        let background = (0..n_cols)
+            .map(|c| (0..data.y.len()).map(|r| data.x[r * n_cols + c]).sum::<f64>() / data.y.len() as f64)
+            .collect();
+        let interval_offsets = std::iter::once(0.0).chain(model.weights[n_cols..].iter().copied()).collect();
+        Ok(Learned {
+            estimator: Estimator::LogisticRegression(LinearModel {
+                intercept: model.intercept,
+                weights: model.weights[..n_cols].to_vec(),
+                background,
+            }),
+            calibration: Some(Calibration::DiscreteHazard { interval_offsets, logit_offset: 0.0 }),
+            method: format!(
+                "discrete-time hazard over {INTERVALS} intervals of the horizon: elastic net (L1 share {}) with 5-fold cross-validated lambda (folds by key) on {} person-period rows",
+                self.penalty.l1_share,
+                periods.len()
+            ),
+            selection: HazardChoice {
+                censored_rows_used: data.follow_up.iter().filter(|(t, e)| !e && *t < 1.0).count(),
+                person_period_rows: periods.len(),
+                lambda: s.lambda,
+                nonzero_weights: s.nonzero_weights,
+            },
+        })
+    }
 }
 
 #[cfg(test)]

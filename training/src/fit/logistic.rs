@@ -1,13 +1,51 @@
 //! L2-regularised logistic regression, fitted by linfa (LBFGS) on the standardised encoding, with
 //! the penalty chosen by patient-level cross-validation on the training rows.
 
+use super::selection::{LogisticChoice, PenaltyLoss};
+use super::{FitError, FitInput, Learned, Learner, ParamError};
+use carecast_models::Estimator;
 use carecast_models::linear::LinearModel;
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray016::{Array1, Array2};
 
-/// Penalties tried by cross-validation (linfa's `alpha`: the L2 weight on the summed log-loss).
-pub const ALPHA_GRID: [f64; 5] = [0.1, 1.0, 3.0, 10.0, 30.0];
+/// The L2 penalties cross-validation chooses among.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogisticParams {
+    /// linfa's `alpha`: the L2 weight on the summed log-loss.
+    pub alphas: Vec<f64>,
+}
+
+impl Default for LogisticParams {
+    fn default() -> Self {
+        Self { alphas: vec![0.1, 1.0, 3.0, 10.0, 30.0] }
+    }
+}
+
+impl Learner for LogisticParams {
+    type Selection = LogisticChoice;
+
+    fn check(&self) -> Result<(), ParamError> {
+        let name = |param| ParamError::new("logistic", param);
+        name("alphas").unless(!self.alphas.is_empty(), "needs at least one penalty")?;
+        name("alphas").unless(self.alphas.iter().all(|a| a.is_finite() && *a > 0.0), "each must be a positive number")
+    }
+
+    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<LogisticChoice>, FitError> {
+        let fitting = input.fitting_rows();
+        let (x, y) = input.data.subset(&fitting);
+        let design = Design { x: &x, n_cols: input.data.n_cols, y: &y };
+        let (n_folds, folds) = input.cv_folds(&fitting);
+        let cv = cross_validate(&design, &folds, n_folds, &self.alphas)?;
+        let alpha = cv.iter().min_by(|a, b| a.log_loss.total_cmp(&b.log_loss)).expect("checked: not empty").penalty;
+        Ok(Learned {
+            estimator: Estimator::LogisticRegression(fit(&design, alpha)?),
+            calibration: None,
+            method: format!("{n_folds}-fold cross-validated log-loss over the L2 penalty (folds by key)"),
+            selection: LogisticChoice { alpha, cv_log_loss: cv },
+        })
+    }
+}
 
 /// A dense row-major design matrix with binary labels.
 pub struct Design<'a> {
@@ -41,7 +79,7 @@ fn fit_rows(
     rows: &[usize],
     alpha: f64,
     warm: Option<WarmStart>,
-) -> anyhow::Result<(f64, Vec<f64>, WarmStart)> {
+) -> Result<(f64, Vec<f64>, WarmStart), FitError> {
     let (x, y) = design.subset(rows);
     let mut params = LogisticRegression::default()
         .alpha(alpha)
@@ -72,28 +110,37 @@ fn mean_log_loss(design: &Design<'_>, rows: &[usize], intercept: f64, weights: &
         / rows.len() as f64
 }
 
-/// Chooses the penalty with the lowest cross-validated log-loss; `fold[r]` assigns row `r` a fold.
-/// Each fold walks the grid from the strongest penalty down, warm-starting every fit from the
-/// previous one (a regularisation path), which is what keeps the weakly penalised fits fast.
-pub fn choose_alpha(design: &Design<'_>, fold: &[usize], n_folds: usize) -> anyhow::Result<(f64, Vec<(f64, f64)>)> {
-    let mut loss = vec![0.0; ALPHA_GRID.len()];
+/// Each penalty's cross-validated log-loss; `fold[r]` assigns row `r` a fold. Each fold walks the
+/// penalties from the strongest down, warm-starting every fit from the previous one (a
+/// regularisation path), which is what keeps the weakly penalised fits fast.
+fn cross_validate(
+    design: &Design<'_>,
+    fold: &[usize],
+    n_folds: usize,
+    alphas: &[f64],
+) -> Result<Vec<PenaltyLoss>, FitError> {
+    let mut alphas = alphas.to_vec();
+    alphas.sort_by(f64::total_cmp);
+    let mut loss = vec![0.0; alphas.len()];
     for k in 0..n_folds {
         let train: Vec<usize> = (0..design.rows()).filter(|&r| fold[r] != k).collect();
         let valid: Vec<usize> = (0..design.rows()).filter(|&r| fold[r] == k).collect();
         let mut warm = None;
-        for (i, &alpha) in ALPHA_GRID.iter().enumerate().rev() {
+        for (i, &alpha) in alphas.iter().enumerate().rev() {
             let (b, w, raw) = fit_rows(design, &train, alpha, warm.take())?;
             loss[i] += mean_log_loss(design, &valid, b, &w) * valid.len() as f64;
             warm = Some(raw);
         }
     }
-    let scores: Vec<(f64, f64)> = ALPHA_GRID.iter().zip(&loss).map(|(&a, &l)| (a, l / design.rows() as f64)).collect();
-    let best = scores.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)).expect("grid is not empty").0;
-    Ok((best, scores))
+    Ok(alphas
+        .iter()
+        .zip(&loss)
+        .map(|(&penalty, &l)| PenaltyLoss { penalty, log_loss: l / design.rows() as f64 })
+        .collect())
 }
 
 /// Fits on every row; the background for explanations is the mean encoded row.
-pub fn fit(design: &Design<'_>, alpha: f64) -> anyhow::Result<LinearModel> {
+fn fit(design: &Design<'_>, alpha: f64) -> Result<LinearModel, FitError> {
     let rows: Vec<usize> = (0..design.rows()).collect();
     let (intercept, weights, _) = fit_rows(design, &rows, alpha, None)?;
     let mut background = vec![0.0; design.n_cols];

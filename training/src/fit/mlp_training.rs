@@ -1,13 +1,16 @@
 //! A multilayer perceptron for tabular features, trained with burn (see [`super::network`]),
 //! then exported to Carecast's own [`Mlp`], which serves and explains without burn.
 
-use super::network::{self, Rows, Schedule};
+use super::network::{self, Rows, Schedule, Split, Trained};
+use super::selection::NetworkChoice;
+use super::{FitError, FitInput, Learned, Learner, ParamError};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::tensor::{Tensor, TensorData};
+use carecast_models::Estimator;
 use carecast_models::mlp::Mlp;
 
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MlpParams {
     pub hidden: [usize; 2],
     #[serde(flatten)]
@@ -37,15 +40,24 @@ impl Network {
     }
 }
 
-/// What training found: the model and the epoch whose tuning loss was best.
-pub struct MlpFit {
-    pub model: Mlp,
-    pub best_epoch: usize,
-    pub tuning_log_loss: f64,
+impl Learner for MlpParams {
+    type Selection = NetworkChoice<MlpParams>;
+
+    fn check(&self) -> Result<(), ParamError> {
+        ParamError::new("mlp", "hidden").unless(self.hidden.iter().all(|&h| h >= 1), "each layer needs a unit")?;
+        self.schedule.check("mlp")
+    }
+
+    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
+        let split = Split::of(input.data);
+        let trained = fit(&split, input.data.n_cols, self);
+        Ok(network::learned(trained, Estimator::Mlp, *self))
+    }
 }
 
-/// Fits on row-major `x` (standardised columns) and labels, early-stopping on the tuning rows.
-pub fn fit(x: &[f64], y: &[bool], tune_x: &[f64], tune_y: &[bool], n_cols: usize, params: MlpParams) -> MlpFit {
+/// Fits on the split's row-major standardised columns, early-stopping on its tuning rows.
+fn fit(split: &Split, n_cols: usize, params: &MlpParams) -> Trained<Mlp> {
+    let Split { x, y, tune_x, tune_y } = split;
     let device = network::device(&params.schedule);
     let [h1, h2] = params.hidden;
     let initial = Network {
@@ -68,8 +80,8 @@ pub fn fit(x: &[f64], y: &[bool], tune_x: &[f64], tune_y: &[bool], n_cols: usize
     let net = &trained.network;
     let layers =
         vec![network::export_dense(&net.input), network::export_dense(&net.hidden), network::export_dense(&net.output)];
-    MlpFit {
-        model: Mlp { layers, background: network::column_means(x, n_cols) },
+    Trained {
+        network: Mlp { layers, background: network::column_means(x, n_cols) },
         best_epoch: trained.best_epoch,
         tuning_log_loss: trained.tuning_log_loss,
     }

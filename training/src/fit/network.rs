@@ -2,16 +2,19 @@
 //! backend: seeded mini-batch Adam with weight decay on a weighted log-loss, early stopping on the
 //! tuning rows, and export of burn's dense layers to Carecast's own, which serve without burn.
 
+use super::selection::NetworkChoice;
+use super::{Encoded, Learned, ParamError};
 use crate::rng::Rng;
 use burn::module::Module;
 use burn::nn::Linear;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData, activation};
+use carecast_models::Estimator;
 use carecast_models::mlp::Dense;
 
 /// How a network is trained.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     pub learning_rate: f64,
     pub weight_decay: f32,
@@ -36,6 +39,57 @@ impl Default for Schedule {
             seed: 7,
             positive_weight: 1.0,
         }
+    }
+}
+
+impl Schedule {
+    /// The default schedule, with positive rows weighted by `positive_weight`.
+    pub fn weighted(positive_weight: f64) -> Self {
+        Self { positive_weight, ..Self::default() }
+    }
+
+    /// Refuses a schedule no training could follow; `learner` names the network in the error.
+    pub fn check(&self, learner: &'static str) -> Result<(), ParamError> {
+        let name = |param| ParamError::new(learner, param);
+        name("learning_rate")
+            .unless(self.learning_rate.is_finite() && self.learning_rate > 0.0, "must be a positive number")?;
+        name("weight_decay")
+            .unless(self.weight_decay.is_finite() && self.weight_decay >= 0.0, "must be a number >= 0")?;
+        name("batch_size").unless(self.batch_size >= 1, "must be at least 1")?;
+        name("max_epochs").unless(self.max_epochs >= 1, "must be at least 1")?;
+        name("patience").unless(self.patience >= 1, "must be at least 1")?;
+        name("positive_weight")
+            .unless(self.positive_weight.is_finite() && self.positive_weight > 0.0, "must be a positive number")
+    }
+}
+
+/// The rows every network learns from: fold 0 (by key) for early stopping, the others to fit.
+pub(super) struct Split {
+    pub x: Vec<f64>,
+    pub y: Vec<bool>,
+    pub tune_x: Vec<f64>,
+    pub tune_y: Vec<bool>,
+}
+
+impl Split {
+    pub fn of(data: &Encoded) -> Self {
+        let (x, y) = data.subset(&data.rows(|r| data.fold(r) != 0));
+        let (tune_x, tune_y) = data.subset(&data.rows(|r| data.fold(r) == 0));
+        Self { x, y, tune_x, tune_y }
+    }
+}
+
+/// A trained network as a learner's result, with the record of its early stopping.
+pub(super) fn learned<M, P>(
+    trained: Trained<M>,
+    estimator: impl FnOnce(M) -> Estimator,
+    params: P,
+) -> Learned<NetworkChoice<P>> {
+    Learned {
+        estimator: estimator(trained.network),
+        calibration: None,
+        method: "early stopping on a 20% tuning split of the training rows (by key); the network fitted on the other 80% is kept".into(),
+        selection: NetworkChoice { best_epoch: trained.best_epoch, tuning_log_loss: trained.tuning_log_loss, params },
     }
 }
 

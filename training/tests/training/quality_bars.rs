@@ -6,6 +6,7 @@ use carecast_models::{Registry, load_package};
 use carecast_training::cohort::event_training_set;
 use carecast_training::dataset::{MetricsFile, Rows};
 use carecast_training::fit::calibrate::Method;
+use carecast_training::fit::selection::Choice;
 use carecast_training::ingest::flat::{FlatMapping, read_flat};
 use carecast_training::ingest::meds::write_meds;
 use carecast_training::pipeline::{EvaluationData, evaluate_package, recalibrate_package, train_set};
@@ -143,7 +144,10 @@ fn pbc2_death2y_meets_the_bars_and_training_is_reproducible() {
     // the horizon with exact explanations of its linear predictor.
     let hazard = train_set(&set, &Registry::new(dir.join("hazard")), Algorithm::Hazard, None).unwrap();
     assert_bars("pbc2_death2y hazard", &hazard.test, 0.894);
-    assert_eq!(hazard.model_selection["censored_rows_used"].as_u64().unwrap() as usize, set.data.censored_rows.len());
+    let Choice::Hazard(choice) = &hazard.model_selection.choice else {
+        panic!("a hazard model records a hazard choice")
+    };
+    assert_eq!(choice.censored_rows_used, set.data.censored_rows.len());
     assert!(hazard.max_additivity_error < 1e-9);
     assert!(!hazard.excluded_rows.keys().any(|k| k.contains("kept for time-to-event")), "{:?}", hazard.excluded_rows);
     let model: serde_json::Value =

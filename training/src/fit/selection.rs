@@ -1,0 +1,182 @@
+//! What a fit chose and why, as typed records: each learner returns its own (the penalty and its
+//! cross-validation curve, the tree shape and rounds, the early-stopped epoch), and
+//! `metrics.json` keeps them under `model_selection` for the card and for later audits.
+
+use super::calibrate;
+use super::gbm::GbmParams;
+use super::gru_training::GruParams;
+use super::mlp_training::MlpParams;
+use serde::{Deserialize, Serialize};
+
+/// How a model's settings were chosen, with what was fitted after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelSelection {
+    /// The method in words, as the model card quotes it.
+    pub method: String,
+    #[serde(flatten)]
+    pub choice: Choice,
+    /// The calibration map fitted on held-out rows, if one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<CalibrationFit>,
+    /// A later shift of the log-odds to a site's event rate (`carecast recalibrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recalibration_in_the_large: Option<Recalibration>,
+}
+
+/// Each learner's record, tagged by `learner` in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "learner", rename_all = "snake_case")]
+pub enum Choice {
+    Logistic(LogisticChoice),
+    /// The lasso and the elastic net: one coordinate descent, two penalty mixes.
+    ElasticNet(ElasticNetChoice),
+    Gbm(GbmChoice),
+    Mlp(NetworkChoice<MlpParams>),
+    Gru(NetworkChoice<GruParams>),
+    Hazard(HazardChoice),
+    /// Fitted outside Carecast: nothing was chosen here.
+    Imported(ImportedModel),
+}
+
+/// A penalty and the held-out log-loss it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PenaltyLoss {
+    pub penalty: f64,
+    pub log_loss: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogisticChoice {
+    /// linfa's `alpha`: the L2 weight on the summed log-loss.
+    pub alpha: f64,
+    pub cv_log_loss: Vec<PenaltyLoss>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ElasticNetChoice {
+    /// Share of the penalty on the L1 norm (1: the lasso).
+    pub l1_share: f64,
+    pub lambda: f64,
+    pub nonzero_weights: usize,
+    pub cv_log_loss: Vec<PenaltyLoss>,
+}
+
+/// A tree shape and its held-out log-loss, averaged over folds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ShapeLoss {
+    pub leaves: usize,
+    pub depth: usize,
+    pub log_loss: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GbmChoice {
+    pub cv_log_loss: Vec<ShapeLoss>,
+    pub chosen: ShapeLoss,
+    pub final_rounds: usize,
+    /// The parameters of the final fit.
+    pub params: GbmParams,
+    /// Encoded columns under a monotone constraint.
+    pub monotone_columns: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkChoice<P> {
+    pub best_epoch: usize,
+    pub tuning_log_loss: f64,
+    pub params: P,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HazardChoice {
+    /// Training rows censored within the horizon that still taught the model (time at risk).
+    pub censored_rows_used: usize,
+    pub person_period_rows: usize,
+    pub lambda: f64,
+    pub nonzero_weights: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportedModel {
+    /// The exporter's format, in words ("XGBoost JSON", "LightGBM text").
+    pub format: String,
+    pub file: Option<String>,
+    pub sha256: String,
+    pub trees: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationFit {
+    pub method: calibrate::Method,
+    /// Which rows the map saw: never the rows the model was fitted on.
+    pub fitted_on: String,
+    pub rows: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recalibration {
+    pub from_version: String,
+    pub log_odds_shift: f64,
+    /// The site's data: its name and SHA-256, never its rows.
+    pub data: String,
+    pub data_sha256: String,
+    pub rows: usize,
+}
+
+impl ModelSelection {
+    /// A record with nothing fitted after the model.
+    pub fn new(method: String, choice: impl Into<Choice>) -> Self {
+        Self { method, choice: choice.into(), calibration: None, recalibration_in_the_large: None }
+    }
+}
+
+macro_rules! into_choice {
+    ($($record:ty => $variant:ident),* $(,)?) => {
+        $(impl From<$record> for Choice {
+            fn from(record: $record) -> Self {
+                Choice::$variant(record)
+            }
+        })*
+    };
+}
+
+into_choice! {
+    LogisticChoice => Logistic,
+    ElasticNetChoice => ElasticNet,
+    GbmChoice => Gbm,
+    NetworkChoice<MlpParams> => Mlp,
+    NetworkChoice<GruParams> => Gru,
+    HazardChoice => Hazard,
+    ImportedModel => Imported,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_selection_reads_back_as_written_with_its_learner_named() {
+        let mut selection = ModelSelection::new(
+            "5-fold cross-validated log-loss".into(),
+            ElasticNetChoice {
+                l1_share: 1.0,
+                lambda: 0.01,
+                nonzero_weights: 3,
+                cv_log_loss: vec![PenaltyLoss { penalty: 0.01, log_loss: 0.4 }],
+            },
+        );
+        selection.calibration =
+            Some(CalibrationFit { method: calibrate::Method::Platt, fitted_on: "fold 0".into(), rows: 10 });
+        let json = serde_json::to_value(&selection).unwrap();
+        assert_eq!(json["learner"], "elastic_net");
+        assert_eq!(json["lambda"], 0.01);
+        assert_eq!(json["calibration"]["method"], "platt");
+        assert_eq!(serde_json::from_value::<ModelSelection>(json).unwrap(), selection);
+    }
+
+    #[test]
+    fn an_unknown_learner_is_refused_by_name() {
+        let err = serde_json::from_str::<ModelSelection>(r#"{"method": "m", "learner": "oracle"}"#).unwrap_err();
+        assert!(err.to_string().contains("oracle"), "{err}");
+    }
+}
