@@ -83,17 +83,14 @@ impl Serve {
         let auth = match (&self.jwks, &self.issuer, &self.audience) {
             (Some(jwks), Some(issuer), Some(audience)) => {
                 let text = std::fs::read_to_string(jwks).with_context(|| format!("{}", jwks.display()))?;
-                let auth = Authenticator::from_jwks(&text, issuer, audience).map_err(anyhow::Error::msg)?;
+                let auth = Authenticator::from_jwks(&text, issuer, audience)?;
                 Some(auth.with_max_lifetime(self.max_token_lifetime))
             }
             _ => None,
         };
-        let pseudonyms =
-            self.pseudonym_key_file.as_deref().map(PseudonymKey::from_file).transpose().map_err(anyhow::Error::msg)?;
+        let pseudonyms = self.pseudonym_key_file.as_deref().map(PseudonymKey::from_file).transpose()?;
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => {
-                Some(Tls::from_files(cert, key, self.client_ca.as_deref()).map_err(anyhow::Error::msg)?)
-            }
+            (Some(cert), Some(key)) => Some(Tls::from_files(cert, key, self.client_ca.as_deref())?),
             _ => None,
         };
         Ok(ServeConfig { auth, pseudonyms, tls, insecure_demo: self.insecure_demo })
@@ -115,7 +112,7 @@ pub async fn serve(registry: &Registry, args: Serve) -> anyhow::Result<()> {
     }
     let store = ModelStore::new(registry.clone());
     let loaded = store.preload()?;
-    let signer = args.audit_signing_key.as_deref().map(Signer::from_file).transpose().map_err(anyhow::Error::msg)?;
+    let signer = args.audit_signing_key.as_deref().map(Signer::from_file).transpose()?;
     if signer.is_none() {
         tracing::warn!(
             "the audit trail's checkpoints are not signed (no --audit-signing-key): its records could be rewritten undetected by whoever can write it"
@@ -138,7 +135,7 @@ pub async fn serve(registry: &Registry, args: Serve) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down: no new connections; draining in-flight requests");
     };
-    let fhir_servers = FhirServers::new(&args.fhir_servers).map_err(anyhow::Error::msg)?;
+    let fhir_servers = FhirServers::new(&args.fhir_servers)?;
     let state = AppState::new(store, audit, config.auth, config.pseudonyms).with_fhir_servers(fhir_servers);
     server::serve(listener, Arc::new(state), config.tls, shutdown).await?;
     tracing::info!("drained; stopped");

@@ -1,5 +1,6 @@
 //! Risk bands: the clinical reading of a probability, with thresholds stored in the package.
 
+use crate::invalid::InvalidModel;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,11 +39,14 @@ impl RiskBands {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidModel> {
         if 0.0 < self.moderate && self.moderate < self.high && self.high < 1.0 {
             Ok(())
         } else {
-            Err(format!("risk bands need 0 < moderate < high < 1, got {} and {}", self.moderate, self.high))
+            Err(InvalidModel::new(
+                "risk bands",
+                format!("need 0 < moderate < high < 1, got {} and {}", self.moderate, self.high),
+            ))
         }
     }
 }

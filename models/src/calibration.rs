@@ -2,6 +2,7 @@
 //! on rows the estimator did not learn from, and shifted for a new site (recalibration in the
 //! large) without refitting the model.
 
+use crate::invalid::InvalidModel;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,11 +86,14 @@ impl Calibration {
         }
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidModel> {
         match self {
             Calibration::Platt { intercept, slope } => {
                 if !intercept.is_finite() || !slope.is_finite() || *slope <= 0.0 {
-                    return Err("Platt calibration needs a finite intercept and a positive slope".into());
+                    return Err(InvalidModel::new(
+                        "Platt calibration",
+                        "needs a finite intercept and a positive slope",
+                    ));
                 }
             }
             Calibration::Isotonic { margins, probabilities, logit_offset } => {
@@ -100,10 +104,10 @@ impl Calibration {
                     && probabilities.iter().all(|p| (0.0..=1.0).contains(p))
                     && logit_offset.is_finite();
                 if !ok {
-                    return Err(
-                        "isotonic calibration needs increasing margins and non-decreasing probabilities in [0, 1]"
-                            .into(),
-                    );
+                    return Err(InvalidModel::new(
+                        "isotonic calibration",
+                        "needs increasing margins and non-decreasing probabilities in [0, 1]",
+                    ));
                 }
             }
             Calibration::DiscreteHazard { interval_offsets, logit_offset } => {
@@ -111,7 +115,10 @@ impl Calibration {
                     || interval_offsets.iter().any(|d| !d.is_finite())
                     || !logit_offset.is_finite()
                 {
-                    return Err("a discrete-time hazard needs finite offsets for at least one interval".into());
+                    return Err(InvalidModel::new(
+                        "discrete-time hazard",
+                        "needs finite offsets for at least one interval",
+                    ));
                 }
             }
         }

@@ -121,28 +121,34 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
 /// always gets the same pseudonym. Never printed, not even in `Debug`.
 pub struct PseudonymKey(Vec<u8>);
 
+/// Why a pseudonym key was refused (the key itself is never shown).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("a pseudonym key needs at least {} bytes; this one has {bytes}", PseudonymKey::MIN_BYTES)]
+    TooShort { bytes: usize },
+    #[error("pseudonym key {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
 impl PseudonymKey {
     /// The shortest key accepted: 256 bits.
     pub const MIN_BYTES: usize = 32;
 
-    pub fn new(key: Vec<u8>) -> Result<Self, String> {
+    pub fn new(key: Vec<u8>) -> Result<Self, KeyError> {
         if key.len() < Self::MIN_BYTES {
-            return Err(format!(
-                "a pseudonym key needs at least {} bytes; this one has {}",
-                Self::MIN_BYTES,
-                key.len()
-            ));
+            return Err(KeyError::TooShort { bytes: key.len() });
         }
         Ok(Self(key))
     }
 
     /// The key in a file (its bytes, a trailing newline dropped).
-    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
-        let mut key = std::fs::read(path).map_err(|e| format!("pseudonym key {}: {e}", path.display()))?;
+    pub fn from_file(path: &std::path::Path) -> Result<Self, KeyError> {
+        let in_file = |reason: String| KeyError::File { path: path.display().to_string(), reason };
+        let mut key = std::fs::read(path).map_err(|e| in_file(e.to_string()))?;
         while key.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
             key.pop();
         }
-        Self::new(key).map_err(|e| format!("pseudonym key {}: {e}", path.display()))
+        Self::new(key).map_err(|e| in_file(e.to_string()))
     }
 
     /// The pseudonym of `id` in `namespace` (e.g. `fhir`): the namespace, a dash and 128 bits of

@@ -2,6 +2,7 @@
 //! exact per-column contributions.
 
 use crate::gru::Gru;
+use crate::invalid::InvalidModel;
 use crate::linear::LinearModel;
 use crate::mlp::Mlp;
 use crate::tree_predictor::TreePredictor;
@@ -96,14 +97,17 @@ impl Estimator {
     }
 
     /// Structural checks against the number of encoded columns.
-    pub fn validate(&self, n_columns: usize) -> Result<(), String> {
+    pub fn validate(&self, n_columns: usize) -> Result<(), InvalidModel> {
         match self {
             Estimator::LogisticRegression(m) => {
                 if m.weights.len() != n_columns || m.background.len() != n_columns {
-                    return Err(format!("logistic model has {} weights for {n_columns} columns", m.weights.len()));
+                    return Err(InvalidModel::new(
+                        "logistic model",
+                        format!("has {} weights for {n_columns} columns", m.weights.len()),
+                    ));
                 }
                 if !m.intercept.is_finite() || m.weights.iter().any(|w| !w.is_finite()) {
-                    return Err("logistic model has non-finite coefficients".into());
+                    return Err(InvalidModel::new("logistic model", "has non-finite coefficients"));
                 }
                 Ok(())
             }
@@ -111,7 +115,7 @@ impl Estimator {
                 .trees
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, t)| t.validate(n_columns).map_err(|e| format!("tree {i}: {e}"))),
+                .try_for_each(|(i, t)| t.validate(n_columns).map_err(|e| e.within(format_args!("tree {i}")))),
             Estimator::Mlp(m) => m.validate(n_columns),
             Estimator::Gru(m) => m.validate(n_columns),
         }

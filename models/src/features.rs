@@ -5,6 +5,7 @@
 pub mod extract;
 pub mod news2;
 
+use crate::invalid::InvalidModel;
 use serde::{Deserialize, Serialize};
 
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
@@ -51,12 +52,12 @@ pub struct FeatureSetSpec {
 
 impl FeatureSetSpec {
     /// Parses and validates a spec: unique names, at least one code per code-based feature.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let spec: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn from_toml(text: &str) -> Result<Self, InvalidModel> {
+        let spec: Self = toml::from_str(text).map_err(|e| InvalidModel::new("feature spec", e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
         for f in &spec.features {
             if !seen.insert(f.name.as_str()) {
-                return Err(format!("feature `{}` declared twice", f.name));
+                return Err(InvalidModel::new(format_args!("feature `{}`", f.name), "declared twice"));
             }
             let limits = crate::schema::FeatureSpec {
                 possible: f.possible,
@@ -72,19 +73,19 @@ impl FeatureSetSpec {
                 FeatureKind::Age { .. } | FeatureKind::News2 { .. } => None,
             };
             if codes.is_some_and(|c| c.is_empty()) {
-                return Err(format!("feature `{}`: no codes", f.name));
+                return Err(InvalidModel::new(format_args!("feature `{}`", f.name), "no codes"));
             }
             if let FeatureKind::Measurement { agg, rank: Some(rank), .. } = &f.kind {
                 if *rank > MAX_RANK {
-                    return Err(format!(
-                        "feature `{}`: rank {rank} is beyond the oldest step kept ({MAX_RANK})",
-                        f.name
+                    return Err(InvalidModel::new(
+                        format_args!("feature `{}`", f.name),
+                        format!("rank {rank} is beyond the oldest step kept ({MAX_RANK})"),
                     ));
                 }
                 if !matches!(agg, Aggregate::Latest | Aggregate::HoursAgo) {
-                    return Err(format!(
-                        "feature `{}`: a rank picks one event, so agg must be `latest` or `hours_ago`",
-                        f.name
+                    return Err(InvalidModel::new(
+                        format_args!("feature `{}`", f.name),
+                        "a rank picks one event, so agg must be `latest` or `hours_ago`",
                     ));
                 }
             }
@@ -223,12 +224,17 @@ fn one_day() -> Window {
 pub struct Window(pub Option<i64>);
 
 impl TryFrom<String> for Window {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = InvalidModel;
+    fn try_from(s: String) -> Result<Self, InvalidModel> {
         if s == "all" {
             return Ok(Window(None));
         }
-        let bad = || format!("window `{s}`: expected `all` or a number with m, h, d or y (e.g. `24h`, `365d`)");
+        let bad = || {
+            InvalidModel::new(
+                format_args!("window `{s}`"),
+                "expected `all` or a number with m, h, d or y (e.g. `24h`, `365d`)",
+            )
+        };
         let (num, unit) = s.split_at(s.len().checked_sub(1).ok_or_else(bad)?);
         let n: i64 = num.parse().map_err(|_| bad())?;
         let per = match unit {

@@ -14,6 +14,7 @@
 //! background's margin to within [`COMPLETENESS`]; the remaining error is reported with every
 //! score as its additivity error.
 
+use crate::invalid::InvalidModel;
 use crate::mlp::Dense;
 use serde::{Deserialize, Serialize};
 
@@ -163,23 +164,23 @@ impl Gru {
         }
     }
 
-    pub fn validate(&self, n_columns: usize) -> Result<(), String> {
+    pub fn validate(&self, n_columns: usize) -> Result<(), InvalidModel> {
         let hidden = self.hidden_size();
         let channels = self.steps.first().map_or(0, Vec::len);
         if self.steps.is_empty() || self.steps.iter().any(|s| s.len() != channels) {
-            return Err("GRU needs at least one step, each with the same channels".into());
+            return Err(InvalidModel::new("GRU steps", "needs at least one step, each with the same channels"));
         }
         if self.steps.iter().flatten().chain(&self.static_columns).any(|&c| c >= n_columns)
             || self.background.len() != n_columns
         {
-            return Err(format!("GRU reads columns beyond the {n_columns} encoded ones"));
+            return Err(InvalidModel::new("GRU columns", format!("reads columns beyond the {n_columns} encoded ones")));
         }
         for (name, g) in [("update", &self.update), ("reset", &self.reset), ("candidate", &self.candidate)] {
             for (part, d, inputs) in [("input", &g.input, channels), ("hidden", &g.hidden, hidden)] {
-                d.validate(inputs, hidden).map_err(|e| format!("GRU {name} gate, {part} weights: {e}"))?;
+                d.validate(inputs, hidden).map_err(|e| e.within(format!("GRU {name} gate, {part} weights")))?;
             }
         }
-        self.output.validate(hidden + self.static_columns.len(), 1).map_err(|e| format!("GRU output layer: {e}"))
+        self.output.validate(hidden + self.static_columns.len(), 1).map_err(|e| e.within("GRU output layer"))
     }
 }
 

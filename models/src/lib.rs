@@ -10,6 +10,7 @@ pub mod estimator;
 pub mod explain;
 pub mod features;
 pub mod gru;
+pub mod invalid;
 pub mod linear;
 pub mod mlp;
 pub mod package;
@@ -24,6 +25,7 @@ pub mod trees;
 
 pub use bands::{RiskBand, RiskBands};
 pub use estimator::Estimator;
+pub use invalid::InvalidModel;
 pub use package::{ModelPackage, load_package};
 pub use registry::Registry;
 pub use schema::{FeatureKind, FeatureSpec, InputError, Monotone, Value};

@@ -8,6 +8,7 @@
 //! with no Riemann approximation, and satisfy completeness (contributions add up to the margin
 //! minus the background's margin) to rounding error.
 
+use crate::invalid::InvalidModel;
 use serde::{Deserialize, Serialize};
 
 /// How far past a breakpoint (as a share of the path) a unit's state is read.
@@ -43,16 +44,19 @@ impl Dense {
     }
 
     /// Checks the shapes against the expected ones and that every weight is finite.
-    pub(crate) fn validate(&self, inputs: usize, outputs: usize) -> Result<(), String> {
+    pub(crate) fn validate(&self, inputs: usize, outputs: usize) -> Result<(), InvalidModel> {
         if self.inputs != inputs
             || self.outputs != outputs
             || self.weights.len() != inputs * outputs
             || self.bias.len() != outputs
         {
-            return Err(format!("expected {inputs} inputs and {outputs} outputs, found inconsistent shapes"));
+            return Err(InvalidModel::new(
+                "shape",
+                format!("expected {inputs} inputs and {outputs} outputs, found inconsistent shapes"),
+            ));
         }
         if self.weights.iter().chain(&self.bias).any(|w| !w.is_finite()) {
-            return Err("non-finite weights".into());
+            return Err(InvalidModel::new("weights", "not all finite"));
         }
         Ok(())
     }
@@ -137,17 +141,17 @@ impl Mlp {
         }
     }
 
-    pub fn validate(&self, n_columns: usize) -> Result<(), String> {
+    pub fn validate(&self, n_columns: usize) -> Result<(), InvalidModel> {
         if self.layers.is_empty() || self.background.len() != n_columns {
-            return Err(format!(
-                "MLP has no layers or a background of {} for {n_columns} columns",
-                self.background.len()
+            return Err(InvalidModel::new(
+                "MLP",
+                format!("has no layers or a background of {} for {n_columns} columns", self.background.len()),
             ));
         }
         let mut inputs = n_columns;
         for (i, l) in self.layers.iter().enumerate() {
             let outputs = if i + 1 == self.layers.len() { 1 } else { l.outputs };
-            l.validate(inputs, outputs).map_err(|e| format!("MLP layer {i}: {e}"))?;
+            l.validate(inputs, outputs).map_err(|e| e.within(format!("MLP layer {i}")))?;
             inputs = l.outputs;
         }
         Ok(())

@@ -189,7 +189,7 @@ pub fn load_package(dir: &Path) -> Result<ModelPackage, PackageError> {
     if manifest.algorithm != model.estimator.algorithm() {
         return Err(invalid("manifest algorithm differs from the model's".into()));
     }
-    let scorer = Scorer::new(model).map_err(invalid)?;
+    let scorer = Scorer::new(model).map_err(|e| invalid(e.to_string()))?;
     let events = match contents.get(FEATURES) {
         None => None,
         Some(bytes) => {

@@ -2,6 +2,7 @@
 //! training-range checks. Training and serving both encode through [`Preprocessor::encode`], so a
 //! served score sees exactly the columns the model was fitted on.
 
+use crate::invalid::InvalidModel;
 use crate::schema::{FeatureKind, FeatureSpec, InputError, Value};
 use serde::{Deserialize, Serialize};
 
@@ -224,9 +225,9 @@ impl Preprocessor {
     }
 
     /// Checks that the declared kinds agree with the fitted statistics (a package consistency check).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidModel> {
         if self.features.is_empty() {
-            return Err("no features".into());
+            return Err(InvalidModel::new("features", "a model needs at least one"));
         }
         for f in &self.features {
             f.spec.validate_limits()?;
@@ -236,12 +237,15 @@ impl Preprocessor {
                     | (FeatureKind::Categorical, FeatureStats::Categorical { .. })
             );
             if !ok {
-                return Err(format!("feature `{}`: declared type disagrees with its fitted encoding", f.spec.name));
+                return Err(InvalidModel::new(
+                    format_args!("feature `{}`", f.spec.name),
+                    "declared type disagrees with its fitted encoding",
+                ));
             }
             if let FeatureStats::Numeric { sd, .. } = &f.stats
                 && !(sd.is_finite() && *sd > 0.0)
             {
-                return Err(format!("feature `{}`: scale must be positive", f.spec.name));
+                return Err(InvalidModel::new(format_args!("feature `{}`", f.spec.name), "scale must be positive"));
             }
         }
         Ok(())

@@ -1,5 +1,6 @@
 //! The input vocabulary: which features a model takes, of what type, and the values callers send.
 
+use crate::invalid::InvalidModel;
 use serde::{Deserialize, Serialize};
 
 /// A feature as a clinician and a caller know it: one named input, before any encoding.
@@ -65,18 +66,19 @@ impl FeatureSpec {
 
     /// Checks the limits: numeric features only, each range ordered, the plausible range inside
     /// the possible one.
-    pub fn validate_limits(&self) -> Result<(), String> {
+    pub fn validate_limits(&self) -> Result<(), InvalidModel> {
+        let refused = |reason| Err(InvalidModel::new(format_args!("feature `{}`", self.name), reason));
         let ordered = |r: Option<[f64; 2]>| r.is_none_or(|[lo, hi]| lo.is_finite() && hi.is_finite() && lo < hi);
         if (self.possible.is_some() || self.plausible.is_some()) && self.kind != FeatureKind::Numeric {
-            return Err(format!("feature `{}`: physiological limits apply to numeric features only", self.name));
+            return refused("physiological limits apply to numeric features only");
         }
         if !ordered(self.possible) || !ordered(self.plausible) {
-            return Err(format!("feature `{}`: a limit range must be two finite numbers, low then high", self.name));
+            return refused("a limit range must be two finite numbers, low then high");
         }
         if let (Some([lo, hi]), Some([plo, phi])) = (self.possible, self.plausible)
             && (plo < lo || phi > hi)
         {
-            return Err(format!("feature `{}`: the plausible range must lie within the possible one", self.name));
+            return refused("the plausible range must lie within the possible one");
         }
         Ok(())
     }
@@ -130,10 +132,10 @@ mod tests {
             (Some([0.0, 200.0]), Some([20.0, 220.0]), "within the possible"),
         ] {
             let err = limited(possible, plausible).validate_limits().unwrap_err();
-            assert!(err.contains("`hrt`") && err.contains(needle), "{err}");
+            assert!(err.part == "feature `hrt`" && err.reason.contains(needle), "{err}");
         }
         let category =
             FeatureSpec { possible: Some([0.0, 1.0]), ..FeatureSpec::plain("sex", FeatureKind::Categorical) };
-        assert!(category.validate_limits().unwrap_err().contains("numeric features only"));
+        assert!(category.validate_limits().unwrap_err().reason.contains("numeric features only"));
     }
 }

@@ -7,6 +7,7 @@ use crate::estimator::{Compiled, Estimator};
 use crate::explain::{
     Explained, Factors, NamedWarning, RankedFactor, RankedFeature, Ranking, group_by_feature, ranked,
 };
+use crate::invalid::InvalidModel;
 use crate::preprocess::{Preprocessor, Warning, WarningKind};
 use crate::schema::{InputError, Value};
 use crate::tree_shap::TreeShapBuffer;
@@ -81,12 +82,12 @@ pub struct Scorer {
 impl Scorer {
     /// Validates the definition (consistent encoding, estimator shape, bands) before anything is
     /// served with it.
-    pub fn new(definition: ModelDefinition) -> Result<Self, String> {
+    pub fn new(definition: ModelDefinition) -> Result<Self, InvalidModel> {
         definition.preprocessor.validate()?;
         definition.risk_bands.validate()?;
         let owners = definition.preprocessor.column_owners();
         if owners.is_empty() {
-            return Err("the features encode to no columns".into());
+            return Err(InvalidModel::new("features", "encode to no columns"));
         }
         definition.estimator.validate(owners.len())?;
         if let Some(c) = &definition.calibration {

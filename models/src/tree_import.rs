@@ -8,6 +8,7 @@
 //! equivalent strict `f64` boundary so that `f64` inputs go the way the library sends them. Nodes
 //! are laid out depth-first, so children always follow their parent.
 
+use crate::invalid::InvalidModel;
 use crate::trees::{LEAF, Node, Tree, TreeEnsemble};
 use serde_json::Value;
 
@@ -35,7 +36,7 @@ enum Source {
 }
 
 /// Lays out a tree depth-first from `root`, so every child follows its parent.
-fn layout(nodes: &[Source], root: usize) -> Result<Tree, String> {
+fn layout(nodes: &[Source], root: usize) -> Result<Tree, InvalidModel> {
     let mut out = Vec::with_capacity(nodes.len());
     // (source index, where the parent stored this child's position)
     let mut stack = vec![(root, None::<(usize, bool)>)];
@@ -46,9 +47,9 @@ fn layout(nodes: &[Source], root: usize) -> Result<Tree, String> {
             if is_left { node.left = at } else { node.right = at }
         }
         if out.len() > nodes.len() {
-            return Err("the nodes form a cycle".into());
+            return Err(InvalidModel::new("nodes", "form a cycle"));
         }
-        match *nodes.get(i).ok_or_else(|| format!("child {i} does not exist"))? {
+        match *nodes.get(i).ok_or_else(|| InvalidModel::new(format_args!("child {i}"), "does not exist"))? {
             Source::Leaf { value, cover } => {
                 out.push(Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value, cover });
             }
@@ -175,7 +176,7 @@ pub fn xgboost_json(text: &str) -> Result<Imported, ImportError> {
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            layout(&nodes, 0).map_err(|e| err(&place, e))
+            layout(&nodes, 0).map_err(|e| err(&place, e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Imported { ensemble: TreeEnsemble::new(base_score, trees), feature_names })
@@ -282,7 +283,7 @@ pub fn lightgbm_text(text: &str) -> Result<Imported, ImportError> {
             });
         }
         nodes.extend(leaf_value.iter().zip(&leaf_count).map(|(&v, &c)| Source::Leaf { value: v * sigmoid, cover: c }));
-        trees.push(layout(&nodes, 0).map_err(|e| err(&place, e))?);
+        trees.push(layout(&nodes, 0).map_err(|e| err(&place, e.to_string()))?);
     }
     if trees.is_empty() {
         return Err(err("file", "no trees".into()));

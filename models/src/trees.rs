@@ -2,6 +2,7 @@
 //! from XGBoost and LightGBM) is stored as in a package. Plain data: the forms it is scored and
 //! explained with are compiled from it when a package is loaded ([`crate::tree_predictor`]).
 
+use crate::invalid::InvalidModel;
 use serde::{Deserialize, Serialize};
 
 /// Marks a leaf in [`Node::feature`].
@@ -83,23 +84,26 @@ impl Tree {
 
     /// Checks the structure a package must satisfy before it is served: children in range and
     /// after their parent (so there are no cycles), split features within `n_columns`.
-    pub fn validate(&self, n_columns: usize) -> Result<(), String> {
+    pub fn validate(&self, n_columns: usize) -> Result<(), InvalidModel> {
         if self.nodes.is_empty() {
-            return Err("empty tree".into());
+            return Err(InvalidModel::new("nodes", "a tree needs at least one"));
         }
         for (i, n) in self.nodes.iter().enumerate() {
             if n.is_leaf() {
                 continue;
             }
             if n.feature as usize >= n_columns {
-                return Err(format!("node {i} splits on column {} of {n_columns}", n.feature));
+                return Err(InvalidModel::new(
+                    format!("node {i}"),
+                    format!("splits on column {} of {n_columns}", n.feature),
+                ));
             }
             if n.threshold.is_nan() {
-                return Err(format!("node {i} has no threshold (NaN)"));
+                return Err(InvalidModel::new(format!("node {i}"), "has no threshold (NaN)"));
             }
             for c in [n.left, n.right] {
                 if c as usize <= i || c as usize >= self.nodes.len() {
-                    return Err(format!("node {i} has child {c} out of order"));
+                    return Err(InvalidModel::new(format!("node {i}"), format!("has child {c} out of order")));
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! The one feature extractor: exact values on a hand-built patient, and no look-ahead (a property
 //! test: adding or changing events after the prediction time never changes the features).
 
+use carecast_models::InvalidModel;
 use carecast_models::features::extract::{Event, ExtractBuffer, FeatureExtractor, STATIC};
 use carecast_models::features::{FeatureSetSpec, MICROS_PER_DAY, MICROS_PER_HOUR};
 use proptest::prelude::*;
@@ -191,15 +192,17 @@ fn features_of_a_known_patient() {
 #[test]
 fn specs_are_validated() {
     let dup = format!("{SPEC}\n[[features]]\nname = \"age\"\nkind = \"age\"\n");
-    assert!(FeatureSetSpec::from_toml(&dup).unwrap_err().contains("twice"));
+    let refused = |toml: &str| FeatureSetSpec::from_toml(toml).unwrap_err();
+    assert_eq!(refused(&dup), InvalidModel::new("feature `age`", "declared twice"));
     let bad_window = SPEC.replace("window = \"365d\"", "window = \"365 days\"");
-    assert!(FeatureSetSpec::from_toml(&bad_window).unwrap_err().contains("365 days"));
+    let err = refused(&bad_window);
+    assert!(err.part == "feature spec" && err.reason.contains("window `365 days`"), "{err}");
     let no_codes = "[[features]]\nname = \"x\"\nkind = \"count\"\ncodes = []\n";
-    assert!(FeatureSetSpec::from_toml(no_codes).unwrap_err().contains("no codes"));
+    assert_eq!(refused(no_codes), InvalidModel::new("feature `x`", "no codes"));
     let deep = "[[features]]\nname = \"x\"\nkind = \"measurement\"\ncodes = [\"A\"]\nagg = \"latest\"\nrank = 8\n";
-    assert!(FeatureSetSpec::from_toml(deep).unwrap_err().contains("rank 8"));
+    assert!(refused(deep).reason.contains("rank 8"));
     let mean = deep.replace("rank = 8", "rank = 1").replace("latest", "mean");
-    assert!(FeatureSetSpec::from_toml(&mean).unwrap_err().contains("agg must be"));
+    assert!(refused(&mean).reason.contains("agg must be"));
 }
 
 fn arb_events(max: usize) -> impl Strategy<Value = Vec<Event>> {
