@@ -15,6 +15,7 @@
 //! may read while the server writes; they see the records up to the last complete line.
 
 use crate::checkpoint::Signer;
+use crate::error::{StoreFault, Unreadable};
 use crate::record::Entry;
 use crate::trail::{Records, Trail, chain};
 use std::fs::{File, OpenOptions};
@@ -62,9 +63,9 @@ fn last_newlines(file: &File, len: u64) -> std::io::Result<Vec<u64>> {
 impl Journal {
     /// Opens (or creates) the journal at `path` to append to it, taking its lock; a cut-short
     /// last record is cleared, and the head is read from the last complete one.
-    pub(crate) fn open(path: &Path) -> Result<Self, String> {
+    pub(crate) fn open(path: &Path) -> Result<Self, StoreFault> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+            std::fs::create_dir_all(dir).map_err(StoreFault::io("creating its directory"))?;
         }
         let file = OpenOptions::new()
             .read(true)
@@ -72,70 +73,72 @@ impl Journal {
             .create(true)
             .truncate(false)
             .open(path)
-            .map_err(|e| e.to_string())?;
+            .map_err(StoreFault::io("opening"))?;
         file.try_lock().map_err(|e| match e {
-            std::fs::TryLockError::WouldBlock => "in use by another server (one writer per file)".to_string(),
-            std::fs::TryLockError::Error(e) => format!("cannot lock: {e}"),
+            std::fs::TryLockError::WouldBlock => StoreFault::InUse,
+            std::fs::TryLockError::Error(e) => StoreFault::io("locking")(e),
         })?;
-        let len = file.metadata().map_err(|e| e.to_string())?.len();
-        let newlines = last_newlines(&file, len).map_err(|e| e.to_string())?;
+        let len = file.metadata().map_err(StoreFault::io("reading its length"))?.len();
+        let newlines = last_newlines(&file, len).map_err(StoreFault::io("reading"))?;
         let end = newlines.first().map_or(0, |&n| n + 1);
         let head = match newlines.first() {
             None => None,
             Some(&last) => {
                 let start = newlines.get(1).map_or(0, |&n| n + 1);
                 let mut line = vec![0u8; (last - start) as usize];
-                file.read_exact_at(&mut line, start).map_err(|e| e.to_string())?;
-                let entry: Entry = serde_json::from_slice(&line)
-                    .map_err(|e| format!("last record unreadable ({e}); run `carecast audit verify`"))?;
+                file.read_exact_at(&mut line, start).map_err(StoreFault::io("reading"))?;
+                let entry: Entry =
+                    serde_json::from_slice(&line).map_err(|e| StoreFault::UnreadableHead(e.to_string()))?;
                 Some((entry.seq, entry.hash))
             }
         };
         let mut rest = vec![0u8; (len - end) as usize];
-        file.read_exact_at(&mut rest, end).map_err(|e| e.to_string())?;
+        file.read_exact_at(&mut rest, end).map_err(StoreFault::io("reading"))?;
         if let Some(cut) = rest.iter().rposition(|&b| b != FILL) {
             // Most likely a crash during a write, before the score could be acknowledged; but
             // damage to the file looks the same, so the bytes are kept beside it, not discarded.
             let kept = path.with_extension(format!("torn-{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")));
             std::fs::write(&kept, &rest[..=cut])
                 .and_then(|()| File::open(&kept)?.sync_all())
-                .map_err(|e| format!("keeping an incomplete last record: {e}"))?;
+                .map_err(StoreFault::io("keeping an incomplete last record"))?;
             tracing::warn!(bytes = cut + 1, kept = %kept.display(), "audit journal: an incomplete last record (a write cut short by a crash, or damage) was moved aside");
-            file.write_all_at(&vec![FILL; cut + 1], end).and_then(|()| file.sync_data()).map_err(|e| e.to_string())?;
+            file.write_all_at(&vec![FILL; cut + 1], end)
+                .and_then(|()| file.sync_data())
+                .map_err(StoreFault::io("clearing an incomplete last record"))?;
         }
         Ok(Journal { file, end, allocated: len, head, failed: None })
     }
 
     /// Makes room for `needed` more bytes of records, `CHUNK` at a time. Nothing is written where
     /// records are, so a failure here costs this commit only.
-    fn reserve(&mut self, needed: u64) -> Result<(), String> {
+    fn reserve(&mut self, needed: u64) -> Result<(), StoreFault> {
         if self.end + needed <= self.allocated {
             return Ok(());
         }
         let grow = (self.end + needed - self.allocated).max(CHUNK);
         let extended =
             self.file.write_all_at(&vec![FILL; grow as usize], self.allocated).and_then(|()| self.file.sync_all());
-        extended.map_err(|e| format!("cannot extend the file: {e}"))?;
+        extended.map_err(StoreFault::io("extending the file"))?;
         self.allocated += grow;
         Ok(())
     }
 }
 
 impl Trail for Journal {
-    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), String> {
+    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), StoreFault> {
         if let Some(reason) = &self.failed {
-            return Err(format!("an earlier write failed ({reason}); restart the server to reopen the trail"));
+            return Err(StoreFault::EarlierWriteFailed(reason.clone()));
         }
         let head = chain(self.head.clone(), entries, signer);
         let mut lines = Vec::with_capacity(entries.len() * 320);
         for entry in entries.iter() {
-            serde_json::to_writer(&mut lines, entry).map_err(|e| e.to_string())?;
+            serde_json::to_writer(&mut lines, entry).expect("plain data serialises");
             lines.push(b'\n');
         }
         self.reserve(lines.len() as u64)?;
         if let Err(e) = self.file.write_all_at(&lines, self.end).and_then(|()| self.file.sync_data()) {
             self.failed = Some(e.to_string());
-            return Err(e.to_string());
+            return Err(StoreFault::io("writing")(e));
         }
         self.end += lines.len() as u64;
         self.head = head;
@@ -145,16 +148,16 @@ impl Trail for Journal {
 
 /// Every complete line of the journal at `path`, in order, under its record number (or, for a
 /// line that is not a record, its position).
-pub(crate) fn records(path: &Path) -> Result<Records, String> {
-    let mut reader = std::io::BufReader::new(File::open(path).map_err(|e| e.to_string())?);
+pub(crate) fn records(path: &Path) -> Result<Records, StoreFault> {
+    let mut reader = std::io::BufReader::new(File::open(path).map_err(StoreFault::io("opening"))?);
     let (mut all, mut line) = (Vec::new(), Vec::new());
     loop {
         line.clear();
-        reader.read_until(b'\n', &mut line).map_err(|e| e.to_string())?;
+        reader.read_until(b'\n', &mut line).map_err(StoreFault::io("reading"))?;
         let Some(record) = line.strip_suffix(b"\n") else { return Ok(all) }; // the fill, or nothing
         all.push(match serde_json::from_slice::<Entry>(record) {
             Ok(entry) => (entry.seq, Ok(entry)),
-            Err(e) => (all.len() as u64, Err(format!("unreadable: {e}"))),
+            Err(e) => (all.len() as u64, Err(Unreadable::Record(e))),
         });
     }
 }

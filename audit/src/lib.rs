@@ -23,10 +23,10 @@
 //! journal file has one writer (it holds the file's lock); in PostgreSQL each commit reads the
 //! chain's head under a table lock, so writers sharing a table extend one chain.
 //!
-//! Modules, each using only those above it: [`record`] (what is stored and how it is hashed),
-//! [`checkpoint`] (signing), [`trail`] (chaining, and the trait each store implements), the two
-//! stores [`journal`] and [`postgres`], [`location`] (which store), [`verify`], and [`log`] (the
-//! writer the scoring code talks to).
+//! Modules, each using only those above it: [`error`] (what can go wrong), [`record`] (what is
+//! stored and how it is hashed), [`checkpoint`] (signing), [`trail`] (chaining, and the trait each
+//! store implements), the two stores [`journal`] and [`postgres`], [`location`] (which store),
+//! [`verify`], and [`log`] (the writer the scoring code talks to).
 
 pub mod checkpoint;
 mod error;

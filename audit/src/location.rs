@@ -1,5 +1,6 @@
 //! Where a trail is kept: a journal file or a PostgreSQL table.
 
+use crate::error::{AuditError, StoreFault};
 use std::path::{Path, PathBuf};
 
 /// Where a trail is kept.
@@ -24,6 +25,11 @@ impl Location {
         } else {
             Location::File(PathBuf::from(s))
         }
+    }
+
+    /// A store's fault, placed here.
+    pub(crate) fn error(&self, fault: StoreFault) -> AuditError {
+        AuditError::Store { location: self.to_string(), fault }
     }
 }
 

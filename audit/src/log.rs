@@ -2,7 +2,7 @@
 //! up in one transaction and then acknowledges each score (see the crate's documentation).
 
 use crate::checkpoint::{self, Signer};
-use crate::error::{AuditError, store_error};
+use crate::error::{AuditError, StoreFault};
 use crate::journal::Journal;
 use crate::location::Location;
 use crate::postgres::PostgresTrail;
@@ -23,8 +23,8 @@ pub const HOLD: Duration = Duration::from_micros(500);
 
 /// Where an acknowledgement goes: a waiting thread, or an awaiting task.
 enum Reply {
-    Blocking(mpsc::SyncSender<Result<(), String>>),
-    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
+    Blocking(mpsc::SyncSender<Result<(), StoreFault>>),
+    Async(tokio::sync::oneshot::Sender<Result<(), StoreFault>>),
 }
 
 struct Job {
@@ -97,8 +97,8 @@ impl AuditLog {
     /// Opens the trail at `location`, writing signed checkpoints as `signing` says.
     pub fn open_signed(location: &Location, signing: Signing) -> Result<Self, AuditError> {
         let trail: Box<dyn Trail> = match location {
-            Location::File(path) => Box::new(Journal::open(path).map_err(|e| store_error(location, e))?),
-            Location::Postgres(conn) => Box::new(PostgresTrail::connect(conn).map_err(|e| store_error(location, e))?),
+            Location::File(path) => Box::new(Journal::open(path).map_err(|e| location.error(e))?),
+            Location::Postgres(conn) => Box::new(PostgresTrail::connect(conn).map_err(|e| location.error(e))?),
         };
         let (messages, queue) = mpsc::channel::<Message>();
         let announced = Arc::new(AtomicUsize::new(0));
@@ -106,7 +106,7 @@ impl AuditLog {
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || write_loop(trail, queue, &still_to_come, &signing))
-            .map_err(|e| store_error(location, e))?;
+            .map_err(|e| location.error(StoreFault::io("starting its writer")(e)))?;
         Ok(Self { location: location.clone(), messages: Some(messages), writer: Some(writer), announced })
     }
 
@@ -155,7 +155,7 @@ impl AuditLog {
         let (reply, done) = tokio::sync::oneshot::channel();
         self.send(Message::Job(Self::job(records, Reply::Async(reply))))?;
         let result = done.await.map_err(|_| AuditError::Closed)?;
-        result.map_err(|reason| store_error(&self.location, reason))
+        result.map_err(|fault| self.location.error(fault))
     }
 
     /// Records many scores (batch scoring), blocking until they are committed.
@@ -163,7 +163,7 @@ impl AuditLog {
         let (reply, done) = mpsc::sync_channel(1);
         self.send(Message::Job(Self::job(records, Reply::Blocking(reply))))?;
         let result = done.recv().map_err(|_| AuditError::Closed)?;
-        result.map_err(|reason| store_error(&self.location, reason))
+        result.map_err(|fault| self.location.error(fault))
     }
 }
 

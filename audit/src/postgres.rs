@@ -9,6 +9,7 @@
 //! `sslmode=require` with `sslrootcert=FILE`, verifying the server's certificate and name.
 
 use crate::checkpoint::Signer;
+use crate::error::{StoreFault, Unreadable};
 use crate::record::Entry;
 use crate::trail::{Records, Trail, chain};
 use chrono::{DateTime, Utc};
@@ -74,47 +75,44 @@ fn split_root_cert(conn: &str) -> (String, Option<String>) {
 /// Connects over TLS (rustls, ring) when the string asks for it: `sslmode=require` needs
 /// `sslrootcert=FILE`, and the server's certificate must chain to it and name the host;
 /// `sslmode=prefer` with a `sslrootcert` does the same. Otherwise plain TCP, as before.
-fn connect(conn: &str) -> Result<Client, String> {
+fn connect(conn: &str) -> Result<Client, StoreFault> {
     let (conn, root) = split_root_cert(conn);
-    let config: Config = conn.parse().map_err(|e| format!("connection string: {e}"))?;
+    let config: Config = conn.parse().map_err(|e: postgres::Error| StoreFault::ConnectionString(e.to_string()))?;
     use postgres::config::SslMode;
     match root {
-        Some(root) if config.get_ssl_mode() != SslMode::Disable => config.connect(tls(&root)?).map_err(|e| with_causes(&e)),
-        None if config.get_ssl_mode() == SslMode::Require => {
-            Err("sslmode=require: give sslrootcert=FILE, the CA that signed the server's certificate (it is verified, host name included)".into())
-        }
-        _ => config.connect(NoTls).map_err(|e| e.to_string()),
+        Some(root) if config.get_ssl_mode() != SslMode::Disable => config.connect(tls(&root)?).map_err(pg),
+        None if config.get_ssl_mode() == SslMode::Require => Err(StoreFault::NoRootCertificate),
+        _ => config.connect(NoTls).map_err(pg),
     }
 }
 
-/// An error and its causes (a TLS refusal says why: an unknown issuer, a name mismatch).
-fn with_causes(e: &dyn std::error::Error) -> String {
+/// PostgreSQL's error with its causes (a TLS refusal says why: an unknown issuer, a name mismatch).
+fn pg(e: postgres::Error) -> StoreFault {
     let mut text = e.to_string();
-    let mut cause = e.source();
+    let mut cause = std::error::Error::source(&e);
     while let Some(c) = cause {
         text.push_str(": ");
         text.push_str(&c.to_string());
         cause = c.source();
     }
-    text
+    StoreFault::Postgres(text)
 }
 
-fn tls(root: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+fn tls(root: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreFault> {
     use rustls::pki_types::{CertificateDer, pem::PemObject};
     use rustls::{ClientConfig, RootCertStore, crypto::ring};
-    let pem = std::fs::read(root).map_err(|e| format!("sslrootcert {root}: {e}"))?;
+    let refused = |reason: String| StoreFault::RootCertificate { path: root.to_string(), reason };
+    let pem = std::fs::read(root).map_err(|e| refused(e.to_string()))?;
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots
-            .add(cert.map_err(|e| format!("sslrootcert {root}: {e}"))?)
-            .map_err(|e| format!("sslrootcert {root}: {e}"))?;
+        roots.add(cert.map_err(|e| refused(e.to_string()))?).map_err(|e| refused(e.to_string()))?;
     }
     if roots.is_empty() {
-        return Err(format!("sslrootcert {root}: no PEM certificate found"));
+        return Err(refused("no PEM certificate found".into()));
     }
     let config = ClientConfig::builder_with_provider(std::sync::Arc::new(ring::default_provider()))
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(|e| refused(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
@@ -141,16 +139,16 @@ pub(crate) struct PostgresTrail {
 
 impl PostgresTrail {
     /// Connects and makes sure the table exists.
-    pub(crate) fn connect(conn: &str) -> Result<Self, String> {
+    pub(crate) fn connect(conn: &str) -> Result<Self, StoreFault> {
         // The client blocks on a runtime of its own: set up on a plain thread, as the caller may
         // be an async worker (it is then used and dropped on the audit writer's thread).
         let client = std::thread::scope(|s| {
             s.spawn(|| {
                 let mut client = connect(conn)?;
-                let mut txn = client.transaction().map_err(|e| e.to_string())?;
-                txn.batch_execute(SCHEMA).map_err(|e| format!("creating carecast_audit: {e}"))?;
-                txn.commit().map_err(|e| e.to_string())?;
-                Ok::<_, String>(client)
+                let mut txn = client.transaction().map_err(pg)?;
+                txn.batch_execute(SCHEMA).map_err(pg)?;
+                txn.commit().map_err(pg)?;
+                Ok::<_, StoreFault>(client)
             })
             .join()
             .expect("connect thread")
@@ -160,15 +158,15 @@ impl PostgresTrail {
 }
 
 impl Trail for PostgresTrail {
-    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), String> {
+    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), StoreFault> {
         if self.client.is_closed() {
             self.client = connect(&self.conn)?; // the server restarted: nothing was acknowledged since
         }
-        let mut txn = self.client.transaction().map_err(|e| e.to_string())?;
-        txn.batch_execute("LOCK TABLE carecast_audit IN EXCLUSIVE MODE").map_err(|e| e.to_string())?;
+        let mut txn = self.client.transaction().map_err(pg)?;
+        txn.batch_execute("LOCK TABLE carecast_audit IN EXCLUSIVE MODE").map_err(pg)?;
         let head = txn
             .query_opt("SELECT seq, hash FROM carecast_audit ORDER BY seq DESC LIMIT 1", &[])
-            .map_err(|e| e.to_string())?
+            .map_err(pg)?
             .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, String>(1)));
         chain(head, entries, signer);
         // One statement for the whole group: columns as arrays, unnested into rows.
@@ -199,19 +197,17 @@ impl Trail for PostgresTrail {
                 &checkpoint,
             ],
         )
-        .map_err(|e| e.to_string())?;
-        txn.commit().map_err(|e| e.to_string())
+        .map_err(pg)?;
+        txn.commit().map_err(pg)
     }
 }
 
 /// Every row in order, read on a plain thread (see [`PostgresTrail::connect`]).
-pub(crate) fn records(conn: &str) -> Result<Records, String> {
+pub(crate) fn records(conn: &str) -> Result<Records, StoreFault> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut client = connect(conn)?;
-            let rows = client
-                .query(&format!("SELECT {COLUMNS} FROM carecast_audit ORDER BY seq"), &[])
-                .map_err(|e| e.to_string())?;
+            let rows = client.query(&format!("SELECT {COLUMNS} FROM carecast_audit ORDER BY seq"), &[]).map_err(pg)?;
             Ok(rows
                 .iter()
                 .map(|row| {
@@ -232,7 +228,7 @@ pub(crate) fn records(conn: &str) -> Result<Records, String> {
                     let checkpoint = row.get::<_, Option<String>>(10).map(|c| serde_json::from_str(&c));
                     match checkpoint.transpose() {
                         Ok(checkpoint) => (seq, Ok(Entry { checkpoint, ..entry })),
-                        Err(e) => (seq, Err(format!("checkpoint unreadable: {e}"))),
+                        Err(e) => (seq, Err(Unreadable::Checkpoint(e))),
                     }
                 })
                 .collect())

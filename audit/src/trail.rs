@@ -2,6 +2,7 @@
 //! [`crate::postgres`]) implements [`Trail`] and links what it appends with [`chain`].
 
 use crate::checkpoint::Signer;
+use crate::error::{StoreFault, Unreadable};
 use crate::record::{Entry, GENESIS};
 
 /// Numbers and links `entries` after `head` (the last record's number and hash); returns the
@@ -32,9 +33,9 @@ pub(crate) fn chain(
 /// A store the writer appends to: each call links `entries` after the chain's head ([`chain`],
 /// signing checkpoints with `signer`) and commits them durably, all or none.
 pub(crate) trait Trail: Send {
-    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), String>;
+    fn append(&mut self, entries: &mut [Entry], signer: Option<&Signer>) -> Result<(), StoreFault>;
 }
 
 /// Reads a store's records in order: (the key it is stored under, the record or why it is
 /// unreadable).
-pub(crate) type Records = Vec<(u64, Result<Entry, String>)>;
+pub(crate) type Records = Vec<(u64, Result<Entry, Unreadable>)>;

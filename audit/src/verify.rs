@@ -1,7 +1,7 @@
 //! Checking a trail: the chain unbroken, every hash its contents', every checkpoint signed.
 
 use crate::checkpoint;
-use crate::error::{AuditError, store_error};
+use crate::error::AuditError;
 use crate::location::Location;
 use crate::record::{Entry, GENESIS};
 use crate::trail::Records;
@@ -50,7 +50,7 @@ pub fn verify_trusted<L: Into<Location>>(
             reason: "no signed checkpoint: nothing in the trail is signed".into(),
         });
     }
-    for copy in copies.map(checkpoint::copies).transpose().map_err(|e| store_error(&location, e))?.unwrap_or_default() {
+    for copy in copies.map(checkpoint::copies).transpose().map_err(|e| location.error(e))?.unwrap_or_default() {
         match checkpoints.get(&copy.seq) {
             Some(hash) if *hash == copy.hash => {}
             Some(_) => {
@@ -77,7 +77,7 @@ pub(crate) fn read_records(location: &Location) -> Result<Records, AuditError> {
         Location::File(path) => crate::journal::records(path),
         Location::Postgres(conn) => crate::postgres::records(conn),
     }
-    .map_err(|e| store_error(location, e))
+    .map_err(|e| location.error(e))
 }
 
 /// Checks the records in order, handing each checked record to `each`.
@@ -99,7 +99,7 @@ pub(crate) fn check_chain(
         if seq < expected {
             return Err(broken(format!("out of order or repeated: comes after record {}", expected - 1)));
         }
-        let entry = entry.map_err(broken)?;
+        let entry = entry.map_err(|e| broken(e.to_string()))?;
         if entry.seq != seq {
             return Err(broken(format!("stored under {seq} but numbered {}", entry.seq)));
         }
@@ -111,7 +111,7 @@ pub(crate) fn check_chain(
             return Err(broken("contents do not match its hash (altered)".into()));
         }
         if entry.is_checkpoint() {
-            checkpoint::check(&entry, trusted).map_err(broken)?;
+            checkpoint::check(&entry, trusted).map_err(|reason| broken(reason.into()))?;
             checkpoints += 1;
             last_checkpoint = Some((entry.seq, entry.time));
         }

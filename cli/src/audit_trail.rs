@@ -63,7 +63,7 @@ pub fn run(registry: &Registry, action: Action) -> anyhow::Result<()> {
         Action::Keygen { out } => {
             use std::io::Write;
             use std::os::unix::fs::OpenOptionsExt;
-            let (document, public) = Signer::generate().map_err(anyhow::Error::msg)?;
+            let (document, public) = Signer::generate()?;
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
