@@ -12,6 +12,7 @@
 //! can change with time is checked again (`exp`; `nbf` and the lifetime only get easier to meet
 //! as time passes), and the role on every call.
 
+use crate::setting::SettingError;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde::Deserialize;
@@ -88,8 +89,8 @@ pub struct Authenticator {
 impl Authenticator {
     /// From a JWKS document (RSA keys for RS384, P-384 keys for ES384) and the issuer and
     /// audience tokens must name.
-    pub fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, String> {
-        let set: JwkSet = serde_json::from_str(jwks).map_err(|e| format!("JWKS: {e}"))?;
+    pub fn from_jwks(jwks: &str, issuer: &str, audience: &str) -> Result<Self, SettingError> {
+        let set: JwkSet = serde_json::from_str(jwks).map_err(SettingError::at("JWKS"))?;
         let keys = set
             .keys
             .iter()
@@ -98,14 +99,19 @@ impl Authenticator {
                 let algorithm = match &jwk.algorithm {
                     jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS384,
                     jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_) => Algorithm::ES384,
-                    _ => return Err(format!("JWKS key {i}: only RSA (RS384) and EC P-384 (ES384) keys are accepted")),
+                    _ => {
+                        return Err(SettingError::new(
+                            format_args!("JWKS key {i}"),
+                            "only RSA (RS384) and EC P-384 (ES384) keys are accepted",
+                        ));
+                    }
                 };
-                let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("JWKS key {i}: {e}"))?;
+                let key = DecodingKey::from_jwk(jwk).map_err(SettingError::at(format_args!("JWKS key {i}")))?;
                 Ok((jwk.common.key_id.clone(), algorithm, key))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if keys.is_empty() {
-            return Err("JWKS: no keys".into());
+            return Err(SettingError::new("JWKS", "no keys"));
         }
         let verified = Mutex::new(HashMap::new());
         Ok(Self {

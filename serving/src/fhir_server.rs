@@ -10,6 +10,7 @@
 //! (an error, or results cut short) is refused rather than read as complete. Errors never carry
 //! the URL (it holds the patient's id) nor the server's answer.
 
+use crate::setting::SettingError;
 use serde_json::Value;
 use std::time::Duration;
 use url::Url;
@@ -60,10 +61,11 @@ fn under(base: &Url, url: &Url) -> bool {
 impl FhirServers {
     /// Checks each base URL: absolute, `https` (plain `http` only on loopback, for a local EHR
     /// sandbox), with no query, fragment or credentials.
-    pub fn new(bases: &[String]) -> Result<Self, String> {
+    pub fn new(bases: &[String]) -> Result<Self, SettingError> {
         let mut allowed = Vec::new();
         for base in bases {
-            let url = Url::parse(base).map_err(|e| format!("--fhir-server {base}: {e}"))?;
+            let setting = format!("--fhir-server {base}");
+            let url = Url::parse(base).map_err(SettingError::at(&setting))?;
             let loopback = match url.host() {
                 Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
                 Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -74,7 +76,7 @@ impl FhirServers {
                 "https" => {}
                 "http" if loopback => {}
                 _ => {
-                    return Err(format!("--fhir-server {base}: must be https (http only on loopback)"));
+                    return Err(SettingError::new(setting, "must be https (http only on loopback)"));
                 }
             }
             if url.query().is_some()
@@ -82,7 +84,7 @@ impl FhirServers {
                 || !url.username().is_empty()
                 || url.password().is_some()
             {
-                return Err(format!("--fhir-server {base}: a base URL without query, fragment or credentials"));
+                return Err(SettingError::new(setting, "a base URL without query, fragment or credentials"));
             }
             allowed.push(url);
         }
@@ -91,7 +93,7 @@ impl FhirServers {
             .no_proxy()
             .timeout(TIMEOUT)
             .build()
-            .map_err(|e| format!("FHIR client: {e}"))?;
+            .map_err(SettingError::at("FHIR client"))?;
         Ok(Self { allowed, http, queries: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_QUERIES)) })
     }
 

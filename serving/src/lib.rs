@@ -9,6 +9,7 @@ pub mod fhir_server;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod setting;
 pub mod store;
 pub mod tls;
 

@@ -5,6 +5,7 @@
 //! client that offers only `http/1.1` (Python's `requests`, many EHR integration engines), which
 //! would shut CDS Hooks callers out. Here both are offered; gRPC clients pick `h2`.
 
+use crate::setting::SettingError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -68,35 +69,35 @@ pub struct Tls {
 impl Tls {
     /// From PEM: the certificate chain (leaf first), its private key, and optionally the client CA
     /// bundle (which makes client certificates mandatory).
-    pub fn from_pem(chain: &[u8], key: &[u8], client_ca: Option<&[u8]>) -> Result<Self, String> {
+    pub fn from_pem(chain: &[u8], key: &[u8], client_ca: Option<&[u8]>) -> Result<Self, SettingError> {
         let chain = CertificateDer::pem_slice_iter(chain)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("TLS certificate: {e}"))?;
+            .map_err(SettingError::at("TLS certificate"))?;
         if chain.is_empty() {
-            return Err("TLS certificate: no PEM certificate found".into());
+            return Err(SettingError::new("TLS certificate", "no PEM certificate found"));
         }
-        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("TLS key: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(SettingError::at("TLS key"))?;
         let provider = Arc::new(ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(SettingError::at("TLS"))?;
         let builder = match client_ca {
             None => builder.with_no_client_auth(),
             Some(pem) => {
                 let mut roots = RootCertStore::empty();
                 for cert in CertificateDer::pem_slice_iter(pem) {
-                    roots.add(cert.map_err(|e| format!("client CA: {e}"))?).map_err(|e| format!("client CA: {e}"))?;
+                    roots.add(cert.map_err(SettingError::at("client CA"))?).map_err(SettingError::at("client CA"))?;
                 }
                 if roots.is_empty() {
-                    return Err("client CA: no PEM certificate found".into());
+                    return Err(SettingError::new("client CA", "no PEM certificate found"));
                 }
                 let verifier = WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
                     .build()
-                    .map_err(|e| format!("client CA: {e}"))?;
+                    .map_err(SettingError::at("client CA"))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder.with_single_cert(chain, key).map_err(|e| format!("TLS certificate and key: {e}"))?;
+        let mut config = builder.with_single_cert(chain, key).map_err(SettingError::at("TLS certificate and key"))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self { config: Arc::new(config), mutual: client_ca.is_some() })
     }
@@ -106,8 +107,8 @@ impl Tls {
         chain: &std::path::Path,
         key: &std::path::Path,
         client_ca: Option<&std::path::Path>,
-    ) -> Result<Self, String> {
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    ) -> Result<Self, SettingError> {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(SettingError::at(p.display()));
         let ca = client_ca.map(read).transpose()?;
         Self::from_pem(&read(chain)?, &read(key)?, ca.as_deref())
     }

@@ -60,8 +60,7 @@ fn production() -> anyhow::Result<(carecast_serving::tls::Tls, carecast_serving:
     use ring::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
     let key = rcgen::KeyPair::generate()?;
     let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])?.self_signed(&key)?;
-    let tls = carecast_serving::tls::Tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), None)
-        .map_err(anyhow::Error::msg)?;
+    let tls = carecast_serving::tls::Tls::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), None)?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone())?;
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -78,8 +77,7 @@ fn production() -> anyhow::Result<(carecast_serving::tls::Tls, carecast_serving:
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
     let jwks = serde_json::json!({ "keys": [{ "kty": "EC", "crv": "P-384", "kid": "load", "alg": "ES384", "use": "sig", "x": b64(&point[1..49]), "y": b64(&point[49..97]) }] });
     let (issuer, audience) = ("https://idp.trust.nhs.example", "carecast");
-    let auth = carecast_serving::auth::Authenticator::from_jwks(&jwks.to_string(), issuer, audience)
-        .map_err(anyhow::Error::msg)?;
+    let auth = carecast_serving::auth::Authenticator::from_jwks(&jwks.to_string(), issuer, audience)?;
     let now = chrono::Utc::now().timestamp();
     let claims = serde_json::json!({ "sub": "load-generator", "roles": ["clinician"], "iss": issuer, "aud": audience, "iat": now, "exp": now + 3000 });
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
@@ -373,26 +371,26 @@ async fn unary(
     uri: &http::Uri,
     bearer: Option<&str>,
     body: bytes::Bytes,
-) -> Result<bytes::Bytes, String> {
+) -> anyhow::Result<bytes::Bytes> {
     use http_body_util::BodyExt;
-    sender.ready().await.map_err(|e| e.to_string())?;
+    sender.ready().await?;
     let mut request =
         http::Request::post(uri.clone()).header("content-type", "application/grpc").header("te", "trailers");
     if let Some(bearer) = bearer {
         request = request.header("authorization", bearer);
     }
-    let request = request.body(http_body_util::Full::new(body)).map_err(|e| e.to_string())?;
-    let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+    let request = request.body(http_body_util::Full::new(body))?;
+    let response = sender.send_request(request).await?;
     let (head, body) = response.into_parts();
-    let collected = body.collect().await.map_err(|e| e.to_string())?;
+    let collected = body.collect().await?;
     // A refusal may come as headers alone ("trailers-only"), else grpc-status is a trailer.
     let status = collected.trailers().and_then(|t| t.get("grpc-status")).or(head.headers.get("grpc-status")).cloned();
     if status.as_ref().map(|s| s.as_bytes()) != Some(b"0") {
-        return Err(format!("grpc-status {status:?}"));
+        anyhow::bail!("grpc-status {status:?}");
     }
     let mut message = collected.to_bytes();
     if message.len() < 5 {
-        return Err("no response message".into());
+        anyhow::bail!("no response message");
     }
     Ok(message.split_off(5))
 }

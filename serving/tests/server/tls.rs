@@ -6,6 +6,7 @@
 use carecast_audit::AuditLog;
 use carecast_models::Registry;
 use carecast_proto::v1::{self as pb, model_service_client::ModelServiceClient};
+use carecast_serving::setting::SettingError;
 use carecast_serving::tls::Tls;
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_training::{Algorithm, TaskSpec, train};
@@ -172,13 +173,18 @@ async fn mutual_tls_serves_trusted_clients_and_refuses_the_rest_in_the_handshake
 fn bad_certificate_files_are_refused_with_the_reason() {
     let trust = Ca::new("Trust CA");
     let server = trust.sign("localhost", ExtendedKeyUsagePurpose::ServerAuth);
-    let err = |r: Result<Tls, String>| r.err().expect("refused");
-    assert!(err(Tls::from_pem(b"", server.key.as_bytes(), None)).contains("TLS certificate: no PEM certificate"));
-    assert!(err(Tls::from_pem(server.cert.as_bytes(), b"not a key", None)).starts_with("TLS key:"));
-    let other = trust.sign("localhost", ExtendedKeyUsagePurpose::ServerAuth);
-    assert!(
-        err(Tls::from_pem(server.cert.as_bytes(), other.key.as_bytes(), None)).starts_with("TLS certificate and key:")
+    let refused = |r: Result<Tls, SettingError>| r.err().expect("refused");
+    assert_eq!(
+        refused(Tls::from_pem(b"", server.key.as_bytes(), None)),
+        SettingError::new("TLS certificate", "no PEM certificate found")
     );
-    assert!(err(Tls::from_pem(server.cert.as_bytes(), server.key.as_bytes(), Some(b"junk"))).contains("client CA"));
+    assert_eq!(refused(Tls::from_pem(server.cert.as_bytes(), b"not a key", None)).setting, "TLS key");
+    let other = trust.sign("localhost", ExtendedKeyUsagePurpose::ServerAuth);
+    assert_eq!(
+        refused(Tls::from_pem(server.cert.as_bytes(), other.key.as_bytes(), None)).setting,
+        "TLS certificate and key"
+    );
+    let junk = refused(Tls::from_pem(server.cert.as_bytes(), server.key.as_bytes(), Some(b"junk")));
+    assert_eq!(junk, SettingError::new("client CA", "no PEM certificate found"));
     assert!(!Tls::from_pem(server.cert.as_bytes(), server.key.as_bytes(), None).unwrap().mutual());
 }
