@@ -7,6 +7,9 @@
 //! over the folds, and the final model is refitted on every training row; the networks early-stop
 //! on the tuning split and keep the fit on the other folds. With calibration, fold 0 is kept for
 //! the calibration map alone, so the map never sees its own fit's rows.
+//!
+//! Modules build one way: [`options`] and [`learner`] (what every learner shares) first, then each
+//! learner, then [`selection`] (the records of all of them), then this module, which picks one.
 
 pub mod calibrate;
 pub mod elastic_net;
@@ -14,15 +17,20 @@ pub mod gbm;
 pub mod gbm_search;
 pub mod gru_training;
 pub mod hazard;
+pub mod learner;
 pub mod logistic;
 pub mod mlp_training;
 pub mod network;
+pub mod options;
 pub mod preprocessor_training;
 pub mod selection;
 
+pub use learner::{Encoded, FitError, FitInput, Learned, Learner, ParamError};
+pub use options::{Algorithm, OptionsError, TrainOptions};
+
+use carecast_models::Estimator;
 use carecast_models::calibration::Calibration;
-use carecast_models::preprocess::{Encoding, Preprocessor};
-use carecast_models::{Estimator, FeatureKind, Monotone};
+use carecast_models::preprocess::Preprocessor;
 use elastic_net::ElasticNetParams;
 use gbm_search::GbmSearch;
 use gru_training::GruParams;
@@ -31,232 +39,12 @@ use logistic::LogisticParams;
 use mlp_training::MlpParams;
 use network::Schedule;
 use selection::{CalibrationFit, Choice, ModelSelection};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
-#[serde(rename_all = "snake_case")]
-pub enum Algorithm {
-    /// Logistic regression with an L2 penalty (linfa).
-    Logistic,
-    /// Logistic regression with an L1 penalty (our coordinate descent).
-    Lasso,
-    /// Logistic regression with an equal mix of L1 and L2 penalties (our coordinate descent).
-    ElasticNet,
-    /// Histogram gradient-boosted trees (ours).
-    Gbm,
-    /// A multilayer perceptron (burn), on the standardised encoding.
-    Mlp,
-    /// A GRU (burn) over the event sequence (features with a `step`), beside the other features.
-    Gru,
-    /// A discrete-time hazard model: risk by the horizon from censored follow-up (event tasks).
-    Hazard,
-}
-
-impl Algorithm {
-    /// What `carecast train` fits when no model is named: every algorithm that needs neither an
-    /// event sequence (the GRU) nor censored follow-up (the hazard model).
-    pub const DEFAULT_SET: [Algorithm; 5] =
-        [Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm, Algorithm::Mlp];
-
-    pub fn short_name(self) -> &'static str {
-        match self {
-            Algorithm::Logistic => "logistic",
-            Algorithm::Lasso => "lasso",
-            Algorithm::ElasticNet => "elastic_net",
-            Algorithm::Gbm => "gbm",
-            Algorithm::Mlp => "mlp",
-            Algorithm::Gru => "gru",
-            Algorithm::Hazard => "hazard",
-        }
-    }
-
-    /// Linear models need imputed, standardised columns; trees take values as they are.
-    pub fn encoding(self) -> Encoding {
-        match self {
-            Algorithm::Gbm => Encoding::Native,
-            _ => Encoding::Standardised,
-        }
-    }
-}
-
-/// Everything `carecast train` lets a researcher choose about a fit.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct TrainOptions {
-    pub algorithm: Algorithm,
-    pub calibration: calibrate::Method,
-    /// The GBM and the networks: weight of a positive row relative to a negative one (1: unweighted).
-    pub positive_weight: f64,
-}
-
-/// Why a fit's options were refused: checked before any data is read.
-#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
-pub enum OptionsError {
-    #[error("positive-weight: must be a positive number, not {0}")]
-    PositiveWeight(f64),
-    #[error("calibration: a hazard model gives risks by the horizon directly; it takes no calibration")]
-    HazardCalibration,
-    #[error("positive-weight: only gbm, mlp and gru weight rows; {0} fits every row alike")]
-    UnweightedAlgorithm(&'static str),
-}
-
-impl TrainOptions {
-    pub fn validate(&self) -> Result<(), OptionsError> {
-        if !(self.positive_weight.is_finite() && self.positive_weight > 0.0) {
-            return Err(OptionsError::PositiveWeight(self.positive_weight));
-        }
-        if self.algorithm == Algorithm::Hazard && self.calibration != calibrate::Method::None {
-            return Err(OptionsError::HazardCalibration);
-        }
-        let weighted = matches!(self.algorithm, Algorithm::Gbm | Algorithm::Mlp | Algorithm::Gru);
-        if self.positive_weight != 1.0 && !weighted {
-            return Err(OptionsError::UnweightedAlgorithm(self.algorithm.short_name()));
-        }
-        Ok(())
-    }
-}
-
-impl From<Algorithm> for TrainOptions {
-    fn from(algorithm: Algorithm) -> Self {
-        Self { algorithm, calibration: calibrate::Method::None, positive_weight: 1.0 }
-    }
-}
-
-/// Training rows after encoding: row-major columns, labels, each row's key hash, and (event
-/// tasks) each row's follow-up for time-to-event models.
-pub struct Encoded {
-    pub x: Vec<f64>,
-    pub n_cols: usize,
-    pub y: Vec<bool>,
-    pub key_hash: Vec<u64>,
-    pub follow_up: Vec<(f64, bool)>,
-}
-
-impl Encoded {
-    fn rows(&self, pick: impl Fn(usize) -> bool) -> Vec<usize> {
-        (0..self.y.len()).filter(|&r| pick(r)).collect()
-    }
-
-    fn subset(&self, rows: &[usize]) -> (Vec<f64>, Vec<bool>) {
-        let x = rows.iter().flat_map(|&r| self.x[r * self.n_cols..(r + 1) * self.n_cols].iter().copied()).collect();
-        (x, rows.iter().map(|&r| self.y[r]).collect())
-    }
-
-    fn columns(&self, rows: &[usize]) -> (Vec<Vec<f64>>, Vec<f64>) {
-        let cols = (0..self.n_cols).map(|c| rows.iter().map(|&r| self.x[r * self.n_cols + c]).collect()).collect();
-        (cols, rows.iter().map(|&r| f64::from(u8::from(self.y[r]))).collect())
-    }
-
-    fn fold(&self, r: usize) -> usize {
-        (self.key_hash[r] % 5) as usize
-    }
-}
-
-/// A parameter a learner refused, by name, before any row was read.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{learner} parameter `{param}`: {reason}")]
-pub struct ParamError {
-    pub learner: &'static str,
-    pub param: &'static str,
-    pub reason: String,
-}
-
-impl ParamError {
-    pub fn new(learner: &'static str, param: &'static str) -> Self {
-        Self { learner, param, reason: String::new() }
-    }
-
-    /// `Ok` where `holds`; otherwise this parameter, refused for `reason`.
-    pub fn unless(self, holds: bool, reason: &str) -> Result<(), ParamError> {
-        if holds { Ok(()) } else { Err(Self { reason: reason.into(), ..self }) }
-    }
-}
-
-/// Why a fit could not be made.
-#[derive(Debug, thiserror::Error)]
-pub enum FitError {
-    #[error(transparent)]
-    Options(#[from] OptionsError),
-    #[error(transparent)]
-    Params(#[from] ParamError),
-    #[error("a time-to-event model needs follow-up times: train it on an event task (--meds), not a flat table")]
-    NoFollowUp,
-    #[error(transparent)]
-    Sequence(#[from] gru_training::LayoutError),
-    #[error("logistic regression (linfa): {0}")]
-    Linfa(#[from] linfa_logistic::error::Error),
-}
-
-/// What every learner fits on: the encoded rows, their folds, and whether fold 0 is kept back.
-pub struct FitInput<'a> {
-    pub pre: &'a Preprocessor,
-    pub data: &'a Encoded,
-    /// Fold 0 is kept for a calibration map fitted afterwards, never seen by the fit.
-    pub calibrating: bool,
-}
-
-impl FitInput<'_> {
-    /// Rows the final model is fitted on: every row, or folds 1-4 when calibrating.
-    fn fitting_rows(&self) -> Vec<usize> {
-        self.data.rows(|r| !self.calibrating || self.data.fold(r) != 0)
-    }
-
-    /// Cross-validation over the fitting rows: the number of folds and each row's fold.
-    fn cv_folds(&self, fitting: &[usize]) -> (usize, Vec<usize>) {
-        let folds = fitting.iter().map(|&r| self.data.fold(r));
-        if self.calibrating { (4, folds.map(|f| f - 1).collect()) } else { (5, folds.collect()) }
-    }
-}
-
-/// What a learner made: the estimator, a map of its own from margin to risk (the hazard model's
-/// risk by the horizon), the method in words and the typed record of what it chose.
-pub struct Learned<S> {
-    pub estimator: Estimator,
-    pub calibration: Option<Calibration>,
-    pub method: String,
-    pub selection: S,
-}
-
-/// One interface over every algorithm: checked parameters in, an estimator and a typed record of
-/// the selection made out. Parameters are checked before any row is read (as linfa's
-/// `ParamGuard`), so a bad setting fails in a moment, not after an hour of cross-validation.
-pub trait Learner {
-    /// What the learner's search chose, kept in `metrics.json`.
-    type Selection: Into<Choice>;
-
-    /// Refuses parameters no fit could use, naming the parameter.
-    fn check(&self) -> Result<(), ParamError>;
-
-    /// Fits with parameters [`Learner::check`] accepted.
-    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError>;
-
-    /// Checks the parameters, then fits.
-    fn fit(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
-        self.check()?;
-        self.fit_checked(input)
-    }
-}
 
 /// A fitted estimator with its calibration map and how it was chosen.
 pub struct Fitted {
     pub estimator: Estimator,
     pub calibration: Option<Calibration>,
     pub selection: ModelSelection,
-}
-
-/// Per encoded column: +1 / -1 where the owning numeric feature is constrained, else 0.
-pub fn monotone_columns(pre: &Preprocessor) -> Vec<i8> {
-    pre.column_owners()
-        .iter()
-        .map(|&f| {
-            let spec = &pre.features[f].spec;
-            match (spec.kind, spec.monotone) {
-                (FeatureKind::Numeric, Some(Monotone::Increasing)) => 1,
-                (FeatureKind::Numeric, Some(Monotone::Decreasing)) => -1,
-                _ => 0,
-            }
-        })
-        .collect()
 }
 
 /// Fits the chosen algorithm with its default parameters (and the calibration asked for) on
@@ -295,7 +83,7 @@ pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> Result
 }
 
 /// Runs a learner and files its record under its own kind.
-fn learn<L: Learner>(learner: &L, input: &FitInput<'_>) -> Result<Learned<Choice>, FitError> {
+fn learn<L: Learner<Selection: Into<Choice>>>(learner: &L, input: &FitInput<'_>) -> Result<Learned<Choice>, FitError> {
     let Learned { estimator, calibration, method, selection } = learner.fit(input)?;
     Ok(Learned { estimator, calibration, method, selection: selection.into() })
 }
@@ -304,7 +92,7 @@ fn learn<L: Learner>(learner: &L, input: &FitInput<'_>) -> Result<Learned<Choice
 mod tests {
     use super::*;
     use crate::rng::Rng;
-    use carecast_models::preprocess::{FeatureStats, FittedFeature};
+    use carecast_models::preprocess::{Encoding, FeatureStats, FittedFeature};
 
     /// `n` rows of two standardised columns, the outcome driven by the first.
     fn rows(n: usize) -> Encoded {

@@ -312,7 +312,7 @@ pub(crate) fn evaluate_and_publish(
     training: TrainingSummary,
 ) -> anyhow::Result<Published> {
     let data = &set.data;
-    let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
+    let scorer = Scorer::new(definition.clone())?;
     let evaluation = evaluate_rows(&scorer, data, &data.test_rows, &[set.risk_bands.moderate, set.risk_bands.high]);
     let (test, max_additivity_error) = (evaluation.report.metrics.clone(), evaluation.max_additivity_error);
     let train_positives = data.train_rows.iter().filter(|&&r| data.labels[r]).count() as u64;
@@ -466,7 +466,7 @@ pub fn recalibrate_package(
         None => carecast_models::calibration::Calibration::Platt { intercept: shift, slope: 1.0 },
         Some(c) => c.shifted(shift),
     });
-    let scorer = Scorer::new(definition.clone()).map_err(anyhow::Error::msg)?;
+    let scorer = Scorer::new(definition.clone())?;
     let mut metrics = evaluated_metrics(&scorer, &task, rows);
     metrics.model_selection.recalibration_in_the_large = Some(Recalibration {
         from_version: pkg.manifest.version.clone(),

@@ -82,7 +82,7 @@ impl TaskSpec {
         let forbidden: HashSet<&str> = self.forbidden.iter().map(String::as_str).collect();
         for f in &self.features {
             anyhow::ensure!(seen.insert(f.name.as_str()), "feature `{}` listed twice", f.name);
-            f.validate_limits().map_err(anyhow::Error::msg)?;
+            f.validate_limits()?;
             anyhow::ensure!(!forbidden.contains(f.name.as_str()), "feature `{}` is forbidden for this task", f.name);
             for special in [&self.label, &self.key, &self.split.column] {
                 anyhow::ensure!(&f.name != special, "feature `{}` is the task's label, key or split column", f.name);
@@ -95,7 +95,7 @@ impl TaskSpec {
                 g.name
             );
         }
-        self.risk_bands.validate().map_err(anyhow::Error::msg)
+        Ok(self.risk_bands.validate()?)
     }
 }
 

@@ -5,11 +5,11 @@
 //! the mean log-loss over standardised columns; the intercept is not penalised. The penalty is
 //! chosen by patient-level cross-validation along a warm-started path of decreasing lambdas.
 
-use super::logistic::Design;
-use super::selection::{ElasticNetChoice, PenaltyLoss};
-use super::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::logistic::{Design, PenaltyLoss};
 use carecast_models::Estimator;
 use carecast_models::linear::LinearModel;
+use serde::{Deserialize, Serialize};
 
 /// The penalty's mix and the path of lambdas cross-validation walks.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -244,6 +244,15 @@ pub(super) fn fit_cv(
             .collect(),
     };
     (LinearModel { intercept: c.intercept, weights: c.weights, background }, selection)
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ElasticNetChoice {
+    /// Share of the penalty on the L1 norm (1: the lasso).
+    pub l1_share: f64,
+    pub lambda: f64,
+    pub nonzero_weights: usize,
+    pub cv_log_loss: Vec<PenaltyLoss>,
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! children's values, and bounds every leaf below it by their midpoint). It emits Carecast's
 //! compact [`TreeEnsemble`], so serving and TreeSHAP never see training structures.
 
-use super::ParamError;
+use super::learner::ParamError;
 use carecast_models::trees::{LEAF, Node, Tree, TreeEnsemble};
 use rayon::prelude::*;
 

@@ -2,10 +2,11 @@
 //! early-stopped on the fold it leaves out, then one final fit on every fitting row.
 
 use super::gbm::{self, Columns, GbmParams};
-use super::selection::{GbmChoice, ShapeLoss};
-use super::{FitError, FitInput, Learned, Learner, ParamError, monotone_columns};
-use carecast_models::Estimator;
+use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use carecast_models::preprocess::Preprocessor;
+use carecast_models::{Estimator, FeatureKind, Monotone};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// The tree shapes tried and the settings every fit shares.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,4 +105,38 @@ impl Learner for GbmSearch {
             },
         })
     }
+}
+
+/// Per encoded column: +1 / -1 where the owning numeric feature is constrained, else 0.
+pub fn monotone_columns(pre: &Preprocessor) -> Vec<i8> {
+    pre.column_owners()
+        .iter()
+        .map(|&f| {
+            let spec = &pre.features[f].spec;
+            match (spec.kind, spec.monotone) {
+                (FeatureKind::Numeric, Some(Monotone::Increasing)) => 1,
+                (FeatureKind::Numeric, Some(Monotone::Decreasing)) => -1,
+                _ => 0,
+            }
+        })
+        .collect()
+}
+
+/// A tree shape and its held-out log-loss, averaged over folds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ShapeLoss {
+    pub leaves: usize,
+    pub depth: usize,
+    pub log_loss: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GbmChoice {
+    pub cv_log_loss: Vec<ShapeLoss>,
+    pub chosen: ShapeLoss,
+    pub final_rounds: usize,
+    /// The parameters of the final fit.
+    pub params: GbmParams,
+    /// Encoded columns under a monotone constraint.
+    pub monotone_columns: usize,
 }

@@ -3,9 +3,8 @@
 //! without burn. The final hidden state and the features without a step (age, time since
 //! admission) feed one output unit.
 
-use super::network::{self, Rows, Schedule, Split, Trained};
-use super::selection::NetworkChoice;
-use super::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::network::{self, NetworkChoice, Rows, Schedule, Split, Trained};
 use burn::module::Module;
 use burn::nn::{GateController, Gru as BurnGru, GruConfig, Linear, LinearConfig};
 use burn::tensor::{Tensor, TensorData};
@@ -41,15 +40,6 @@ impl Learner for GruParams {
     }
 }
 
-/// Why the features cannot be read as a sequence.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LayoutError {
-    #[error("a GRU reads an event sequence: give some features a `rank` (their step) in the feature spec")]
-    NoSequence,
-    #[error("every step of the sequence must have the same features (ranks 0..{last} each need one per channel)")]
-    UnequalSteps { last: usize },
-}
-
 /// Which encoded columns each step reads (oldest first) and which the output layer reads.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layout {
@@ -60,7 +50,7 @@ pub struct Layout {
 impl Layout {
     /// From the features' steps: step `k` (0 the latest) reads its features' columns in the
     /// order the features are declared, and every step must read the same number of columns.
-    pub fn of(pre: &Preprocessor) -> Result<Layout, LayoutError> {
+    pub fn of(pre: &Preprocessor) -> Result<Layout, FitError> {
         let mut by_step: std::collections::BTreeMap<u8, Vec<usize>> = Default::default();
         let mut static_columns = Vec::new();
         for (column, &owner) in pre.column_owners().iter().enumerate() {
@@ -70,12 +60,12 @@ impl Layout {
             }
         }
         if by_step.is_empty() {
-            return Err(LayoutError::NoSequence);
+            return Err(FitError::NoSequence);
         }
         let steps: Vec<Vec<usize>> = by_step.into_values().rev().collect();
         let width = steps[0].len();
         if steps.iter().any(|s| s.len() != width) {
-            return Err(LayoutError::UnequalSteps { last: steps.len() - 1 });
+            return Err(FitError::UnequalSteps { last: steps.len() - 1 });
         }
         Ok(Layout { steps, static_columns })
     }

@@ -6,12 +6,12 @@
 //! map, so the linear predictor is explained exactly and the risk is what a clinician sees.
 
 use super::elastic_net::{self, ElasticNetParams};
+use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
 use super::logistic::Design;
-use super::selection::HazardChoice;
-use super::{FitError, FitInput, Learned, Learner, ParamError};
 use carecast_models::Estimator;
 use carecast_models::calibration::Calibration;
 use carecast_models::linear::LinearModel;
+use serde::{Deserialize, Serialize};
 
 /// Intervals the horizon is divided into (years of a five-year horizon).
 pub const INTERVALS: usize = 5;
@@ -95,6 +95,15 @@ impl Learner for HazardParams {
             },
         })
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HazardChoice {
+    /// Training rows censored within the horizon that still taught the model (time at risk).
+    pub censored_rows_used: usize,
+    pub person_period_rows: usize,
+    pub lambda: f64,
+    pub nonzero_weights: usize,
 }
 
 #[cfg(test)]

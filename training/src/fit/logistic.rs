@@ -1,13 +1,13 @@
 //! L2-regularised logistic regression, fitted by linfa (LBFGS) on the standardised encoding, with
 //! the penalty chosen by patient-level cross-validation on the training rows.
 
-use super::selection::{LogisticChoice, PenaltyLoss};
-use super::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
 use carecast_models::Estimator;
 use carecast_models::linear::LinearModel;
 use linfa::prelude::*;
 use linfa_logistic::LogisticRegression;
 use ndarray016::{Array1, Array2};
+use serde::{Deserialize, Serialize};
 
 /// The L2 penalties cross-validation chooses among.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,4 +151,18 @@ fn fit(design: &Design<'_>, alpha: f64) -> Result<LinearModel, FitError> {
     }
     background.iter_mut().for_each(|m| *m /= design.rows() as f64);
     Ok(LinearModel { intercept, weights, background })
+}
+
+/// A penalty and the held-out log-loss it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PenaltyLoss {
+    pub penalty: f64,
+    pub log_loss: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogisticChoice {
+    /// linfa's `alpha`: the L2 weight on the summed log-loss.
+    pub alpha: f64,
+    pub cv_log_loss: Vec<PenaltyLoss>,
 }

@@ -1,9 +1,8 @@
 //! A multilayer perceptron for tabular features, trained with burn (see [`super::network`]),
 //! then exported to Carecast's own [`Mlp`], which serves and explains without burn.
 
-use super::network::{self, Rows, Schedule, Split, Trained};
-use super::selection::NetworkChoice;
-use super::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::network::{self, NetworkChoice, Rows, Schedule, Split, Trained};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::tensor::{Tensor, TensorData};

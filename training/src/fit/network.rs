@@ -2,8 +2,7 @@
 //! backend: seeded mini-batch Adam with weight decay on a weighted log-loss, early stopping on the
 //! tuning rows, and export of burn's dense layers to Carecast's own, which serve without burn.
 
-use super::selection::NetworkChoice;
-use super::{Encoded, Learned, ParamError};
+use super::learner::{Encoded, Learned, ParamError};
 use crate::rng::Rng;
 use burn::module::Module;
 use burn::nn::Linear;
@@ -12,6 +11,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData, activation};
 use carecast_models::Estimator;
 use carecast_models::mlp::Dense;
+use serde::{Deserialize, Serialize};
 
 /// How a network is trained.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -187,4 +187,11 @@ pub fn export_dense(l: &Linear) -> Dense {
 pub fn column_means(x: &[f64], n_cols: usize) -> Vec<f64> {
     let rows = x.len() / n_cols.max(1);
     (0..n_cols).map(|c| x.iter().skip(c).step_by(n_cols).sum::<f64>() / rows as f64).collect()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkChoice<P> {
+    pub best_epoch: usize,
+    pub tuning_log_loss: f64,
+    pub params: P,
 }

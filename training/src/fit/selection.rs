@@ -1,11 +1,16 @@
-//! What a fit chose and why, as typed records: each learner returns its own (the penalty and its
-//! cross-validation curve, the tree shape and rounds, the early-stopped epoch), and
-//! `metrics.json` keeps them under `model_selection` for the card and for later audits.
+//! What a fit chose and why, as typed records: each learner returns its own, defined beside it
+//! (the penalty and its cross-validation curve, the tree shape and rounds, the early-stopped
+//! epoch); `metrics.json` keeps them under `model_selection`, tagged by learner, for the card and
+//! for later audits.
 
 use super::calibrate;
-use super::gbm::GbmParams;
+use super::elastic_net::ElasticNetChoice;
+use super::gbm_search::GbmChoice;
 use super::gru_training::GruParams;
+use super::hazard::HazardChoice;
+use super::logistic::LogisticChoice;
 use super::mlp_training::MlpParams;
+use super::network::NetworkChoice;
 use serde::{Deserialize, Serialize};
 
 /// How a model's settings were chosen, with what was fitted after it.
@@ -36,64 +41,6 @@ pub enum Choice {
     Hazard(HazardChoice),
     /// Fitted outside Carecast: nothing was chosen here.
     Imported(ImportedModel),
-}
-
-/// A penalty and the held-out log-loss it reached.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct PenaltyLoss {
-    pub penalty: f64,
-    pub log_loss: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogisticChoice {
-    /// linfa's `alpha`: the L2 weight on the summed log-loss.
-    pub alpha: f64,
-    pub cv_log_loss: Vec<PenaltyLoss>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ElasticNetChoice {
-    /// Share of the penalty on the L1 norm (1: the lasso).
-    pub l1_share: f64,
-    pub lambda: f64,
-    pub nonzero_weights: usize,
-    pub cv_log_loss: Vec<PenaltyLoss>,
-}
-
-/// A tree shape and its held-out log-loss, averaged over folds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ShapeLoss {
-    pub leaves: usize,
-    pub depth: usize,
-    pub log_loss: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GbmChoice {
-    pub cv_log_loss: Vec<ShapeLoss>,
-    pub chosen: ShapeLoss,
-    pub final_rounds: usize,
-    /// The parameters of the final fit.
-    pub params: GbmParams,
-    /// Encoded columns under a monotone constraint.
-    pub monotone_columns: usize,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NetworkChoice<P> {
-    pub best_epoch: usize,
-    pub tuning_log_loss: f64,
-    pub params: P,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HazardChoice {
-    /// Training rows censored within the horizon that still taught the model (time at risk).
-    pub censored_rows_used: usize,
-    pub person_period_rows: usize,
-    pub lambda: f64,
-    pub nonzero_weights: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,7 +109,7 @@ mod tests {
                 l1_share: 1.0,
                 lambda: 0.01,
                 nonzero_weights: 3,
-                cv_log_loss: vec![PenaltyLoss { penalty: 0.01, log_loss: 0.4 }],
+                cv_log_loss: vec![crate::fit::logistic::PenaltyLoss { penalty: 0.01, log_loss: 0.4 }],
             },
         );
         selection.calibration =

@@ -1,0 +1,126 @@
+//! What every learner shares: the encoded rows and their folds, the interface each algorithm
+//! implements, and why a fit is refused. Imports nothing from the other fitting modules, which
+//! all build on it.
+
+use super::options::OptionsError;
+use carecast_models::Estimator;
+use carecast_models::calibration::Calibration;
+use carecast_models::preprocess::Preprocessor;
+
+/// Training rows after encoding: row-major columns, labels, each row's key hash, and (event
+/// tasks) each row's follow-up for time-to-event models.
+pub struct Encoded {
+    pub x: Vec<f64>,
+    pub n_cols: usize,
+    pub y: Vec<bool>,
+    pub key_hash: Vec<u64>,
+    pub follow_up: Vec<(f64, bool)>,
+}
+
+impl Encoded {
+    pub(super) fn rows(&self, pick: impl Fn(usize) -> bool) -> Vec<usize> {
+        (0..self.y.len()).filter(|&r| pick(r)).collect()
+    }
+
+    pub(super) fn subset(&self, rows: &[usize]) -> (Vec<f64>, Vec<bool>) {
+        let x = rows.iter().flat_map(|&r| self.x[r * self.n_cols..(r + 1) * self.n_cols].iter().copied()).collect();
+        (x, rows.iter().map(|&r| self.y[r]).collect())
+    }
+
+    pub(super) fn columns(&self, rows: &[usize]) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let cols = (0..self.n_cols).map(|c| rows.iter().map(|&r| self.x[r * self.n_cols + c]).collect()).collect();
+        (cols, rows.iter().map(|&r| f64::from(u8::from(self.y[r]))).collect())
+    }
+
+    pub(super) fn fold(&self, r: usize) -> usize {
+        (self.key_hash[r] % 5) as usize
+    }
+}
+
+/// A parameter a learner refused, by name, before any row was read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{learner} parameter `{param}`: {reason}")]
+pub struct ParamError {
+    pub learner: &'static str,
+    pub param: &'static str,
+    pub reason: String,
+}
+
+impl ParamError {
+    pub fn new(learner: &'static str, param: &'static str) -> Self {
+        Self { learner, param, reason: String::new() }
+    }
+
+    /// `Ok` where `holds`; otherwise this parameter, refused for `reason`.
+    pub fn unless(self, holds: bool, reason: &str) -> Result<(), ParamError> {
+        if holds { Ok(()) } else { Err(Self { reason: reason.into(), ..self }) }
+    }
+}
+
+/// Why a fit could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FitError {
+    #[error(transparent)]
+    Options(#[from] OptionsError),
+    #[error(transparent)]
+    Params(#[from] ParamError),
+    #[error("a time-to-event model needs follow-up times: train it on an event task (--meds), not a flat table")]
+    NoFollowUp,
+    #[error("a GRU reads an event sequence: give some features a `rank` (their step) in the feature spec")]
+    NoSequence,
+    #[error("every step of the sequence must have the same features (ranks 0..{last} each need one per channel)")]
+    UnequalSteps { last: usize },
+    #[error("logistic regression (linfa): {0}")]
+    Linfa(#[from] linfa_logistic::error::Error),
+}
+
+/// What every learner fits on: the encoded rows, their folds, and whether fold 0 is kept back.
+pub struct FitInput<'a> {
+    pub pre: &'a Preprocessor,
+    pub data: &'a Encoded,
+    /// Fold 0 is kept for a calibration map fitted afterwards, never seen by the fit.
+    pub calibrating: bool,
+}
+
+impl FitInput<'_> {
+    /// Rows the final model is fitted on: every row, or folds 1-4 when calibrating.
+    pub(super) fn fitting_rows(&self) -> Vec<usize> {
+        self.data.rows(|r| !self.calibrating || self.data.fold(r) != 0)
+    }
+
+    /// Cross-validation over the fitting rows: the number of folds and each row's fold.
+    pub(super) fn cv_folds(&self, fitting: &[usize]) -> (usize, Vec<usize>) {
+        let folds = fitting.iter().map(|&r| self.data.fold(r));
+        if self.calibrating { (4, folds.map(|f| f - 1).collect()) } else { (5, folds.collect()) }
+    }
+}
+
+/// What a learner made: the estimator, a map of its own from margin to risk (the hazard model's
+/// risk by the horizon), the method in words and the typed record of what it chose.
+pub struct Learned<S> {
+    pub estimator: Estimator,
+    pub calibration: Option<Calibration>,
+    pub method: String,
+    pub selection: S,
+}
+
+/// One interface over every algorithm: checked parameters in, an estimator and a typed record of
+/// the selection made out. Parameters are checked before any row is read (as linfa's
+/// `ParamGuard`), so a bad setting fails in a moment, not after an hour of cross-validation.
+pub trait Learner {
+    /// What the learner's search chose, kept in `metrics.json` (as one of
+    /// [`super::selection::Choice`]).
+    type Selection;
+
+    /// Refuses parameters no fit could use, naming the parameter.
+    fn check(&self) -> Result<(), ParamError>;
+
+    /// Fits with parameters [`Learner::check`] accepted.
+    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError>;
+
+    /// Checks the parameters, then fits.
+    fn fit(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
+        self.check()?;
+        self.fit_checked(input)
+    }
+}

@@ -1,0 +1,94 @@
+//! What `carecast train` lets a researcher choose about a fit, checked before any data is read.
+
+use super::calibrate;
+use carecast_models::preprocess::Encoding;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// Logistic regression with an L2 penalty (linfa).
+    Logistic,
+    /// Logistic regression with an L1 penalty (our coordinate descent).
+    Lasso,
+    /// Logistic regression with an equal mix of L1 and L2 penalties (our coordinate descent).
+    ElasticNet,
+    /// Histogram gradient-boosted trees (ours).
+    Gbm,
+    /// A multilayer perceptron (burn), on the standardised encoding.
+    Mlp,
+    /// A GRU (burn) over the event sequence (features with a `step`), beside the other features.
+    Gru,
+    /// A discrete-time hazard model: risk by the horizon from censored follow-up (event tasks).
+    Hazard,
+}
+
+impl Algorithm {
+    /// What `carecast train` fits when no model is named: every algorithm that needs neither an
+    /// event sequence (the GRU) nor censored follow-up (the hazard model).
+    pub const DEFAULT_SET: [Algorithm; 5] =
+        [Algorithm::Logistic, Algorithm::Lasso, Algorithm::ElasticNet, Algorithm::Gbm, Algorithm::Mlp];
+
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Algorithm::Logistic => "logistic",
+            Algorithm::Lasso => "lasso",
+            Algorithm::ElasticNet => "elastic_net",
+            Algorithm::Gbm => "gbm",
+            Algorithm::Mlp => "mlp",
+            Algorithm::Gru => "gru",
+            Algorithm::Hazard => "hazard",
+        }
+    }
+
+    /// Linear models need imputed, standardised columns; trees take values as they are.
+    pub fn encoding(self) -> Encoding {
+        match self {
+            Algorithm::Gbm => Encoding::Native,
+            _ => Encoding::Standardised,
+        }
+    }
+}
+
+/// Everything `carecast train` lets a researcher choose about a fit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrainOptions {
+    pub algorithm: Algorithm,
+    pub calibration: calibrate::Method,
+    /// The GBM and the networks: weight of a positive row relative to a negative one (1: unweighted).
+    pub positive_weight: f64,
+}
+
+/// Why a fit's options were refused: checked before any data is read.
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("positive-weight: must be a positive number, not {0}")]
+    PositiveWeight(f64),
+    #[error("calibration: a hazard model gives risks by the horizon directly; it takes no calibration")]
+    HazardCalibration,
+    #[error("positive-weight: only gbm, mlp and gru weight rows; {0} fits every row alike")]
+    UnweightedAlgorithm(&'static str),
+}
+
+impl TrainOptions {
+    pub fn validate(&self) -> Result<(), OptionsError> {
+        if !(self.positive_weight.is_finite() && self.positive_weight > 0.0) {
+            return Err(OptionsError::PositiveWeight(self.positive_weight));
+        }
+        if self.algorithm == Algorithm::Hazard && self.calibration != calibrate::Method::None {
+            return Err(OptionsError::HazardCalibration);
+        }
+        let weighted = matches!(self.algorithm, Algorithm::Gbm | Algorithm::Mlp | Algorithm::Gru);
+        if self.positive_weight != 1.0 && !weighted {
+            return Err(OptionsError::UnweightedAlgorithm(self.algorithm.short_name()));
+        }
+        Ok(())
+    }
+}
+
+impl From<Algorithm> for TrainOptions {
+    fn from(algorithm: Algorithm) -> Self {
+        Self { algorithm, calibration: calibrate::Method::None, positive_weight: 1.0 }
+    }
+}
