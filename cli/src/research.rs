@@ -73,22 +73,30 @@ impl ValueEnum for ModelChoice {
 
 impl Train {
     /// The fits asked for, checked before any data is read; a custom `--name` fits only one.
+    /// With every model, `--positive-weight` weights those that weight rows and the others are
+    /// fitted unweighted, as the report says; a single model that cannot weight refuses it.
     fn fits(&self) -> anyhow::Result<Vec<TrainOptions>> {
         let algorithms = match self.model {
             ModelChoice::One(a) => vec![a],
             ModelChoice::All => Algorithm::DEFAULT_SET.to_vec(),
         };
         anyhow::ensure!(self.name.is_none() || algorithms.len() == 1, "--name needs a single --model");
+        let every = matches!(self.model, ModelChoice::All);
         let fits: Vec<TrainOptions> = algorithms
             .into_iter()
             .map(|algorithm| TrainOptions {
                 algorithm,
                 calibration: self.calibration,
-                positive_weight: self.positive_weight,
+                positive_weight: if every && !algorithm.weights_rows() { 1.0 } else { self.positive_weight },
             })
             .collect();
         for options in &fits {
             options.validate().map_err(|e| anyhow::anyhow!("--{e}"))?;
+        }
+        if every && self.positive_weight != 1.0 {
+            let unweighted: Vec<&str> =
+                fits.iter().filter(|f| !f.algorithm.weights_rows()).map(|f| f.algorithm.short_name()).collect();
+            eprintln!("--positive-weight {}: fitted unweighted: {}", self.positive_weight, unweighted.join(", "));
         }
         Ok(fits)
     }
@@ -296,4 +304,33 @@ pub fn recalibrate(registry: &Registry, args: Recalibrate) -> anyhow::Result<()>
         pkg.manifest.name, pkg.manifest.version, r.shift, r.metrics.report.metrics.n, r.version
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        train: Train,
+    }
+
+    fn fits(args: &str) -> anyhow::Result<Vec<TrainOptions>> {
+        Command::try_parse_from(format!("train --task t {args}").split_whitespace())?.train.fits()
+    }
+
+    #[test]
+    fn a_positive_weight_weights_the_models_that_can_and_a_single_one_that_cannot_refuses_it() {
+        let every = fits("--positive-weight 3").unwrap();
+        assert_eq!(every.len(), Algorithm::DEFAULT_SET.len());
+        for f in &every {
+            let expected = if f.algorithm.weights_rows() { 3.0 } else { 1.0 };
+            assert_eq!(f.positive_weight, expected, "{:?}", f.algorithm);
+        }
+        let refused = fits("--model lasso --positive-weight 3").unwrap_err().to_string();
+        assert!(refused.starts_with("--positive-weight:") && refused.contains("lasso"), "{refused}");
+        assert!(fits("--positive-weight -1").unwrap_err().to_string().starts_with("--positive-weight:"));
+    }
 }

@@ -53,7 +53,7 @@ pub struct FeatureSetSpec {
 impl FeatureSetSpec {
     /// Parses and validates a spec: unique names, at least one code per code-based feature.
     pub fn from_toml(text: &str) -> Result<Self, InvalidModel> {
-        let spec: Self = toml::from_str(text).map_err(|e| InvalidModel::new("feature spec", e.to_string()))?;
+        let spec: Self = toml::from_str(text).map_err(|e| InvalidModel::new("syntax", e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
         for f in &spec.features {
             if !seen.insert(f.name.as_str()) {

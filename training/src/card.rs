@@ -99,7 +99,7 @@ pub fn markdown(manifest: &Manifest, metrics: &MetricsFile) -> String {
     );
 
     let _ = writeln!(w, "## Model\n");
-    let _ = writeln!(w, "{}. Model selection: {}.", manifest.algorithm, metrics.model_selection.method);
+    let _ = writeln!(w, "{}. Model selection: {}.", manifest.algorithm, metrics.model_selection.method());
     if !training.monotone.is_empty() {
         let _ = writeln!(w, "Monotone constraints: {}.", training.monotone.join(", "));
     }

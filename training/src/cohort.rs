@@ -215,7 +215,7 @@ pub fn event_training_set(
         .risk_bands
         .ok_or_else(|| anyhow::anyhow!("task `{}`: [risk_bands] are needed to train a model", spec.name))?;
     risk_bands.validate()?;
-    let features = FeatureSetSpec::from_toml(features_toml)?;
+    let features = FeatureSetSpec::from_toml(features_toml).map_err(|e| anyhow::anyhow!("feature spec: {e}"))?;
     let (store, splits, _) = crate::ingest::meds::read_meds(meds)?;
     // Censored prediction times are kept for time-to-event models (training rows only).
     let (follow_ups, excluded) = follow_up(&store, &spec)?;

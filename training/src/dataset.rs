@@ -89,7 +89,7 @@ pub struct MetricsFile {
     pub max_additivity_error: f64,
     /// Distinct patients among the evaluated rows.
     pub evaluated_patients: u64,
-    pub model_selection: crate::fit::selection::ModelSelection,
+    pub model_selection: crate::fit::selection::Recorded,
     pub excluded_rows: BTreeMap<String, usize>,
     pub training: TrainingSummary,
 }

@@ -141,10 +141,11 @@ mod tests {
         let gru = GruParams::new(Schedule { batch_size: 0, ..Schedule::default() });
         assert_eq!(refused(learn(&gru, &input)), "gru batch_size");
         let hazard = HazardParams { penalty: ElasticNetParams { path_ratio: 1.5, ..Default::default() } };
-        assert_eq!(refused(learn(&hazard, &input)), "elastic net path_ratio");
+        assert_eq!(refused(learn(&hazard, &input)), "hazard path_ratio");
         // And the defaults pass.
-        assert!(LogisticParams::default().check().is_ok() && GbmSearch::default().check().is_ok());
-        assert!(MlpParams::new(Schedule::default()).check().is_ok() && HazardParams::default().check().is_ok());
+        assert!(LogisticParams::default().validate().is_ok() && GbmSearch::default().validate().is_ok());
+        assert!(MlpParams::new(Schedule::default()).validate().is_ok() && HazardParams::default().validate().is_ok());
+        assert!(ElasticNetParams::lasso().validate().is_ok() && GruParams::new(Schedule::default()).validate().is_ok());
     }
 
     #[test]

@@ -336,7 +336,7 @@ pub(crate) fn evaluate_and_publish(
         report: evaluation.report,
         max_additivity_error,
         evaluated_patients: evaluation.patients,
-        model_selection,
+        model_selection: model_selection.into(),
         excluded_rows,
         training,
     };
@@ -468,7 +468,7 @@ pub fn recalibrate_package(
     });
     let scorer = Scorer::new(definition.clone())?;
     let mut metrics = evaluated_metrics(&scorer, &task, rows);
-    metrics.model_selection.recalibration_in_the_large = Some(Recalibration {
+    metrics.model_selection.recalibrated(Recalibration {
         from_version: pkg.manifest.version.clone(),
         log_odds_shift: shift,
         data: data.source.clone(),

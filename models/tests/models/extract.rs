@@ -196,7 +196,7 @@ fn specs_are_validated() {
     assert_eq!(refused(&dup), InvalidModel::new("feature `age`", "declared twice"));
     let bad_window = SPEC.replace("window = \"365d\"", "window = \"365 days\"");
     let err = refused(&bad_window);
-    assert!(err.part == "feature spec" && err.reason.contains("window `365 days`"), "{err}");
+    assert!(err.part == "syntax" && err.reason.contains("window `365 days`"), "{err}");
     let no_codes = "[[features]]\nname = \"x\"\nkind = \"count\"\ncodes = []\n";
     assert_eq!(refused(no_codes), InvalidModel::new("feature `x`", "no codes"));
     let deep = "[[features]]\nname = \"x\"\nkind = \"measurement\"\ncodes = [\"A\"]\nagg = \"latest\"\nrank = 8\n";

@@ -5,7 +5,7 @@
 //! the mean log-loss over standardised columns; the intercept is not penalised. The penalty is
 //! chosen by patient-level cross-validation along a warm-started path of decreasing lambdas.
 
-use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{Checked, FitError, FitInput, Learned, Learner, ParamError};
 use super::logistic::{Design, PenaltyLoss};
 use carecast_models::Estimator;
 use carecast_models::linear::LinearModel;
@@ -26,6 +26,15 @@ impl ElasticNetParams {
     pub fn lasso() -> Self {
         Self { l1_share: 1.0, ..Self::default() }
     }
+
+    /// The penalty's rules, refusals naming `learner` (the lasso, the elastic net, the hazard model).
+    pub fn validate_for(&self, learner: &'static str) -> Result<(), ParamError> {
+        let name = |param| ParamError::new(learner, param);
+        // Without an L1 part the path has no start: no lambda keeps every weight at zero.
+        name("l1_share").unless(self.l1_share > 0.0 && self.l1_share <= 1.0, "must be in (0, 1]")?;
+        name("path_length").unless(self.path_length >= 2, "needs at least two lambdas")?;
+        name("path_ratio").unless(self.path_ratio > 0.0 && self.path_ratio < 1.0, "must be in (0, 1)")
+    }
 }
 
 impl Default for ElasticNetParams {
@@ -38,25 +47,21 @@ impl Default for ElasticNetParams {
 impl Learner for ElasticNetParams {
     type Selection = ElasticNetChoice;
 
-    fn check(&self) -> Result<(), ParamError> {
-        let name = |param| ParamError::new("elastic net", param);
-        // Without an L1 part the path has no start: no lambda keeps every weight at zero.
-        name("l1_share").unless(self.l1_share > 0.0 && self.l1_share <= 1.0, "must be in (0, 1]")?;
-        name("path_length").unless(self.path_length >= 2, "needs at least two lambdas")?;
-        name("path_ratio").unless(self.path_ratio > 0.0 && self.path_ratio < 1.0, "must be in (0, 1)")
+    fn validate(&self) -> Result<(), ParamError> {
+        self.validate_for(if self.l1_share == 1.0 { "lasso" } else { "elastic net" })
     }
 
-    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<ElasticNetChoice>, FitError> {
+    fn fit_checked(params: Checked<'_, Self>, input: &FitInput<'_>) -> Result<Learned<ElasticNetChoice>, FitError> {
         let fitting = input.fitting_rows();
         let (x, y) = input.data.subset(&fitting);
         let (n_folds, folds) = input.cv_folds(&fitting);
-        let (model, selection) = fit_cv(&Design { x: &x, n_cols: input.data.n_cols, y: &y }, &folds, n_folds, self);
+        let (model, selection) = fit_cv(&Design { x: &x, n_cols: input.data.n_cols, y: &y }, &folds, n_folds, &params);
         Ok(Learned {
             estimator: Estimator::LogisticRegression(model),
             calibration: None,
             method: format!(
                 "{n_folds}-fold cross-validated log-loss along a {}-step lambda path (folds by key)",
-                self.path_length
+                params.path_length
             ),
             selection,
         })

@@ -2,7 +2,7 @@
 //! early-stopped on the fold it leaves out, then one final fit on every fitting row.
 
 use super::gbm::{self, Columns, GbmParams};
-use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{Checked, FitError, FitInput, Learned, Learner, ParamError};
 use carecast_models::preprocess::Preprocessor;
 use carecast_models::{Estimator, FeatureKind, Monotone};
 use rayon::prelude::*;
@@ -34,7 +34,7 @@ impl Default for GbmSearch {
 impl Learner for GbmSearch {
     type Selection = GbmChoice;
 
-    fn check(&self) -> Result<(), ParamError> {
+    fn validate(&self) -> Result<(), ParamError> {
         ParamError::new("gbm", "shapes").unless(!self.shapes.is_empty(), "needs at least one (leaves, depth)")?;
         self.shapes
             .iter()
@@ -44,13 +44,13 @@ impl Learner for GbmSearch {
     /// Each shape is fitted on all folds but one and early-stopped on the one left out; the shape
     /// with the lowest mean held-out log-loss wins, and the final model is fitted on every fitting
     /// row with the folds' mean best rounds scaled by the row ratio.
-    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<GbmChoice>, FitError> {
+    fn fit_checked(params: Checked<'_, Self>, input: &FitInput<'_>) -> Result<Learned<GbmChoice>, FitError> {
         let data = input.data;
         let monotone = monotone_columns(input.pre);
         let fitting = input.fitting_rows();
         // With calibration, fold 0 is kept for the calibration map and the search uses folds 1-4.
         let folds: Vec<usize> = if input.calibrating { (1..5).collect() } else { (0..5).collect() };
-        let runs: Vec<((usize, usize), gbm::GbmFit, usize)> = self
+        let runs: Vec<((usize, usize), gbm::GbmFit, usize)> = params
             .shapes
             .iter()
             .flat_map(|&shape| folds.iter().map(move |&k| (shape, k)))
@@ -59,7 +59,7 @@ impl Learner for GbmSearch {
             .map(|((max_leaves, max_depth), k)| {
                 let (fit_x, fit_y) = data.columns(&data.rows(|r| folds.contains(&data.fold(r)) && data.fold(r) != k));
                 let (tune_x, tune_y) = data.columns(&data.rows(|r| data.fold(r) == k));
-                let params = GbmParams { max_leaves, max_depth, ..self.base };
+                let params = GbmParams { max_leaves, max_depth, ..params.base };
                 let tuning = Some((&Columns { values: &tune_x }, tune_y.as_slice()));
                 let fitted = gbm::fit(&Columns { values: &fit_x }, &fit_y, tuning, params, &monotone);
                 ((max_leaves, max_depth), fitted, fit_y.len())
@@ -67,7 +67,7 @@ impl Learner for GbmSearch {
             .collect();
         // Per shape: held-out log-loss averaged over folds (weighted by rows), and rounds per row.
         let held_out = |n_fit: usize| (fitting.len() - n_fit) as f64;
-        let summary: Vec<(ShapeLoss, f64)> = self
+        let summary: Vec<(ShapeLoss, f64)> = params
             .shapes
             .iter()
             .map(|&(leaves, depth)| {
@@ -85,7 +85,7 @@ impl Learner for GbmSearch {
         // More rows support proportionally more rounds at the same learning rate.
         let final_rounds = ((rounds_per_row * fitting.len() as f64).round() as usize).max(1);
         let params =
-            GbmParams { max_leaves: chosen.leaves, max_depth: chosen.depth, max_rounds: final_rounds, ..self.base };
+            GbmParams { max_leaves: chosen.leaves, max_depth: chosen.depth, max_rounds: final_rounds, ..params.base };
         let (all_x, all_y) = data.columns(&fitting);
         let final_fit = gbm::fit(&Columns { values: &all_x }, &all_y, None, params, &monotone);
         Ok(Learned {

@@ -3,7 +3,7 @@
 //! without burn. The final hidden state and the features without a step (age, time since
 //! admission) feed one output unit.
 
-use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{Checked, FitError, FitInput, Learned, Learner, ParamError};
 use super::network::{self, NetworkChoice, Rows, Schedule, Split, Trained};
 use burn::module::Module;
 use burn::nn::{GateController, Gru as BurnGru, GruConfig, Linear, LinearConfig};
@@ -28,15 +28,15 @@ impl GruParams {
 impl Learner for GruParams {
     type Selection = NetworkChoice<GruParams>;
 
-    fn check(&self) -> Result<(), ParamError> {
+    fn validate(&self) -> Result<(), ParamError> {
         ParamError::new("gru", "hidden").unless(self.hidden >= 1, "needs at least one unit")?;
         self.schedule.check("gru")
     }
 
-    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
+    fn fit_checked(params: Checked<'_, Self>, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
         let layout = Layout::of(input.pre)?;
-        let trained = fit(&Split::of(input.data), input.data.n_cols, &layout, self);
-        Ok(network::learned(trained, |gru| Estimator::Gru(Box::new(gru)), *self))
+        let trained = fit(&Split::of(input.data), input.data.n_cols, &layout, &params);
+        Ok(network::learned(trained, |gru| Estimator::Gru(Box::new(gru)), *params))
     }
 }
 

@@ -6,7 +6,7 @@
 //! map, so the linear predictor is explained exactly and the risk is what a clinician sees.
 
 use super::elastic_net::{self, ElasticNetParams};
-use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{Checked, FitError, FitInput, Learned, Learner, ParamError};
 use super::logistic::Design;
 use carecast_models::Estimator;
 use carecast_models::calibration::Calibration;
@@ -49,13 +49,13 @@ pub struct HazardParams {
 impl Learner for HazardParams {
     type Selection = HazardChoice;
 
-    fn check(&self) -> Result<(), ParamError> {
-        self.penalty.check()
+    fn validate(&self) -> Result<(), ParamError> {
+        self.penalty.validate_for("hazard")
     }
 
     /// Fits on every encoded row, censored ones included, cross-validating over all five folds:
     /// the risk by the horizon is the model's own calibration, so no fold is kept for another.
-    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<HazardChoice>, FitError> {
+    fn fit_checked(params: Checked<'_, Self>, input: &FitInput<'_>) -> Result<Learned<HazardChoice>, FitError> {
         let data = input.data;
         if data.follow_up.len() != data.y.len() {
             return Err(FitError::NoFollowUp);
@@ -70,7 +70,7 @@ impl Learner for HazardParams {
         }
         let y: Vec<bool> = periods.iter().map(|p| p.2).collect();
         let folds: Vec<usize> = periods.iter().map(|&(r, _, _)| data.fold(r)).collect();
-        let (model, s) = elastic_net::fit_cv(&Design { x: &x, n_cols: width, y: &y }, &folds, 5, &self.penalty);
+        let (model, s) = elastic_net::fit_cv(&Design { x: &x, n_cols: width, y: &y }, &folds, 5, &params.penalty);
         let background = (0..n_cols)
             .map(|c| (0..data.y.len()).map(|r| data.x[r * n_cols + c]).sum::<f64>() / data.y.len() as f64)
             .collect();
@@ -84,7 +84,7 @@ impl Learner for HazardParams {
             calibration: Some(Calibration::DiscreteHazard { interval_offsets, logit_offset: 0.0 }),
             method: format!(
                 "discrete-time hazard over {INTERVALS} intervals of the horizon: elastic net (L1 share {}) with 5-fold cross-validated lambda (folds by key) on {} person-period rows",
-                self.penalty.l1_share,
+                params.penalty.l1_share,
                 periods.len()
             ),
             selection: HazardChoice {

@@ -1,6 +1,6 @@
 //! What every learner shares: the encoded rows and their folds, the interface each algorithm
-//! implements, and why a fit is refused. Imports nothing from the other fitting modules, which
-//! all build on it.
+//! implements, and why a fit is refused. Of the other fitting modules it imports only
+//! [`super::options`]; the learners all build on it.
 
 use super::options::OptionsError;
 use carecast_models::Estimator;
@@ -107,20 +107,37 @@ pub struct Learned<S> {
 /// One interface over every algorithm: checked parameters in, an estimator and a typed record of
 /// the selection made out. Parameters are checked before any row is read (as linfa's
 /// `ParamGuard`), so a bad setting fails in a moment, not after an hour of cross-validation.
-pub trait Learner {
+pub trait Learner: Sized {
     /// What the learner's search chose, kept in `metrics.json` (as one of
     /// [`super::selection::Choice`]).
     type Selection;
 
-    /// Refuses parameters no fit could use, naming the parameter.
-    fn check(&self) -> Result<(), ParamError>;
+    /// The parameters' rules: refuses any no fit could use, naming it.
+    fn validate(&self) -> Result<(), ParamError>;
 
     /// Fits with parameters [`Learner::check`] accepted.
-    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError>;
+    fn fit_checked(params: Checked<'_, Self>, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError>;
+
+    /// The parameters, checked: what [`Learner::fit_checked`] takes.
+    fn check(&self) -> Result<Checked<'_, Self>, ParamError> {
+        self.validate()?;
+        Ok(Checked(self))
+    }
 
     /// Checks the parameters, then fits.
     fn fit(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
-        self.check()?;
-        self.fit_checked(input)
+        Self::fit_checked(self.check()?, input)
+    }
+}
+
+/// Parameters [`Learner::check`] accepted. Only `check` makes one, so no fit runs on parameters
+/// that were never checked.
+pub struct Checked<'a, P>(&'a P);
+
+impl<P> std::ops::Deref for Checked<'_, P> {
+    type Target = P;
+
+    fn deref(&self) -> &P {
+        self.0
     }
 }

@@ -1,7 +1,7 @@
 //! L2-regularised logistic regression, fitted by linfa (LBFGS) on the standardised encoding, with
 //! the penalty chosen by patient-level cross-validation on the training rows.
 
-use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{Checked, FitError, FitInput, Learned, Learner, ParamError};
 use carecast_models::Estimator;
 use carecast_models::linear::LinearModel;
 use linfa::prelude::*;
@@ -25,18 +25,18 @@ impl Default for LogisticParams {
 impl Learner for LogisticParams {
     type Selection = LogisticChoice;
 
-    fn check(&self) -> Result<(), ParamError> {
+    fn validate(&self) -> Result<(), ParamError> {
         let name = |param| ParamError::new("logistic", param);
         name("alphas").unless(!self.alphas.is_empty(), "needs at least one penalty")?;
         name("alphas").unless(self.alphas.iter().all(|a| a.is_finite() && *a > 0.0), "each must be a positive number")
     }
 
-    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<LogisticChoice>, FitError> {
+    fn fit_checked(params: Checked<'_, Self>, input: &FitInput<'_>) -> Result<Learned<LogisticChoice>, FitError> {
         let fitting = input.fitting_rows();
         let (x, y) = input.data.subset(&fitting);
         let design = Design { x: &x, n_cols: input.data.n_cols, y: &y };
         let (n_folds, folds) = input.cv_folds(&fitting);
-        let cv = cross_validate(&design, &folds, n_folds, &self.alphas)?;
+        let cv = cross_validate(&design, &folds, n_folds, &params.alphas)?;
         let alpha = cv.iter().min_by(|a, b| a.log_loss.total_cmp(&b.log_loss)).expect("checked: not empty").penalty;
         Ok(Learned {
             estimator: Estimator::LogisticRegression(fit(&design, alpha)?),

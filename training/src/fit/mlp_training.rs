@@ -1,7 +1,7 @@
 //! A multilayer perceptron for tabular features, trained with burn (see [`super::network`]),
 //! then exported to Carecast's own [`Mlp`], which serves and explains without burn.
 
-use super::learner::{FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{Checked, FitError, FitInput, Learned, Learner, ParamError};
 use super::network::{self, NetworkChoice, Rows, Schedule, Split, Trained};
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
@@ -42,15 +42,15 @@ impl Network {
 impl Learner for MlpParams {
     type Selection = NetworkChoice<MlpParams>;
 
-    fn check(&self) -> Result<(), ParamError> {
+    fn validate(&self) -> Result<(), ParamError> {
         ParamError::new("mlp", "hidden").unless(self.hidden.iter().all(|&h| h >= 1), "each layer needs a unit")?;
         self.schedule.check("mlp")
     }
 
-    fn fit_checked(&self, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
+    fn fit_checked(params: Checked<'_, Self>, input: &FitInput<'_>) -> Result<Learned<Self::Selection>, FitError> {
         let split = Split::of(input.data);
-        let trained = fit(&split, input.data.n_cols, self);
-        Ok(network::learned(trained, Estimator::Mlp, *self))
+        let trained = fit(&split, input.data.n_cols, &params);
+        Ok(network::learned(trained, Estimator::Mlp, *params))
     }
 }
 

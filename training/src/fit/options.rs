@@ -42,6 +42,11 @@ impl Algorithm {
         }
     }
 
+    /// Whether a fit weights its rows by `--positive-weight`: the GBM and the networks.
+    pub fn weights_rows(self) -> bool {
+        matches!(self, Algorithm::Gbm | Algorithm::Mlp | Algorithm::Gru)
+    }
+
     /// Linear models need imputed, standardised columns; trees take values as they are.
     pub fn encoding(self) -> Encoding {
         match self {
@@ -79,8 +84,7 @@ impl TrainOptions {
         if self.algorithm == Algorithm::Hazard && self.calibration != calibrate::Method::None {
             return Err(OptionsError::HazardCalibration);
         }
-        let weighted = matches!(self.algorithm, Algorithm::Gbm | Algorithm::Mlp | Algorithm::Gru);
-        if self.positive_weight != 1.0 && !weighted {
+        if self.positive_weight != 1.0 && !self.algorithm.weights_rows() {
             return Err(OptionsError::UnweightedAlgorithm(self.algorithm.short_name()));
         }
         Ok(())

@@ -70,6 +70,46 @@ pub struct Recalibration {
     pub rows: usize,
 }
 
+/// `model_selection` as `metrics.json` holds it. A package published before the typed record (or
+/// one whose record holds a number JSON cannot, written as `null`) keeps what it wrote, read
+/// as it is rather than refused, so it can still be evaluated, recalibrated and carded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Recorded {
+    Typed(Box<ModelSelection>),
+    Earlier(serde_json::Value),
+}
+
+impl Recorded {
+    /// The method in words, for the card.
+    pub fn method(&self) -> &str {
+        match self {
+            Recorded::Typed(s) => &s.method,
+            Recorded::Earlier(v) => v.get("method").and_then(|m| m.as_str()).unwrap_or("fixed settings"),
+        }
+    }
+
+    /// Notes a recalibration in the large, keeping everything recorded before it.
+    pub fn recalibrated(&mut self, recalibration: Recalibration) {
+        match self {
+            Recorded::Typed(s) => s.recalibration_in_the_large = Some(recalibration),
+            Recorded::Earlier(v) => {
+                let note = serde_json::to_value(recalibration).expect("plain data serialises");
+                match v.as_object_mut() {
+                    Some(fields) => drop(fields.insert("recalibration_in_the_large".into(), note)),
+                    None => *v = serde_json::json!({"earlier": v.take(), "recalibration_in_the_large": note}),
+                }
+            }
+        }
+    }
+}
+
+impl From<ModelSelection> for Recorded {
+    fn from(selection: ModelSelection) -> Self {
+        Recorded::Typed(Box::new(selection))
+    }
+}
+
 impl ModelSelection {
     /// A record with nothing fitted after the model.
     pub fn new(method: String, choice: impl Into<Choice>) -> Self {
@@ -119,6 +159,36 @@ mod tests {
         assert_eq!(json["lambda"], 0.01);
         assert_eq!(json["calibration"]["method"], "platt");
         assert_eq!(serde_json::from_value::<ModelSelection>(json).unwrap(), selection);
+    }
+
+    #[test]
+    fn a_record_written_before_the_typed_one_or_with_a_null_number_is_kept_as_written() {
+        let earlier = r#"{"method": "5-fold cross-validated log-loss", "alpha": 1.0, "cv_log_loss": [{"alpha": 1.0, "log_loss": 0.4}]}"#;
+        let mut recorded: Recorded = serde_json::from_str(earlier).unwrap();
+        assert!(matches!(recorded, Recorded::Earlier(_)));
+        assert_eq!(recorded.method(), "5-fold cross-validated log-loss");
+        let shift = Recalibration {
+            from_version: "3".into(),
+            log_odds_shift: 0.2,
+            data: "site.csv".into(),
+            data_sha256: "ab".into(),
+            rows: 10,
+        };
+        recorded.recalibrated(shift.clone());
+        let json = serde_json::to_value(&recorded).unwrap();
+        assert_eq!(json["alpha"], 1.0);
+        assert_eq!(json["recalibration_in_the_large"]["log_odds_shift"], 0.2);
+        // A loss that is not a number is written as null: the record reads back whole, untyped.
+        let typed = ModelSelection::new(
+            "m".into(),
+            LogisticChoice {
+                alpha: 1.0,
+                cv_log_loss: vec![crate::fit::logistic::PenaltyLoss { penalty: 1.0, log_loss: f64::NAN }],
+            },
+        );
+        let back: Recorded = serde_json::from_str(&serde_json::to_string(&Recorded::from(typed)).unwrap()).unwrap();
+        assert!(matches!(&back, Recorded::Earlier(v) if v["cv_log_loss"][0]["log_loss"].is_null()));
+        assert_eq!(back.method(), "m");
     }
 
     #[test]
