@@ -26,9 +26,9 @@ pub enum StoreFault {
     /// What reached the disk after a failed write or sync is unknown: the store stops.
     #[error("an earlier write failed ({0}); restart the server to reopen the trail")]
     EarlierWriteFailed(String),
-    /// PostgreSQL's error with its causes (a TLS refusal says why).
-    #[error("{0}")]
-    Postgres(String),
+    /// PostgreSQL refused: what was being done, and why (never a row's values).
+    #[error("{doing}: {reason}")]
+    Postgres { doing: &'static str, reason: String },
     #[error("connection string: {0}")]
     ConnectionString(String),
     #[error(

@@ -39,7 +39,7 @@ mod trail;
 mod verify;
 
 pub use checkpoint::Signer;
-pub use error::AuditError;
+pub use error::{AuditError, StoreFault, Unreadable};
 pub use location::Location;
 pub use log::{Announced, AuditLog, HOLD, Signing};
 pub use record::{AuditRecord, Checkpoint, Entry};

@@ -80,22 +80,34 @@ fn connect(conn: &str) -> Result<Client, StoreFault> {
     let config: Config = conn.parse().map_err(|e: postgres::Error| StoreFault::ConnectionString(e.to_string()))?;
     use postgres::config::SslMode;
     match root {
-        Some(root) if config.get_ssl_mode() != SslMode::Disable => config.connect(tls(&root)?).map_err(pg),
+        Some(root) if config.get_ssl_mode() != SslMode::Disable => {
+            config.connect(tls(&root)?).map_err(pg("connecting"))
+        }
         None if config.get_ssl_mode() == SslMode::Require => Err(StoreFault::NoRootCertificate),
-        _ => config.connect(NoTls).map_err(pg),
+        _ => config.connect(NoTls).map_err(pg("connecting")),
     }
 }
 
-/// PostgreSQL's error with its causes (a TLS refusal says why: an unknown issuer, a name mismatch).
-fn pg(e: postgres::Error) -> StoreFault {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
+/// PostgreSQL's refusal while `doing` something. A database error gives its code and message
+/// only: its DETAIL may quote the failing row, a patient's key and score among it. Other errors
+/// give their causes (a TLS refusal says why: an unknown issuer, a name mismatch).
+fn pg(doing: &'static str) -> impl Fn(postgres::Error) -> StoreFault {
+    move |e| {
+        let reason = match e.as_db_error() {
+            Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+            None => {
+                let mut text = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    text.push_str(": ");
+                    text.push_str(&c.to_string());
+                    cause = c.source();
+                }
+                text
+            }
+        };
+        StoreFault::Postgres { doing, reason }
     }
-    StoreFault::Postgres(text)
 }
 
 fn tls(root: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreFault> {
@@ -145,9 +157,9 @@ impl PostgresTrail {
         let client = std::thread::scope(|s| {
             s.spawn(|| {
                 let mut client = connect(conn)?;
-                let mut txn = client.transaction().map_err(pg)?;
-                txn.batch_execute(SCHEMA).map_err(pg)?;
-                txn.commit().map_err(pg)?;
+                let mut txn = client.transaction().map_err(pg("creating carecast_audit"))?;
+                txn.batch_execute(SCHEMA).map_err(pg("creating carecast_audit"))?;
+                txn.commit().map_err(pg("creating carecast_audit"))?;
                 Ok::<_, StoreFault>(client)
             })
             .join()
@@ -162,11 +174,11 @@ impl Trail for PostgresTrail {
         if self.client.is_closed() {
             self.client = connect(&self.conn)?; // the server restarted: nothing was acknowledged since
         }
-        let mut txn = self.client.transaction().map_err(pg)?;
-        txn.batch_execute("LOCK TABLE carecast_audit IN EXCLUSIVE MODE").map_err(pg)?;
+        let mut txn = self.client.transaction().map_err(pg("appending"))?;
+        txn.batch_execute("LOCK TABLE carecast_audit IN EXCLUSIVE MODE").map_err(pg("locking carecast_audit"))?;
         let head = txn
             .query_opt("SELECT seq, hash FROM carecast_audit ORDER BY seq DESC LIMIT 1", &[])
-            .map_err(pg)?
+            .map_err(pg("reading the chain's head"))?
             .map(|row| (row.get::<_, i64>(0) as u64, row.get::<_, String>(1)));
         chain(head, entries, signer);
         // One statement for the whole group: columns as arrays, unnested into rows.
@@ -197,8 +209,8 @@ impl Trail for PostgresTrail {
                 &checkpoint,
             ],
         )
-        .map_err(pg)?;
-        txn.commit().map_err(pg)
+        .map_err(pg("appending"))?;
+        txn.commit().map_err(pg("committing"))
     }
 }
 
@@ -207,7 +219,9 @@ pub(crate) fn records(conn: &str) -> Result<Records, StoreFault> {
     std::thread::scope(|s| {
         s.spawn(|| {
             let mut client = connect(conn)?;
-            let rows = client.query(&format!("SELECT {COLUMNS} FROM carecast_audit ORDER BY seq"), &[]).map_err(pg)?;
+            let rows = client
+                .query(&format!("SELECT {COLUMNS} FROM carecast_audit ORDER BY seq"), &[])
+                .map_err(pg("reading"))?;
             Ok(rows
                 .iter()
                 .map(|row| {

@@ -1,6 +1,7 @@
 //! The audit trail in a real PostgreSQL server: two servers sharing the table extend one chain,
-//! the table refuses UPDATE, DELETE and TRUNCATE, and a change made behind the trigger's back is
-//! found by verification at that record; the trail reaches the server over TLS, verified.
+//! a refused write is reported without the row, the table refuses UPDATE, DELETE and TRUNCATE,
+//! and a change made behind the trigger's back is found by verification at that record; the
+//! trail reaches the server over TLS, verified.
 //!
 //! Needs `CARECAST_TEST_POSTGRES`, a key=value connection string of a role that may create
 //! schemas (`.ci/run` installs and starts Debian's PostgreSQL and sets it); without it the test
@@ -80,6 +81,13 @@ fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
     log.record_all(&[record("after-restart")]).unwrap();
     let last = log.entries().unwrap().pop().unwrap();
     assert_eq!((last.seq, last.prev.as_str()), (entries.len() as u64, verified.head.as_str()));
+
+    // A refused write says why without the row (PostgreSQL's DETAIL would quote it, patient key
+    // and score included), and nothing of it is kept.
+    admin.batch_execute("ALTER TABLE carecast_audit ADD CONSTRAINT no_new_rows CHECK (seq < 0) NOT VALID").unwrap();
+    let refused = log.record_all(&[record("pt-7f3a-secret")]).unwrap_err().to_string();
+    assert!(refused.contains("no_new_rows") && !refused.contains("pt-7f3a-secret"), "{refused}");
+    admin.batch_execute("ALTER TABLE carecast_audit DROP CONSTRAINT no_new_rows").unwrap();
     drop(log);
 
     // The table refuses changes...
