@@ -331,6 +331,6 @@ mod tests {
         }
         let refused = fits("--model lasso --positive-weight 3").unwrap_err().to_string();
         assert!(refused.starts_with("--positive-weight:") && refused.contains("lasso"), "{refused}");
-        assert!(fits("--positive-weight -1").unwrap_err().to_string().starts_with("--positive-weight:"));
+        assert!(fits("--positive-weight=-1").unwrap_err().to_string().starts_with("--positive-weight:"));
     }
 }
