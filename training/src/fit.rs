@@ -65,7 +65,7 @@ pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> Result
     let mut selection = ModelSelection::new(learned.method, learned.selection);
     let mut calibration = learned.calibration;
     if input.calibrating {
-        let tuning = data.rows(|r| data.fold(r) == 0);
+        let tuning = data.tuning_rows();
         let (x, y) = data.subset(&tuning);
         let margins: Vec<f64> = x.chunks(data.n_cols).map(|row| learned.estimator.margin(row)).collect();
         calibration = Some(match options.calibration {

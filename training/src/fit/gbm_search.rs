@@ -48,8 +48,7 @@ impl Learner for GbmSearch {
         let data = input.data;
         let monotone = monotone_columns(input.pre);
         let fitting = input.fitting_rows();
-        // With calibration, fold 0 is kept for the calibration map and the search uses folds 1-4.
-        let folds: Vec<usize> = if input.calibrating { (1..5).collect() } else { (0..5).collect() };
+        let folds = input.cv_fold_ids();
         let runs: Vec<((usize, usize), gbm::GbmFit, usize)> = params
             .shapes
             .iter()

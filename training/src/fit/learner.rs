@@ -18,6 +18,11 @@ pub struct Encoded {
 }
 
 impl Encoded {
+    /// Fold 0 by key: the tuning rows networks early-stop on and calibration maps are fitted on.
+    pub(super) fn tuning_rows(&self) -> Vec<usize> {
+        self.rows(|r| self.fold(r) == 0)
+    }
+
     pub(super) fn rows(&self, pick: impl Fn(usize) -> bool) -> Vec<usize> {
         (0..self.y.len()).filter(|&r| pick(r)).collect()
     }
@@ -86,6 +91,11 @@ impl FitInput<'_> {
     /// Rows the final model is fitted on: every row, or folds 1-4 when calibrating.
     pub(super) fn fitting_rows(&self) -> Vec<usize> {
         self.data.rows(|r| !self.calibrating || self.data.fold(r) != 0)
+    }
+
+    /// The folds cross-validation runs over: all five, or 1-4 when fold 0 is kept for calibration.
+    pub(super) fn cv_fold_ids(&self) -> Vec<usize> {
+        (0..5).filter(|&k| !self.calibrating || k != 0).collect()
     }
 
     /// Cross-validation over the fitting rows: the number of folds and each row's fold.

@@ -74,7 +74,7 @@ pub(super) struct Split {
 impl Split {
     pub fn of(data: &Encoded) -> Self {
         let (x, y) = data.subset(&data.rows(|r| data.fold(r) != 0));
-        let (tune_x, tune_y) = data.subset(&data.rows(|r| data.fold(r) == 0));
+        let (tune_x, tune_y) = data.subset(&data.tuning_rows());
         Self { x, y, tune_x, tune_y }
     }
 }
