@@ -1,17 +1,18 @@
 //! A server killed with SIGKILL while scoring and auditing under load: afterwards the audit
 //! trail's hash chain still verifies, and every score a client received is in it.
 
-use crate::common::{Cell, carecast, serve, support2_row};
+use crate::common::{Cell, carecast, serve, support2_rows};
 use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Requests for the first rows of the shared SUPPORT data, every feature named.
 fn requests(model: &str, features: &[carecast_models::FeatureSpec], n: usize) -> Vec<pb::ScoreRequest> {
-    (0..n)
-        .map(|r| pb::ScoreRequest {
+    support2_rows(features, n)
+        .into_iter()
+        .map(|row| pb::ScoreRequest {
             model: model.into(),
-            features: support2_row(features, r)
+            features: row
                 .into_iter()
                 .map(|(name, cell)| {
                     let value = match cell {

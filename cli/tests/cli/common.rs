@@ -40,19 +40,24 @@ pub enum Cell {
     Missing,
 }
 
-/// Row `row` of the shared SUPPORT data, as the values of `features`.
-pub fn support2_row(features: &[carecast_models::FeatureSpec], row: usize) -> Vec<(String, Cell)> {
+/// The first `n` rows of the shared SUPPORT data, each as the values of `features` (the table is
+/// read once: polars is unoptimised in test builds).
+pub fn support2_rows(features: &[carecast_models::FeatureSpec], n: usize) -> Vec<Vec<(String, Cell)>> {
     use carecast_models::Value;
     use carecast_tables::{feature_columns, read_table, row_values};
     let df = read_table(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv")).unwrap();
     let columns = feature_columns(&df, features).unwrap();
-    let values = row_values(&columns, row).unwrap();
     let cell = |v: Value<'_>| match v {
         Value::Number(x) => Cell::Number(x),
         Value::Text(t) => Cell::Category(t.to_string()),
         Value::Missing => Cell::Missing,
     };
-    features.iter().zip(values).map(|(f, v)| (f.name.clone(), cell(v))).collect()
+    (0..n)
+        .map(|row| {
+            let values = row_values(&columns, row).unwrap();
+            features.iter().zip(values).map(|(f, v)| (f.name.clone(), cell(v))).collect()
+        })
+        .collect()
 }
 
 /// Runs a command; panics with its output if it fails, else returns its standard output.

@@ -4,7 +4,7 @@
 //! environment under the build directory (from PyPI) unless `CARECAST_PYTHON` names a Python
 //! that has it.
 
-use crate::common::{Cell, carecast, python, serve, support2_row};
+use crate::common::{Cell, carecast, python, serve, support2_rows};
 use std::path::Path;
 use std::process::Command;
 
@@ -21,7 +21,7 @@ fn the_python_client_scores_and_explains_as_the_server_does() {
     )
     .unwrap();
 
-    let row = support2_row(&pkg.manifest.features, 7);
+    let row = support2_rows(&pkg.manifest.features, 8).swap_remove(7);
     let features: serde_json::Map<String, serde_json::Value> = row
         .iter()
         .map(|(name, cell)| {
