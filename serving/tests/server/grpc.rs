@@ -9,6 +9,8 @@ use carecast_proto::v1::{
 };
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_tables::{feature_columns, read_table, row_values};
+use carecast_training::dataset::Rows;
+use carecast_training::pipeline::{EvaluationData, recalibrate_package};
 use carecast_training::{Algorithm, TaskSpec, train};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -541,14 +543,18 @@ async fn shutdown_stops_new_connections_and_drains_the_calls_in_flight() {
 
 #[tokio::test]
 async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_promoted() {
-    // A private registry: versions 1 and 2 as trained, version 3 damaged after publication.
+    // A private registry: version 1 as trained, 2 and 3 recalibrations of it (as a new site
+    // would publish them), version 3 damaged after publication.
     let dir = std::env::temp_dir().join(format!("carecast-admin-{}", std::process::id()));
     let (task, toml) = TaskSpec::load("support2_hospdead").unwrap();
     let registry = Registry::new(&dir);
-    for _ in 0..3 {
-        train(&task, &toml, &shared_data("support2.csv"), &registry, Algorithm::Gbm, None).unwrap();
-    }
+    train(&task, &toml, &shared_data("support2.csv"), &registry, Algorithm::Gbm, None).unwrap();
     let model = "support2_hospdead-gbm";
+    let trained = load_package(&dir.join(model).join("1")).unwrap();
+    for _ in 0..2 {
+        let site = EvaluationData::Table(&shared_data("support2.csv"));
+        recalibrate_package(&trained, site, Rows::TaskSplit, &registry).unwrap();
+    }
     let damaged = dir.join(model).join("3/model.json");
     let text = std::fs::read_to_string(&damaged).unwrap().replacen("\"value\": 0.0", "\"value\": 9.0", 1);
     std::fs::write(&damaged, text).unwrap();
