@@ -2,10 +2,11 @@
 //! (probability, band, top clinical factors), and every refused row reported with its row number,
 //! field and reason, while the rest are scored.
 
-use crate::table::{feature_columns, read_table, row_values, text_column};
+use crate::staged::Staged;
+use crate::table::{FeatureColumn, feature_columns, read_table, row_values, text_column};
 use carecast_audit::{AuditLog, AuditRecord};
 use carecast_models::explain::Ranking;
-use carecast_models::{ModelPackage, Workspace, deid};
+use carecast_models::{ModelPackage, Score, Value, Workspace, deid};
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::path::Path;
@@ -27,6 +28,83 @@ pub struct BatchReport {
     pub rows: usize,
     pub scored: usize,
     pub errors: Vec<RowError>,
+}
+
+/// A row read for scoring: its key, if the table has one, and its values in feature order.
+type Keyed<'a> = (Option<&'a str>, Vec<Value<'a>>);
+
+/// Scores every row of the feature columns in chunks through the model's block paths, in
+/// parallel, checking each row's pseudonymous key when a key column is given; `keep` turns a
+/// row's score into what the caller keeps (0-based row, key, values, score). Rows that cannot be
+/// scored come back as errors naming the field, in row order with the rest.
+pub(crate) fn score_each<T: Send>(
+    pkg: &ModelPackage,
+    columns: &[FeatureColumn],
+    keys: Option<&[Option<String>]>,
+    key_name: &str,
+    keep: impl Fn(usize, Option<&str>, &[Value<'_>], &Score) -> T + Sync,
+) -> Vec<Result<T, RowError>> {
+    let height = columns.first().map_or(0, FeatureColumn::len);
+    let starts: Vec<usize> = (0..height).step_by(CHUNK).collect();
+    starts
+        .into_par_iter()
+        .map_init(Workspace::default, |ws, start| {
+            let rows = start..(start + CHUNK).min(height);
+            let read: Vec<Result<Keyed<'_>, RowError>> = rows
+                .clone()
+                .map(|r| {
+                    let fail = |field: &str, reason: &str| RowError {
+                        row: r + 1,
+                        field: field.to_string(),
+                        reason: reason.to_string(),
+                    };
+                    let key = keys.and_then(|k| k[r].as_deref());
+                    if keys.is_some() {
+                        match key {
+                            None => return Err(fail(key_name, "key missing")),
+                            Some(k) => deid::check_patient_key(k).map_err(|reason| fail(key_name, reason))?,
+                        }
+                    }
+                    let values = row_values(columns, r).map_err(|e| fail(&e.field, &e.reason))?;
+                    Ok((key, values))
+                })
+                .collect();
+            let valid: Vec<&[_]> = read.iter().filter_map(|r| r.as_ref().ok()).map(|(_, v)| v.as_slice()).collect();
+            let mut scores = pkg.scorer.score_rows(&valid, ws).into_iter();
+            rows.zip(read.iter())
+                .map(|(r, read)| {
+                    let (key, values) = read.as_ref().map_err(Clone::clone)?;
+                    let score = scores.next().expect("one score per valid row");
+                    let score = score.map_err(|e| RowError { row: r + 1, field: e.field, reason: e.reason })?;
+                    Ok(keep(r, *key, values, &score))
+                })
+                .collect::<Vec<_>>()
+        })
+        .flatten()
+        .collect()
+}
+
+/// Commits one audit record per score of a table (key, probability, band) by `caller`, before
+/// any output naming them is released.
+pub(crate) fn audit_scores<'a>(
+    audit: &AuditLog,
+    pkg: &'a ModelPackage,
+    caller: &'a str,
+    scores: impl Iterator<Item = (Option<&'a str>, f64, &'static str)>,
+) -> Result<(), carecast_audit::AuditError> {
+    let m = &pkg.manifest;
+    let records: Vec<AuditRecord<'_>> = scores
+        .map(|(key, probability, risk_band)| AuditRecord {
+            time: chrono::Utc::now(),
+            caller,
+            patient_key: key.unwrap_or(""),
+            model: &m.name,
+            model_version: &m.version,
+            probability,
+            risk_band,
+        })
+        .collect();
+    audit.record_all(&records)
 }
 
 struct Scored {
@@ -60,61 +138,21 @@ pub fn score_table(
     let key_name = key_column.unwrap_or("key");
 
     let factors = pkg.scorer.factors();
-    // Chunks of rows, each scored through the model together (its block paths), in parallel.
-    let starts: Vec<usize> = (0..df.height()).step_by(CHUNK).collect();
-    let results: Vec<Result<Scored, RowError>> = starts
-        .into_par_iter()
-        .map_init(Workspace::default, |ws, start| {
-            let rows = start..(start + CHUNK).min(df.height());
-            let read: Vec<Result<(Option<String>, Vec<_>), RowError>> = rows
-                .clone()
-                .map(|r| {
-                    let fail = |field: &str, reason: &str| RowError {
-                        row: r + 1,
-                        field: field.to_string(),
-                        reason: reason.to_string(),
-                    };
-                    let key = keys.as_ref().and_then(|k| k[r].clone());
-                    if keys.is_some() {
-                        match key.as_deref() {
-                            None => return Err(fail(key_name, "key missing")),
-                            Some(k) => deid::check_patient_key(k).map_err(|reason| fail(key_name, reason))?,
-                        }
-                    }
-                    let values = row_values(&columns, r).map_err(|e| fail(&e.field, &e.reason))?;
-                    Ok((key, values))
-                })
-                .collect();
-            let valid: Vec<&[_]> = read.iter().filter_map(|r| r.as_ref().ok()).map(|(_, v)| v.as_slice()).collect();
-            let mut scores = pkg.scorer.score_rows(&valid, ws).into_iter();
-            rows.zip(read.iter())
-                .map(|(r, read)| {
-                    let (key, values) = read.as_ref().map_err(Clone::clone)?;
-                    let score = scores.next().expect("one score per valid row");
-                    let score = score.map_err(|e| RowError { row: r + 1, field: e.field, reason: e.reason })?;
-                    let explained = pkg.scorer.explain(values, &score, Ranking { features: 0, factors: top });
-                    let warnings = explained
-                        .warnings
-                        .iter()
-                        .map(|w| format!("{}: {}", w.feature, w.message))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    let top = explained.factors.into_iter().map(|f| (f.name, f.contribution, f.reason)).collect();
-                    Ok(Scored {
-                        row: r + 1,
-                        key: key.clone(),
-                        probability: score.probability,
-                        margin: score.margin,
-                        band: score.band.as_str(),
-                        additivity_error: score.additivity_error,
-                        top,
-                        warnings,
-                    })
-                })
-                .collect::<Vec<_>>()
-        })
-        .flatten()
-        .collect();
+    let results = score_each(pkg, &columns, keys.as_deref(), key_name, |r, key, values, score| {
+        let explained = pkg.scorer.explain(values, score, Ranking { features: 0, factors: top });
+        let warnings =
+            explained.warnings.iter().map(|w| format!("{}: {}", w.feature, w.message)).collect::<Vec<_>>().join("; ");
+        Scored {
+            row: r + 1,
+            key: key.map(str::to_string),
+            probability: score.probability,
+            margin: score.margin,
+            band: score.band.as_str(),
+            additivity_error: score.additivity_error,
+            top: explained.factors.into_iter().map(|f| (f.name, f.contribution, f.reason)).collect(),
+            warnings,
+        }
+    });
     let mut scored = Vec::with_capacity(results.len());
     let mut errors = Vec::new();
     for r in results {
@@ -168,19 +206,7 @@ pub fn score_table(
         Some(Staged::write(errors_path, |f| CsvWriter::new(f).finish(&mut err_df).map_err(anyhow::Error::from))?)
     };
 
-    let records: Vec<AuditRecord<'_>> = scored
-        .iter()
-        .map(|s| AuditRecord {
-            time: chrono::Utc::now(),
-            caller: "batch",
-            patient_key: s.key.as_deref().unwrap_or(""),
-            model: &m.name,
-            model_version: &m.version,
-            probability: s.probability,
-            risk_band: s.band,
-        })
-        .collect();
-    audit.record_all(&records)?;
+    audit_scores(audit, pkg, "batch", scored.iter().map(|s| (s.key.as_deref(), s.probability, s.band)))?;
 
     staged_output.commit()?;
     match staged_errors {
@@ -193,39 +219,4 @@ pub fn score_table(
         },
     }
     Ok(BatchReport { rows: df.height(), scored: n, errors })
-}
-
-/// A file written in full and synced under a temporary name beside its final path; renamed into
-/// place by [`Staged::commit`], removed if dropped uncommitted.
-struct Staged {
-    temp: std::path::PathBuf,
-    path: std::path::PathBuf,
-    committed: bool,
-}
-
-impl Staged {
-    fn write(path: &Path, write: impl FnOnce(&mut std::fs::File) -> anyhow::Result<()>) -> anyhow::Result<Self> {
-        let name = path.file_name().ok_or_else(|| anyhow::anyhow!("{}: not a file path", path.display()))?;
-        let temp = path.with_file_name(format!(".{}.{}.partial", name.to_string_lossy(), std::process::id()));
-        let staged = Self { temp, path: path.to_path_buf(), committed: false };
-        let mut file = std::fs::File::create(&staged.temp).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        write(&mut file)
-            .and_then(|()| file.sync_all().map_err(anyhow::Error::from))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        Ok(staged)
-    }
-
-    fn commit(mut self) -> anyhow::Result<()> {
-        std::fs::rename(&self.temp, &self.path).map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))?;
-        self.committed = true;
-        Ok(())
-    }
-}
-
-impl Drop for Staged {
-    fn drop(&mut self) {
-        if !self.committed {
-            let _ = std::fs::remove_file(&self.temp);
-        }
-    }
 }

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod identifiers;
+mod staged;
 mod table;
 
 pub use table::{FeatureColumn, TableError, feature_columns, read_table, row_values, text_column};
