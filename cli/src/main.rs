@@ -5,7 +5,7 @@
 //! | module | verbs | for |
 //! | --- | --- | --- |
 //! | [`research`] | train, import, evaluate, recalibrate | researchers |
-//! | [`planning`] | score | population-health planners |
+//! | [`planning`] | score, population | population-health planners |
 //! | [`clinical`] | serve | the EHR and clinicians |
 //! | [`audit_trail`] | audit verify, audit keygen | information governance |
 //! | [`records`] | ingest, synth, labels | data engineers |
@@ -53,6 +53,7 @@ enum Command {
     Evaluate(research::Evaluate),
     Recalibrate(research::Recalibrate),
     Score(planning::Score),
+    Population(planning::Population),
     /// The audit trail of scores.
     Audit {
         #[command(subcommand)]
@@ -93,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Evaluate(args) => research::evaluate(&registry, args),
         Command::Recalibrate(args) => research::recalibrate(&registry, args),
         Command::Score(args) => planning::score(&registry, args),
+        Command::Population(args) => planning::population(&registry, args),
         Command::Audit { action } => audit_trail::run(&registry, action),
         Command::Serve(args) => clinical::serve(&registry, *args).await,
         Command::Ingest(args) => records::ingest(args),

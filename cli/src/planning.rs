@@ -1,10 +1,13 @@
-//! The planner's verb: score a whole table, every row explained and audited.
+//! The planners' verbs: score a whole table, every row explained and audited; and summarise a
+//! whole register by the groups a planner names, under disclosure control.
 
 use crate::audit_location;
 use carecast_audit::AuditLog;
 use carecast_models::Registry;
 use carecast_serving::ModelStore;
 use carecast_tables::batch;
+use carecast_tables::disclosure::Disclosure;
+use carecast_tables::population::{Grouping, PopulationOptions, summarise};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -13,15 +16,8 @@ use std::path::PathBuf;
 #[command(after_help = "Example:
   carecast score --model support2_hospdead-gbm --input data/support2.csv --output scores.parquet --key-column sno")]
 pub struct Score {
-    /// The model's name in the registry.
-    #[arg(long)]
-    model: String,
-    /// Default: the promoted version.
-    #[arg(long)]
-    version: Option<String>,
-    /// The table to score (CSV or Parquet), one row per patient, a column per feature.
-    #[arg(long)]
-    input: PathBuf,
+    #[command(flatten)]
+    table: Table,
     /// Where the scores go (Parquet): written beside it and renamed into place when complete.
     #[arg(long)]
     output: PathBuf,
@@ -34,6 +30,20 @@ pub struct Score {
     /// Contributions per row, largest first.
     #[arg(long, default_value_t = 5)]
     top: usize,
+}
+
+/// The model and the table both verbs score, and the audit trail the scores go to.
+#[derive(Args)]
+struct Table {
+    /// The model's name in the registry.
+    #[arg(long)]
+    model: String,
+    /// Default: the promoted version.
+    #[arg(long)]
+    version: Option<String>,
+    /// The table to score (CSV or Parquet), one row per patient, a column per feature.
+    #[arg(long)]
+    input: PathBuf,
     /// Audit trail: an append-only journal file, or a PostgreSQL connection string
     /// (`postgresql://user:password@host/db`: set CARECAST_AUDIT to keep the password off the
     /// command line); default `<registry>/audit.jsonl`.
@@ -41,12 +51,83 @@ pub struct Score {
     audit: Option<String>,
 }
 
+impl Table {
+    fn open(
+        self,
+        registry: &Registry,
+    ) -> anyhow::Result<(std::sync::Arc<carecast_models::ModelPackage>, AuditLog, PathBuf)> {
+        let pkg = ModelStore::new(registry.clone()).get(&self.model, self.version.as_deref())?;
+        let audit = AuditLog::open_at(&audit_location(registry, self.audit))?;
+        Ok((pkg, audit, self.input))
+    }
+}
+
+/// Summarise a whole register by groups (risk bands, expected cases, factor burden), with small
+/// numbers suppressed.
+#[derive(Args)]
+#[command(after_help = "Example:
+  carecast population --model support2_hospdead-gbm --input data/support2.csv \\
+      --by dzgroup --by age=65,80 --outcome hospdead --output summary
+
+Writes summary.parquet, summary.csv (suppressed counts as *) and summary.json (the model, the
+rows scored and refused, and the disclosure rule).")]
+pub struct Population {
+    #[command(flatten)]
+    table: Table,
+    /// A column to group by, or a numeric column cut into bands (`age=65,80`: under 65, 65 to
+    /// under 80, 80 and over); repeat for a cross-classification.
+    #[arg(long, required = true)]
+    by: Vec<Grouping>,
+    /// A column of observed outcomes (1 / 0, true / false; empty when not known), counted per group.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// The register's pseudonymous key column, checked on every row (never in a summary).
+    #[arg(long)]
+    key_column: Option<String>,
+    /// Where the summary goes: `<output>.parquet`, `.csv` and `.json`.
+    #[arg(long)]
+    output: PathBuf,
+    /// Counts from 1 to this are suppressed (NHS England's statistical disclosure guidance: 7).
+    #[arg(long, default_value_t = Disclosure::default().suppress_up_to)]
+    suppress_up_to: u64,
+    /// Counts are rounded to the nearest multiple of this (1: unrounded).
+    #[arg(long, default_value_t = Disclosure::default().round_to)]
+    round_to: u64,
+}
+
+pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
+    let options = PopulationOptions {
+        by: args.by,
+        outcome: args.outcome,
+        key_column: args.key_column,
+        disclosure: Disclosure { suppress_up_to: args.suppress_up_to, round_to: args.round_to },
+    };
+    let (pkg, audit, input) = args.table.open(registry)?;
+    let summary = summarise(&pkg, &input, &options, &audit)?;
+    summary.write(&args.output)?;
+    println!(
+        "{} v{}: {} of {} rows scored into {} groups; {}.parquet, .csv and .json written",
+        summary.model,
+        summary.version,
+        summary.scored,
+        summary.rows,
+        summary.groups.len() - 1,
+        args.output.display()
+    );
+    if !summary.refused.is_empty() {
+        println!(
+            "{} row(s) not scored, counted per group as not_scored (score the table to see why)",
+            summary.refused.len()
+        );
+    }
+    println!("Disclosure control: {}.", summary.rule);
+    Ok(())
+}
+
 pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
-    let pkg = ModelStore::new(registry.clone()).get(&args.model, args.version.as_deref())?;
+    let (pkg, audit, input) = args.table.open(registry)?;
     let errors = args.errors.unwrap_or_else(|| args.output.with_extension("errors.csv"));
-    let audit = AuditLog::open_at(&audit_location(registry, args.audit))?;
-    let report =
-        batch::score_table(&pkg, &args.input, &args.output, &errors, args.key_column.as_deref(), args.top, &audit)?;
+    let report = batch::score_table(&pkg, &input, &args.output, &errors, args.key_column.as_deref(), args.top, &audit)?;
     println!(
         "{} v{}: scored {} of {} rows into {}",
         pkg.manifest.name,

@@ -4,7 +4,9 @@
 //! the inference core never link it.
 
 pub mod batch;
+pub mod disclosure;
 pub mod identifiers;
+pub mod population;
 mod staged;
 mod table;
 

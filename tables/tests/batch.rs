@@ -1,21 +1,32 @@
 //! Batch scoring on real rows: bad rows are reported with row number, field and reason, every
-//! other row is scored, and the Parquet output equals the in-process scorer.
+//! other row is scored, and the Parquet output equals the in-process scorer. Population
+//! summaries of the whole SUPPORT table equal the groups counted here from the raw file, and
+//! every published count passes disclosure control.
 
 use carecast_audit::AuditLog;
 use carecast_models::{Registry, Workspace, load_package};
 use carecast_tables::batch;
+use carecast_tables::disclosure::Disclosure;
+use carecast_tables::population::{PopulationError, PopulationOptions, summarise};
 use carecast_tables::{feature_columns, read_table, row_values};
 use carecast_training::{Algorithm, TaskSpec, train};
 use std::path::PathBuf;
 
-#[test]
-fn bad_rows_are_reported_and_the_rest_scored() {
+/// The shared SUPPORT table, a working directory named for the test, and a support2_hospdead
+/// model trained on the table and published there.
+fn trained(test: &str, algorithm: Algorithm) -> (PathBuf, PathBuf, carecast_models::ModelPackage) {
     let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv");
-    let dir = std::env::temp_dir().join(format!("carecast-batch-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("carecast-{test}-{}", std::process::id()));
     let registry = Registry::new(dir.join("registry"));
     let (task, toml) = TaskSpec::load("support2_hospdead").unwrap();
-    let report = train(&task, &toml, &shared, &registry, Algorithm::Gbm, None).unwrap();
+    let report = train(&task, &toml, &shared, &registry, algorithm, None).unwrap();
     let pkg = load_package(&registry.resolve(&report.name, None).unwrap().1).unwrap();
+    (shared, dir, pkg)
+}
+
+#[test]
+fn bad_rows_are_reported_and_the_rest_scored() {
+    let (shared, dir, pkg) = trained("batch", Algorithm::Gbm);
 
     // The first 60 rows of the real file, with three cells damaged in three different ways.
     let text = std::fs::read_to_string(&shared).unwrap();
@@ -131,5 +142,134 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     std::fs::write(&no_meanbp, cut.join("\n")).unwrap();
     let err = batch::score_table(&pkg, &no_meanbp, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
     assert!(err.contains("meanbp"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn population_summaries_count_what_the_file_holds_and_suppress_small_numbers() {
+    let (shared, dir, pkg) = trained("population", Algorithm::Logistic);
+
+    // The whole file, with one row's heart rate damaged: it is counted, not scored.
+    let text = std::fs::read_to_string(&shared).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let header: Vec<String> = lines[0].split(',').map(str::to_string).collect();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let mut cells: Vec<String> = lines[40].split(',').map(str::to_string).collect();
+    cells[col("hrt")] = "fast".into();
+    lines[40] = cells.join(",");
+    std::fs::create_dir_all(&dir).unwrap();
+    let input = dir.join("register.csv");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+
+    // Counted here from the raw text: people, deaths and the sum of risks by disease group and
+    // age band, the risks from scoring each row alone.
+    let df = read_table(&input).unwrap();
+    let features = feature_columns(&df, &pkg.manifest.features).unwrap();
+    let mut ws = Workspace::default();
+    let mut truth: std::collections::BTreeMap<(String, &str), (u64, u64, f64, u64)> = Default::default();
+    let mut base = f64::NAN;
+    for (r, line) in lines[1..].iter().enumerate() {
+        let c: Vec<&str> = line.split(',').collect();
+        let age: f64 = c[col("age")].parse().unwrap();
+        let band = if age < 65.0 {
+            "under 65"
+        } else if age < 80.0 {
+            "65 to under 80"
+        } else {
+            "80 and over"
+        };
+        let t = truth.entry((c[col("dzgroup")].to_string(), band)).or_default();
+        t.0 += 1;
+        t.1 += u64::from(c[col("hospdead")] == "1");
+        match row_values(&features, r).map(|v| pkg.scorer.score(&v, &mut ws)) {
+            Ok(Ok(score)) => {
+                t.2 += score.probability;
+                base = score.base_value;
+            }
+            _ => t.3 += 1,
+        }
+    }
+
+    let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+    let by = vec!["dzgroup".parse().unwrap(), "age=65,80".parse().unwrap()];
+    let options = |disclosure| PopulationOptions {
+        by: by.clone(),
+        outcome: Some("hospdead".into()),
+        key_column: Some("sno".into()),
+        disclosure,
+    };
+    // Unprotected (a rule of no suppression and no rounding), the summary is the count.
+    let open = Disclosure { suppress_up_to: 0, round_to: 1 };
+    let summary = summarise(&pkg, &input, &options(open), &audit).unwrap();
+    assert_eq!((summary.rows, summary.scored, summary.refused.len()), (9105, 9104, 1));
+    assert_eq!(summary.refused[0].field, "hrt");
+    assert_eq!(audit.verify().unwrap().records, 9104, "every score audited");
+    assert_eq!(summary.groups.len(), truth.len() + 1);
+    for g in &summary.groups[..truth.len()] {
+        let t = truth[&(g.group[0].clone(), g.group[1].as_str())];
+        assert_eq!(g.people, Some(t.0), "{:?}", g.group);
+        assert_eq!(g.observed_cases, Some(t.1), "{:?}", g.group);
+        assert_eq!(g.not_scored, Some(t.3), "{:?}", g.group);
+        assert!((g.expected_cases.unwrap() - t.2).abs() < 1e-9, "{:?}", g.group);
+        let (lower, upper) = g.expected_interval.unwrap();
+        assert!(lower as f64 <= t.2 && t.2 <= upper as f64);
+        assert_eq!(g.bands.iter().map(|b| b.unwrap()).sum::<u64>() + t.3, t.0);
+        // The factors' burdens add up to the mean risk less the baseline risk.
+        let mean = t.2 / (t.0 - t.3) as f64;
+        let baseline = carecast_models::scorer::sigmoid(base);
+        assert!((g.burden.as_ref().unwrap().iter().sum::<f64>() - (mean - baseline)).abs() < 1e-9);
+    }
+    let all = summary.groups.last().unwrap();
+    assert_eq!((all.group.clone(), all.people), (vec!["All".to_string(); 2], Some(9105)));
+
+    // Under the default rule: counts of 1-7 never published, every count a multiple of 5.
+    let protected = summarise(&pkg, &input, &options(Disclosure::default()), &audit).unwrap();
+    let mut suppressed = 0;
+    for (g, open) in protected.groups.iter().zip(&summary.groups) {
+        let pairs = [(g.people, open.people), (g.observed_cases, open.observed_cases)]
+            .into_iter()
+            .chain(g.bands.iter().copied().zip(open.bands.iter().copied()));
+        for (published, count) in pairs {
+            let count = count.unwrap();
+            match published {
+                Some(p) => assert!(p % 5 == 0 && p.abs_diff(count) <= 2 && !(1..=7).contains(&count)),
+                None => suppressed += 1,
+            }
+        }
+        if g.people.is_none() {
+            assert!(g.expected_cases.is_none() && g.burden.is_none(), "a suppressed group shows nothing");
+        }
+    }
+    assert!(suppressed > 0, "SUPPORT has small cells by disease group and age band");
+    summary.write(&dir.join("summary")).unwrap();
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert!(csv.starts_with("dzgroup,age,people,") && !csv.contains(",sno"), "no key column in a summary");
+    let about = std::fs::read_to_string(dir.join("summary.json")).unwrap();
+    assert!(about.contains("not a causal effect"));
+
+    // Refused before any row is scored, naming the column: an unknown grouping, the key, a
+    // grouping as fine as a key, and outcomes that are not outcomes.
+    let before = audit.verify().unwrap().records;
+    let refuse = |by: &str, outcome: &str, key: Option<&str>| {
+        let o = PopulationOptions {
+            by: vec![by.parse().unwrap()],
+            outcome: Some(outcome.into()),
+            key_column: key.map(str::to_string),
+            disclosure: Disclosure::default(),
+        };
+        summarise(&pkg, &input, &o, &audit).map(drop).unwrap_err()
+    };
+    for (by, outcome, key, expected) in [
+        ("locality", "hospdead", Some("sno"), "--by `locality`: absent from the input"),
+        ("sno", "hospdead", Some("sno"), "--by `sno`: is the patient key"),
+        ("sno", "hospdead", None, "--by `sno`: has 9105 distinct values (at most 1000)"),
+        ("dzgroup=1,2", "hospdead", None, "--by `dzgroup`: cut points need a numeric column"),
+        ("dzgroup", "dzclass", None, "--outcome `dzclass`: row 1: expected 1 or 0"),
+    ] {
+        let err = refuse(by, outcome, key);
+        assert!(matches!(err, PopulationError::Grouping { .. } | PopulationError::Outcome { .. }), "{err}");
+        assert!(err.to_string().starts_with(expected), "{err}");
+    }
+    assert_eq!(audit.verify().unwrap().records, before, "nothing scored");
     std::fs::remove_dir_all(&dir).unwrap();
 }

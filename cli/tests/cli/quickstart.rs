@@ -46,6 +46,19 @@ fn demo_and_commands_work_end_to_end() {
     );
     assert!(scored.contains("v1: scored 9105 of 9105 rows"), "{scored}");
 
+    // The planner's summary of the same register, by disease group and age band, under the
+    // default disclosure rule, which the command states.
+    let data = shared.to_str().unwrap();
+    let model = ["--model", "support2_hospdead-gbm", "--input", data, "--key-column", "sno"];
+    let by = ["--by", "dzgroup", "--by", "age=65,80", "--outcome", "hospdead", "--output", "summary"];
+    let summarised = carecast(&dir, &[&["population"][..], &model, &by].concat());
+    assert!(summarised.contains("9105 of 9105 rows scored into 24 groups"), "{summarised}");
+    assert!(summarised.contains("counts of 1 to 7 suppressed"), "{summarised}");
+    let table = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert!(table.lines().last().unwrap().starts_with("All,All,9105,"), "{table}");
+    assert!(table.contains(",*,"), "small cells are suppressed:\n{table}");
+    assert!(dir.join("summary.parquet").exists() && dir.join("summary.json").exists());
+
     // Nothing is served without authentication unless a demo is asked for explicitly.
     let open = Command::new(env!("CARGO_BIN_EXE_carecast"))
         .args(["serve", "--addr", "127.0.0.1:0"])
