@@ -24,9 +24,6 @@ pub struct Score {
     /// Where refused rows are reported; default `<output>.errors.csv`.
     #[arg(long)]
     errors: Option<PathBuf>,
-    /// Column with a pseudonymous patient key, copied to the output and the audit trail.
-    #[arg(long)]
-    key_column: Option<String>,
     /// Contributions per row, largest first.
     #[arg(long, default_value_t = 5)]
     top: usize,
@@ -44,6 +41,10 @@ struct Table {
     /// The table to score (CSV or Parquet), one row per patient, a column per feature.
     #[arg(long)]
     input: PathBuf,
+    /// Column with a pseudonymous patient key, checked on every row and kept in the audit trail
+    /// (and in batch scores; never in a summary).
+    #[arg(long)]
+    key_column: Option<String>,
     /// Audit trail: an append-only journal file, or a PostgreSQL connection string
     /// (`postgresql://user:password@host/db`: set CARECAST_AUDIT to keep the password off the
     /// command line); default `<registry>/audit.jsonl`.
@@ -52,14 +53,19 @@ struct Table {
 }
 
 impl Table {
-    fn open(
-        self,
-        registry: &Registry,
-    ) -> anyhow::Result<(std::sync::Arc<carecast_models::ModelPackage>, AuditLog, PathBuf)> {
+    fn open(self, registry: &Registry) -> anyhow::Result<Opened> {
         let pkg = ModelStore::new(registry.clone()).get(&self.model, self.version.as_deref())?;
         let audit = AuditLog::open_at(&audit_location(registry, self.audit))?;
-        Ok((pkg, audit, self.input))
+        Ok(Opened { pkg, audit, input: self.input, key_column: self.key_column })
     }
+}
+
+/// A verb's model loaded, its audit trail open, and the table it reads.
+struct Opened {
+    pkg: std::sync::Arc<carecast_models::ModelPackage>,
+    audit: AuditLog,
+    input: PathBuf,
+    key_column: Option<String>,
 }
 
 /// Summarise a whole register by groups (risk bands, expected cases, factor burden), with small
@@ -81,9 +87,6 @@ pub struct Population {
     /// A column of observed outcomes (1 / 0, true / false; empty when not known), counted per group.
     #[arg(long)]
     outcome: Option<String>,
-    /// The register's pseudonymous key column, checked on every row (never in a summary).
-    #[arg(long)]
-    key_column: Option<String>,
     /// Where the summary goes: `<output>.parquet`, `.csv` and `.json`.
     #[arg(long)]
     output: PathBuf,
@@ -96,28 +99,30 @@ pub struct Population {
 }
 
 pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
+    let Opened { pkg, audit, input, key_column } = args.table.open(registry)?;
     let options = PopulationOptions {
         by: args.by,
         outcome: args.outcome,
-        key_column: args.key_column,
+        key_column,
         disclosure: Disclosure { suppress_up_to: args.suppress_up_to, round_to: args.round_to },
     };
-    let (pkg, audit, input) = args.table.open(registry)?;
-    let summary = summarise(&pkg, &input, &options, &audit)?;
-    summary.write(&args.output)?;
+    let summary = summarise(&pkg, &input, &options)?;
+    summary.publish(&args.output, &pkg, &audit)?;
+    // What is printed is what is published: the total row's protected counts.
+    let total = summary.groups.last().expect("the total row");
+    let shown = |n: Option<u64>| n.map_or_else(|| "*".to_string(), |n| n.to_string());
     println!(
-        "{} v{}: {} of {} rows scored into {} groups; {}.parquet, .csv and .json written",
+        "{} v{}: {} people in {} groups ({} not scored); {}.parquet, .csv and .json written",
         summary.model,
         summary.version,
-        summary.scored,
-        summary.rows,
+        shown(total.people),
         summary.groups.len() - 1,
+        shown(total.not_scored),
         args.output.display()
     );
-    if !summary.refused.is_empty() {
+    if summary.not_scored > 0 {
         println!(
-            "{} row(s) not scored, counted per group as not_scored (score the table to see why)",
-            summary.refused.len()
+            "Rows not scored are counted per group as not_scored: `carecast score` names each row's field and reason."
         );
     }
     println!("Disclosure control: {}.", summary.rule);
@@ -125,9 +130,9 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
 }
 
 pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
-    let (pkg, audit, input) = args.table.open(registry)?;
+    let Opened { pkg, audit, input, key_column } = args.table.open(registry)?;
     let errors = args.errors.unwrap_or_else(|| args.output.with_extension("errors.csv"));
-    let report = batch::score_table(&pkg, &input, &args.output, &errors, args.key_column.as_deref(), args.top, &audit)?;
+    let report = batch::score_table(&pkg, &input, &args.output, &errors, key_column.as_deref(), args.top, &audit)?;
     println!(
         "{} v{}: scored {} of {} rows into {}",
         pkg.manifest.name,

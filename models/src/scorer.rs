@@ -124,6 +124,16 @@ impl Scorer {
         Completeness { imputed, expected: (0..specs.len()).filter(|&i| expected(i)).count() }
     }
 
+    /// The risk of the training population's expected margin (a score's `base_value`), through
+    /// the same calibration as the score: what the contributions explain the difference from.
+    pub fn baseline_probability(&self, score: &Score) -> f64 {
+        match &self.definition.calibration {
+            // Affine calibration: the base value is already on the calibrated scale.
+            Some(c) if c.affine_slope().is_none() => sigmoid(c.log_odds(score.base_value)),
+            _ => sigmoid(score.base_value),
+        }
+    }
+
     /// Puts a score of `row` into words: its largest feature contributions and clinical factors
     /// with their sentences, and its warnings named.
     pub fn explain<'a>(&self, row: &[Value<'a>], score: &Score, ranking: Ranking) -> Explained<'a> {

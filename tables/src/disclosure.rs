@@ -26,7 +26,8 @@ pub struct RuleError {
 }
 
 impl Disclosure {
-    /// Refuses a rule that would publish counts unrounded and unsuppressed by accident.
+    /// Refuses a rule no count could be published under (rounding to multiples of 0). A rule of
+    /// no suppression and no rounding is allowed, and says so wherever it is stated.
     pub fn validate(&self) -> Result<(), RuleError> {
         if self.round_to == 0 {
             return Err(RuleError { setting: "round_to", reason: "must be at least 1 (1: no rounding)" });
@@ -36,6 +37,9 @@ impl Disclosure {
 
     /// The rule in words, stated beside every output it protects.
     pub fn describe(&self) -> String {
+        if self.suppress_up_to == 0 && self.round_to == 1 {
+            return "none: exact counts, not for publication".to_string();
+        }
         let mut rule = if self.suppress_up_to == 0 {
             "no small counts suppressed".to_string()
         } else {
@@ -67,6 +71,12 @@ impl Disclosure {
     /// one suppressed cell (its total would give it back) has its smallest other non-zero cell
     /// suppressed too, or, when it has none, its total.
     pub fn protect(&self, cells: &[Vec<u64>]) -> Protected {
+        self.protect_with(cells, &vec![false; cells.len()])
+    }
+
+    /// [`Disclosure::protect`], with the rows `hidden_rows` marks suppressed whatever their counts
+    /// (groups suppressed in another table of the same groups).
+    pub fn protect_with(&self, cells: &[Vec<u64>], hidden_rows: &[bool]) -> Protected {
         let (rows, cols) = (cells.len(), cells.first().map_or(0, Vec::len));
         // The table with its margins: row `rows` holds the column totals, column `cols` the row
         // totals, and their corner the grand total.
@@ -80,6 +90,9 @@ impl Disclosure {
             }
         }
         let mut hidden: Vec<Vec<bool>> = grid.iter().map(|r| r.iter().map(|&c| self.is_small(c)).collect()).collect();
+        for (i, _) in hidden_rows.iter().enumerate().filter(|(_, h)| **h) {
+            hidden[i][cols] = true;
+        }
         // Each line: its members' places and its total's place.
         let mut lines: Vec<(Vec<Place>, Place)> = Vec::new();
         for i in 0..=rows {
@@ -91,8 +104,10 @@ impl Disclosure {
         loop {
             let mut changed = false;
             for (members, total) in &lines {
+                // A suppressed total hides zeros too: a row of `*, 0, 0` would say what everyone
+                // in it has.
                 let to_hide: Vec<(usize, usize)> = if hidden[total.0][total.1] {
-                    members.iter().copied().filter(|&(i, j)| grid[i][j] > 0 && !hidden[i][j]).collect()
+                    members.iter().copied().filter(|&(i, j)| !hidden[i][j]).collect()
                 } else if members.iter().filter(|&&(i, j)| hidden[i][j]).count() == 1 {
                     let other = members
                         .iter()
@@ -153,7 +168,7 @@ mod tests {
         for (members, total) in lines {
             match total {
                 Some(_) => assert_ne!(members.iter().filter(|c| c.is_none()).count(), 1, "{members:?} of {total:?}"),
-                None => assert!(members.iter().all(|c| c.is_none() || *c == Some(0)), "{members:?}"),
+                None => assert!(members.iter().all(Option::is_none), "{members:?}"),
             }
         }
     }
@@ -168,7 +183,7 @@ mod tests {
         assert_eq!(p.cells[0][1], None, "primary");
         assert_eq!(p.cells[0][2], None, "secondary: the smallest other cell of its row");
         assert_eq!(p.row_totals[2], None, "a group of 6 people is suppressed");
-        assert_eq!(p.cells[2], vec![None, Some(0), None], "its cells go with it; a 0 reveals no one");
+        assert_eq!(p.cells[2], vec![None, None, None], "its cells go with it, zeros too");
         // Every published count is a multiple of 5 and within 2 of the truth.
         for (row, truth) in p.cells.iter().zip(&cells) {
             for (c, t) in row.iter().zip(truth) {
@@ -199,7 +214,6 @@ mod tests {
             no_cell_recoverable(&p);
             for (row, truth) in p.cells.iter().zip(&cells) {
                 for (c, t) in row.iter().zip(truth) {
-                    assert!(c.is_some() || *t > 0, "zeros are published");
                     assert!(c.is_none() || !(1..=7).contains(t), "small counts never published");
                 }
             }
@@ -208,6 +222,11 @@ mod tests {
 
     #[test]
     fn the_rule_is_checked_and_stated() {
+        // Groups suppressed elsewhere are suppressed here, and their lines closed.
+        let p = Disclosure::default().protect_with(&[vec![40, 60], vec![30, 20], vec![25, 25]], &[false, true, false]);
+        assert_eq!((p.row_totals.clone(), p.cells[1].clone()), (vec![Some(100), None, None], vec![None, None]));
+        no_cell_recoverable(&p);
+        assert!(Disclosure { suppress_up_to: 0, round_to: 1 }.describe().starts_with("none"));
         assert!(Disclosure { suppress_up_to: 7, round_to: 0 }.validate().is_err());
         let text = Disclosure::default().describe();
         assert!(text.contains("1 to 7") && text.contains("nearest 5"), "{text}");

@@ -4,12 +4,11 @@
 //! outcomes are given, and each clinical factor's burden. Every count passes disclosure control
 //! ([`crate::disclosure`]) and no patient key or row reaches a summary.
 
-use crate::batch::{RowError, audit_scores, score_each};
+use crate::batch::{audit_scores, score_each};
 use crate::disclosure::Disclosure;
 use crate::staged::Staged;
 use crate::table::{feature_columns, read_table, text_column};
 use carecast_audit::AuditLog;
-use carecast_models::scorer::sigmoid;
 use carecast_models::{ModelPackage, RiskBand};
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -23,6 +22,11 @@ pub const MAX_GROUPS: usize = 1_000;
 const EXACT_UP_TO: usize = 4_000;
 /// The bands, in the order the summary's columns list them.
 const BANDS: [RiskBand; 3] = [RiskBand::Low, RiskBand::Moderate, RiskBand::High];
+/// The total row's label, and a missing value's, in brackets so that no data value reads as them.
+const ALL: &str = "(all)";
+const MISSING: &str = "(missing)";
+/// Burdens are published to this many decimal places of probability.
+const BURDEN_DECIMALS: i32 = 4;
 
 /// One way of grouping the register: a column's values, or a numeric column cut into bands.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +95,10 @@ pub enum PopulationError {
     Table(#[from] crate::TableError),
     #[error(transparent)]
     Audit(#[from] carecast_audit::AuditError),
+    #[error("--by: name at least one grouping")]
+    NoGrouping,
+    #[error("the register has no rows")]
+    Empty,
     #[error("{0}")]
     Write(String),
 }
@@ -121,13 +129,15 @@ pub struct Summary {
     pub version: String,
     pub groupings: Vec<String>,
     pub factors: Vec<String>,
+    /// One row per group, and last the total row.
     pub groups: Vec<GroupSummary>,
-    pub rows: usize,
-    pub scored: usize,
-    /// Rows not scored: reported by row number, field and reason, never summarised silently.
-    pub refused: Vec<RowError>,
+    /// Rows not scored, exactly, for the one who ran the summary (published only protected, as
+    /// each group's `not_scored`); `carecast score` names each one's field and reason.
+    pub not_scored: usize,
     pub rule: String,
     pub has_outcome: bool,
+    /// Each scored row's key, risk and band, for the audit trail when the summary is published.
+    audited: Vec<(Option<String>, f64, &'static str)>,
 }
 
 /// What a group accumulates before disclosure control.
@@ -141,60 +151,81 @@ struct Tally {
     burden: Vec<f64>,
 }
 
+impl Tally {
+    fn add_burden(&mut self, burden: &[f64]) {
+        if self.burden.is_empty() {
+            self.burden = vec![0.0; burden.len()];
+        }
+        self.burden.iter_mut().zip(burden).for_each(|(t, b)| *t += b);
+    }
+
+    fn add_score(&mut self, p: f64, band: RiskBand, burden: &[f64], outcome: Option<bool>) {
+        let b = match band {
+            RiskBand::Low => 0,
+            RiskBand::Moderate => 1,
+            RiskBand::High => 2,
+        };
+        self.bands[b] += 1;
+        self.risks.push(p);
+        self.add_burden(burden);
+        match outcome {
+            Some(true) => self.cases += 1,
+            Some(false) => self.non_cases += 1,
+            None => {}
+        }
+    }
+
+    /// Adds another group's risks and burdens (the total row's statistics; its counts come from
+    /// the protected table's margins).
+    fn merge(&mut self, other: &Tally) {
+        self.risks.extend(&other.risks);
+        self.add_burden(&other.burden);
+    }
+}
+
 /// Scores `input` with `pkg` and summarises it by `options.by`. Every grouping, the outcome
-/// column and the rule are checked before any row is scored.
-/// Each score is committed to `audit` (caller `population`) before the summary is returned.
-pub fn summarise(
-    pkg: &ModelPackage,
-    input: &Path,
-    options: &PopulationOptions,
-    audit: &AuditLog,
-) -> Result<Summary, PopulationError> {
+/// column and the rule are checked before any row is scored; the scores are audited only when
+/// the summary is published ([`Summary::publish`]).
+pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) -> Result<Summary, PopulationError> {
     options.disclosure.validate()?;
+    if options.by.is_empty() {
+        return Err(PopulationError::NoGrouping);
+    }
     let df = read_table(input)?;
+    if df.height() == 0 {
+        return Err(PopulationError::Empty);
+    }
     let groups = group_labels(&df, options)?;
     let outcome = options.outcome.as_deref().map(|c| outcome_column(&df, c)).transpose()?;
     let keys = options.key_column.as_deref().map(|k| text_column(&df, k)).transpose()?;
     let specs: Vec<_> = pkg.scorer.preprocessor().features.iter().map(|f| f.spec.clone()).collect();
     let columns = feature_columns(&df, &specs)?;
 
-    let factors = pkg.scorer.factors();
     let key_name = options.key_column.as_deref().unwrap_or("key");
     let scored = score_each(pkg, &columns, keys.as_deref(), key_name, |_, key, _, score| {
         // The factors share the difference between this risk and the baseline risk in proportion
         // to their log-odds contributions, so a row's burdens add up to it exactly.
-        let (margin, base) = (score.margin, score.base_value);
-        let scale =
-            if (margin - base).abs() > 1e-12 { (sigmoid(margin) - sigmoid(base)) / (margin - base) } else { 0.0 };
+        let (p, p0) = (score.probability, pkg.scorer.baseline_probability(score));
+        let gap = score.margin - score.base_value;
+        let scale = if gap.abs() > 1e-12 { (p - p0) / gap } else { p * (1.0 - p) };
         let burden: Vec<f64> = score.factors.iter().map(|c| c * scale).collect();
-        (key.map(str::to_string), score.probability, score.band, burden)
+        (key.map(str::to_string), p, score.band, burden)
     });
-    let audited =
-        scored.iter().filter_map(|s| s.as_ref().ok()).map(|(k, p, band, _)| (k.as_deref(), *p, band.as_str()));
-    audit_scores(audit, pkg, "population", audited)?;
 
-    // Groups sort by band order (then by name), with `missing` last.
+    // Groups sort by band order (then by name), with `(missing)` last.
     let mut tallies: BTreeMap<&[Label], Tally> = BTreeMap::new();
-    let mut refused = Vec::new();
+    let mut audited = Vec::new();
+    let mut not_scored = 0;
     for (r, result) in scored.into_iter().enumerate() {
         let tally = tallies.entry(&groups[r]).or_default();
         match result {
-            Err(e) => {
+            Err(_) => {
                 tally.not_scored += 1;
-                refused.push(e);
+                not_scored += 1;
             }
-            Ok((_, p, band, burden)) => {
-                tally.bands[BANDS.iter().position(|&b| b == band).expect("three bands")] += 1;
-                tally.risks.push(p);
-                if tally.burden.is_empty() {
-                    tally.burden = vec![0.0; burden.len()];
-                }
-                tally.burden.iter_mut().zip(&burden).for_each(|(t, b)| *t += b);
-                match outcome.as_ref().and_then(|o| o[r]) {
-                    Some(true) => tally.cases += 1,
-                    Some(false) => tally.non_cases += 1,
-                    None => {}
-                }
+            Ok((key, p, band, burden)) => {
+                tally.add_score(p, band, &burden, outcome.as_ref().and_then(|o| o[r]));
+                audited.push((key, p, band.as_str()));
             }
         }
     }
@@ -204,58 +235,56 @@ pub fn summarise(
     // People per band and not scored, by group: the counts whose totals are the group's people.
     let people = rule
         .protect(&tallies.iter().map(|t| t.bands.iter().copied().chain([t.not_scored]).collect()).collect::<Vec<_>>());
-    let observed = rule.protect(&tallies.iter().map(|t| vec![t.cases, t.non_cases]).collect::<Vec<_>>());
+    // Cases and non-cases, with the groups whose people are suppressed suppressed here too.
+    let hidden: Vec<bool> = people.row_totals.iter().map(Option::is_none).collect();
+    let observed = rule.protect_with(&tallies.iter().map(|t| vec![t.cases, t.non_cases]).collect::<Vec<_>>(), &hidden);
 
+    let has_outcome = outcome.is_some();
     let mut all = Tally::default();
     let mut rows_out = Vec::with_capacity(labels.len() + 1);
     for (i, (label, t)) in labels.into_iter().zip(&tallies).enumerate() {
-        all.risks.extend(&t.risks);
-        if all.burden.is_empty() {
-            all.burden = vec![0.0; t.burden.len()];
-        }
-        all.burden.iter_mut().zip(&t.burden).for_each(|(a, b)| *a += b);
-        let cells = &people.cells[i];
-        rows_out.push(published(label, people.row_totals[i], cells, &observed.cells[i], t, outcome.is_some()));
+        all.merge(t);
+        rows_out.push(published(label, people.row_totals[i], &people.cells[i], observed.cells[i][0], t, has_outcome));
     }
-    let total_cells = &people.column_totals;
-    let observed_total = vec![observed.column_totals[0], observed.column_totals[1]];
-    let everyone = vec!["All".to_string(); options.by.len()];
-    rows_out.push(published(everyone, people.total, total_cells, &observed_total, &all, outcome.is_some()));
+    let everyone = vec![ALL.to_string(); options.by.len()];
+    let observed_all = observed.column_totals[0];
+    rows_out.push(published(everyone, people.total, &people.column_totals, observed_all, &all, has_outcome));
 
-    let scored_n = tallies.iter().map(|t| t.risks.len()).sum();
     Ok(Summary {
         model: pkg.manifest.name.clone(),
         version: pkg.manifest.version.clone(),
         groupings: options.by.iter().map(|g| g.column.clone()).collect(),
-        factors: factors.names.clone(),
+        factors: pkg.scorer.factors().names.clone(),
         groups: rows_out,
-        rows: df.height(),
-        scored: scored_n,
-        refused,
+        not_scored,
         rule: rule.describe(),
-        has_outcome: outcome.is_some(),
+        has_outcome,
+        audited,
     })
 }
 
-/// A group's figures as published: its statistics only where its count of people is.
+/// A group's figures as published: its statistics only where its count of people is, expected
+/// cases in whole cases and burdens to [`BURDEN_DECIMALS`] (finer, they would give back the
+/// group's exact count: expected cases over mean risk).
 fn published(
     group: Vec<String>,
     people: Option<u64>,
     cells: &[Option<u64>],
-    observed: &[Option<u64>],
+    observed: Option<u64>,
     t: &Tally,
     has_outcome: bool,
 ) -> GroupSummary {
     let shown = people.is_some() && !t.risks.is_empty();
+    let scale = 10f64.powi(BURDEN_DECIMALS);
     GroupSummary {
         group,
         people,
         bands: [cells[0], cells[1], cells[2]],
         not_scored: cells[3],
-        expected_cases: shown.then(|| t.risks.iter().sum()),
+        expected_cases: shown.then(|| t.risks.iter().sum::<f64>().round()),
         expected_interval: shown.then(|| poisson_binomial_interval(&t.risks)),
-        observed_cases: if has_outcome && people.is_some() { observed[0] } else { None },
-        burden: shown.then(|| t.burden.iter().map(|b| b / t.risks.len() as f64).collect()),
+        observed_cases: observed.filter(|_| has_outcome),
+        burden: shown.then(|| t.burden.iter().map(|b| (b / t.risks.len() as f64 * scale).round() / scale).collect()),
     }
 }
 
@@ -273,7 +302,7 @@ fn group_labels(df: &DataFrame, options: &PopulationOptions) -> Result<Vec<Vec<L
             return Err(bad("is the patient key: summaries never group by person".into()));
         }
         let column = df.column(&g.column).map_err(|_| bad("absent from the input".into()))?;
-        let missing = || (usize::MAX, "missing".to_string());
+        let missing = || (usize::MAX, MISSING.to_string());
         let values: Vec<Label> = if g.cuts.is_empty() {
             text_column(df, &g.column)?.into_iter().map(|v| v.map_or_else(missing, |v| (0, v))).collect()
         } else {
@@ -284,7 +313,7 @@ fn group_labels(df: &DataFrame, options: &PopulationOptions) -> Result<Vec<Vec<L
                 .filter(|_| column.dtype().is_primitive_numeric())
                 .ok_or_else(|| bad("cut points need a numeric column".into()))?;
             let ca = numbers.f64().map_err(|e| bad(e.to_string()))?;
-            ca.iter().map(|x| x.map_or_else(missing, |x| g.band(x))).collect()
+            ca.iter().map(|x| x.filter(|x| !x.is_nan()).map_or_else(missing, |x| g.band(x))).collect()
         };
         let distinct: std::collections::HashSet<&Label> = values.iter().collect();
         if distinct.len() > MAX_GROUPS {
@@ -296,6 +325,22 @@ fn group_labels(df: &DataFrame, options: &PopulationOptions) -> Result<Vec<Vec<L
         for (label, v) in labels.iter_mut().zip(values) {
             label.push(v);
         }
+    }
+    // Crossed, the groupings must still leave groups of several people on average: finer, they
+    // would list people one by one (in bands whose counts are suppressed, but listed).
+    let combinations: std::collections::HashSet<&Vec<Label>> = labels.iter().collect();
+    let most = (df.height() / (options.disclosure.suppress_up_to as usize + 1)).max(1);
+    if combinations.len() > most {
+        let names: Vec<&str> = options.by.iter().map(|g| g.column.as_str()).collect();
+        return Err(PopulationError::Grouping {
+            column: names.join("` by `"),
+            reason: format!(
+                "make {} groups of {} rows, more than one per {} people: group by something coarser",
+                combinations.len(),
+                df.height(),
+                options.disclosure.suppress_up_to + 1
+            ),
+        });
     }
     Ok(labels)
 }
@@ -373,17 +418,13 @@ impl Summary {
             cols.push(Column::new(name.into(), g.iter().map(|s| s.bands[b]).collect::<Vec<_>>()));
         }
         cols.push(Column::new("not_scored".into(), g.iter().map(|s| s.not_scored).collect::<Vec<_>>()));
-        let round1 = |x: f64| (x * 10.0).round() / 10.0;
+        cols.push(Column::new("expected_cases".into(), g.iter().map(|s| s.expected_cases).collect::<Vec<_>>()));
         cols.push(Column::new(
-            "expected_cases".into(),
-            g.iter().map(|s| s.expected_cases.map(round1)).collect::<Vec<_>>(),
-        ));
-        cols.push(Column::new(
-            "expected_cases_lower_95".into(),
+            "cases_lower_95".into(),
             g.iter().map(|s| s.expected_interval.map(|i| i.0)).collect::<Vec<_>>(),
         ));
         cols.push(Column::new(
-            "expected_cases_upper_95".into(),
+            "cases_upper_95".into(),
             g.iter().map(|s| s.expected_interval.map(|i| i.1)).collect::<Vec<_>>(),
         ));
         if self.has_outcome {
@@ -396,36 +437,44 @@ impl Summary {
         DataFrame::new(g.len(), cols)
     }
 
-    /// Writes `<output>.parquet`, `<output>.csv` (suppressed counts as `*`) and `<output>.json`
-    /// (the model, the groupings, the rows scored and refused, and the disclosure rule), each
-    /// renamed into place only once all three are written.
-    pub fn write(&self, output: &Path) -> Result<(), PopulationError> {
+    /// Publishes the summary: writes `<output>.parquet`, `<output>.csv` (suppressed counts as
+    /// `*`) and `<output>.json` (the model, the groupings, the total row's protected counts, the
+    /// disclosure rule) beside their final names, commits each scored row to `audit` (caller
+    /// `population`), and only then renames the three into place.
+    pub fn publish(&self, output: &Path, pkg: &ModelPackage, audit: &AuditLog) -> Result<(), PopulationError> {
         let fail = |e: anyhow::Error| PopulationError::Write(e.to_string());
+        let named = |ext: &str| {
+            let name = output.file_name().map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
+            output.with_file_name(format!("{name}.{ext}"))
+        };
         let mut frame = self.to_frame().map_err(|e| fail(e.into()))?;
-        let parquet = Staged::write(&output.with_extension("parquet"), |f| {
+        let parquet = Staged::write(&named("parquet"), |f| {
             ParquetWriter::new(f).finish(&mut frame).map(drop).map_err(anyhow::Error::from)
         })
         .map_err(fail)?;
-        let csv = Staged::write(&output.with_extension("csv"), |f| {
+        let csv = Staged::write(&named("csv"), |f| {
             CsvWriter::new(f).with_null_value("*".into()).finish(&mut frame).map_err(anyhow::Error::from)
         })
         .map_err(fail)?;
+        let total = self.groups.last().expect("the total row");
         let about = serde_json::json!({
             "model": self.model,
             "model_version": self.version,
             "grouped_by": self.groupings,
-            "rows": self.rows,
-            "scored": self.scored,
-            "not_scored": self.refused.len(),
+            "people": total.people,
+            "not_scored": total.not_scored,
             "disclosure_control": self.rule,
-            "expected_cases": "sum of the scored people's risks; interval: 2.5% and 97.5% quantiles of the Poisson-binomial distribution",
+            "suppressed": "*: suppressed, or nothing to show (no one scored in the group)",
+            "expected_cases": "sum of the scored people's risks, in whole cases; lower and upper: the 2.5% and 97.5% quantiles of the number of cases (Poisson-binomial)",
             "burden": "each clinical factor's mean share of the difference between a person's risk and the model's baseline risk, in proportion to its log-odds contribution: a model-based association, not a causal effect",
         });
-        let json = Staged::write(&output.with_extension("json"), |f| {
+        let json = Staged::write(&named("json"), |f| {
             use std::io::Write;
             f.write_all(serde_json::to_string_pretty(&about)?.as_bytes()).map_err(anyhow::Error::from)
         })
         .map_err(fail)?;
+        let scores = self.audited.iter().map(|(key, p, band)| (key.as_deref(), *p, *band));
+        audit_scores(audit, pkg, "population", scores)?;
         for staged in [parquet, csv, json] {
             staged.commit().map_err(fail)?;
         }

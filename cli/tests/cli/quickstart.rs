@@ -52,10 +52,10 @@ fn demo_and_commands_work_end_to_end() {
     let model = ["--model", "support2_hospdead-gbm", "--input", data, "--key-column", "sno"];
     let by = ["--by", "dzgroup", "--by", "age=65,80", "--outcome", "hospdead", "--output", "summary"];
     let summarised = carecast(&dir, &[&["population"][..], &model, &by].concat());
-    assert!(summarised.contains("9105 of 9105 rows scored into 24 groups"), "{summarised}");
+    assert!(summarised.contains("9105 people in 24 groups (0 not scored)"), "{summarised}");
     assert!(summarised.contains("counts of 1 to 7 suppressed"), "{summarised}");
     let table = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
-    assert!(table.lines().last().unwrap().starts_with("All,All,9105,"), "{table}");
+    assert!(table.lines().last().unwrap().starts_with("(all),(all),9105,"), "{table}");
     assert!(table.contains(",*,"), "small cells are suppressed:\n{table}");
     assert!(dir.join("summary.parquet").exists() && dir.join("summary.json").exists());
 
