@@ -7,7 +7,7 @@ use carecast_models::Registry;
 use carecast_serving::ModelStore;
 use carecast_tables::batch;
 use carecast_tables::disclosure::Disclosure;
-use carecast_tables::population::{Grouping, PopulationOptions, summarise};
+use carecast_tables::population::{Change, Grouping, PopulationOptions, summarise};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -73,7 +73,7 @@ struct Opened {
 #[derive(Args)]
 #[command(after_help = "Example:
   carecast population --model support2_hospdead-gbm --input data/support2.csv \\
-      --by dzgroup --by age=65,80 --outcome hospdead --output summary
+      --by dzgroup --by age=65,80 --outcome hospdead --scenario 'meanbp>=70' --output summary
 
 Writes summary.parquet, summary.csv (suppressed counts as *) and summary.json (the model, the
 rows scored and refused, and the disclosure rule).")]
@@ -96,6 +96,11 @@ pub struct Population {
     /// Counts are rounded to the nearest multiple of this (1: unrounded).
     #[arg(long, default_value_t = Disclosure::default().round_to)]
     round_to: u64,
+    /// A change to a modifiable input for a scenario (`meanbp<=100`, `age>=50`, `diabetes=0`);
+    /// repeat for several: each group's expected cases are also given with the changes made (a
+    /// model-based association, not a causal effect).
+    #[arg(long)]
+    scenario: Vec<Change>,
 }
 
 pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
@@ -105,6 +110,7 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
         outcome: args.outcome,
         key_column,
         disclosure: Disclosure { suppress_up_to: args.suppress_up_to, round_to: args.round_to },
+        scenario: args.scenario,
     };
     let summary = summarise(&pkg, &input, &options)?;
     summary.publish(&args.output, &pkg, &audit)?;

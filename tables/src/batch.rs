@@ -34,15 +34,17 @@ pub struct BatchReport {
 type Keyed<'a> = (Option<&'a str>, Vec<Value<'a>>);
 
 /// Scores every row of the feature columns in chunks through the model's block paths, in
-/// parallel, checking each row's pseudonymous key when a key column is given; `keep` turns a
-/// row's score into what the caller keeps (0-based row, key, values, score). Rows that cannot be
-/// scored come back as errors naming the field, in row order with the rest.
-pub(crate) fn score_each<T: Send>(
+/// parallel, checking each row's pseudonymous key when a key column is given; `adjust` may change
+/// a row's values before it is scored (a planner's scenario), and `keep` turns a row's score into
+/// what the caller keeps (0-based row, key, values, score). Rows that cannot be scored come back
+/// as errors naming the field, in row order with the rest.
+pub(crate) fn score_each<'c, T: Send>(
     pkg: &ModelPackage,
-    columns: &[FeatureColumn],
-    keys: Option<&[Option<String>]>,
+    columns: &'c [FeatureColumn],
+    keys: Option<&'c [Option<String>]>,
     key_name: &str,
-    keep: impl Fn(usize, Option<&str>, &[Value<'_>], &Score) -> T + Sync,
+    adjust: impl Fn(&mut [Value<'c>]) + Sync,
+    keep: impl Fn(usize, Option<&str>, &[Value<'c>], &Score) -> T + Sync,
 ) -> Vec<Result<T, RowError>> {
     let height = columns.first().map_or(0, FeatureColumn::len);
     let starts: Vec<usize> = (0..height).step_by(CHUNK).collect();
@@ -50,7 +52,7 @@ pub(crate) fn score_each<T: Send>(
         .into_par_iter()
         .map_init(Workspace::default, |ws, start| {
             let rows = start..(start + CHUNK).min(height);
-            let read: Vec<Result<Keyed<'_>, RowError>> = rows
+            let read: Vec<Result<Keyed<'c>, RowError>> = rows
                 .clone()
                 .map(|r| {
                     let fail = |field: &str, reason: &str| RowError {
@@ -65,7 +67,8 @@ pub(crate) fn score_each<T: Send>(
                             Some(k) => deid::check_patient_key(k).map_err(|reason| fail(key_name, reason))?,
                         }
                     }
-                    let values = row_values(columns, r).map_err(|e| fail(&e.field, &e.reason))?;
+                    let mut values = row_values(columns, r).map_err(|e| fail(&e.field, &e.reason))?;
+                    adjust(&mut values);
                     Ok((key, values))
                 })
                 .collect();
@@ -138,21 +141,32 @@ pub fn score_table(
     let key_name = key_column.unwrap_or("key");
 
     let factors = pkg.scorer.factors();
-    let results = score_each(pkg, &columns, keys.as_deref(), key_name, |r, key, values, score| {
-        let explained = pkg.scorer.explain(values, score, Ranking { features: 0, factors: top });
-        let warnings =
-            explained.warnings.iter().map(|w| format!("{}: {}", w.feature, w.message)).collect::<Vec<_>>().join("; ");
-        Scored {
-            row: r + 1,
-            key: key.map(str::to_string),
-            probability: score.probability,
-            margin: score.margin,
-            band: score.band.as_str(),
-            additivity_error: score.additivity_error,
-            top: explained.factors.into_iter().map(|f| (f.name, f.contribution, f.reason)).collect(),
-            warnings,
-        }
-    });
+    let results = score_each(
+        pkg,
+        &columns,
+        keys.as_deref(),
+        key_name,
+        |_| {},
+        |r, key, values, score| {
+            let explained = pkg.scorer.explain(values, score, Ranking { features: 0, factors: top });
+            let warnings = explained
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {}", w.feature, w.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Scored {
+                row: r + 1,
+                key: key.map(str::to_string),
+                probability: score.probability,
+                margin: score.margin,
+                band: score.band.as_str(),
+                additivity_error: score.additivity_error,
+                top: explained.factors.into_iter().map(|f| (f.name, f.contribution, f.reason)).collect(),
+                warnings,
+            }
+        },
+    );
     let mut scored = Vec::with_capacity(results.len());
     let mut errors = Vec::new();
     for r in results {

@@ -9,7 +9,8 @@ use crate::disclosure::Disclosure;
 use crate::staged::Staged;
 use crate::table::{feature_columns, read_table, text_column};
 use carecast_audit::AuditLog;
-use carecast_models::{ModelPackage, RiskBand};
+use carecast_models::preprocess::FeatureStats;
+use carecast_models::{ModelPackage, RiskBand, Value};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -73,6 +74,95 @@ impl Grouping {
     }
 }
 
+/// A stated change to one modifiable input, applied to everyone scored, for a scenario: what
+/// the model predicts had the input been so (a model-based association, not a causal effect).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// `feature<=x`: recorded values above `x` read as `x` (a blood pressure treated to target).
+    AtMost(String, f64),
+    /// `feature>=x`: recorded values below `x` read as `x`.
+    AtLeast(String, f64),
+    /// `feature=value`: everyone's value read as `value`, a number or a category.
+    Set(String, String),
+}
+
+impl std::str::FromStr for Change {
+    type Err = PopulationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |feature: &str, reason: &str| PopulationError::Scenario {
+            feature: feature.trim().to_string(),
+            reason: reason.to_string(),
+        };
+        let number = |f: &str, x: &str| {
+            x.trim().parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| bad(f, "a cap needs a number"))
+        };
+        if let Some((f, x)) = s.split_once("<=") {
+            Ok(Change::AtMost(f.trim().into(), number(f, x)?))
+        } else if let Some((f, x)) = s.split_once(">=") {
+            Ok(Change::AtLeast(f.trim().into(), number(f, x)?))
+        } else if let Some((f, v)) = s.split_once('=').filter(|(_, v)| !v.trim().is_empty()) {
+            Ok(Change::Set(f.trim().into(), v.trim().into()))
+        } else {
+            Err(bad(s, "expected feature<=number, feature>=number or feature=value"))
+        }
+    }
+}
+
+impl Change {
+    fn feature(&self) -> &str {
+        match self {
+            Change::AtMost(f, _) | Change::AtLeast(f, _) | Change::Set(f, _) => f,
+        }
+    }
+
+    /// The feature's place in the model's inputs, once the change is known to be one the model
+    /// can score: a feature it has, a number for a number within its possible range, a category
+    /// it was trained on.
+    fn check(&self, pkg: &ModelPackage) -> Result<usize, PopulationError> {
+        let bad = |reason: String| PopulationError::Scenario { feature: self.feature().into(), reason };
+        let features = &pkg.scorer.preprocessor().features;
+        let i = features
+            .iter()
+            .position(|f| f.spec.name == self.feature())
+            .ok_or_else(|| bad("not an input of this model".into()))?;
+        let within = |x: f64| match features[i].spec.possible {
+            Some([lo, hi]) if !(lo..=hi).contains(&x) => Err(bad(format!("outside the possible range {lo} to {hi}"))),
+            _ => Ok(()),
+        };
+        match (self, &features[i].stats) {
+            (Change::AtMost(_, x) | Change::AtLeast(_, x), FeatureStats::Numeric { .. }) => within(*x)?,
+            (Change::Set(_, v), FeatureStats::Numeric { .. }) => {
+                within(v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| bad("expected a number".into()))?)?
+            }
+            (Change::Set(_, v), FeatureStats::Categorical { levels, .. }) if !levels.contains(v) => {
+                return Err(bad(format!("not a category the model knows ({})", levels.join(", "))));
+            }
+            (Change::Set(..), FeatureStats::Categorical { .. }) => {}
+            (_, FeatureStats::Categorical { .. }) => return Err(bad("a cap needs a numeric input".into())),
+        }
+        Ok(i)
+    }
+
+    /// The value read for `value` under this change; a missing value stays missing under a cap.
+    fn apply<'a>(&'a self, value: Value<'a>) -> Value<'a> {
+        match (self, value) {
+            (Change::AtMost(_, cap), Value::Number(x)) => Value::Number(x.min(*cap)),
+            (Change::AtLeast(_, floor), Value::Number(x)) => Value::Number(x.max(*floor)),
+            (Change::Set(_, v), _) => v.parse::<f64>().map_or(Value::Text(v), Value::Number),
+            (_, other) => other,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Change::AtMost(f, x) => format!("{f} at most {x}"),
+            Change::AtLeast(f, x) => format!("{f} at least {x}"),
+            Change::Set(f, v) => format!("{f} set to {v}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PopulationOptions {
     pub by: Vec<Grouping>,
@@ -81,6 +171,8 @@ pub struct PopulationOptions {
     /// The register's pseudonymous key, checked on every row and never summarised.
     pub key_column: Option<String>,
     pub disclosure: Disclosure,
+    /// Changes to modifiable inputs: each group's expected cases are also given with them.
+    pub scenario: Vec<Change>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +187,8 @@ pub enum PopulationError {
     Table(#[from] crate::TableError),
     #[error(transparent)]
     Audit(#[from] carecast_audit::AuditError),
+    #[error("--scenario `{feature}`: {reason}")]
+    Scenario { feature: String, reason: String },
     #[error("--by: name at least one grouping")]
     NoGrouping,
     #[error("the register has no rows")]
@@ -121,6 +215,8 @@ pub struct GroupSummary {
     pub observed_cases: Option<u64>,
     /// Each clinical factor's mean contribution to risk on the probability scale.
     pub burden: Option<Vec<f64>>,
+    /// Expected cases under the scenario, when one is given.
+    pub scenario_cases: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -136,6 +232,8 @@ pub struct Summary {
     pub not_scored: usize,
     pub rule: String,
     pub has_outcome: bool,
+    /// The scenario's changes in words (empty: none).
+    pub scenario: Vec<String>,
     /// Each scored row's key, risk and band, for the audit trail when the summary is published.
     audited: Vec<(Option<String>, f64, &'static str)>,
 }
@@ -149,6 +247,8 @@ struct Tally {
     cases: u64,
     non_cases: u64,
     burden: Vec<f64>,
+    /// The sum of risks under the scenario.
+    scenario_risk: f64,
 }
 
 impl Tally {
@@ -180,6 +280,7 @@ impl Tally {
     fn merge(&mut self, other: &Tally) {
         self.risks.extend(&other.risks);
         self.add_burden(&other.burden);
+        self.scenario_risk += other.scenario_risk;
     }
 }
 
@@ -201,16 +302,40 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
     let specs: Vec<_> = pkg.scorer.preprocessor().features.iter().map(|f| f.spec.clone()).collect();
     let columns = feature_columns(&df, &specs)?;
 
+    let changes: Vec<(usize, &Change)> =
+        options.scenario.iter().map(|c| c.check(pkg).map(|i| (i, c))).collect::<Result<_, _>>()?;
+
     let key_name = options.key_column.as_deref().unwrap_or("key");
-    let scored = score_each(pkg, &columns, keys.as_deref(), key_name, |_, key, _, score| {
-        // The factors share the difference between this risk and the baseline risk in proportion
-        // to their log-odds contributions, so a row's burdens add up to it exactly.
-        let (p, p0) = (score.probability, pkg.scorer.baseline_probability(score));
-        let gap = score.margin - score.base_value;
-        let scale = if gap.abs() > 1e-12 { (p - p0) / gap } else { p * (1.0 - p) };
-        let burden: Vec<f64> = score.factors.iter().map(|c| c * scale).collect();
-        (key.map(str::to_string), p, score.band, burden)
+    let scenario = (!changes.is_empty()).then(|| {
+        score_each(
+            pkg,
+            &columns,
+            keys.as_deref(),
+            key_name,
+            |values| {
+                for &(i, change) in &changes {
+                    values[i] = change.apply(values[i]);
+                }
+            },
+            |_, _, _, score| score.probability,
+        )
     });
+    let scored = score_each(
+        pkg,
+        &columns,
+        keys.as_deref(),
+        key_name,
+        |_| {},
+        |_, key, _, score| {
+            // The factors share the difference between this risk and the baseline risk in proportion
+            // to their log-odds contributions, so a row's burdens add up to it exactly.
+            let (p, p0) = (score.probability, pkg.scorer.baseline_probability(score));
+            let gap = score.margin - score.base_value;
+            let scale = if gap.abs() > 1e-12 { (p - p0) / gap } else { p * (1.0 - p) };
+            let burden: Vec<f64> = score.factors.iter().map(|c| c * scale).collect();
+            (key.map(str::to_string), p, score.band, burden)
+        },
+    );
 
     // Groups sort by band order (then by name), with `(missing)` last.
     let mut tallies: BTreeMap<&[Label], Tally> = BTreeMap::new();
@@ -226,6 +351,15 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
             Ok((key, p, band, burden)) => {
                 tally.add_score(p, band, &burden, outcome.as_ref().and_then(|o| o[r]));
                 audited.push((key, p, band.as_str()));
+                if let Some(scenario) = &scenario {
+                    // Checked changes leave a scorable row scorable; a row that is not would be
+                    // a scenario built from dropped inputs, so it stops the summary.
+                    let p = scenario[r].as_ref().map_err(|e| PopulationError::Scenario {
+                        feature: e.field.clone(),
+                        reason: format!("row {} could not be scored under the scenario: {}", e.row, e.reason),
+                    })?;
+                    tally.scenario_risk += p;
+                }
             }
         }
     }
@@ -244,11 +378,27 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
     let mut rows_out = Vec::with_capacity(labels.len() + 1);
     for (i, (label, t)) in labels.into_iter().zip(&tallies).enumerate() {
         all.merge(t);
-        rows_out.push(published(label, people.row_totals[i], &people.cells[i], observed.cells[i][0], t, has_outcome));
+        rows_out.push(published(
+            label,
+            people.row_totals[i],
+            &people.cells[i],
+            observed.cells[i][0],
+            t,
+            has_outcome,
+            scenario.is_some(),
+        ));
     }
     let everyone = vec![ALL.to_string(); options.by.len()];
     let observed_all = observed.column_totals[0];
-    rows_out.push(published(everyone, people.total, &people.column_totals, observed_all, &all, has_outcome));
+    rows_out.push(published(
+        everyone,
+        people.total,
+        &people.column_totals,
+        observed_all,
+        &all,
+        has_outcome,
+        scenario.is_some(),
+    ));
 
     Ok(Summary {
         model: pkg.manifest.name.clone(),
@@ -259,6 +409,7 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
         not_scored,
         rule: rule.describe(),
         has_outcome,
+        scenario: options.scenario.iter().map(Change::describe).collect(),
         audited,
     })
 }
@@ -273,6 +424,7 @@ fn published(
     observed: Option<u64>,
     t: &Tally,
     has_outcome: bool,
+    has_scenario: bool,
 ) -> GroupSummary {
     let shown = people.is_some() && !t.risks.is_empty();
     let scale = 10f64.powi(BURDEN_DECIMALS);
@@ -285,6 +437,7 @@ fn published(
         expected_interval: shown.then(|| poisson_binomial_interval(&t.risks)),
         observed_cases: observed.filter(|_| has_outcome),
         burden: shown.then(|| t.burden.iter().map(|b| (b / t.risks.len() as f64 * scale).round() / scale).collect()),
+        scenario_cases: (shown && has_scenario).then_some(t.scenario_risk.round()),
     }
 }
 
@@ -430,6 +583,12 @@ impl Summary {
         if self.has_outcome {
             cols.push(Column::new("observed_cases".into(), g.iter().map(|s| s.observed_cases).collect::<Vec<_>>()));
         }
+        if !self.scenario.is_empty() {
+            let after: Vec<Option<f64>> = g.iter().map(|s| s.scenario_cases).collect();
+            let change: Vec<Option<f64>> = g.iter().map(|s| Some(s.scenario_cases? - s.expected_cases?)).collect();
+            cols.push(Column::new("expected_cases_scenario".into(), after));
+            cols.push(Column::new("scenario_change_in_expected_cases".into(), change));
+        }
         for (f, factor) in self.factors.iter().enumerate() {
             let values: Vec<Option<f64>> = g.iter().map(|s| s.burden.as_ref().map(|b| b[f])).collect();
             cols.push(Column::new(format!("burden: {factor}").into(), values));
@@ -466,6 +625,8 @@ impl Summary {
             "disclosure_control": self.rule,
             "suppressed": "*: suppressed, or nothing to show (no one scored in the group)",
             "expected_cases": "sum of the scored people's risks, in whole cases; lower and upper: the 2.5% and 97.5% quantiles of the number of cases (Poisson-binomial)",
+            "scenario": self.scenario,
+            "scenario_meaning": "expected cases had the scenario's inputs been so, as the model predicts: a model-based association, not the effect of an intervention",
             "burden": "each clinical factor's mean share of the difference between a person's risk and the model's baseline risk, in proportion to its log-odds contribution: a model-based association, not a causal effect",
         });
         let json = Staged::write(&named("json"), |f| {
