@@ -76,7 +76,7 @@ struct Opened {
       --by dzgroup --by age=65,80 --outcome hospdead --scenario 'meanbp>=70' --output summary
 
 Writes summary.parquet, summary.csv (suppressed counts as *) and summary.json (the model, the
-rows scored and refused, and the disclosure rule).")]
+total row's protected counts, the scenario and the disclosure rule).")]
 pub struct Population {
     #[command(flatten)]
     table: Table,

@@ -30,6 +30,22 @@ pub struct BatchReport {
     pub errors: Vec<RowError>,
 }
 
+/// A key column's text, one entry per row (missing as `None`).
+type Keys = Vec<Option<String>>;
+
+/// What [`score_each`] reads of a table: the model's feature columns, and the key column's text
+/// when one is named.
+pub(crate) fn scoring_columns(
+    df: &DataFrame,
+    pkg: &ModelPackage,
+    key_column: Option<&str>,
+) -> Result<(Vec<FeatureColumn>, Option<Keys>), crate::TableError> {
+    let specs: Vec<_> = pkg.scorer.preprocessor().features.iter().map(|f| f.spec.clone()).collect();
+    let columns = feature_columns(df, &specs)?;
+    let keys = key_column.map(|k| text_column(df, k)).transpose()?;
+    Ok((columns, keys))
+}
+
 /// A row read for scoring: its key, if the table has one, and its values in feature order.
 type Keyed<'a> = (Option<&'a str>, Vec<Value<'a>>);
 
@@ -134,10 +150,7 @@ pub fn score_table(
     audit: &AuditLog,
 ) -> anyhow::Result<BatchReport> {
     let df = read_table(input)?;
-    let features = &pkg.scorer.preprocessor().features;
-    let specs: Vec<_> = features.iter().map(|f| f.spec.clone()).collect();
-    let columns = feature_columns(&df, &specs)?;
-    let keys = key_column.map(|k| text_column(&df, k)).transpose()?;
+    let (columns, keys) = scoring_columns(&df, pkg, key_column)?;
     let key_name = key_column.unwrap_or("key");
 
     let factors = pkg.scorer.factors();

@@ -4,10 +4,10 @@
 //! outcomes are given, and each clinical factor's burden. Every count passes disclosure control
 //! ([`crate::disclosure`]) and no patient key or row reaches a summary.
 
-use crate::batch::{audit_scores, score_each};
+use crate::batch::{audit_scores, score_each, scoring_columns};
 use crate::disclosure::Disclosure;
 use crate::staged::Staged;
-use crate::table::{feature_columns, read_table, text_column};
+use crate::table::{read_table, text_column};
 use carecast_audit::AuditLog;
 use carecast_models::preprocess::FeatureStats;
 use carecast_models::{ModelPackage, RiskBand, Value};
@@ -116,10 +116,10 @@ impl Change {
         }
     }
 
-    /// The feature's place in the model's inputs, once the change is known to be one the model
-    /// can score: a feature it has, a number for a number within its possible range, a category
-    /// it was trained on.
-    fn check(&self, pkg: &ModelPackage) -> Result<usize, PopulationError> {
+    /// The feature's place in the model's inputs and the change as it applies to a value, once
+    /// the change is known to be one the model can score: a feature it has, a number for a
+    /// number within its possible range, a category it was trained on.
+    fn check(&self, pkg: &ModelPackage) -> Result<(usize, Adjust<'_>), PopulationError> {
         let bad = |reason: String| PopulationError::Scenario { feature: self.feature().into(), reason };
         let features = &pkg.scorer.preprocessor().features;
         let i = features
@@ -130,28 +130,22 @@ impl Change {
             Some([lo, hi]) if !(lo..=hi).contains(&x) => Err(bad(format!("outside the possible range {lo} to {hi}"))),
             _ => Ok(()),
         };
-        match (self, &features[i].stats) {
-            (Change::AtMost(_, x) | Change::AtLeast(_, x), FeatureStats::Numeric { .. }) => within(*x)?,
+        let adjust = match (self, &features[i].stats) {
+            (Change::AtMost(_, x), FeatureStats::Numeric { .. }) => within(*x).map(|()| Adjust::AtMost(*x))?,
+            (Change::AtLeast(_, x), FeatureStats::Numeric { .. }) => within(*x).map(|()| Adjust::AtLeast(*x))?,
             (Change::Set(_, v), FeatureStats::Numeric { .. }) => {
-                within(v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| bad("expected a number".into()))?)?
+                let x =
+                    v.parse::<f64>().ok().filter(|x| x.is_finite()).ok_or_else(|| bad("expected a number".into()))?;
+                within(x).map(|()| Adjust::Set(Value::Number(x)))?
             }
             (Change::Set(_, v), FeatureStats::Categorical { levels, .. }) if !levels.contains(v) => {
                 return Err(bad(format!("not a category the model knows ({})", levels.join(", "))));
             }
-            (Change::Set(..), FeatureStats::Categorical { .. }) => {}
+            // A category stays text, even one that reads as a number (a level `1`).
+            (Change::Set(_, v), FeatureStats::Categorical { .. }) => Adjust::Set(Value::Text(v)),
             (_, FeatureStats::Categorical { .. }) => return Err(bad("a cap needs a numeric input".into())),
-        }
-        Ok(i)
-    }
-
-    /// The value read for `value` under this change; a missing value stays missing under a cap.
-    fn apply<'a>(&'a self, value: Value<'a>) -> Value<'a> {
-        match (self, value) {
-            (Change::AtMost(_, cap), Value::Number(x)) => Value::Number(x.min(*cap)),
-            (Change::AtLeast(_, floor), Value::Number(x)) => Value::Number(x.max(*floor)),
-            (Change::Set(_, v), _) => v.parse::<f64>().map_or(Value::Text(v), Value::Number),
-            (_, other) => other,
-        }
+        };
+        Ok((i, adjust))
     }
 
     fn describe(&self) -> String {
@@ -159,6 +153,26 @@ impl Change {
             Change::AtMost(f, x) => format!("{f} at most {x}"),
             Change::AtLeast(f, x) => format!("{f} at least {x}"),
             Change::Set(f, v) => format!("{f} set to {v}"),
+        }
+    }
+}
+
+/// A checked [`Change`] as it applies to one value, its number or category resolved once.
+#[derive(Debug, Clone, Copy)]
+enum Adjust<'a> {
+    AtMost(f64),
+    AtLeast(f64),
+    Set(Value<'a>),
+}
+
+impl<'a> Adjust<'a> {
+    /// The value read for `value` under the change; a missing value stays missing under a cap.
+    fn apply(self, value: Value<'a>) -> Value<'a> {
+        match (self, value) {
+            (Adjust::AtMost(cap), Value::Number(x)) => Value::Number(x.min(cap)),
+            (Adjust::AtLeast(floor), Value::Number(x)) => Value::Number(x.max(floor)),
+            (Adjust::Set(v), _) => v,
+            (_, other) => other,
         }
     }
 }
@@ -200,7 +214,7 @@ pub enum PopulationError {
 /// One group's published figures (`None`: suppressed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupSummary {
-    /// The group's value of each grouping, or `All` on the total row.
+    /// The group's value of each grouping (`(missing)` where absent), or `(all)` on the total row.
     pub group: Vec<String>,
     /// People on the register in the group, scored or not.
     pub people: Option<u64>,
@@ -298,12 +312,9 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
     }
     let groups = group_labels(&df, options)?;
     let outcome = options.outcome.as_deref().map(|c| outcome_column(&df, c)).transpose()?;
-    let keys = options.key_column.as_deref().map(|k| text_column(&df, k)).transpose()?;
-    let specs: Vec<_> = pkg.scorer.preprocessor().features.iter().map(|f| f.spec.clone()).collect();
-    let columns = feature_columns(&df, &specs)?;
+    let (columns, keys) = scoring_columns(&df, pkg, options.key_column.as_deref())?;
 
-    let changes: Vec<(usize, &Change)> =
-        options.scenario.iter().map(|c| c.check(pkg).map(|i| (i, c))).collect::<Result<_, _>>()?;
+    let changes: Vec<(usize, Adjust<'_>)> = options.scenario.iter().map(|c| c.check(pkg)).collect::<Result<_, _>>()?;
 
     let key_name = options.key_column.as_deref().unwrap_or("key");
     let scenario = (!changes.is_empty()).then(|| {
@@ -313,8 +324,8 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
             keys.as_deref(),
             key_name,
             |values| {
-                for &(i, change) in &changes {
-                    values[i] = change.apply(values[i]);
+                for &(i, adjust) in &changes {
+                    values[i] = adjust.apply(values[i]);
                 }
             },
             |_, _, _, score| score.probability,
@@ -444,7 +455,7 @@ fn published(
 /// A row's group in one grouping: its place in sort order and its name.
 type Label = (usize, String);
 
-/// Each row's group: its value of each grouping (banded where cut), `missing` when absent.
+/// Each row's group: its value of each grouping (banded where cut), `(missing)` when absent.
 /// Refuses an unknown column, a cut column that is not numeric, and a column so fine that it
 /// would make groups of single people.
 fn group_labels(df: &DataFrame, options: &PopulationOptions) -> Result<Vec<Vec<Label>>, PopulationError> {
