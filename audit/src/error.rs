@@ -56,4 +56,6 @@ pub enum Unreadable {
     Record(serde_json::Error),
     #[error("checkpoint unreadable: {0}")]
     Checkpoint(serde_json::Error),
+    #[error("batch run unreadable: {0}")]
+    BatchRun(serde_json::Error),
 }

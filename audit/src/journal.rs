@@ -183,6 +183,7 @@ mod tests {
             prev: String::new(),
             hash: String::new(),
             checkpoint: None,
+            batch: None,
         };
         for round in 0..2 {
             let mut journal = Journal::open(&path).unwrap();

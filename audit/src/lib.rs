@@ -42,5 +42,5 @@ pub use checkpoint::Signer;
 pub use error::{AuditError, StoreFault, Unreadable};
 pub use location::Location;
 pub use log::{Announced, AuditLog, HOLD, Signing};
-pub use record::{AuditRecord, Checkpoint, Entry};
+pub use record::{AuditRecord, BatchRun, Checkpoint, Entry};
 pub use verify::{Verified, verify, verify_trusted};

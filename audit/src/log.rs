@@ -6,7 +6,7 @@ use crate::error::{AuditError, StoreFault};
 use crate::journal::Journal;
 use crate::location::Location;
 use crate::postgres::PostgresTrail;
-use crate::record::{AuditRecord, Entry};
+use crate::record::{AuditRecord, BatchRun, Entry};
 use crate::trail::{Records, Trail};
 use crate::verify::{Verified, check_chain, read_records};
 use chrono::Utc;
@@ -122,7 +122,7 @@ impl AuditLog {
         check_chain(self.records()?, None, |_| ())
     }
 
-    /// Every committed score record, in order (checkpoints left out).
+    /// Every committed record but checkpoints, in order: scores and batch runs.
     pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
         let mut all = Vec::new();
         check_chain(self.records()?, None, |e| {
@@ -141,10 +141,6 @@ impl AuditLog {
         &self.location
     }
 
-    fn job<'a>(records: impl IntoIterator<Item = &'a AuditRecord<'a>>, reply: Reply) -> Job {
-        Job { entries: records.into_iter().map(Entry::unchained).collect(), reply }
-    }
-
     fn send(&self, message: Message) -> Result<(), AuditError> {
         self.messages.as_ref().ok_or(AuditError::Closed)?.send(message).map_err(|_| AuditError::Closed)
     }
@@ -153,15 +149,29 @@ impl AuditLog {
     /// must not be returned.
     pub async fn record(&self, records: &[AuditRecord<'_>]) -> Result<(), AuditError> {
         let (reply, done) = tokio::sync::oneshot::channel();
-        self.send(Message::Job(Self::job(records, Reply::Async(reply))))?;
+        self.send(Message::Job(Job {
+            entries: records.iter().map(Entry::unchained).collect(),
+            reply: Reply::Async(reply),
+        }))?;
         let result = done.await.map_err(|_| AuditError::Closed)?;
         result.map_err(|fault| self.location.error(fault))
     }
 
-    /// Records many scores (batch scoring), blocking until they are committed.
+    /// Records many scores (batch scoring with a record per row), blocking until they are
+    /// committed.
     pub fn record_all<'a>(&self, records: impl IntoIterator<Item = &'a AuditRecord<'a>>) -> Result<(), AuditError> {
+        self.commit_blocking(records.into_iter().map(Entry::unchained).collect())
+    }
+
+    /// Records a whole batch run as one record (by `caller`, scoring with `model` version
+    /// `version`), blocking until it is committed.
+    pub fn record_run(&self, caller: &str, model: &str, version: &str, run: BatchRun) -> Result<(), AuditError> {
+        self.commit_blocking(vec![Entry::batch_run(caller, model, version, run)])
+    }
+
+    fn commit_blocking(&self, entries: Vec<Entry>) -> Result<(), AuditError> {
         let (reply, done) = mpsc::sync_channel(1);
-        self.send(Message::Job(Self::job(records, Reply::Blocking(reply))))?;
+        self.send(Message::Job(Job { entries, reply: Reply::Blocking(reply) }))?;
         let result = done.recv().map_err(|_| AuditError::Closed)?;
         result.map_err(|fault| self.location.error(fault))
     }

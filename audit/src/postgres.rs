@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS carecast_audit (
 );
 -- A checkpoint record's signature (JSON), null on score records; added to older tables.
 ALTER TABLE carecast_audit ADD COLUMN IF NOT EXISTS checkpoint TEXT;
+-- A batch run's record (JSON: input and output SHA-256, row counts), null on others.
+ALTER TABLE carecast_audit ADD COLUMN IF NOT EXISTS batch TEXT;
 CREATE OR REPLACE FUNCTION carecast_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'carecast_audit is append-only: % refused', TG_OP;
@@ -44,7 +46,7 @@ CREATE OR REPLACE TRIGGER carecast_audit_no_truncate BEFORE TRUNCATE ON carecast
 "#;
 
 const COLUMNS: &str =
-    "seq, at, caller, patient_key, model, model_version, probability, risk_band, prev, hash, checkpoint";
+    "seq, at, caller, patient_key, model, model_version, probability, risk_band, prev, hash, checkpoint, batch";
 
 /// A connection string without libpq's `sslrootcert` (which the Rust client does not parse),
 /// and that file: the CA that must have signed the server's certificate.
@@ -186,14 +188,13 @@ impl Trail for PostgresTrail {
         let at: Vec<DateTime<Utc>> = entries.iter().map(|e| e.time).collect();
         let text = |f: fn(&Entry) -> &String| entries.iter().map(f).collect::<Vec<&String>>();
         let probability: Vec<f64> = entries.iter().map(|e| e.probability).collect();
-        let checkpoint: Vec<Option<String>> = entries
-            .iter()
-            .map(|e| e.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("plain data")))
-            .collect();
+        let json = |f: fn(&Entry) -> Option<String>| entries.iter().map(f).collect::<Vec<Option<String>>>();
+        let checkpoint = json(|e| e.checkpoint.as_ref().map(|c| serde_json::to_string(c).expect("plain data")));
+        let batch = json(|e| e.batch.as_ref().map(|b| serde_json::to_string(b).expect("plain data")));
         txn.execute(
             &format!(
                 "INSERT INTO carecast_audit ({COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], \
-                 $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[])"
+                 $5::text[], $6::text[], $7::float8[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])"
             ),
             &[
                 &seq,
@@ -207,6 +208,7 @@ impl Trail for PostgresTrail {
                 &text(|e| &e.prev),
                 &text(|e| &e.hash),
                 &checkpoint,
+                &batch,
             ],
         )
         .map_err(pg("appending"))?;
@@ -238,11 +240,14 @@ pub(crate) fn records(conn: &str) -> Result<Records, StoreFault> {
                         prev: row.get(8),
                         hash: row.get(9),
                         checkpoint: None,
+                        batch: None,
                     };
                     let checkpoint = row.get::<_, Option<String>>(10).map(|c| serde_json::from_str(&c));
-                    match checkpoint.transpose() {
-                        Ok(checkpoint) => (seq, Ok(Entry { checkpoint, ..entry })),
-                        Err(e) => (seq, Err(Unreadable::Checkpoint(e))),
+                    let batch = row.get::<_, Option<String>>(11).map(|b| serde_json::from_str(&b));
+                    match (checkpoint.transpose(), batch.transpose()) {
+                        (Ok(checkpoint), Ok(batch)) => (seq, Ok(Entry { checkpoint, batch, ..entry })),
+                        (Err(e), _) => (seq, Err(Unreadable::Checkpoint(e))),
+                        (_, Err(e)) => (seq, Err(Unreadable::BatchRun(e))),
                     }
                 })
                 .collect())

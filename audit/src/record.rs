@@ -23,6 +23,21 @@ pub struct AuditRecord<'a> {
     pub risk_band: &'a str,
 }
 
+/// A batch run (`carecast score`, a population summary) recorded once instead of once per row:
+/// which input went in and which output came out, by their SHA-256, and how many rows each way.
+/// The caller, model, version and time are the record's own fields; its score fields are empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchRun {
+    /// When the run started reading its input (the record's time is when it finished).
+    pub started: DateTime<Utc>,
+    pub input_sha256: String,
+    pub output_sha256: String,
+    /// Data rows read, rows scored and rows refused (each refusal named in the run's error file).
+    pub rows: u64,
+    pub scored: u64,
+    pub refused: u64,
+}
+
 /// A record as stored: the score, its place in the chain, and the hashes that chain it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -41,6 +56,10 @@ pub struct Entry {
     /// On a checkpoint record (no score): the server's signature of its place in the chain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+    /// On a batch run's record (no patient, no score): what the run read and wrote. Absent from
+    /// score records, so records written before batch records existed hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchRun>,
 }
 
 /// A checkpoint's signature: by which key (Ed25519, 32 bytes in hex) over which place.
@@ -67,7 +86,22 @@ impl Entry {
             prev: String::new(),
             hash: String::new(),
             checkpoint: None,
+            batch: None,
         }
+    }
+
+    /// A batch run's record: by `caller`, with model `model` version `version`, finished now.
+    pub(crate) fn batch_run(caller: &str, model: &str, version: &str, run: BatchRun) -> Self {
+        let record = AuditRecord {
+            time: Utc::now(),
+            caller,
+            patient_key: "",
+            model,
+            model_version: version,
+            probability: 0.0,
+            risk_band: "",
+        };
+        Entry { batch: Some(run), ..Entry::unchained(&record) }
     }
 
     /// A checkpoint record to be signed once the writer has placed it in the chain.
@@ -89,6 +123,11 @@ impl Entry {
 
     pub fn is_checkpoint(&self) -> bool {
         self.checkpoint.is_some()
+    }
+
+    /// A record of one score (neither a checkpoint nor a batch run).
+    pub fn is_score(&self) -> bool {
+        self.checkpoint.is_none() && self.batch.is_none()
     }
 
     /// The hash this record must carry: SHA-256 of its canonical JSON (RFC 8785) with `hash`

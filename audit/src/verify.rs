@@ -17,6 +17,8 @@ pub struct Verified {
     pub head: String,
     /// Signed checkpoints found (each signature checked).
     pub checkpoints: u64,
+    /// Batch runs recorded once each (the rest are single scores).
+    pub batch_runs: u64,
     /// The last checkpoint: its number and time; every record before it is covered by its
     /// signature.
     pub last_checkpoint: Option<(u64, DateTime<Utc>)>,
@@ -90,7 +92,7 @@ pub(crate) fn check_chain(
 ) -> Result<Verified, AuditError> {
     let mut prev = GENESIS.to_string();
     let mut expected = 0u64;
-    let (mut checkpoints, mut last_checkpoint) = (0u64, None);
+    let (mut checkpoints, mut last_checkpoint, mut batch_runs) = (0u64, None, 0u64);
     for (seq, entry) in records {
         let broken = |reason: String| AuditError::Broken { seq, reason };
         if seq > expected {
@@ -106,8 +108,9 @@ pub(crate) fn check_chain(
         if entry.prev != prev {
             return Err(broken("does not link to the record before it".into()));
         }
-        // Records written before canonical hashing keep their original hash; checkpoints came after.
-        if entry.digest() != entry.hash && (entry.is_checkpoint() || entry.legacy_digest() != entry.hash) {
+        // Records written before canonical hashing keep their original hash; checkpoints and batch
+        // runs came after.
+        if entry.digest() != entry.hash && (!entry.is_score() || entry.legacy_digest() != entry.hash) {
             return Err(broken("contents do not match its hash (altered)".into()));
         }
         if entry.is_checkpoint() {
@@ -115,9 +118,10 @@ pub(crate) fn check_chain(
             checkpoints += 1;
             last_checkpoint = Some((entry.seq, entry.time));
         }
+        batch_runs += u64::from(entry.batch.is_some());
         prev.clone_from(&entry.hash);
         expected += 1;
         each(entry);
     }
-    Ok(Verified { records: expected, head: prev, checkpoints, last_checkpoint })
+    Ok(Verified { records: expected, head: prev, checkpoints, batch_runs, last_checkpoint })
 }
