@@ -1,12 +1,15 @@
-//! Batch scoring for planners: a CSV or Parquet table in, one Parquet row per scored patient out
-//! (probability, band, top clinical factors), and every refused row reported with its row number,
-//! field and reason, while the rest are scored.
+//! Batch scoring for planners: a CSV or Parquet table of any size in, a chunk at a time, one
+//! Parquet row per scored patient out (probability, band, top clinical factors), and every
+//! refused row reported with its row number, field and reason, while the rest are scored.
 
-use crate::staged::Staged;
-use crate::table::{FeatureColumn, feature_columns, read_table, row_values, text_column};
-use carecast_audit::{AuditLog, AuditRecord};
+use crate::chunks::{Chunk, Chunks};
+use crate::staged::{Parts, Staged};
+use crate::table::{FeatureColumn, feature_columns, row_values, text_column};
+use anyhow::Context;
+use carecast_audit::{AuditLog, AuditRecord, BatchRun};
 use carecast_models::explain::Ranking;
 use carecast_models::{ModelPackage, Score, Value, Workspace, deid};
+use indicatif::ProgressBar;
 use polars::prelude::*;
 use rayon::prelude::*;
 use std::path::Path;
@@ -28,6 +31,9 @@ pub struct BatchReport {
     pub rows: usize,
     pub scored: usize,
     pub errors: Vec<RowError>,
+    /// Chunks an interrupted run had completed, continued rather than scored again (`--resume`).
+    pub resumed: usize,
+    pub chunks: usize,
 }
 
 /// A key column's text, one entry per row (missing as `None`).
@@ -104,12 +110,12 @@ pub(crate) fn score_each<'c, T: Send>(
 }
 
 /// Commits one audit record per score of a table (key, probability, band) by `caller`, before
-/// any output naming them is released.
+/// any output naming them is released (with `--audit-rows`; a run is otherwise recorded once).
 pub(crate) fn audit_scores<'a>(
     audit: &AuditLog,
     pkg: &'a ModelPackage,
     caller: &'a str,
-    scores: impl Iterator<Item = (Option<&'a str>, f64, &'static str)>,
+    scores: impl Iterator<Item = (Option<&'a str>, f64, &'a str)>,
 ) -> Result<(), carecast_audit::AuditError> {
     let m = &pkg.manifest;
     let records: Vec<AuditRecord<'_>> = scores
@@ -138,22 +144,161 @@ struct Scored {
     warnings: String,
 }
 
-/// Scores every row of `input` with `pkg`; writes `output` (Parquet) and, when any row was
-/// refused, `errors_path` (CSV). `key_column` names a pseudonymous key copied to the output and audit.
+/// How a batch run reads, scores and records a table.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// A column of pseudonymous patient keys, checked on every row and copied to the output.
+    pub key_column: Option<String>,
+    /// Clinical factors per row, largest first.
+    pub top: usize,
+    /// Rows read, scored and written at a time: memory grows with this, not with the table.
+    pub rows_per_chunk: usize,
+    /// Continue an interrupted run of the same output from its last complete chunk.
+    pub resume: bool,
+    /// Also commit one audit record per scored row (the run itself is always recorded, once).
+    pub audit_rows: bool,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self { key_column: None, top: 5, rows_per_chunk: crate::chunks::DEFAULT_ROWS, resume: false, audit_rows: false }
+    }
+}
+
+/// Scores every row of `input` with `pkg` a chunk at a time, so memory is bounded by
+/// `options.rows_per_chunk` whatever the table's size: each chunk's scores and refusals are kept
+/// as parts beside `output` as it completes (so `options.resume` continues an interrupted run),
+/// and only when every chunk is done are they joined into `output` (Parquet) and, when any row
+/// was refused, `errors_path` (CSV). The run is audited once (caller `batch`: the input's and
+/// output's SHA-256 and the row counts), and each score too with `options.audit_rows`, before
+/// either file appears under its name. `progress` is advanced by the rows done.
 pub fn score_table(
     pkg: &ModelPackage,
     input: &Path,
     output: &Path,
     errors_path: &Path,
-    key_column: Option<&str>,
-    top: usize,
+    options: &BatchOptions,
     audit: &AuditLog,
+    progress: &ProgressBar,
 ) -> anyhow::Result<BatchReport> {
-    let df = read_table(input)?;
-    let (columns, keys) = scoring_columns(&df, pkg, key_column)?;
-    let key_name = key_column.unwrap_or("key");
+    let started = chrono::Utc::now();
+    let input_sha256 = carecast_models::package::sha256_file(input).with_context(|| input.display().to_string())?;
+    let chunks = Chunks::open(input, options.rows_per_chunk)?;
+    progress.set_length(chunks.rows() as u64);
+    let m = &pkg.manifest;
+    let run = serde_json::json!({
+        "input_sha256": input_sha256,
+        "model": m.name,
+        "model_version": m.version,
+        "key_column": options.key_column,
+        "top": options.top,
+        "rows_per_chunk": options.rows_per_chunk,
+    });
+    let parts = Parts::open(output, &run, options.resume)?;
+    let mut resumed = 0;
+    for index in 0..chunks.len() {
+        if parts.is_done(index) {
+            resumed += 1;
+        } else {
+            // A table refused (identifiers, a column missing) cannot be continued: it must be
+            // fixed at source, which makes it another input. Its parts go; a write that failed
+            // (a full disk) keeps them, to be continued with `resume`.
+            let scored = chunks.read(index).map_err(anyhow::Error::from).and_then(|c| score_chunk(pkg, &c, options));
+            let (mut scored, mut refused) = match scored {
+                Ok(frames) => frames,
+                Err(e) => {
+                    parts.remove()?;
+                    return Err(e);
+                }
+            };
+            parts.write(index, &mut scored, &mut refused)?;
+        }
+        progress.inc(chunks.rows_in(index) as u64);
+    }
 
-    let factors = pkg.scorer.factors();
+    // The outputs are joined beside their final paths and renamed into place only once the run
+    // is audited: a full disk or a missing folder leaves no half-written Parquet, no audit
+    // records for scores nobody received, and no error file from an earlier run.
+    let mut scored_rows = 0;
+    let staged_output = Staged::write(output, |f| {
+        let empty = scores_frame(pkg, &[], options, 0)?;
+        let mut writer = ParquetWriter::new(f).batched(&empty.schema())?;
+        for index in 0..chunks.len() {
+            let part = parts.scored(index)?;
+            scored_rows += part.height();
+            writer.write_batch(&part)?;
+        }
+        writer.finish()?;
+        Ok(())
+    })?;
+    let mut errors = Vec::new();
+    for index in 0..chunks.len() {
+        errors.extend(refusals(&parts.refused(index)?)?);
+    }
+    let staged_errors = if errors.is_empty() {
+        None
+    } else {
+        let mut df = refused_frame(&errors)?;
+        Some(Staged::write(errors_path, |f| CsvWriter::new(f).finish(&mut df).map_err(anyhow::Error::from))?)
+    };
+
+    if options.audit_rows {
+        for index in 0..chunks.len() {
+            let part = parts.scored(index)?;
+            let keys = match &options.key_column {
+                Some(k) => part.column(k)?.str()?.iter().map(|k| k.map(str::to_string)).collect(),
+                None => vec![None; part.height()],
+            };
+            let probability = part.column("probability")?.f64()?.clone();
+            let bands = part.column("risk_band")?.str()?.clone();
+            let scores = keys
+                .iter()
+                .zip(probability.iter())
+                .zip(bands.iter())
+                .map(|((key, p), band)| (key.as_deref(), p.unwrap_or(f64::NAN), band.unwrap_or("")));
+            audit_scores(audit, pkg, "batch", scores)?;
+        }
+    }
+    let rows = chunks.rows();
+    audit.record_run(
+        "batch",
+        &m.name,
+        &m.version,
+        BatchRun {
+            started,
+            input_sha256,
+            output_sha256: staged_output.sha256()?,
+            rows: rows as u64,
+            scored: scored_rows as u64,
+            refused: errors.len() as u64,
+        },
+    )?;
+
+    staged_output.commit()?;
+    match staged_errors {
+        Some(staged) => staged.commit()?,
+        None => match std::fs::remove_file(errors_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                anyhow::bail!("{}: stale error file not removed: {e}", errors_path.display())
+            }
+            _ => {}
+        },
+    }
+    parts.remove()?;
+    Ok(BatchReport { rows, scored: scored_rows, errors, resumed, chunks: chunks.len() })
+}
+
+/// Where an interrupted run of `output` keeps its complete chunks, when one left any.
+pub fn interrupted(output: &Path) -> Option<std::path::PathBuf> {
+    let dir = Parts::dir(output);
+    dir.exists().then_some(dir)
+}
+
+/// One chunk's scores (the output's columns) and refusals (row, field, reason), rows numbered in
+/// the whole table.
+fn score_chunk(pkg: &ModelPackage, chunk: &Chunk, options: &BatchOptions) -> anyhow::Result<(DataFrame, DataFrame)> {
+    let (columns, keys) = scoring_columns(&chunk.df, pkg, options.key_column.as_deref())?;
+    let key_name = options.key_column.as_deref().unwrap_or("key");
     let results = score_each(
         pkg,
         &columns,
@@ -161,7 +306,7 @@ pub fn score_table(
         key_name,
         |_| {},
         |r, key, values, score| {
-            let explained = pkg.scorer.explain(values, score, Ranking { features: 0, factors: top });
+            let explained = pkg.scorer.explain(values, score, Ranking { features: 0, factors: options.top });
             let warnings = explained
                 .warnings
                 .iter()
@@ -169,7 +314,7 @@ pub fn score_table(
                 .collect::<Vec<_>>()
                 .join("; ");
             Scored {
-                row: r + 1,
+                row: chunk.first_row + r + 1,
                 key: key.map(str::to_string),
                 probability: score.probability,
                 margin: score.margin,
@@ -185,18 +330,18 @@ pub fn score_table(
     for r in results {
         match r {
             Ok(s) => scored.push(s),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(RowError { row: chunk.first_row + e.row, ..e }),
         }
     }
+    Ok((scores_frame(pkg, &scored, options, scored.len())?, refused_frame(&errors)?))
+}
 
-    // The outputs are written beside their final paths and renamed into place only once the
-    // scores are audited: a full disk or a missing folder leaves no half-written Parquet, no
-    // audit records for scores nobody received, and no error file from an earlier run.
+/// The output's columns for `scored` (`n` rows).
+fn scores_frame(pkg: &ModelPackage, scored: &[Scored], options: &BatchOptions, n: usize) -> PolarsResult<DataFrame> {
     let m = &pkg.manifest;
-    let n = scored.len();
     let mut cols: Vec<Column> =
         vec![Column::new("row".into(), scored.iter().map(|s| s.row as u64).collect::<Vec<_>>())];
-    if keys.is_some() {
+    if let Some(key_name) = &options.key_column {
         cols.push(Column::new(key_name.into(), scored.iter().map(|s| s.key.clone()).collect::<Vec<_>>()));
     }
     cols.extend([
@@ -207,7 +352,7 @@ pub fn score_table(
         Column::new("margin".into(), scored.iter().map(|s| s.margin).collect::<Vec<_>>()),
         Column::new("additivity_error".into(), scored.iter().map(|s| s.additivity_error).collect::<Vec<_>>()),
     ]);
-    for k in 0..top.min(factors.names.len()) {
+    for k in 0..options.top.min(pkg.scorer.factors().names.len()) {
         let names: Vec<Option<&str>> = scored.iter().map(|s| s.top.get(k).map(|t| t.0.as_str())).collect();
         let values: Vec<Option<f64>> = scored.iter().map(|s| s.top.get(k).map(|t| t.1)).collect();
         let words: Vec<Option<&str>> = scored.iter().map(|s| s.top.get(k).map(|t| t.2.as_str())).collect();
@@ -216,34 +361,34 @@ pub fn score_table(
         cols.push(Column::new(format!("factor_{}_explanation", k + 1).into(), words));
     }
     cols.push(Column::new("warnings".into(), scored.iter().map(|s| s.warnings.as_str()).collect::<Vec<_>>()));
-    let mut out = DataFrame::new(n, cols)?;
-    let staged_output =
-        Staged::write(output, |f| ParquetWriter::new(f).finish(&mut out).map(drop).map_err(anyhow::Error::from))?;
-    let staged_errors = if errors.is_empty() {
-        None
-    } else {
-        let mut err_df = DataFrame::new(
-            errors.len(),
-            vec![
-                Column::new("row".into(), errors.iter().map(|e| e.row as u64).collect::<Vec<_>>()),
-                Column::new("field".into(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>()),
-                Column::new("reason".into(), errors.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>()),
-            ],
-        )?;
-        Some(Staged::write(errors_path, |f| CsvWriter::new(f).finish(&mut err_df).map_err(anyhow::Error::from))?)
-    };
+    DataFrame::new(n, cols)
+}
 
-    audit_scores(audit, pkg, "batch", scored.iter().map(|s| (s.key.as_deref(), s.probability, s.band)))?;
+/// Refused rows as a table: row, field, reason.
+fn refused_frame(errors: &[RowError]) -> PolarsResult<DataFrame> {
+    DataFrame::new(
+        errors.len(),
+        vec![
+            Column::new("row".into(), errors.iter().map(|e| e.row as u64).collect::<Vec<_>>()),
+            Column::new("field".into(), errors.iter().map(|e| e.field.as_str()).collect::<Vec<_>>()),
+            Column::new("reason".into(), errors.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>()),
+        ],
+    )
+}
 
-    staged_output.commit()?;
-    match staged_errors {
-        Some(staged) => staged.commit()?,
-        None => match std::fs::remove_file(errors_path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                anyhow::bail!("{}: stale error file not removed: {e}", errors_path.display())
-            }
-            _ => {}
-        },
-    }
-    Ok(BatchReport { rows: df.height(), scored: n, errors })
+/// The refused rows a part kept.
+fn refusals(df: &DataFrame) -> PolarsResult<Vec<RowError>> {
+    let rows = df.column("row")?.u64()?;
+    let fields = df.column("field")?.str()?;
+    let reasons = df.column("reason")?.str()?;
+    Ok(rows
+        .iter()
+        .zip(fields.iter())
+        .zip(reasons.iter())
+        .map(|((row, field), reason)| RowError {
+            row: row.unwrap_or_default() as usize,
+            field: field.unwrap_or_default().into(),
+            reason: reason.unwrap_or_default().into(),
+        })
+        .collect())
 }

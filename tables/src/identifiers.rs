@@ -86,7 +86,7 @@ fn normalise(name: &str) -> String {
     name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Tally {
     matches: u64,
     first_row: usize,
@@ -101,112 +101,172 @@ impl Tally {
     }
 }
 
+/// What one column's values have shown so far.
+#[derive(Default, Clone)]
+struct ColumnTally {
+    /// Its name alone says it holds identifiers.
+    named: bool,
+    nhs: Tally,
+    ten_digits: u64,
+    /// E-mail, postcode, telephone, person's name, date of birth.
+    shapes: [Tally; 5],
+    non_null: u64,
+}
+
+const SHAPES: [IdentifierKind; 5] = [
+    IdentifierKind::Email,
+    IdentifierKind::Postcode,
+    IdentifierKind::Phone,
+    IdentifierKind::PersonName,
+    IdentifierKind::DateOfBirth,
+];
+
 /// Every identifier-like column of `df`.
 pub fn scan(df: &DataFrame) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    for col in df.columns() {
-        let name = col.name().to_string();
-        let norm = normalise(&name);
-        if IDENTIFYING_NAMES.contains(&norm.as_str()) || IDENTIFYING_PARTS.iter().any(|p| norm.contains(p)) {
-            findings.push(Finding { column: name.clone(), kind: IdentifierKind::ColumnName, matches: 0, first_row: 0 });
-            continue;
-        }
-        let birth_column = norm.contains("birth") || norm == "dob";
-        let (mut nhs, mut ten_digits) = (Tally::default(), 0u64);
-        let mut tallies: [(IdentifierKind, Tally); 5] = [
-            (IdentifierKind::Email, Tally::default()),
-            (IdentifierKind::Postcode, Tally::default()),
-            (IdentifierKind::Phone, Tally::default()),
-            (IdentifierKind::PersonName, Tally::default()),
-            (IdentifierKind::DateOfBirth, Tally::default()),
-        ];
-        let mut non_null = 0u64;
-        let mut check = |r: usize, v: &str| {
-            let v = v.trim();
-            non_null += 1;
-            if ten_digits_of(v).is_some() {
-                ten_digits += 1;
-                if is_nhs_number(v) {
-                    nhs.hit(r);
+    let mut scanner = Scanner::default();
+    scanner.add(df, 0);
+    scanner.findings()
+}
+
+/// The guard over a table read in chunks: each chunk is added with its first row, and the
+/// findings are the whole table's, since some rules count across a column (random 10-digit
+/// values pass the NHS number check one time in eleven; a column of NHS numbers every time).
+#[derive(Default)]
+pub struct Scanner {
+    columns: Vec<(String, ColumnTally)>,
+}
+
+impl Scanner {
+    /// Checks the rows of `df`, whose first row is data row `first_row` (0-based) of the table.
+    pub fn add(&mut self, df: &DataFrame, first_row: usize) {
+        for col in df.columns() {
+            let name = col.name().to_string();
+            let index = match self.columns.iter().position(|(n, _)| *n == name) {
+                Some(i) => i,
+                None => {
+                    let norm = normalise(&name);
+                    let named = IDENTIFYING_NAMES.contains(&norm.as_str())
+                        || IDENTIFYING_PARTS.iter().any(|p| norm.contains(p));
+                    self.columns.push((name.clone(), ColumnTally { named, ..Default::default() }));
+                    self.columns.len() - 1
                 }
-            }
-            let checks =
-                [is_email(v), is_full_postcode(v), is_uk_phone(v), is_person_name(v), birth_column && is_full_date(v)];
-            for ((_, t), hit) in tallies.iter_mut().zip(checks) {
-                if hit {
-                    t.hit(r);
-                }
-            }
-        };
-        // Cells are checked where they lie: text in place, numbers through one reused buffer (a
-        // float column of NHS numbers is what a table tool writes when one is missing), dates as
-        // dates: a full date in a birth column is a date of birth of whatever type.
-        let series = col.as_materialized_series();
-        let mut buf = String::new();
-        match series.dtype() {
-            DataType::String => {
-                let Ok(ca) = series.str() else { continue };
-                ca.iter().enumerate().filter_map(|(r, v)| Some((r, v?))).for_each(|(r, v)| check(r, v));
-            }
-            dt if dt.is_integer() => {
-                let Ok(ints) = series.cast(&DataType::Int64) else { continue };
-                let Ok(ca) = ints.i64() else { continue };
-                for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
-                    buf.clear();
-                    write!(buf, "{x}").expect("writing to a String");
-                    check(r, &buf);
-                }
-            }
-            dt if dt.is_float() => {
-                let Ok(floats) = series.cast(&DataType::Float64) else { continue };
-                let Ok(ca) = floats.f64() else { continue };
-                for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
-                    buf.clear();
-                    if x.fract() == 0.0 && x.abs() < 1e15 { write!(buf, "{x:.0}") } else { write!(buf, "{x}") }
-                        .expect("writing to a String");
-                    check(r, &buf);
-                }
-            }
-            DataType::Date | DataType::Datetime(..) => {
-                // Reduced to year and month (the first of the month), a birth date is kept.
-                let Ok(dates) = series.cast(&DataType::Date) else { continue };
-                let Ok(ca) = dates.date() else { continue };
-                let full = &mut tallies[4].1;
-                for (r, days) in ca.physical().iter().enumerate().filter_map(|(r, d)| Some((r, d?))) {
-                    let day = chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0)
-                        .map(|d| chrono::Datelike::day(&d));
-                    if birth_column && day != Some(1) {
-                        full.hit(r);
-                    }
-                }
-            }
-            _ => continue,
-        }
-        // Random 10-digit ids pass the modulus-11 check about one time in eleven; a column of
-        // NHS numbers passes every time.
-        if nhs.matches > 0 && nhs.matches * 2 >= ten_digits {
-            findings.push(Finding {
-                column: name.clone(),
-                kind: IdentifierKind::NhsNumber,
-                matches: nhs.matches,
-                first_row: nhs.first_row,
-            });
-        }
-        for (kind, t) in tallies {
-            // Exact shapes (e-mail, postcode, date of birth) count from one value; fuzzier ones
-            // (telephone, name) from three values or 5% of the column.
-            let enough = match kind {
-                IdentifierKind::Phone | IdentifierKind::PersonName => {
-                    t.matches >= 3 || (t.matches > 0 && t.matches * 20 >= non_null)
-                }
-                _ => t.matches > 0,
             };
-            if enough {
-                findings.push(Finding { column: name.clone(), kind, matches: t.matches, first_row: t.first_row });
+            let tally = &mut self.columns[index].1;
+            if !tally.named {
+                check_values(col, &normalise(&name), first_row, tally);
             }
         }
     }
-    findings
+
+    /// The columns found to hold identifiers, in the table's order.
+    pub fn findings(&self) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for (name, t) in &self.columns {
+            if t.named {
+                findings.push(Finding {
+                    column: name.clone(),
+                    kind: IdentifierKind::ColumnName,
+                    matches: 0,
+                    first_row: 0,
+                });
+                continue;
+            }
+            // Random 10-digit ids pass the modulus-11 check about one time in eleven; a column of
+            // NHS numbers passes every time.
+            if t.nhs.matches > 0 && t.nhs.matches * 2 >= t.ten_digits {
+                findings.push(Finding {
+                    column: name.clone(),
+                    kind: IdentifierKind::NhsNumber,
+                    matches: t.nhs.matches,
+                    first_row: t.nhs.first_row,
+                });
+            }
+            for (kind, shape) in SHAPES.into_iter().zip(&t.shapes) {
+                // Exact shapes (e-mail, postcode, date of birth) count from one value; fuzzier ones
+                // (telephone, name) from three values or 5% of the column.
+                let enough = match kind {
+                    IdentifierKind::Phone | IdentifierKind::PersonName => {
+                        shape.matches >= 3 || (shape.matches > 0 && shape.matches * 20 >= t.non_null)
+                    }
+                    _ => shape.matches > 0,
+                };
+                if enough {
+                    findings.push(Finding {
+                        column: name.clone(),
+                        kind,
+                        matches: shape.matches,
+                        first_row: shape.first_row,
+                    });
+                }
+            }
+        }
+        findings
+    }
+}
+
+/// Adds one column's values (rows numbered from `first_row`) to its tally.
+fn check_values(col: &Column, norm: &str, first_row: usize, t: &mut ColumnTally) {
+    let birth_column = norm.contains("birth") || norm == "dob";
+    let mut check = |r: usize, v: &str| {
+        let (r, v) = (first_row + r, v.trim());
+        t.non_null += 1;
+        if ten_digits_of(v).is_some() {
+            t.ten_digits += 1;
+            if is_nhs_number(v) {
+                t.nhs.hit(r);
+            }
+        }
+        let checks =
+            [is_email(v), is_full_postcode(v), is_uk_phone(v), is_person_name(v), birth_column && is_full_date(v)];
+        for (shape, hit) in t.shapes.iter_mut().zip(checks) {
+            if hit {
+                shape.hit(r);
+            }
+        }
+    };
+    // Cells are checked where they lie: text in place, numbers through one reused buffer (a
+    // float column of NHS numbers is what a table tool writes when one is missing), dates as
+    // dates: a full date in a birth column is a date of birth of whatever type.
+    let series = col.as_materialized_series();
+    let mut buf = String::new();
+    match series.dtype() {
+        DataType::String => {
+            let Ok(ca) = series.str() else { return };
+            ca.iter().enumerate().filter_map(|(r, v)| Some((r, v?))).for_each(|(r, v)| check(r, v));
+        }
+        dt if dt.is_integer() => {
+            let Ok(ints) = series.cast(&DataType::Int64) else { return };
+            let Ok(ca) = ints.i64() else { return };
+            for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
+                buf.clear();
+                write!(buf, "{x}").expect("writing to a String");
+                check(r, &buf);
+            }
+        }
+        dt if dt.is_float() => {
+            let Ok(floats) = series.cast(&DataType::Float64) else { return };
+            let Ok(ca) = floats.f64() else { return };
+            for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
+                buf.clear();
+                if x.fract() == 0.0 && x.abs() < 1e15 { write!(buf, "{x:.0}") } else { write!(buf, "{x}") }
+                    .expect("writing to a String");
+                check(r, &buf);
+            }
+        }
+        DataType::Date | DataType::Datetime(..) => {
+            // Reduced to year and month (the first of the month), a birth date is kept.
+            let Ok(dates) = series.cast(&DataType::Date) else { return };
+            let Ok(ca) = dates.date() else { return };
+            for (r, days) in ca.physical().iter().enumerate().filter_map(|(r, d)| Some((r, d?))) {
+                let day =
+                    chrono::DateTime::from_timestamp(i64::from(days) * 86_400, 0).map(|d| chrono::Datelike::day(&d));
+                if birth_column && day != Some(1) {
+                    t.shapes[4].hit(first_row + r);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Codes whose value part (after the last `//`) looks like a direct identifier, e.g.

@@ -8,7 +8,7 @@ use crate::batch::{audit_scores, score_each, scoring_columns};
 use crate::disclosure::Disclosure;
 use crate::staged::Staged;
 use crate::table::{read_table, text_column};
-use carecast_audit::AuditLog;
+use carecast_audit::{AuditLog, BatchRun};
 use carecast_models::preprocess::FeatureStats;
 use carecast_models::{ModelPackage, RiskBand, Value};
 use polars::prelude::*;
@@ -248,8 +248,13 @@ pub struct Summary {
     pub has_outcome: bool,
     /// The scenario's changes in words (empty: none).
     pub scenario: Vec<String>,
-    /// Each scored row's key, risk and band, for the audit trail when the summary is published.
+    /// Each scored row's key, risk and band, for the audit trail when the summary is published
+    /// with a record per row.
     audited: Vec<(Option<String>, f64, &'static str)>,
+    /// The register read, for the run's audit record: when reading began, its SHA-256 and rows.
+    started: chrono::DateTime<chrono::Utc>,
+    input_sha256: String,
+    rows: usize,
 }
 
 /// What a group accumulates before disclosure control.
@@ -306,6 +311,9 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
     if options.by.is_empty() {
         return Err(PopulationError::NoGrouping);
     }
+    let started = chrono::Utc::now();
+    let input_sha256 = carecast_models::package::sha256_file(input)
+        .map_err(|e| crate::TableError::Read { path: input.display().to_string(), reason: e.to_string() })?;
     let df = read_table(input)?;
     if df.height() == 0 {
         return Err(PopulationError::Empty);
@@ -422,6 +430,9 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
         has_outcome,
         scenario: options.scenario.iter().map(Change::describe).collect(),
         audited,
+        started,
+        input_sha256,
+        rows: df.height(),
     })
 }
 
@@ -609,9 +620,16 @@ impl Summary {
 
     /// Publishes the summary: writes `<output>.parquet`, `<output>.csv` (suppressed counts as
     /// `*`) and `<output>.json` (the model, the groupings, the total row's protected counts, the
-    /// disclosure rule) beside their final names, commits each scored row to `audit` (caller
-    /// `population`), and only then renames the three into place.
-    pub fn publish(&self, output: &Path, pkg: &ModelPackage, audit: &AuditLog) -> Result<(), PopulationError> {
+    /// disclosure rule) beside their final names, records the run in `audit` (caller
+    /// `population`: the register's and the Parquet summary's SHA-256, rows scored and not), and
+    /// each scored row too with `audit_rows`, and only then renames the three into place.
+    pub fn publish(
+        &self,
+        output: &Path,
+        pkg: &ModelPackage,
+        audit: &AuditLog,
+        audit_rows: bool,
+    ) -> Result<(), PopulationError> {
         let fail = |e: anyhow::Error| PopulationError::Write(e.to_string());
         let named = |ext: &str| {
             let name = output.file_name().map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
@@ -645,8 +663,19 @@ impl Summary {
             f.write_all(serde_json::to_string_pretty(&about)?.as_bytes()).map_err(anyhow::Error::from)
         })
         .map_err(fail)?;
-        let scores = self.audited.iter().map(|(key, p, band)| (key.as_deref(), *p, *band));
-        audit_scores(audit, pkg, "population", scores)?;
+        if audit_rows {
+            let scores = self.audited.iter().map(|(key, p, band)| (key.as_deref(), *p, *band));
+            audit_scores(audit, pkg, "population", scores)?;
+        }
+        let run = BatchRun {
+            started: self.started,
+            input_sha256: self.input_sha256.clone(),
+            output_sha256: parquet.sha256().map_err(fail)?,
+            rows: self.rows as u64,
+            scored: self.audited.len() as u64,
+            refused: self.not_scored as u64,
+        };
+        audit.record_run("population", &self.model, &self.version, run)?;
         for staged in [parquet, csv, json] {
             staged.commit().map_err(fail)?;
         }

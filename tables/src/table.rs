@@ -39,10 +39,16 @@ fn read_any(path: &Path) -> Result<DataFrame, TableError> {
         "csv" => CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(None)
-            .map_parse_options(|o| o.with_null_values(Some(NullValues::AllColumns(vec!["".into(), "NA".into()]))))
+            .map_parse_options(|o| o.with_null_values(Some(null_values())))
             .try_into_reader_with_file_path(Some(path.to_path_buf()))
             .and_then(|r| r.finish())
-            .map_err(|e| fail(not_utf8(path).unwrap_or_else(|| e.to_string()))),
+            .map_err(|e| {
+                let bytes = std::fs::read(path).unwrap_or_default();
+                fail(match std::str::from_utf8(&bytes) {
+                    Err(bad) => not_utf8(&bytes, bad.valid_up_to(), 0),
+                    Ok(_) => e.to_string(),
+                })
+            }),
         "parquet" | "pq" => {
             let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
             ParquetReader::new(file).finish().map_err(|e| fail(e.to_string()))
@@ -51,21 +57,25 @@ fn read_any(path: &Path) -> Result<DataFrame, TableError> {
     }
 }
 
-/// Where a CSV file first stops being UTF-8 text: the data row (1-based, header not counted) and
-/// the column's name, never the bytes. `None` when the file is UTF-8 (or unreadable).
-fn not_utf8(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    let bad = std::str::from_utf8(&bytes).err()?.valid_up_to();
+/// The cells a CSV file leaves missing: empty, or `NA` (as R writes them).
+pub(crate) fn null_values() -> NullValues {
+    NullValues::AllColumns(vec!["".into(), "NA".into()])
+}
+
+/// Where CSV text (header first) stops being UTF-8 at byte `bad`: the data row (1-based, counted
+/// from `first_row`) and the column's name, never the bytes.
+pub(crate) fn not_utf8(bytes: &[u8], bad: usize, first_row: usize) -> String {
     let line_start = bytes[..bad].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let row = bytes[..line_start].iter().filter(|&&b| b == b'\n').count();
     let column = bytes[line_start..bad].iter().filter(|&&b| b == b',').count();
-    let header = std::str::from_utf8(&bytes[..bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len())]).ok()?;
+    let header_end = bytes.iter().position(|&b| b == b'\n').unwrap_or(bytes.len());
+    let header = String::from_utf8_lossy(&bytes[..header_end]);
     let name = header.trim_end_matches('\r').split(',').nth(column).unwrap_or("?");
-    Some(if row == 0 {
+    if row == 0 {
         "the header row is not UTF-8 text: save the file as UTF-8".to_string()
     } else {
-        format!("row {row}, column `{name}`: not UTF-8 text (save the file as UTF-8)")
-    })
+        format!("row {}, column `{name}`: not UTF-8 text (save the file as UTF-8)", first_row + row)
+    }
 }
 
 /// One cell of a feature column. Text is interned per column.

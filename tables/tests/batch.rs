@@ -5,11 +5,14 @@
 
 use carecast_audit::AuditLog;
 use carecast_models::{Registry, Workspace, load_package};
-use carecast_tables::batch;
+use carecast_tables::batch::{self, BatchOptions};
+use carecast_tables::chunks::Chunks;
 use carecast_tables::disclosure::Disclosure;
 use carecast_tables::population::{Change, PopulationError, PopulationOptions, summarise};
 use carecast_tables::{feature_columns, read_table, row_values};
 use carecast_training::{Algorithm, TaskSpec, train};
+use indicatif::ProgressBar;
+use polars::prelude::DataType;
 use std::path::PathBuf;
 
 /// The shared SUPPORT table, a working directory named for the test, and a support2_hospdead
@@ -50,12 +53,37 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     let output = dir.join("scores.parquet");
     let errors = dir.join("scores.errors.csv");
     let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
-    let result = batch::score_table(&pkg, &input, &output, &errors, Some("sno"), 3, &audit).unwrap();
-    assert_eq!((result.rows, result.scored), (60, 57));
+    // Chunks of 4 rows: the damaged rows fall in three different chunks, and rows are numbered
+    // in the whole file.
+    let options = BatchOptions { key_column: Some("sno".into()), top: 3, rows_per_chunk: 4, ..Default::default() };
+    let hidden = ProgressBar::hidden();
+    let score = |input: &std::path::Path, output: &std::path::Path, options: &BatchOptions| {
+        batch::score_table(&pkg, input, output, &errors, options, &audit, &hidden)
+    };
+    let result = score(&input, &output, &options).unwrap();
+    assert_eq!((result.rows, result.scored, result.chunks, result.resumed), (60, 57, 15, 0));
+    assert_eq!(hidden.position(), 60, "progress counts every row");
     let refused: Vec<(usize, &str)> = result.errors.iter().map(|e| (e.row, e.field.as_str())).collect();
     assert_eq!(refused, [(3, "hrt"), (5, "sex"), (9, "temp")]);
     assert_eq!(std::fs::read_to_string(&errors).unwrap().lines().count(), 4);
-    assert_eq!(audit.entries().unwrap().len(), 57);
+    // The run is audited once: what went in and came out, by SHA-256, and the counts.
+    let entries = audit.entries().unwrap();
+    assert_eq!(entries.len(), 1);
+    let run = entries[0].batch.as_ref().unwrap();
+    let sha = |p: &std::path::Path| carecast_models::package::sha256_hex(&std::fs::read(p).unwrap());
+    assert_eq!((run.rows, run.scored, run.refused), (60, 57, 3));
+    assert_eq!((run.input_sha256.as_str(), run.output_sha256.as_str()), (sha(&input).as_str(), sha(&output).as_str()));
+    assert_eq!((entries[0].caller.as_str(), entries[0].patient_key.as_str()), ("batch", ""));
+    assert!(batch::interrupted(&output).is_none(), "the parts go once the output is in place");
+    // With a record per row as well, by flag.
+    let per_row = dir.join("per_row.parquet");
+    score(&input, &per_row, &BatchOptions { audit_rows: true, ..options.clone() }).unwrap();
+    let entries = audit.entries().unwrap();
+    assert_eq!(entries.len(), 1 + 57 + 1);
+    let keys: Vec<&str> = entries[1..58].iter().map(|e| e.patient_key.as_str()).collect();
+    assert!(keys.iter().all(|k| !k.is_empty()) && keys.contains(&"1") && !keys.contains(&"3"), "{keys:?}");
+    assert!(entries[58].batch.is_some());
+    assert_eq!(audit.verify().unwrap().batch_runs, 2);
 
     // The output equals scoring the same rows in process.
     let out = read_table(&output).unwrap();
@@ -78,7 +106,7 @@ fn bad_rows_are_reported_and_the_rest_scored() {
         .finish(&mut read_table(&input).unwrap())
         .unwrap();
     let from_parquet = dir.join("from_parquet.parquet");
-    let again = batch::score_table(&pkg, &parquet_in, &from_parquet, &errors, Some("sno"), 3, &audit).unwrap();
+    let again = score(&parquet_in, &from_parquet, &options).unwrap();
     assert_eq!((again.scored, again.errors.len()), (57, 3));
     let probs_again: Vec<f64> = read_table(&from_parquet)
         .unwrap()
@@ -97,8 +125,8 @@ fn bad_rows_are_reported_and_the_rest_scored() {
     damage(&mut identified, 7, sno, "9434765919");
     let identified_path = dir.join("identified.csv");
     std::fs::write(&identified_path, identified.join("\n")).unwrap();
-    let err =
-        batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
+    let before = audit.verify().unwrap().records;
+    let err = score(&identified_path, &output, &options).unwrap_err().to_string();
     assert!(
         err.contains("column `sno`")
             && err.contains("NHS numbers")
@@ -106,27 +134,27 @@ fn bad_rows_are_reported_and_the_rest_scored() {
             && !err.contains("9434765919"),
         "{err}"
     );
-    assert_eq!(audit.verify().unwrap().records, 57 * 2, "nothing scored or audited");
+    assert_eq!(audit.verify().unwrap().records, before, "nothing audited");
+    assert!(batch::interrupted(&output).is_none(), "a refused table leaves nothing to resume");
     // The same number as a float (what a table tool writes when the column has a gap).
     let mut floated = lines.clone();
     damage(&mut floated, 7, sno, "9434765919.0");
     std::fs::write(&identified_path, floated.join("\n")).unwrap();
-    let err =
-        batch::score_table(&pkg, &identified_path, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
+    let err = score(&identified_path, &output, &options).unwrap_err().to_string();
     assert!(err.contains("column `sno`") && err.contains("NHS numbers") && !err.contains("9434765919"), "{err}");
 
     // Outputs appear whole and only after the audit: a missing output folder fails before
     // anything is audited, and a clean run removes the error file an earlier run left.
     let before = audit.verify().unwrap().records;
     let nowhere = dir.join("no_such_folder").join("scores.parquet");
-    assert!(batch::score_table(&pkg, &input, &nowhere, &errors, Some("sno"), 3, &audit).is_err());
+    assert!(score(&input, &nowhere, &options).is_err());
     assert_eq!(audit.verify().unwrap().records, before, "no audit records for scores nobody received");
     assert!(errors.exists());
     let clean = dir.join("clean.csv");
     std::fs::write(&clean, text.lines().take(61).collect::<Vec<_>>().join("\n")).unwrap();
-    let ok = batch::score_table(&pkg, &clean, &output, &errors, Some("sno"), 3, &audit).unwrap();
+    let ok = score(&clean, &output, &options).unwrap();
     assert!(ok.errors.is_empty() && ok.scored == 60 && !errors.exists());
-    assert_eq!(audit.verify().unwrap().records, before + 60);
+    assert_eq!(audit.verify().unwrap().records, before + 1);
     assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".partial")));
 
     // A table without a column the model needs is refused whole, naming the column.
@@ -140,8 +168,109 @@ fn bad_rows_are_reported_and_the_rest_scored() {
         })
         .collect();
     std::fs::write(&no_meanbp, cut.join("\n")).unwrap();
-    let err = batch::score_table(&pkg, &no_meanbp, &output, &errors, Some("sno"), 3, &audit).unwrap_err().to_string();
+    let err = score(&no_meanbp, &output, &options).unwrap_err().to_string();
     assert!(err.contains("meanbp"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Every row of `path` read a chunk at a time, stacked.
+fn read_chunked(path: &std::path::Path, rows: usize) -> polars::prelude::DataFrame {
+    let chunks = Chunks::open(path, rows).unwrap();
+    let mut frames = (0..chunks.len()).map(|i| chunks.read(i).unwrap().df);
+    let mut all = frames.next().unwrap();
+    for df in frames {
+        all.vstack_mut(&df).unwrap();
+    }
+    assert_eq!(all.height(), chunks.rows());
+    all
+}
+
+#[test]
+fn tables_read_in_chunks_read_as_whole_tables_do() {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
+    let dir = std::env::temp_dir().join(format!("carecast-chunks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The shared tables, CSV and Parquet (written in row groups of 1,000), in chunks of 700:
+    // the same columns, types and values as polars' whole-file read.
+    for name in ["support2.csv", "pbc2.csv"] {
+        let csv = shared.join(name);
+        let whole = read_table(&csv).unwrap();
+        assert!(read_chunked(&csv, 700).equals_missing(&whole), "{name}");
+        let parquet = dir.join(name.replace(".csv", ".parquet"));
+        polars::prelude::ParquetWriter::new(std::fs::File::create(&parquet).unwrap())
+            .with_row_group_size(Some(1000))
+            .finish(&mut whole.clone())
+            .unwrap();
+        assert!(read_chunked(&parquet, 700).equals_missing(&whole), "{name} as Parquet");
+    }
+    // Columns whose type only a later chunk reveals: a code that reads as a number until `x9`
+    // (so `01` stays `01`, as training read it), an integer until `2.5`, a column empty in the
+    // first chunks, a boolean until `maybe`, and a quoted field with a line break and quotes.
+    let mut text = String::from("code,dose,late,flag,note\n");
+    for i in 0..10 {
+        text.push_str(&format!("{},{i},,true,\"line\nbreak \"\"{i}\"\"\"\n", ["01", "1", "2"][i % 3]));
+    }
+    text.push_str("x9,2.5,7,maybe,NA\n3,4,,false,\n");
+    let odd = dir.join("odd.csv");
+    std::fs::write(&odd, &text).unwrap();
+    let whole = read_table(&odd).unwrap();
+    assert_eq!(
+        whole.dtypes(),
+        [DataType::String, DataType::Float64, DataType::Int64, DataType::String, DataType::String],
+        "the whole file's types, as polars infers them"
+    );
+    for rows in [1, 3, 10, 11, 100] {
+        assert!(read_chunked(&odd, rows).equals_missing(&whole), "chunks of {rows}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_interrupted_run_resumes_from_its_last_complete_chunk() {
+    let (shared, dir, pkg) = trained("resume", Algorithm::Logistic);
+    std::fs::create_dir_all(&dir).unwrap();
+    // The whole file with one row damaged, so that a refusal is carried across the interruption.
+    let text = std::fs::read_to_string(&shared).unwrap();
+    let input = dir.join("register.csv");
+    std::fs::write(&input, text.replacen("\n1,train,62.84998,", "\n1,train,old,", 1)).unwrap();
+    let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+    let hidden = ProgressBar::hidden();
+    let options = BatchOptions { key_column: Some("sno".into()), top: 3, rows_per_chunk: 1000, ..Default::default() };
+    let run = |output: &std::path::Path, errors: &std::path::Path, options: &BatchOptions| {
+        batch::score_table(&pkg, &input, output, errors, options, &audit, &hidden)
+    };
+    let (reference, reference_errors) = (dir.join("reference.parquet"), dir.join("reference.errors.csv"));
+    let uninterrupted = run(&reference, &reference_errors, &options).unwrap();
+    assert_eq!((uninterrupted.chunks, uninterrupted.errors.len()), (10, 1));
+
+    // A run that fails at its last step (its error file's folder is missing) keeps its chunks,
+    // publishes nothing and audits nothing. Chunks 4 to 9 are then removed, leaving what a run
+    // killed after its fourth chunk leaves.
+    let (output, errors) = (dir.join("scores.parquet"), dir.join("scores.errors.csv"));
+    let before = audit.verify().unwrap().records;
+    assert!(run(&output, &dir.join("missing/errors.csv"), &options).is_err());
+    assert_eq!(audit.verify().unwrap().records, before);
+    assert!(!output.exists());
+    let parts = batch::interrupted(&output).expect("the complete chunks are kept");
+    for entry in std::fs::read_dir(&parts).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.ends_with(".parquet") && name[..6].parse::<usize>().unwrap() >= 4 {
+            std::fs::remove_file(parts.join(name)).unwrap();
+        }
+    }
+
+    // Not continued unless asked, nor for a different run; then continued from chunk 4.
+    let err = run(&output, &errors, &options).unwrap_err().to_string();
+    assert!(err.contains("left 4 complete chunk(s)") && err.contains("--resume"), "{err}");
+    let resume = BatchOptions { resume: true, ..options.clone() };
+    let err = run(&output, &errors, &BatchOptions { top: 2, ..resume.clone() }).unwrap_err().to_string();
+    assert!(err.contains("differs in `top`"), "{err}");
+    let resumed = run(&output, &errors, &resume).unwrap();
+    assert_eq!((resumed.resumed, resumed.chunks, resumed.scored), (4, 10, 9104));
+    assert!(read_table(&output).unwrap().equals_missing(&read_table(&reference).unwrap()));
+    assert_eq!(std::fs::read(&errors).unwrap(), std::fs::read(&reference_errors).unwrap());
+    assert!(batch::interrupted(&output).is_none());
+    assert_eq!(audit.verify().unwrap().records, before + 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -242,10 +371,17 @@ fn population_summaries_count_what_the_file_holds_and_suppress_small_numbers() {
     }
     assert!(suppressed > 0, "SUPPORT has small cells by disease group and age band");
     // Published: the scores are audited, then the three files appear.
-    assert!(protected.publish(&dir.join("nowhere/summary"), &pkg, &audit).is_err());
+    assert!(protected.publish(&dir.join("nowhere/summary"), &pkg, &audit, false).is_err());
     assert_eq!(audit.verify().unwrap().records, 0, "nothing audited for a summary nobody received");
-    protected.publish(&dir.join("summary"), &pkg, &audit).unwrap();
-    assert_eq!(audit.verify().unwrap().records, 9104, "every score audited");
+    protected.publish(&dir.join("summary"), &pkg, &audit, true).unwrap();
+    let entries = audit.entries().unwrap();
+    assert_eq!(entries.len(), 9104 + 1, "every score audited, and the run");
+    let run = entries.last().unwrap().batch.clone().unwrap();
+    assert_eq!((run.rows, run.scored, run.refused), (9105, 9104, 1));
+    assert_eq!(
+        run.output_sha256,
+        carecast_models::package::sha256_hex(&std::fs::read(dir.join("summary.parquet")).unwrap())
+    );
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert!(csv.starts_with("dzgroup,age,people,") && !csv.contains(",sno"), "no key column in a summary");
     let about = std::fs::read_to_string(dir.join("summary.json")).unwrap();
