@@ -47,7 +47,10 @@ pub fn run(registry: &Registry, action: Action) -> anyhow::Result<()> {
                 Some(key) => carecast_audit::verify_trusted(trail.clone(), key.trim(), checkpoints.as_deref())?,
                 None => carecast_audit::verify(trail.clone())?,
             };
-            println!("{trail}: {} records, chain intact; head {}", verified.records, verified.head);
+            println!(
+                "{trail}: {} records, chain intact; head {}\n{} batch run(s) recorded once each (input and output SHA-256, row counts)",
+                verified.records, verified.head, verified.batch_runs
+            );
             match (verified.last_checkpoint, &public_key) {
                 (Some((seq, at)), Some(_)) => println!(
                     "{} signed checkpoints, by the trusted key; the last at record {seq} ({at}) covers every record before it",

@@ -25,7 +25,10 @@ pub async fn run(registry: &Registry) -> anyhow::Result<()> {
     let audit = AuditLog::open_at(&audit_location(registry, None))?;
     let output = PathBuf::from("out/support2_hospdead_scores.parquet");
     let errors = Path::new("out/support2_hospdead_scores.errors.csv");
-    let report = batch::score_table(&pkg, &data, &output, errors, Some("sno"), 3, &audit)?;
+    let options = batch::BatchOptions { key_column: Some("sno".into()), top: 3, ..Default::default() };
+    let progress = crate::progress::bar("Scoring", "rows");
+    let report = batch::score_table(&pkg, &data, &output, errors, &options, &audit, &progress)?;
+    progress.finish_and_clear();
     println!(
         "scored {} of {} rows into {} ({} refused)",
         report.scored,

@@ -18,6 +18,7 @@ mod clinical;
 mod demo;
 mod lifecycle;
 mod planning;
+mod progress;
 mod records;
 mod research;
 

@@ -1,11 +1,11 @@
 //! The planners' verbs: score a whole table, every row explained and audited; and summarise a
 //! whole register by the groups a planner names, under disclosure control.
 
-use crate::audit_location;
+use crate::{audit_location, progress};
 use carecast_audit::AuditLog;
 use carecast_models::Registry;
 use carecast_serving::ModelStore;
-use carecast_tables::batch;
+use carecast_tables::batch::{self, BatchOptions};
 use carecast_tables::disclosure::Disclosure;
 use carecast_tables::population::{Change, Grouping, PopulationOptions, summarise};
 use clap::Args;
@@ -14,7 +14,11 @@ use std::path::PathBuf;
 /// Score a CSV or Parquet table into Parquet, with explanations.
 #[derive(Args)]
 #[command(after_help = "Example:
-  carecast score --model support2_hospdead-gbm --input data/support2.csv --output scores.parquet --key-column sno")]
+  carecast score --model support2_hospdead-gbm --input data/support2.csv --output scores.parquet --key-column sno
+
+Reads and writes a chunk of rows at a time, so any size of table fits in memory; an interrupted
+run keeps its complete chunks beside the output and continues with --resume. The run is audited
+once (input and output SHA-256, rows scored and refused); --audit-rows audits each score too.")]
 pub struct Score {
     #[command(flatten)]
     table: Table,
@@ -27,6 +31,13 @@ pub struct Score {
     /// Contributions per row, largest first.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    /// Rows read, scored and written at a time: memory grows with this, not with the table.
+    #[arg(long, default_value_t = carecast_tables::chunks::DEFAULT_ROWS)]
+    rows_per_chunk: usize,
+    /// Continue an interrupted run of the same input, model and options into the same output,
+    /// from its last complete chunk.
+    #[arg(long)]
+    resume: bool,
 }
 
 /// The model and the table both verbs score, and the audit trail the scores go to.
@@ -50,13 +61,17 @@ struct Table {
     /// command line); default `<registry>/audit.jsonl`.
     #[arg(long, env = "CARECAST_AUDIT")]
     audit: Option<String>,
+    /// Also audit every row's score (key, probability, band); the run itself is always audited
+    /// once (input and output SHA-256, rows scored and refused).
+    #[arg(long)]
+    audit_rows: bool,
 }
 
 impl Table {
     fn open(self, registry: &Registry) -> anyhow::Result<Opened> {
         let pkg = ModelStore::new(registry.clone()).get(&self.model, self.version.as_deref())?;
         let audit = AuditLog::open_at(&audit_location(registry, self.audit))?;
-        Ok(Opened { pkg, audit, input: self.input, key_column: self.key_column })
+        Ok(Opened { pkg, audit, input: self.input, key_column: self.key_column, audit_rows: self.audit_rows })
     }
 }
 
@@ -66,6 +81,7 @@ struct Opened {
     audit: AuditLog,
     input: PathBuf,
     key_column: Option<String>,
+    audit_rows: bool,
 }
 
 /// Summarise a whole register by groups (risk bands, expected cases, factor burden), with small
@@ -104,7 +120,7 @@ pub struct Population {
 }
 
 pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
-    let Opened { pkg, audit, input, key_column } = args.table.open(registry)?;
+    let Opened { pkg, audit, input, key_column, audit_rows } = args.table.open(registry)?;
     let options = PopulationOptions {
         by: args.by,
         outcome: args.outcome,
@@ -113,7 +129,7 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
         scenario: args.scenario,
     };
     let summary = summarise(&pkg, &input, &options)?;
-    summary.publish(&args.output, &pkg, &audit)?;
+    summary.publish(&args.output, &pkg, &audit, audit_rows)?;
     // What is printed is what is published: the total row's protected counts.
     let total = summary.groups.last().expect("the total row");
     let shown = |n: Option<u64>| n.map_or_else(|| "*".to_string(), |n| n.to_string());
@@ -136,9 +152,18 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
 }
 
 pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
-    let Opened { pkg, audit, input, key_column } = args.table.open(registry)?;
+    let Opened { pkg, audit, input, key_column, audit_rows } = args.table.open(registry)?;
     let errors = args.errors.unwrap_or_else(|| args.output.with_extension("errors.csv"));
-    let report = batch::score_table(&pkg, &input, &args.output, &errors, key_column.as_deref(), args.top, &audit)?;
+    let options = BatchOptions {
+        key_column,
+        top: args.top,
+        rows_per_chunk: args.rows_per_chunk,
+        resume: args.resume,
+        audit_rows,
+    };
+    let progress = progress::bar("Scoring", "rows");
+    let report = batch::score_table(&pkg, &input, &args.output, &errors, &options, &audit, &progress)?;
+    progress.finish_and_clear();
     println!(
         "{} v{}: scored {} of {} rows into {}",
         pkg.manifest.name,
@@ -147,8 +172,12 @@ pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
         report.rows,
         args.output.display()
     );
+    if report.resumed > 0 {
+        println!("continued an interrupted run: {} of {} chunks were already done", report.resumed, report.chunks);
+    }
     if !report.errors.is_empty() {
         println!("{} row(s) refused; see {}", report.errors.len(), errors.display());
     }
+    println!("Audited once as a batch run (input and output SHA-256, rows scored and refused).");
     Ok(())
 }

@@ -14,10 +14,11 @@ fn demo_and_commands_work_end_to_end() {
     assert!(demo.contains("scored 9105 of 9105 rows"), "{demo}");
     assert!(demo.contains("additivity error") && demo.contains(": raises risk"), "{demo}");
     assert!(dir.join("out/support2_hospdead_scores.parquet").exists());
-    // One audit record per score, hash-chained: 9,105 batch scores and one over gRPC.
-    assert!(demo.contains("9106 records, hash chain intact"), "{demo}");
+    // Hash-chained audit records: the batch run once (its input and output by SHA-256) and the
+    // score over gRPC.
+    assert!(demo.contains("2 records, hash chain intact"), "{demo}");
     let verified = carecast(&dir, &["audit", "verify"]);
-    assert!(verified.contains("9106 records, chain intact; head "), "{verified}");
+    assert!(verified.contains("2 records, chain intact; head ") && verified.contains("1 batch run"), "{verified}");
 
     // Retraining publishes version 2 and promotes it.
     carecast(&dir, &["train", "--task", "support2_hospdead", "--model", "gbm"]);
@@ -45,6 +46,7 @@ fn demo_and_commands_work_end_to_end() {
         ],
     );
     assert!(scored.contains("v1: scored 9105 of 9105 rows"), "{scored}");
+    killed_mid_run_then_resumed(&dir, &shared);
 
     // The planner's summary of the same register, by disease group and age band, under the
     // default disclosure rule, which the command states.
@@ -87,6 +89,76 @@ fn demo_and_commands_work_end_to_end() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_task"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `carecast score` killed with SIGKILL part-way through a register five times SUPPORT's size:
+/// run again it says so and refuses to start over, and with `--resume` it continues from the
+/// chunks already done; every row is then scored once, as the uninterrupted `scores.parquet`
+/// scored the same row of SUPPORT.
+fn killed_mid_run_then_resumed(dir: &Path, shared: &Path) {
+    use carecast_tables::read_table;
+    let text = std::fs::read_to_string(shared).unwrap();
+    let (header, body) = text.split_once('\n').unwrap();
+    let body = body.trim_end();
+    std::fs::write(dir.join("register.csv"), format!("{header}\n{}\n", [body; 5].join("\n"))).unwrap();
+    let args = [
+        "score",
+        "--model",
+        "support2_hospdead-gbm",
+        "--version",
+        "1",
+        "--input",
+        "register.csv",
+        "--output",
+        "register_scores.parquet",
+        "--key-column",
+        "sno",
+        "--rows-per-chunk",
+        "1000",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_carecast"))
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let parts = dir.join(".register_scores.parquet.parts");
+    // Complete chunks: `000012.parquet` (not a chunk's refusals, not a file still being written).
+    let done = || {
+        let names = std::fs::read_dir(&parts).into_iter().flatten().map(|e| e.unwrap().file_name());
+        names.filter(|n| n.to_string_lossy().len() == "000000.parquet".len()).count()
+    };
+    let started = std::time::Instant::now();
+    while done() < 3 {
+        assert!(started.elapsed().as_secs() < 120, "no chunk written");
+        assert!(child.try_wait().unwrap().is_none(), "finished before it could be interrupted");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!dir.join("register_scores.parquet").exists(), "no output under its name until complete");
+
+    let again = Command::new(env!("CARGO_BIN_EXE_carecast")).args(args).current_dir(dir).output().unwrap();
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success() && said.contains("interrupted run") && said.contains("--resume"), "{said}");
+    let resumed = carecast(dir, &[&args[..], &["--resume"]].concat());
+    assert!(
+        resumed.contains("scored 45525 of 45525 rows") && resumed.contains("continued an interrupted run"),
+        "{resumed}"
+    );
+
+    let reference = read_table(&dir.join("scores.parquet")).unwrap();
+    let reference = reference.column("probability").unwrap().f64().unwrap();
+    let out = read_table(&dir.join("register_scores.parquet")).unwrap();
+    let rows = out.column("row").unwrap().u64().unwrap();
+    let probability = out.column("probability").unwrap().f64().unwrap();
+    assert_eq!(out.height(), 45525);
+    for (i, (row, p)) in rows.into_no_null_iter().zip(probability.into_no_null_iter()).enumerate() {
+        assert_eq!(row, i as u64 + 1, "every row once, in order");
+        assert_eq!(p, reference.get(i % 9105).unwrap(), "row {row}");
+    }
+    assert!(!parts.exists());
 }
 
 #[test]
