@@ -222,7 +222,7 @@ pub fn score_table(
     let mut scored_rows = 0;
     let staged_output = Staged::write(output, |f| {
         let empty = scores_frame(pkg, &[], options, 0)?;
-        let mut writer = ParquetWriter::new(f).batched(&empty.schema())?;
+        let mut writer = ParquetWriter::new(f).batched(empty.schema())?;
         for index in 0..chunks.len() {
             let part = parts.scored(index)?;
             scored_rows += part.height();

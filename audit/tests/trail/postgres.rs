@@ -8,7 +8,7 @@
 //! says so and does nothing, except under CI (`CI` set), where it fails. The TLS test also
 //! needs `CARECAST_TEST_POSTGRES_CA`, the CA that signed the server's certificate for localhost.
 
-use carecast_audit::{AuditError, AuditLog, AuditRecord, Location, verify};
+use carecast_audit::{AuditError, AuditLog, AuditRecord, BatchRun, Location, verify};
 use std::collections::HashSet;
 
 fn record(key: &str) -> AuditRecord<'_> {
@@ -81,6 +81,20 @@ fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
     log.record_all(&[record("after-restart")]).unwrap();
     let last = log.entries().unwrap().pop().unwrap();
     assert_eq!((last.seq, last.prev.as_str()), (entries.len() as u64, verified.head.as_str()));
+    // A batch run is one record whose run details survive the round trip and are chained.
+    let run = BatchRun {
+        started: chrono::Utc::now(),
+        input_sha256: "a".repeat(64),
+        output_sha256: "b".repeat(64),
+        rows: 1_000_000,
+        scored: 999_998,
+        refused: 2,
+    };
+    log.record_run("pg-test", "m", "1", run.clone()).unwrap();
+    let stored = log.entries().unwrap().pop().unwrap();
+    assert_eq!(stored.batch.as_ref(), Some(&run));
+    assert_eq!(verify(location.clone()).unwrap().batch_runs, 1);
+    let batch_seq = stored.seq;
 
     // A refused write says why without the row (PostgreSQL's DETAIL would quote it, patient key
     // and score included), and nothing of it is kept.
@@ -100,9 +114,22 @@ fn a_shared_postgresql_trail_is_one_chain_append_only_and_tampering_is_found() {
         let message = err.as_db_error().map(|e| e.message().to_string()).unwrap_or_default();
         assert!(message.contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(verify(location.clone()).unwrap().records, entries.len() as u64 + 1);
-    // ...and a change made behind the trigger's back breaks the chain at that record.
-    admin.batch_execute("ALTER TABLE carecast_audit DISABLE TRIGGER USER; UPDATE carecast_audit SET probability = 0.9 WHERE seq = 10").unwrap();
+    assert_eq!(verify(location.clone()).unwrap().records, entries.len() as u64 + 2);
+    // ...and a change made behind the trigger's back breaks the chain at that record: a batch
+    // run's counts are covered by its hash as a score's probability is.
+    let recount = |from: &str, to: &str| {
+        format!("UPDATE carecast_audit SET batch = replace(batch, '{from}', '{to}') WHERE seq = {batch_seq}")
+    };
+    admin.batch_execute("ALTER TABLE carecast_audit DISABLE TRIGGER USER").unwrap();
+    admin.batch_execute(&recount("999998", "999999")).unwrap();
+    match verify(location.clone()) {
+        Err(AuditError::Broken { seq, reason }) => {
+            assert!(seq == batch_seq && reason.contains("altered"), "{seq}: {reason}")
+        }
+        other => panic!("expected a break at the batch run, got {other:?}"),
+    }
+    admin.batch_execute(&recount("999999", "999998")).unwrap();
+    admin.batch_execute("UPDATE carecast_audit SET probability = 0.9 WHERE seq = 10").unwrap();
     match verify(location.clone()) {
         Err(AuditError::Broken { seq: 10, reason }) => assert!(reason.contains("altered"), "{reason}"),
         other => panic!("expected a break at 10, got {other:?}"),
