@@ -28,6 +28,8 @@ const ALL: &str = "(all)";
 const MISSING: &str = "(missing)";
 /// Burdens are published to this many decimal places of probability.
 const BURDEN_DECIMALS: i32 = 4;
+/// The risk distribution is published as people per tenth of risk (0-10%, ..., 90-100%).
+pub const DISTRIBUTION_BINS: usize = 10;
 
 /// One way of grouping the register: a column's values, or a numeric column cut into bands.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +239,8 @@ pub struct GroupSummary {
 pub struct Summary {
     pub model: String,
     pub version: String,
+    /// What the model predicts, in the words of its manifest.
+    pub outcome: String,
     pub groupings: Vec<String>,
     pub factors: Vec<String>,
     /// One row per group, and last the total row.
@@ -248,11 +252,14 @@ pub struct Summary {
     pub has_outcome: bool,
     /// The scenario's changes in words (empty: none).
     pub scenario: Vec<String>,
+    /// Scored people per tenth of risk ([`DISTRIBUTION_BINS`]), protected as one table.
+    pub distribution: Vec<Option<u64>>,
     /// Each scored row's key, risk and band, for the audit trail when the summary is published
     /// with a record per row.
     audited: Vec<(Option<String>, f64, &'static str)>,
-    /// The register read, for the run's audit record: when reading began, its SHA-256 and rows.
-    started: chrono::DateTime<chrono::Utc>,
+    /// When reading the register began (the report's date, and the run's audit record's).
+    pub started: chrono::DateTime<chrono::Utc>,
+    /// The register's SHA-256 and rows, for the run's audit record.
     input_sha256: String,
     rows: usize,
 }
@@ -360,6 +367,7 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
     let mut tallies: BTreeMap<&[Label], Tally> = BTreeMap::new();
     let mut audited = Vec::new();
     let mut not_scored = 0;
+    let mut distribution = vec![0u64; DISTRIBUTION_BINS];
     for (r, result) in scored.into_iter().enumerate() {
         let tally = tallies.entry(&groups[r]).or_default();
         match result {
@@ -369,6 +377,7 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
             }
             Ok((key, p, band, burden)) => {
                 tally.add_score(p, band, &burden, outcome.as_ref().and_then(|o| o[r]));
+                distribution[((p * DISTRIBUTION_BINS as f64) as usize).min(DISTRIBUTION_BINS - 1)] += 1;
                 audited.push((key, p, band.as_str()));
                 if let Some(scenario) = &scenario {
                     // Checked changes leave a scorable row scorable; a row that is not would be
@@ -422,6 +431,7 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
     Ok(Summary {
         model: pkg.manifest.name.clone(),
         version: pkg.manifest.version.clone(),
+        outcome: pkg.manifest.task.outcome.clone(),
         groupings: options.by.iter().map(|g| g.column.clone()).collect(),
         factors: pkg.scorer.factors().names.clone(),
         groups: rows_out,
@@ -429,6 +439,7 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
         rule: rule.describe(),
         has_outcome,
         scenario: options.scenario.iter().map(Change::describe).collect(),
+        distribution: rule.protect(&[distribution]).cells.swap_remove(0),
         audited,
         started,
         input_sha256,
@@ -619,8 +630,8 @@ impl Summary {
     }
 
     /// Publishes the summary: writes `<output>.parquet`, `<output>.csv` (suppressed counts as
-    /// `*`) and `<output>.json` (the model, the groupings, the total row's protected counts, the
-    /// disclosure rule) beside their final names, records the run in `audit` (caller
+    /// `*`), `<output>.json` (the model, the groupings, the total row's protected counts, the
+    /// risk distribution, the disclosure rule) and the report `<output>.html` beside their final names, records the run in `audit` (caller
     /// `population`: the register's and the Parquet summary's SHA-256, rows scored and not), and
     /// each scored row too with `audit_rows`, and only then renames the three into place.
     pub fn publish(
@@ -654,6 +665,10 @@ impl Summary {
             "disclosure_control": self.rule,
             "suppressed": "*: suppressed, or nothing to show (no one scored in the group)",
             "expected_cases": "sum of the scored people's risks, in whole cases; lower and upper: the 2.5% and 97.5% quantiles of the number of cases (Poisson-binomial)",
+            "risk_distribution": {
+                "bins": (0..DISTRIBUTION_BINS).map(|i| format!("{}-{}%", i * 10, (i + 1) * 10)).collect::<Vec<_>>(),
+                "people": self.distribution,
+            },
             "scenario": self.scenario,
             "scenario_meaning": "expected cases had the scenario's inputs been so, as the model predicts: a model-based association, not the effect of an intervention",
             "burden": "each clinical factor's mean share of the difference between a person's risk and the model's baseline risk, in proportion to its log-odds contribution: a model-based association, not a causal effect",
@@ -661,6 +676,11 @@ impl Summary {
         let json = Staged::write(&named("json"), |f| {
             use std::io::Write;
             f.write_all(serde_json::to_string_pretty(&about)?.as_bytes()).map_err(anyhow::Error::from)
+        })
+        .map_err(fail)?;
+        let report = Staged::write(&named("html"), |f| {
+            use std::io::Write;
+            f.write_all(crate::report::render(self).as_bytes()).map_err(anyhow::Error::from)
         })
         .map_err(fail)?;
         if audit_rows {
@@ -676,7 +696,7 @@ impl Summary {
             refused: self.not_scored as u64,
         };
         audit.record_run("population", &self.model, &self.version, run)?;
-        for staged in [parquet, csv, json] {
+        for staged in [parquet, csv, json, report] {
             staged.commit().map_err(fail)?;
         }
         Ok(())

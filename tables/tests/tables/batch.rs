@@ -3,29 +3,18 @@
 //! summaries of the whole SUPPORT table equal the groups counted here from the raw file, and
 //! every published count passes disclosure control.
 
+use crate::trained;
 use carecast_audit::AuditLog;
-use carecast_models::{Registry, Workspace, load_package};
+use carecast_models::Workspace;
 use carecast_tables::batch::{self, BatchOptions};
 use carecast_tables::chunks::Chunks;
 use carecast_tables::disclosure::Disclosure;
 use carecast_tables::population::{Change, PopulationError, PopulationOptions, summarise};
 use carecast_tables::{feature_columns, read_table, row_values};
-use carecast_training::{Algorithm, TaskSpec, train};
+use carecast_training::Algorithm;
 use indicatif::ProgressBar;
 use polars::prelude::DataType;
 use std::path::PathBuf;
-
-/// The shared SUPPORT table, a working directory named for the test, and a support2_hospdead
-/// model trained on the table and published there.
-fn trained(test: &str, algorithm: Algorithm) -> (PathBuf, PathBuf, carecast_models::ModelPackage) {
-    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/support2.csv");
-    let dir = std::env::temp_dir().join(format!("carecast-{test}-{}", std::process::id()));
-    let registry = Registry::new(dir.join("registry"));
-    let (task, toml) = TaskSpec::load("support2_hospdead").unwrap();
-    let report = train(&task, &toml, &shared, &registry, algorithm, None).unwrap();
-    let pkg = load_package(&registry.resolve(&report.name, None).unwrap().1).unwrap();
-    (shared, dir, pkg)
-}
 
 #[test]
 fn bad_rows_are_reported_and_the_rest_scored() {
@@ -297,6 +286,7 @@ fn population_summaries_count_what_the_file_holds_and_suppress_small_numbers() {
     let mut ws = Workspace::default();
     let mut truth: std::collections::BTreeMap<(String, &str), (u64, u64, f64, u64)> = Default::default();
     let mut base = f64::NAN;
+    let mut tenths = [0u64; 10];
     for (r, line) in lines[1..].iter().enumerate() {
         let c: Vec<&str> = line.split(',').collect();
         let age: f64 = c[col("age")].parse().unwrap();
@@ -314,6 +304,7 @@ fn population_summaries_count_what_the_file_holds_and_suppress_small_numbers() {
             Ok(Ok(score)) => {
                 t.2 += score.probability;
                 base = score.base_value;
+                tenths[((score.probability * 10.0).floor() as usize).min(9)] += 1;
             }
             _ => t.3 += 1,
         }
@@ -350,6 +341,7 @@ fn population_summaries_count_what_the_file_holds_and_suppress_small_numbers() {
     }
     let all = summary.groups.last().unwrap();
     assert_eq!((all.group.clone(), all.people), (vec!["(all)".to_string(); 2], Some(9105)));
+    assert_eq!(summary.distribution, tenths.map(Some).to_vec(), "people per tenth of risk");
 
     // Under the default rule: counts of 1-7 never published, every count a multiple of 5.
     let protected = summarise(&pkg, &input, &options(Disclosure::default())).unwrap();
@@ -370,7 +362,10 @@ fn population_summaries_count_what_the_file_holds_and_suppress_small_numbers() {
         }
     }
     assert!(suppressed > 0, "SUPPORT has small cells by disease group and age band");
-    // Published: the scores are audited, then the three files appear.
+    for (published, count) in protected.distribution.iter().zip(tenths) {
+        assert!(published.is_none_or(|p| p % 5 == 0 && p.abs_diff(count) <= 2 && !(1..=7).contains(&count)));
+    }
+    // Published: the scores are audited, then the four files (the report too) appear.
     assert!(protected.publish(&dir.join("nowhere/summary"), &pkg, &audit, false).is_err());
     assert_eq!(audit.verify().unwrap().records, 0, "nothing audited for a summary nobody received");
     protected.publish(&dir.join("summary"), &pkg, &audit, true).unwrap();
@@ -386,6 +381,9 @@ fn population_summaries_count_what_the_file_holds_and_suppress_small_numbers() {
     assert!(csv.starts_with("dzgroup,age,people,") && !csv.contains(",sno"), "no key column in a summary");
     let about = std::fs::read_to_string(dir.join("summary.json")).unwrap();
     assert!(about.contains("not a causal effect"));
+    assert!(
+        std::fs::read_to_string(dir.join("summary.html")).unwrap().contains("Disclosure control: counts of 1 to 7")
+    );
 
     // Refused before any row is scored, naming the column: an unknown grouping, the key, a
     // grouping as fine as a key, and outcomes that are not outcomes.
