@@ -60,6 +60,10 @@ pub struct Serve {
     /// naming any other `fhirServer` are answered 412.
     #[arg(long = "fhir-server", value_name = "URL")]
     fhir_servers: Vec<String>,
+    /// A directory of published population runs (`carecast population --output DIR/<run>`),
+    /// listed to planners at `/population` with each run's report at `/population/<run>`.
+    #[arg(long, value_name = "DIR")]
+    population: Option<PathBuf>,
     /// Serve without authenticating callers, on loopback only: a local demo, never with real
     /// patients (pseudonyms from a random key that dies with the process).
     #[arg(long)]
@@ -136,7 +140,11 @@ pub async fn serve(registry: &Registry, args: Serve) -> anyhow::Result<()> {
         tracing::info!("shutting down: no new connections; draining in-flight requests");
     };
     let fhir_servers = FhirServers::new(&args.fhir_servers)?;
-    let state = AppState::new(store, audit, config.auth, config.pseudonyms).with_fhir_servers(fhir_servers);
+    let mut state = AppState::new(store, audit, config.auth, config.pseudonyms).with_fhir_servers(fhir_servers);
+    if let Some(dir) = args.population {
+        anyhow::ensure!(dir.is_dir(), "--population {}: not a directory", dir.display());
+        state = state.with_population(dir);
+    }
     server::serve(listener, Arc::new(state), config.tls, shutdown).await?;
     tracing::info!("drained; stopped");
     Ok(())

@@ -1,5 +1,6 @@
 //! Scores for clinicians in real time: the gRPC server and CDS Hooks over the model registry,
-//! every score committed to the audit trail (`carecast-audit`) before it is returned.
+//! every score committed to the audit trail (`carecast-audit`) before it is returned; and
+//! planners' published population reports, read-only.
 
 pub mod auth;
 pub mod cds;
@@ -7,6 +8,7 @@ pub mod config;
 pub mod fhir;
 pub mod fhir_server;
 pub mod metrics;
+pub mod population;
 pub mod server;
 pub mod service;
 pub mod setting;

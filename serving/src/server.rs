@@ -1,5 +1,6 @@
 //! One port serving `carecast.v1`, `grpc.health.v1.Health`, server reflection and, over
-//! HTTP/1.1 or HTTP/2, CDS Hooks at `/cds-services` and Prometheus metrics at `/metrics`, with
+//! HTTP/1.1 or HTTP/2, CDS Hooks at `/cds-services`, planners' published population runs at
+//! `/population` and Prometheus metrics at `/metrics`, with
 //! limits: message sizes, concurrent requests per connection, and a deadline for every request
 //! (the client's `grpc-timeout` when shorter). TLS (and mutual TLS) when configured.
 
@@ -73,7 +74,8 @@ pub async fn serve(
     let upkeep = tokio::spawn(crate::metrics::upkeep());
     let http = axum::Router::new()
         .route("/metrics", axum::routing::get(|| async { crate::metrics::handle().render() }))
-        .merge(crate::cds::routes(state.clone()));
+        .merge(crate::cds::routes(state.clone()))
+        .merge(crate::population::routes(state.clone()));
     let routes = tonic::service::Routes::from(http)
         .add_service(health_service)
         .add_service(reflection)

@@ -23,6 +23,8 @@ pub struct AppState {
     pub pseudonyms: PseudonymKey,
     /// The EHR FHIR servers CDS Hooks calls may be completed from; none unless configured.
     pub fhir_servers: Option<FhirServers>,
+    /// Where planners' population runs are published, listed at `/population`; none unless configured.
+    pub population: Option<std::path::PathBuf>,
     /// Set once the server is told to stop: open streams end instead of reading on.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -38,12 +40,25 @@ pub fn ephemeral_pseudonym_key() -> PseudonymKey {
 
 impl AppState {
     pub fn new(store: ModelStore, audit: AuditLog, auth: Option<Authenticator>, pseudonyms: PseudonymKey) -> Self {
-        Self { store, audit, auth, pseudonyms, fhir_servers: None, stopping: tokio::sync::watch::Sender::new(false) }
+        Self {
+            store,
+            audit,
+            auth,
+            pseudonyms,
+            fhir_servers: None,
+            population: None,
+            stopping: tokio::sync::watch::Sender::new(false),
+        }
     }
 
     /// CDS Hooks calls without prefetch are completed from these FHIR servers.
     pub fn with_fhir_servers(self, servers: FhirServers) -> Self {
         Self { fhir_servers: Some(servers).filter(|s| !s.is_empty()), ..self }
+    }
+
+    /// Serves the population runs published in `dir` to planners (`/population`).
+    pub fn with_population(self, dir: std::path::PathBuf) -> Self {
+        Self { population: Some(dir), ..self }
     }
 
     /// Commits scores to the audit trail, then counts them in the metrics: the one way every

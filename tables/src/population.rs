@@ -660,6 +660,7 @@ impl Summary {
             "model": self.model,
             "model_version": self.version,
             "grouped_by": self.groupings,
+            "register_read": self.started.format("%Y-%m-%d %H:%M UTC").to_string(),
             "people": total.people,
             "not_scored": total.not_scored,
             "disclosure_control": self.rule,

@@ -35,7 +35,7 @@ pub(crate) fn key(kid: &str) -> (Vec<u8>, serde_json::Value) {
     (pkcs8.as_ref().to_vec(), jwk)
 }
 
-fn token(pkcs8: &[u8], kid: &str, sub: &str, roles: &[&str], aud: &str, expires_in: i64) -> String {
+pub(crate) fn token(pkcs8: &[u8], kid: &str, sub: &str, roles: &[&str], aud: &str, expires_in: i64) -> String {
     let claims = serde_json::json!({ "sub": sub, "roles": roles, "iss": "https://idp.trust.nhs.example", "aud": aud, "exp": chrono::Utc::now().timestamp() + expires_in });
     signed(pkcs8, kid, &claims)
 }
