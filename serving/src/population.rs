@@ -70,7 +70,7 @@ fn runs(dir: &std::path::Path) -> Vec<Run> {
 }
 
 /// Refuses a caller who may not read population runs (401 / 403, saying why).
-fn planner(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+fn planner(state: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
     let Some(auth) = &state.auth else { return Ok(()) };
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     auth.check(authorization, Role::Planner).map(drop).map_err(|refused| {
@@ -79,7 +79,7 @@ fn planner(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
             Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
         };
         crate::metrics::refused_http("population", status.as_u16());
-        (status, message).into_response()
+        (status, message)
     })
 }
 
@@ -98,7 +98,7 @@ fn page(body: String) -> Response {
 
 async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(refused) = planner(&state, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let Some(dir) = &state.population else {
         return (StatusCode::NOT_FOUND, "no population runs are published here (carecast serve --population DIR)")
@@ -140,7 +140,7 @@ async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
 
 async fn report(State(state): State<Arc<AppState>>, Path(run): Path<String>, headers: HeaderMap) -> Response {
     if let Err(refused) = planner(&state, &headers) {
-        return refused;
+        return refused.into_response();
     }
     let not_found = || (StatusCode::NOT_FOUND, "no such population run: GET /population lists them").into_response();
     let Some(dir) = &state.population else { return not_found() };
