@@ -195,25 +195,15 @@ pub fn score_table(
         "rows_per_chunk": options.rows_per_chunk,
     });
     let parts = Parts::open(output, &run, options.resume)?;
-    let mut resumed = 0;
-    for index in 0..chunks.len() {
-        if parts.is_done(index) {
-            resumed += 1;
-        } else {
-            // A table refused (identifiers, a column missing) cannot be continued: it must be
-            // fixed at source, which makes it another input. Its parts go; a write that failed
-            // (a full disk) keeps them, to be continued with `resume`.
-            let scored = chunks.read(index).map_err(anyhow::Error::from).and_then(|c| score_chunk(pkg, &c, options));
-            let (mut scored, mut refused) = match scored {
-                Ok(frames) => frames,
-                Err(e) => {
-                    parts.remove()?;
-                    return Err(e);
-                }
-            };
-            parts.write(index, &mut scored, &mut refused)?;
-        }
-        progress.inc(chunks.rows_in(index) as u64);
+    let todo: Vec<usize> = (0..chunks.len()).filter(|&i| !parts.is_done(i)).collect();
+    let resumed = chunks.len() - todo.len();
+    progress.inc((0..chunks.len()).filter(|&i| parts.is_done(i)).map(|i| chunks.rows_in(i) as u64).sum());
+    // A table refused (identifiers, a column missing) cannot be continued: it must be fixed at
+    // source, which makes it another input. Its parts go; a write that failed (a full disk)
+    // keeps them, to be continued with `resume`.
+    if let Err(refused) = pipeline(pkg, &chunks, &parts, &todo, options, progress)? {
+        parts.remove()?;
+        return Err(refused);
     }
 
     // The outputs are joined beside their final paths and renamed into place only once the run
@@ -286,6 +276,58 @@ pub fn score_table(
     }
     parts.remove()?;
     Ok(BatchReport { rows, scored: scored_rows, errors, resumed, chunks: chunks.len() })
+}
+
+/// Reads, scores and writes the chunks `todo` as a pipeline: one thread reads the next chunk and
+/// another writes the last one's part while the scoring pool scores this one, so reading and
+/// writing (each on one core) overlap the scoring instead of leaving the pool idle. Memory
+/// holds at most four chunks: one read ahead, one being scored, one queued and one being
+/// written. `Ok(Err(_))`: the input was refused (nothing written for it is kept); `Err(_)`: a
+/// part could not be written.
+fn pipeline(
+    pkg: &ModelPackage,
+    chunks: &Chunks,
+    parts: &Parts,
+    todo: &[usize],
+    options: &BatchOptions,
+    progress: &ProgressBar,
+) -> anyhow::Result<anyhow::Result<()>> {
+    std::thread::scope(|scope| {
+        let (read_tx, read_rx) = std::sync::mpsc::sync_channel(1);
+        let (write_tx, write_rx) = std::sync::mpsc::sync_channel::<(usize, DataFrame, DataFrame)>(1);
+        scope.spawn(move || {
+            for &index in todo {
+                if read_tx.send((index, chunks.read(index))).is_err() {
+                    break;
+                }
+            }
+        });
+        let writer = scope.spawn(move || -> anyhow::Result<()> {
+            for (index, mut scored, mut refused) in write_rx {
+                parts.write(index, &mut scored, &mut refused)?;
+                progress.inc(chunks.rows_in(index) as u64);
+            }
+            Ok(())
+        });
+        let mut outcome = Ok(());
+        for (index, chunk) in read_rx {
+            match chunk.map_err(anyhow::Error::from).and_then(|c| score_chunk(pkg, &c, options)) {
+                // A closed channel means the writer failed: its error is returned below.
+                Ok((scored, refused)) => {
+                    if write_tx.send((index, scored, refused)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        drop(write_tx);
+        writer.join().map_err(|_| anyhow::anyhow!("the part writer panicked"))??;
+        Ok(outcome)
+    })
 }
 
 /// Where an interrupted run of `output` keeps its complete chunks, when one left any.
