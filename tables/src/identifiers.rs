@@ -8,6 +8,7 @@ use carecast_models::deid::{
     is_email, is_full_date, is_full_postcode, is_nhs_number, is_person_name, is_uk_phone, ten_digits as ten_digits_of,
 };
 use polars::prelude::*;
+use rayon::prelude::*;
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,23 +140,34 @@ pub struct Scanner {
 impl Scanner {
     /// Checks the rows of `df`, whose first row is data row `first_row` (0-based) of the table.
     pub fn add(&mut self, df: &DataFrame, first_row: usize) {
-        for col in df.columns() {
-            let name = col.name().to_string();
-            let index = match self.columns.iter().position(|(n, _)| *n == name) {
-                Some(i) => i,
-                None => {
-                    let norm = normalise(&name);
-                    let named = IDENTIFYING_NAMES.contains(&norm.as_str())
-                        || IDENTIFYING_PARTS.iter().any(|p| norm.contains(p));
-                    self.columns.push((name.clone(), ColumnTally { named, ..Default::default() }));
-                    self.columns.len() - 1
+        let places: Vec<usize> = df.columns().iter().map(|col| self.place(col.name())).collect();
+        // Each column is checked on its own, so the columns are checked in parallel.
+        let checked: Vec<ColumnTally> = df
+            .columns()
+            .par_iter()
+            .zip(&places)
+            .map(|(col, &i)| {
+                let mut tally = self.columns[i].1.clone();
+                if !tally.named {
+                    check_values(col, &normalise(col.name()), first_row, &mut tally);
                 }
-            };
-            let tally = &mut self.columns[index].1;
-            if !tally.named {
-                check_values(col, &normalise(&name), first_row, tally);
-            }
+                tally
+            })
+            .collect();
+        for (i, tally) in places.into_iter().zip(checked) {
+            self.columns[i].1 = tally;
         }
+    }
+
+    /// The tally of column `name`, added (with what its name says) when first seen.
+    fn place(&mut self, name: &str) -> usize {
+        if let Some(i) = self.columns.iter().position(|(n, _)| n == name) {
+            return i;
+        }
+        let norm = normalise(name);
+        let named = IDENTIFYING_NAMES.contains(&norm.as_str()) || IDENTIFYING_PARTS.iter().any(|p| norm.contains(p));
+        self.columns.push((name.to_string(), ColumnTally { named, ..Default::default() }));
+        self.columns.len() - 1
     }
 
     /// The columns found to hold identifiers, in the table's order.
@@ -204,26 +216,50 @@ impl Scanner {
     }
 }
 
-/// Adds one column's values (rows numbered from `first_row`) to its tally.
+/// Distinct values remembered per column and chunk: beyond, values are checked as they come.
+const REMEMBERED: usize = 1 << 16;
+/// What a value was found to be: ten digits, an NHS number, then each of [`SHAPES`].
+const TEN_DIGITS: u8 = 1;
+const NHS: u8 = 2;
+
+/// What `v` looks like, as [`TEN_DIGITS`] and [`NHS`] and a bit per shape from bit 2.
+fn classify(v: &str, birth_column: bool) -> u8 {
+    let v = v.trim();
+    let mut found = 0;
+    if ten_digits_of(v).is_some() {
+        found |= TEN_DIGITS;
+        if is_nhs_number(v) {
+            found |= NHS;
+        }
+    }
+    let shapes = [is_email(v), is_full_postcode(v), is_uk_phone(v), is_person_name(v), birth_column && is_full_date(v)];
+    for (k, hit) in shapes.into_iter().enumerate() {
+        found |= u8::from(hit) << (k + 2);
+    }
+    found
+}
+
+impl ColumnTally {
+    fn add(&mut self, row: usize, found: u8) {
+        self.non_null += 1;
+        if found & TEN_DIGITS != 0 {
+            self.ten_digits += 1;
+        }
+        if found & NHS != 0 {
+            self.nhs.hit(row);
+        }
+        for (k, shape) in self.shapes.iter_mut().enumerate() {
+            if found & (1 << (k + 2)) != 0 {
+                shape.hit(row);
+            }
+        }
+    }
+}
+
+/// Adds one column's values (rows numbered from `first_row`) to its tally. A value repeated
+/// down a column (an age, a band, a laboratory value to one decimal) is classified once.
 fn check_values(col: &Column, norm: &str, first_row: usize, t: &mut ColumnTally) {
     let birth_column = norm.contains("birth") || norm == "dob";
-    let mut check = |r: usize, v: &str| {
-        let (r, v) = (first_row + r, v.trim());
-        t.non_null += 1;
-        if ten_digits_of(v).is_some() {
-            t.ten_digits += 1;
-            if is_nhs_number(v) {
-                t.nhs.hit(r);
-            }
-        }
-        let checks =
-            [is_email(v), is_full_postcode(v), is_uk_phone(v), is_person_name(v), birth_column && is_full_date(v)];
-        for (shape, hit) in t.shapes.iter_mut().zip(checks) {
-            if hit {
-                shape.hit(r);
-            }
-        }
-    };
     // Cells are checked where they lie: text in place, numbers through one reused buffer (a
     // float column of NHS numbers is what a table tool writes when one is missing), dates as
     // dates: a full date in a birth column is a date of birth of whatever type.
@@ -232,25 +268,53 @@ fn check_values(col: &Column, norm: &str, first_row: usize, t: &mut ColumnTally)
     match series.dtype() {
         DataType::String => {
             let Ok(ca) = series.str() else { return };
-            ca.iter().enumerate().filter_map(|(r, v)| Some((r, v?))).for_each(|(r, v)| check(r, v));
-        }
-        dt if dt.is_integer() => {
-            let Ok(ints) = series.cast(&DataType::Int64) else { return };
-            let Ok(ca) = ints.i64() else { return };
-            for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
-                buf.clear();
-                write!(buf, "{x}").expect("writing to a String");
-                check(r, &buf);
+            let mut seen: PlHashMap<&str, u8> = PlHashMap::default();
+            for (r, v) in ca.iter().enumerate().filter_map(|(r, v)| Some((r, v?))) {
+                let found = match seen.get(v) {
+                    Some(&found) => found,
+                    None => {
+                        let found = classify(v, birth_column);
+                        if seen.len() < REMEMBERED {
+                            seen.insert(v, found);
+                        }
+                        found
+                    }
+                };
+                t.add(first_row + r, found);
             }
         }
-        dt if dt.is_float() => {
-            let Ok(floats) = series.cast(&DataType::Float64) else { return };
-            let Ok(ca) = floats.f64() else { return };
-            for (r, x) in ca.iter().enumerate().filter_map(|(r, x)| Some((r, x?))) {
-                buf.clear();
-                if x.fract() == 0.0 && x.abs() < 1e15 { write!(buf, "{x:.0}") } else { write!(buf, "{x}") }
-                    .expect("writing to a String");
-                check(r, &buf);
+        dt if dt.is_integer() || dt.is_float() => {
+            let integer = dt.is_integer();
+            let Ok(numbers) = series.cast(if integer { &DataType::Int64 } else { &DataType::Float64 }) else { return };
+            let values: Box<dyn Iterator<Item = Option<(u64, f64)>>> = if integer {
+                let Ok(ca) = numbers.i64() else { return };
+                Box::new(ca.iter().map(|x| x.map(|x| (x as u64, x as f64))))
+            } else {
+                let Ok(ca) = numbers.f64() else { return };
+                Box::new(ca.iter().map(|x| x.map(|x| (x.to_bits(), x))))
+            };
+            let mut seen: PlHashMap<u64, u8> = PlHashMap::default();
+            for (r, (bits, x)) in values.enumerate().filter_map(|(r, v)| Some((r, v?))) {
+                let found = match seen.get(&bits) {
+                    Some(&found) => found,
+                    None => {
+                        buf.clear();
+                        if integer {
+                            write!(buf, "{}", bits as i64)
+                        } else if x.fract() == 0.0 && x.abs() < 1e15 {
+                            write!(buf, "{x:.0}")
+                        } else {
+                            write!(buf, "{x}")
+                        }
+                        .expect("writing to a String");
+                        let found = classify(&buf, birth_column);
+                        if seen.len() < REMEMBERED {
+                            seen.insert(bits, found);
+                        }
+                        found
+                    }
+                };
+                t.add(first_row + r, found);
             }
         }
         DataType::Date | DataType::Datetime(..) => {
