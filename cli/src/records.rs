@@ -35,6 +35,8 @@ pub struct Ingest {
 
 pub fn ingest(args: Ingest) -> anyhow::Result<()> {
     let input = &args.input;
+    let progress = crate::progress::bar("Reading", "steps");
+    progress.set_length(3);
     let is_omop = ["person.csv", "person.parquet"].iter().any(|f| input.join(f).exists());
     let (store, splits, mut report) = match &args.mapping {
         Some(m) => {
@@ -59,8 +61,13 @@ pub fn ingest(args: Ingest) -> anyhow::Result<()> {
         None => Default::default(),
     };
     let pseudonymised = key.is_some();
+    progress.inc(1);
+    progress.set_message("De-identifying");
     let (store, splits) = Privacy { key, opt_out }.apply(&store, &splits, &mut report)?;
+    progress.inc(1);
+    progress.set_message("Writing MEDS");
     meds::write_meds(&store, &splits, &args.output, &input.display().to_string())?;
+    progress.finish_and_clear();
     println!(
         "{}: {} rows read, {} subjects and {} events written to {}{}",
         input.display(),
@@ -98,8 +105,10 @@ pub struct Synth {
 
 pub fn synth(args: Synth) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    let progress = crate::progress::bar("Drawing", "patients");
     let (events, onsets, observations, deteriorations) =
-        carecast_training::synth::write_population(args.patients, args.seed, args.shard_size, &args.output)?;
+        carecast_training::synth::write_population(args.patients, args.seed, args.shard_size, &args.output, &progress)?;
+    progress.finish_and_clear();
     println!(
         "{} patients, {events} events, {onsets} dementia onsets within 5 years, {observations} inpatient observations, {deteriorations} deteriorations, written to {} in {:.1?}",
         args.patients,

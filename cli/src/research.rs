@@ -110,10 +110,7 @@ pub fn train(registry: &Registry, args: Train) -> anyhow::Result<()> {
             let read = |p: &Path| std::fs::read_to_string(p).with_context(|| format!("{}", p.display()));
             let set =
                 cohort::event_training_set(meds, &read(Path::new(&args.task))?, &read(features)?, Rows::TaskSplit)?;
-            for options in fits {
-                print_report(&train_set(&set, registry, options, name)?);
-            }
-            Ok(())
+            each_fit(&fits, |options| train_set(&set, registry, options, name)).map(drop)
         }
         _ => train_flat(registry, &args.task, args.data, &fits, name).map(drop),
     }
@@ -132,13 +129,28 @@ pub fn train_flat(
         Some(d) => d,
         None => bundled::path(&spec.data)?,
     };
-    fits.iter()
+    each_fit(fits, |options| carecast_training::train(&spec, &toml, &data, registry, options, name))
+}
+
+/// Fits each model in turn, with progress over them, and prints each one's report.
+fn each_fit(
+    fits: &[TrainOptions],
+    mut fit: impl FnMut(TrainOptions) -> anyhow::Result<TrainReport>,
+) -> anyhow::Result<Vec<TrainReport>> {
+    let progress = crate::progress::bar("Training", "models");
+    progress.set_length(fits.len() as u64);
+    let reports = fits
+        .iter()
         .map(|&options| {
-            let report = carecast_training::train(&spec, &toml, &data, registry, options, name)?;
-            print_report(&report);
+            progress.set_message(format!("Training {}", options.algorithm.short_name()));
+            let report = fit(options)?;
+            progress.suspend(|| print_report(&report));
+            progress.inc(1);
             Ok(report)
         })
-        .collect()
+        .collect();
+    progress.finish_and_clear();
+    reports
 }
 
 fn print_report(r: &TrainReport) {

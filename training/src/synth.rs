@@ -352,7 +352,9 @@ pub fn write_population(
     seed: u64,
     shard_size: usize,
     dir: &std::path::Path,
+    progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<(u64, u64, u64, u64)> {
+    progress.set_length(n as u64);
     let mut vocabulary = std::collections::BTreeSet::new();
     let mut splits = BTreeMap::new();
     let (mut truth, mut deterioration) = (Vec::with_capacity(n), Vec::new());
@@ -371,6 +373,7 @@ pub fn write_population(
         truth.extend(pop.truth);
         deterioration.extend(pop.deterioration);
         first += size as i64;
+        progress.inc(size as u64);
     }
     let vocabulary: Vec<String> = vocabulary.into_iter().collect();
     crate::ingest::meds::write_metadata(&vocabulary, &splits, dir, "carecast-synth")?;

@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
     let seconds: u64 = args.next().map(|a| a.parse()).transpose()?.unwrap_or(10);
     let patients: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(20_000);
     let dir = std::env::temp_dir().join(format!("carecast-load-{}", std::process::id()));
-    synth::write_population(patients, 3, 250_000, &dir.join("meds"))?;
+    synth::write_population(patients, 3, 250_000, &dir.join("meds"), &indicatif::ProgressBar::hidden())?;
     let task = include_str!("../../../training/tasks/synth_deterioration_24h.toml");
     let features = include_str!("../../../training/tasks/synth_deterioration_features.toml");
     let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit)?;

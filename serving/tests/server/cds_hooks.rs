@@ -195,7 +195,7 @@ fn as_fhir(vocabulary: &[String], events: &[Event], now: i64) -> AsFhir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_does() {
     let dir = std::env::temp_dir().join(format!("carecast-cds-{}", std::process::id()));
-    synth::write_population(4000, 5, 8_000, &dir.join("meds")).unwrap();
+    synth::write_population(4000, 5, 8_000, &dir.join("meds"), &indicatif::ProgressBar::hidden()).unwrap();
     let registry = Registry::new(dir.join("registry"));
     let task = include_str!("../../../training/tasks/synth_deterioration_24h.toml");
     let features = include_str!("../../../training/tasks/synth_deterioration_features.toml");

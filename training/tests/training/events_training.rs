@@ -31,7 +31,7 @@ fn population() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("carecast-events-training-{}", std::process::id()));
-        synth::write_population(PATIENTS, SEED, 8_000, &dir.join("meds")).unwrap();
+        synth::write_population(PATIENTS, SEED, 8_000, &dir.join("meds"), &indicatif::ProgressBar::hidden()).unwrap();
         dir
     })
 }
@@ -189,7 +189,7 @@ fn deterioration_gru_over_observation_sets_beats_news2_and_is_explained_by_facto
 #[test]
 fn the_gru_trained_twice_is_byte_identical() {
     let dir = std::env::temp_dir().join(format!("carecast-gru-twice-{}", std::process::id()));
-    synth::write_population(PATIENTS / 10, SEED, 8_000, &dir.join("meds")).unwrap();
+    synth::write_population(PATIENTS / 10, SEED, 8_000, &dir.join("meds"), &indicatif::ProgressBar::hidden()).unwrap();
     let task = include_str!("../../tasks/synth_deterioration_24h.toml");
     let sequence = include_str!("../../tasks/synth_deterioration_sequence_features.toml");
     let set = event_training_set(&dir.join("meds"), task, sequence, Rows::TaskSplit).unwrap();

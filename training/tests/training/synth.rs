@@ -30,7 +30,7 @@ fn same_seed_same_population_and_other_seed_differs() {
 #[test]
 fn sharded_output_is_the_same_population() {
     let dir = std::env::temp_dir().join(format!("carecast-synth-shards-{}", std::process::id()));
-    let (events, ..) = synth::write_population(2500, 3, 1000, &dir).unwrap();
+    let (events, ..) = synth::write_population(2500, 3, 1000, &dir, &indicatif::ProgressBar::hidden()).unwrap();
     assert_eq!(std::fs::read_dir(dir.join("data")).unwrap().count(), 3);
     let (sharded, splits, _) = read_meds(&dir).unwrap();
     let whole = population(2500, 3);
