@@ -8,13 +8,16 @@ use carecast_serving::ModelStore;
 use carecast_tables::batch::{self, BatchOptions};
 use carecast_tables::disclosure::Disclosure;
 use carecast_tables::population::{Change, Grouping, PopulationOptions, summarise};
+use carecast_training::ingest::meds::{SUBJECT, Shards};
 use clap::Args;
 use std::path::PathBuf;
 
-/// Score a CSV or Parquet table into Parquet, with explanations.
+/// Score a CSV or Parquet table, or everyone in a MEDS dataset at a prediction time, into
+/// Parquet, with explanations.
 #[derive(Args)]
-#[command(after_help = "Example:
+#[command(after_help = "Examples:
   carecast score --model support2_hospdead-gbm --input data/support2.csv --output scores.parquet --key-column sno
+  carecast score --model synth_dementia_5y-logistic --meds synth --at 2026-12-01 --output dementia.parquet
 
 Reads and writes a chunk of rows at a time, so any size of table fits in memory; an interrupted
 run keeps its complete chunks beside the output and continues with --resume. The run is audited
@@ -22,6 +25,17 @@ once (input and output SHA-256, rows scored and refused); --audit-rows audits ea
 pub struct Score {
     #[command(flatten)]
     table: Table,
+    /// The table to score (CSV or Parquet), one row per patient, a column per feature.
+    #[arg(long, required_unless_present = "meds", conflicts_with_all = ["meds", "at"])]
+    input: Option<PathBuf>,
+    /// A MEDS dataset to score an event-trained model on: everyone in it, their features built
+    /// from their events before --at by the model's own extractor, a data file at a time (the
+    /// key column is `subject_id`).
+    #[arg(long, requires = "at", conflicts_with = "key_column")]
+    meds: Option<PathBuf>,
+    /// The prediction time for --meds: a date (UTC midnight at its start).
+    #[arg(long, requires = "meds")]
+    at: Option<chrono::NaiveDate>,
     /// Where the scores go (Parquet): written beside it and renamed into place when complete.
     #[arg(long)]
     output: PathBuf,
@@ -49,9 +63,6 @@ struct Table {
     /// Default: the promoted version.
     #[arg(long)]
     version: Option<String>,
-    /// The table to score (CSV or Parquet), one row per patient, a column per feature.
-    #[arg(long)]
-    input: PathBuf,
     /// Column with a pseudonymous patient key, checked on every row and kept in the audit trail
     /// (and in batch scores; never in a summary).
     #[arg(long)]
@@ -71,7 +82,7 @@ impl Table {
     fn open(self, registry: &Registry) -> anyhow::Result<Opened> {
         let pkg = ModelStore::new(registry.clone()).get(&self.model, self.version.as_deref())?;
         let audit = AuditLog::open_at(&audit_location(registry, self.audit))?;
-        Ok(Opened { pkg, audit, input: self.input, key_column: self.key_column, audit_rows: self.audit_rows })
+        Ok(Opened { pkg, audit, key_column: self.key_column, audit_rows: self.audit_rows })
     }
 }
 
@@ -79,7 +90,6 @@ impl Table {
 struct Opened {
     pkg: std::sync::Arc<carecast_models::ModelPackage>,
     audit: AuditLog,
-    input: PathBuf,
     key_column: Option<String>,
     audit_rows: bool,
 }
@@ -96,6 +106,9 @@ total row's protected counts, the scenario and the disclosure rule).")]
 pub struct Population {
     #[command(flatten)]
     table: Table,
+    /// The register to summarise (CSV or Parquet), one row per patient, a column per feature.
+    #[arg(long)]
+    input: PathBuf,
     /// A column to group by, or a numeric column cut into bands (`age=65,80`: under 65, 65 to
     /// under 80, 80 and over); repeat for a cross-classification.
     #[arg(long, required = true)]
@@ -120,7 +133,8 @@ pub struct Population {
 }
 
 pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
-    let Opened { pkg, audit, input, key_column, audit_rows } = args.table.open(registry)?;
+    let Opened { pkg, audit, key_column, audit_rows } = args.table.open(registry)?;
+    let input = args.input;
     let options = PopulationOptions {
         by: args.by,
         outcome: args.outcome,
@@ -152,17 +166,27 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
 }
 
 pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
-    let Opened { pkg, audit, input, key_column, audit_rows } = args.table.open(registry)?;
+    let Opened { pkg, audit, key_column, audit_rows } = args.table.open(registry)?;
     let errors = args.errors.unwrap_or_else(|| args.output.with_extension("errors.csv"));
-    let options = BatchOptions {
+    let mut options = BatchOptions {
         key_column,
         top: args.top,
         rows_per_chunk: args.rows_per_chunk,
         resume: args.resume,
         audit_rows,
     };
-    let progress = progress::bar("Scoring", "rows");
-    let report = batch::score_table(&pkg, &input, &args.output, &errors, &options, &audit, &progress)?;
+    let progress = progress::bar("Scoring", "people");
+    let report = match (args.input, args.meds, args.at) {
+        (Some(input), ..) => batch::score_table(&pkg, &input, &args.output, &errors, &options, &audit, &progress)?,
+        (None, Some(meds), Some(at)) => {
+            let started = chrono::Utc::now();
+            let (shards, sha256) = Shards::open(&meds, &pkg, at)?;
+            options.key_column = Some(SUBJECT.to_string());
+            let input = batch::Input { chunks: &shards, sha256, started };
+            batch::score_source(&pkg, input, &args.output, &errors, &options, &audit, &progress)?
+        }
+        _ => unreachable!("clap requires --input, or --meds with --at"),
+    };
     progress.finish_and_clear();
     println!(
         "{} v{}: scored {} of {} rows into {}",

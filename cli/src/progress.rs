@@ -20,7 +20,7 @@ pub fn bar(what: &str, unit: &str) -> ProgressBar {
     } else {
         (
             format!("{{msg}}: {{human_pos}} of {{human_len}} {unit} ({{per_sec}}, about {{eta}} left)"),
-            ProgressDrawTarget::term_like_with_hz(Box::new(LogLines::default()), 1),
+            ProgressDrawTarget::term_like_with_hz(Box::new(LogLines { last: Mutex::new(Instant::now()) }), 1),
         )
     };
     let style = ProgressStyle::with_template(&template).expect("a valid template").progress_chars("=> ");
@@ -29,11 +29,11 @@ pub fn bar(what: &str, unit: &str) -> ProgressBar {
     bar
 }
 
-/// A draw target for logs: the bar's line written out whole at most every [`LOG_EVERY`], and
-/// the cursor movements a terminal would get ignored.
-#[derive(Debug, Default)]
+/// A draw target for logs: the bar's line written out whole every [`LOG_EVERY`] (a run shorter
+/// than that logs none), and the cursor movements a terminal would get ignored.
+#[derive(Debug)]
 struct LogLines {
-    last: Mutex<Option<Instant>>,
+    last: Mutex<Instant>,
 }
 
 impl TermLike for LogLines {
@@ -57,10 +57,10 @@ impl TermLike for LogLines {
     }
     fn write_str(&self, s: &str) -> std::io::Result<()> {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if s.trim().is_empty() || last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+        if s.trim().is_empty() || last.elapsed() < LOG_EVERY {
             return Ok(());
         }
-        *last = Some(Instant::now());
+        *last = Instant::now();
         writeln!(std::io::stderr(), "{}", s.trim_end())
     }
     fn clear_line(&self) -> std::io::Result<()> {

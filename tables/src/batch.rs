@@ -2,7 +2,7 @@
 //! Parquet row per scored patient out (probability, band, top clinical factors), and every
 //! refused row reported with its row number, field and reason, while the rest are scored.
 
-use crate::chunks::{Chunk, Chunks};
+use crate::chunks::{Chunk, Chunks, Source};
 use crate::staged::{Parts, Staged};
 use crate::table::{FeatureColumn, feature_columns, row_values, text_column};
 use anyhow::Context;
@@ -184,6 +184,29 @@ pub fn score_table(
     let started = chrono::Utc::now();
     let input_sha256 = carecast_models::package::sha256_file(input).with_context(|| input.display().to_string())?;
     let chunks = Chunks::open(input, options.rows_per_chunk)?;
+    let input = Input { chunks: &chunks, sha256: input_sha256, started };
+    score_source(pkg, input, output, errors_path, options, audit, progress)
+}
+
+/// What batch scoring reads: its chunks, the SHA-256 that names the input in the run's audit
+/// record (and keeps a resumed run to the same input), and when reading it began.
+pub struct Input<'a> {
+    pub chunks: &'a dyn Source,
+    pub sha256: String,
+    pub started: chrono::DateTime<chrono::Utc>,
+}
+
+/// [`score_table`] over any [`Source`]: a MEDS dataset's people at a prediction time, say.
+pub fn score_source(
+    pkg: &ModelPackage,
+    input: Input<'_>,
+    output: &Path,
+    errors_path: &Path,
+    options: &BatchOptions,
+    audit: &AuditLog,
+    progress: &ProgressBar,
+) -> anyhow::Result<BatchReport> {
+    let Input { chunks, sha256: input_sha256, started } = input;
     progress.set_length(chunks.rows() as u64);
     let m = &pkg.manifest;
     let run = serde_json::json!({
@@ -201,7 +224,7 @@ pub fn score_table(
     // A table refused (identifiers, a column missing) cannot be continued: it must be fixed at
     // source, which makes it another input. Its parts go; a write that failed (a full disk)
     // keeps them, to be continued with `resume`.
-    if let Err(refused) = pipeline(pkg, &chunks, &parts, &todo, options, progress)? {
+    if let Err(refused) = pipeline(pkg, chunks, &parts, &todo, options, progress)? {
         parts.remove()?;
         return Err(refused);
     }
@@ -286,7 +309,7 @@ pub fn score_table(
 /// part could not be written.
 fn pipeline(
     pkg: &ModelPackage,
-    chunks: &Chunks,
+    chunks: &dyn Source,
     parts: &Parts,
     todo: &[usize],
     options: &BatchOptions,

@@ -50,6 +50,25 @@ pub struct Chunks {
     spans: Vec<Span>,
 }
 
+/// Where batch scoring reads its rows, a chunk at a time: a table file ([`Chunks`]), or an
+/// event model's features extracted from a MEDS dataset shard by shard (in `carecast-training`).
+/// A chunk holds the model's input columns by name, and the key column when there is one.
+pub trait Source: Sync {
+    /// How many chunks.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Rows (people) in chunk `index`.
+    fn rows_in(&self, index: usize) -> usize;
+    /// Reads chunk `index`.
+    fn read(&self, index: usize) -> Result<Chunk, TableError>;
+    /// Rows in the whole source.
+    fn rows(&self) -> usize {
+        (0..self.len()).map(|i| self.rows_in(i)).sum()
+    }
+}
+
 /// Rows `first_row ..` of a table.
 pub struct Chunk {
     /// The chunk's first data row, 0-based (the header is not a row).
@@ -101,27 +120,8 @@ impl Chunks {
         }
     }
 
-    /// How many chunks.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
-    /// Data rows in the whole table.
-    pub fn rows(&self) -> usize {
-        self.spans.last().map_or(0, |s| s.first_row + s.rows)
-    }
-
-    /// Rows in chunk `index`.
-    pub fn rows_in(&self, index: usize) -> usize {
-        self.spans[index].rows
-    }
-
     /// Reads chunk `index`.
-    pub fn read(&self, index: usize) -> Result<Chunk, TableError> {
+    fn read_span(&self, index: usize) -> Result<Chunk, TableError> {
         let span = self.spans[index];
         let fail = |reason: String| TableError::Read { path: self.path.display().to_string(), reason };
         let df = match (&self.format, span.bytes) {
@@ -184,6 +184,24 @@ fn parquet_spans(groups: &[usize], rows: usize) -> Vec<Span> {
     }
     flush(start, pending, &mut spans);
     spans
+}
+
+impl Source for Chunks {
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn rows_in(&self, index: usize) -> usize {
+        self.spans[index].rows
+    }
+
+    fn read(&self, index: usize) -> Result<Chunk, TableError> {
+        self.read_span(index)
+    }
+
+    fn rows(&self) -> usize {
+        self.spans.last().map_or(0, |s| s.first_row + s.rows)
+    }
 }
 
 /// Reads a CSV file once: its header, where each run of `rows` records starts and ends, and

@@ -7,7 +7,7 @@ use crate::trained;
 use carecast_audit::AuditLog;
 use carecast_models::Workspace;
 use carecast_tables::batch::{self, BatchOptions};
-use carecast_tables::chunks::Chunks;
+use carecast_tables::chunks::{Chunks, Source};
 use carecast_tables::disclosure::Disclosure;
 use carecast_tables::population::{Change, PopulationError, PopulationOptions, summarise};
 use carecast_tables::{feature_columns, read_table, row_values};

@@ -3,6 +3,7 @@
 //! `metadata/codes.parquet`, `metadata/subject_splits.parquet` and `metadata/dataset.json`.
 
 use super::events::{EventStore, EventStoreBuilder, IngestReport};
+use carecast_models::ModelPackage;
 use carecast_models::features::extract::STATIC;
 use polars::prelude::*;
 use std::collections::BTreeMap;
@@ -31,36 +32,62 @@ fn cast(col: &Column, file: &Path, dtype: &DataType) -> anyhow::Result<Series> {
         .map_err(|e| anyhow::anyhow!("{}: column `{}` cannot be read as {dtype}: {e}", file.display(), col.name()))
 }
 
-/// Reads a MEDS dataset into an event store, with each subject's split (if the dataset has splits).
-pub fn read_meds(root: &Path) -> anyhow::Result<(EventStore, BTreeMap<i64, String>, IngestReport)> {
+/// A MEDS dataset's data files (`data/**/*.parquet`), in order.
+fn data_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     parquet_files(&root.join("data"), &mut files)
         .map_err(|e| anyhow::anyhow!("{}: {e}", root.join("data").display()))?;
     files.sort();
     anyhow::ensure!(!files.is_empty(), "{}: no parquet files under data/", root.display());
-    let mut builder = EventStoreBuilder::default();
-    let mut report = IngestReport::default();
-    for file in &files {
-        let df = ParquetReader::new(std::fs::File::open(file)?)
-            .finish()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        let subject = cast(column(&df, file, "subject_id")?, file, &DataType::Int64)?;
-        let time = cast(column(&df, file, "time")?, file, &DataType::Datetime(TimeUnit::Microseconds, None))?;
-        let time = time.cast(&DataType::Int64)?;
-        let code = cast(column(&df, file, "code")?, file, &DataType::String)?;
-        let value = cast(column(&df, file, "numeric_value")?, file, &DataType::Float32)?;
-        let rows = subject.i64()?.iter().zip(time.i64()?.iter()).zip(code.str()?.iter()).zip(value.f32()?.iter());
-        for (((s, t), c), v) in rows {
-            report.rows_read += 1;
-            match (s, c) {
-                (None, _) => report.drop_row("subject_id is null"),
-                (_, None) => report.drop_row("code is null"),
-                (Some(s), Some(c)) => {
-                    builder.push(s, t, c, v);
-                    report.events += 1;
-                }
+    Ok(files)
+}
+
+/// Adds one MEDS data file's events to `builder`, counting what it read and left out.
+fn read_file(file: &Path, builder: &mut EventStoreBuilder, report: &mut IngestReport) -> anyhow::Result<()> {
+    let df = ParquetReader::new(std::fs::File::open(file)?)
+        .finish()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let subject = cast(column(&df, file, "subject_id")?, file, &DataType::Int64)?;
+    let time = cast(column(&df, file, "time")?, file, &DataType::Datetime(TimeUnit::Microseconds, None))?;
+    let time = time.cast(&DataType::Int64)?;
+    let code = cast(column(&df, file, "code")?, file, &DataType::String)?;
+    let value = cast(column(&df, file, "numeric_value")?, file, &DataType::Float32)?;
+    let rows = subject.i64()?.iter().zip(time.i64()?.iter()).zip(code.str()?.iter()).zip(value.f32()?.iter());
+    for (((s, t), c), v) in rows {
+        report.rows_read += 1;
+        match (s, c) {
+            (None, _) => report.drop_row("subject_id is null"),
+            (_, None) => report.drop_row("code is null"),
+            (Some(s), Some(c)) => {
+                builder.push(s, t, c, v);
+                report.events += 1;
             }
         }
+    }
+    Ok(())
+}
+
+/// Refuses a dataset whose codes carry what looks like a direct identifier (`NAME//…`).
+fn refuse_identifying_codes<S: AsRef<str>>(root: &Path, vocabulary: &[S]) -> anyhow::Result<()> {
+    let identifiers = carecast_tables::identifiers::scan_codes(vocabulary);
+    if !identifiers.is_empty() {
+        let kinds: Vec<String> = identifiers.iter().map(|(_, k)| format!("{k:?}")).collect();
+        anyhow::bail!(
+            "{}: refused: Carecast takes de-identified records only: {} code(s) carry values that look like direct identifiers ({})",
+            root.display(),
+            identifiers.len(),
+            kinds.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Reads a MEDS dataset into an event store, with each subject's split (if the dataset has splits).
+pub fn read_meds(root: &Path) -> anyhow::Result<(EventStore, BTreeMap<i64, String>, IngestReport)> {
+    let mut builder = EventStoreBuilder::default();
+    let mut report = IngestReport::default();
+    for file in &data_files(root)? {
+        read_file(file, &mut builder, &mut report)?;
     }
     let mut splits = BTreeMap::new();
     let split_file = root.join("metadata/subject_splits.parquet");
@@ -75,17 +102,114 @@ pub fn read_meds(root: &Path) -> anyhow::Result<(EventStore, BTreeMap<i64, Strin
         }
     }
     let store = builder.build();
-    let identifiers = carecast_tables::identifiers::scan_codes(&store.vocabulary);
-    if !identifiers.is_empty() {
-        let kinds: Vec<String> = identifiers.iter().map(|(_, k)| format!("{k:?}")).collect();
-        anyhow::bail!(
-            "{}: refused: Carecast takes de-identified records only: {} code(s) carry values that look like direct identifiers ({})",
-            root.display(),
-            identifiers.len(),
-            kinds.join(", ")
-        );
-    }
+    refuse_identifying_codes(root, &store.vocabulary)?;
     Ok((store, splits, report))
+}
+
+/// A MEDS dataset as batch scoring reads it for an event model: everyone in it at one prediction
+/// time, a data file at a time (MEDS keeps each subject's events in one file), each person's
+/// features built from their events before that time by the model's own extractor, the one
+/// training and CDS Hooks use. Memory holds one file's events, not the dataset's.
+pub struct Shards<'a> {
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    /// Subjects in each file, and how many come before it.
+    subjects: Vec<usize>,
+    before: Vec<usize>,
+    inputs: &'a carecast_models::package::EventInputs,
+    features: Vec<String>,
+    at: i64,
+}
+
+impl<'a> Shards<'a> {
+    /// Opens the dataset at `root` to score `pkg` (an event model) for everyone at the start of
+    /// `at` (UTC). Reads every file's subjects and codes first, so that before anything is scored
+    /// it refuses a subject found in two files (their features would be built from half their
+    /// events) and codes that carry identifiers. Also returns the SHA-256 that names the input
+    /// in the run's audit record: of each file's name and SHA-256, and the prediction time.
+    pub fn open(root: &Path, pkg: &'a ModelPackage, at: chrono::NaiveDate) -> anyhow::Result<(Self, String)> {
+        let inputs = pkg.events.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("model `{}` reads a table, not events: score it with --input TABLE", pkg.manifest.name)
+        })?;
+        let files = data_files(root)?;
+        let (mut subjects, mut before) = (Vec::with_capacity(files.len()), Vec::with_capacity(files.len()));
+        let mut seen = std::collections::HashSet::new();
+        let mut codes = std::collections::BTreeSet::new();
+        let mut identity = String::new();
+        for file in &files {
+            let name = file.strip_prefix(root).unwrap_or(file).display().to_string();
+            let df = ParquetReader::new(std::fs::File::open(file)?)
+                .with_columns(Some(vec!["subject_id".into(), "code".into()]))
+                .finish()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let ids = cast(column(&df, file, "subject_id")?, file, &DataType::Int64)?.unique()?;
+            before.push(seen.len());
+            let mut here = 0;
+            for id in ids.i64()?.iter().flatten() {
+                anyhow::ensure!(
+                    seen.insert(id),
+                    "{}: {name} holds a subject also in an earlier data file; MEDS keeps each subject's events in one file, and a person's features from half their events would be wrong",
+                    root.display()
+                );
+                here += 1;
+            }
+            subjects.push(here);
+            let code = cast(column(&df, file, "code")?, file, &DataType::String)?.unique()?;
+            codes.extend(code.str()?.iter().flatten().map(str::to_string));
+            let sha =
+                carecast_models::package::sha256_file(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            identity += &format!("{name}\t{sha}\n");
+        }
+        refuse_identifying_codes(root, &codes.into_iter().collect::<Vec<_>>())?;
+        identity += &format!("at\t{at}\n");
+        let features = pkg.manifest.features.iter().map(|f| f.name.clone()).collect();
+        let at = super::events::date_micros(at);
+        let shards = Self { root: root.to_path_buf(), files, subjects, before, inputs, features, at };
+        Ok((shards, carecast_models::package::sha256_hex(identity.as_bytes())))
+    }
+
+    /// The features of everyone in data file `index`, keyed by `subject_id`.
+    fn features(&self, index: usize) -> anyhow::Result<DataFrame> {
+        let mut builder = EventStoreBuilder::default();
+        read_file(&self.files[index], &mut builder, &mut IngestReport::default())?;
+        let store = builder.build();
+        let rows: Vec<Vec<carecast_models::Value<'static>>> =
+            (0..store.n_patients()).map(|p| self.inputs.row(&store.vocabulary, store.patient(p), self.at)).collect();
+        let mut columns =
+            vec![Column::new(SUBJECT.into(), store.subjects.iter().map(ToString::to_string).collect::<Vec<_>>())];
+        for (f, name) in self.features.iter().enumerate() {
+            let values: Vec<Option<f64>> = rows
+                .iter()
+                .map(|row| match row[f] {
+                    carecast_models::Value::Number(x) => Some(x),
+                    _ => None,
+                })
+                .collect();
+            columns.push(Column::new(name.into(), values));
+        }
+        Ok(DataFrame::new(store.n_patients(), columns)?)
+    }
+}
+
+/// The key column of a MEDS dataset's scores.
+pub const SUBJECT: &str = "subject_id";
+
+impl carecast_tables::chunks::Source for Shards<'_> {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn rows_in(&self, index: usize) -> usize {
+        self.subjects[index]
+    }
+
+    fn read(&self, index: usize) -> Result<carecast_tables::chunks::Chunk, carecast_tables::TableError> {
+        let df = self.features(index).map_err(|e| carecast_tables::TableError::Read {
+            path: self.root.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(carecast_tables::chunks::Chunk { first_row: self.before[index], df })
+    }
 }
 
 /// Writes an event store as a MEDS dataset (one data shard) with its codes and splits.

@@ -4,10 +4,12 @@
 //! observation sequence) beat NEWS2 on the same rows.
 
 use carecast_models::{ModelPackage, Registry, Value, Workspace, load_package};
+use carecast_tables::batch::{self, BatchOptions};
+use carecast_tables::chunks::Source;
 use carecast_tables::row_values;
 use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
 use carecast_training::dataset::{MetricsFile, Rows};
-use carecast_training::ingest::meds::read_meds;
+use carecast_training::ingest::meds::{SUBJECT, Shards, read_meds};
 use carecast_training::pipeline::train_set;
 use carecast_training::{Algorithm, synth};
 use std::collections::HashMap;
@@ -95,6 +97,44 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
         report.test.auroc, full.report.ici
     );
     assert!(mean_gap <= 0.02, "mean |predicted - true| {mean_gap}");
+
+    // The whole dataset scored at the index date as `carecast score --meds --at` does, a data
+    // file at a time: everyone once, each cohort member's risk as scored from the training
+    // set's own features for them, and the risks near the true ones.
+    let at = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
+    let (shards, sha256) = Shards::open(&dir.join("meds"), &pkg, at).unwrap();
+    assert_eq!((shards.len(), shards.rows()), (3, PATIENTS), "8,000 patients a file");
+    let out = dir.join("dementia-scores.parquet");
+    let audit = carecast_audit::AuditLog::open(&dir.join("dementia-audit.jsonl")).unwrap();
+    let options = BatchOptions { key_column: Some(SUBJECT.into()), ..Default::default() };
+    let input = batch::Input { chunks: &shards, sha256: sha256.clone(), started: chrono::Utc::now() };
+    let hidden = indicatif::ProgressBar::hidden();
+    let report =
+        batch::score_source(&pkg, input, &out, &dir.join("dementia-errors.csv"), &options, &audit, &hidden).unwrap();
+    assert_eq!((report.rows, report.scored + report.errors.len()), (PATIENTS, PATIENTS));
+    assert_eq!(audit.entries().unwrap()[0].batch.as_ref().unwrap().input_sha256, sha256);
+    let scores = carecast_tables::read_table(&out).unwrap();
+    let keys = carecast_tables::text_column(&scores, SUBJECT).unwrap();
+    let probability = scores.column("probability").unwrap().f64().unwrap().clone();
+    let scored: HashMap<i64, f64> =
+        keys.iter().zip(probability.iter()).map(|(k, p)| (k.as_ref().unwrap().parse().unwrap(), p.unwrap())).collect();
+    assert_eq!(scored.len(), report.scored, "each person once");
+    let mut compared = 0;
+    for (r, l) in labels.iter().enumerate() {
+        let values: Vec<Value<'_>> = row_values(&set.data.columns, r).unwrap();
+        let p = pkg.scorer.score(&values, &mut ws).unwrap().probability;
+        assert!((scored[&l.subject] - p).abs() < 1e-12, "subject {}: {} against {p}", l.subject, scored[&l.subject]);
+        compared += 1;
+    }
+    assert!(compared > 15_000);
+    // A subject in two data files would be scored from half their events: refused first.
+    let split = dir.join("split-meds");
+    std::fs::create_dir_all(split.join("data")).unwrap();
+    for copy in ["0.parquet", "1.parquet"] {
+        std::fs::copy(dir.join("meds/data/0.parquet"), split.join("data").join(copy)).unwrap();
+    }
+    let err = Shards::open(&split, &pkg, at).err().unwrap().to_string();
+    assert!(err.contains("1.parquet holds a subject also in an earlier data file"), "{err}");
 
     // A task spec without risk bands cannot train a model, and says so.
     let no_bands = task.split("[risk_bands]").next().unwrap();
