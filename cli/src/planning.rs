@@ -2,12 +2,14 @@
 //! whole register by the groups a planner names, under disclosure control.
 
 use crate::{audit_location, progress};
+use anyhow::Context;
 use carecast_audit::AuditLog;
-use carecast_models::Registry;
+use carecast_models::{ModelPackage, Registry};
 use carecast_serving::ModelStore;
 use carecast_tables::batch::{self, BatchOptions};
+use carecast_tables::chunks::{Chunks, Source};
 use carecast_tables::disclosure::Disclosure;
-use carecast_tables::population::{Change, Grouping, PopulationOptions, summarise};
+use carecast_tables::population::{Change, Grouping, PopulationOptions, summarise_source};
 use carecast_training::ingest::meds::{SUBJECT, Shards};
 use clap::Args;
 use std::path::PathBuf;
@@ -25,17 +27,8 @@ once (input and output SHA-256, rows scored and refused); --audit-rows audits ea
 pub struct Score {
     #[command(flatten)]
     table: Table,
-    /// The table to score (CSV or Parquet), one row per patient, a column per feature.
-    #[arg(long, required_unless_present = "meds", conflicts_with_all = ["meds", "at"])]
-    input: Option<PathBuf>,
-    /// A MEDS dataset to score an event-trained model on: everyone in it, their features built
-    /// from their events before --at by the model's own extractor, a data file at a time (the
-    /// key column is `subject_id`).
-    #[arg(long, requires = "at", conflicts_with = "key_column")]
-    meds: Option<PathBuf>,
-    /// The prediction time for --meds: a date (UTC midnight at its start).
-    #[arg(long, requires = "meds")]
-    at: Option<chrono::NaiveDate>,
+    #[command(flatten)]
+    register: Register,
     /// Where the scores go (Parquet): written beside it and renamed into place when complete.
     #[arg(long)]
     output: PathBuf,
@@ -52,6 +45,57 @@ pub struct Score {
     /// from its last complete chunk.
     #[arg(long)]
     resume: bool,
+}
+
+/// What both verbs read: a table, or everyone in a MEDS dataset at a prediction time.
+#[derive(Args)]
+struct Register {
+    /// The table to read (CSV or Parquet), one row per patient, a column per feature.
+    #[arg(long, required_unless_present = "meds", conflicts_with_all = ["meds", "at"])]
+    input: Option<PathBuf>,
+    /// A MEDS dataset, for an event-trained model: everyone in it, their features built from
+    /// their events before --at by the model's own extractor, a data file at a time (keyed by
+    /// `subject_id`).
+    #[arg(long, requires = "at", conflicts_with = "key_column")]
+    meds: Option<PathBuf>,
+    /// The prediction time for --meds: a date (UTC midnight at its start).
+    #[arg(long, requires = "meds")]
+    at: Option<chrono::NaiveDate>,
+}
+
+/// A register opened for a model: its chunks, the SHA-256 that names it in the audit trail, when
+/// reading began, and the key column a MEDS dataset's people are keyed by.
+struct Read<'a> {
+    source: Box<dyn Source + 'a>,
+    sha256: String,
+    started: chrono::DateTime<chrono::Utc>,
+    key_column: Option<&'static str>,
+}
+
+impl Register {
+    /// Opens the table through the identifier guard, or the MEDS dataset with its files checked.
+    fn open<'a>(&self, pkg: &'a ModelPackage, rows_per_chunk: usize) -> anyhow::Result<Read<'a>> {
+        let started = chrono::Utc::now();
+        match (&self.input, &self.meds, self.at) {
+            (Some(input), ..) => {
+                let sha256 =
+                    carecast_models::package::sha256_file(input).with_context(|| input.display().to_string())?;
+                let source = Box::new(Chunks::open(input, rows_per_chunk)?);
+                Ok(Read { source, sha256, started, key_column: None })
+            }
+            (None, Some(meds), Some(at)) => {
+                let (shards, sha256) = Shards::open(meds, pkg, at)?;
+                Ok(Read { source: Box::new(shards), sha256, started, key_column: Some(SUBJECT) })
+            }
+            _ => unreachable!("clap requires --input, or --meds with --at"),
+        }
+    }
+}
+
+impl Read<'_> {
+    fn input(&self) -> batch::Input<'_> {
+        batch::Input { chunks: &*self.source, sha256: self.sha256.clone(), started: self.started }
+    }
 }
 
 /// The model and the table both verbs score, and the audit trail the scores go to.
@@ -101,14 +145,15 @@ struct Opened {
   carecast population --model support2_hospdead-gbm --input data/support2.csv \\
       --by dzgroup --by age=65,80 --outcome hospdead --scenario 'meanbp>=70' --output summary
 
-Writes summary.parquet, summary.csv (suppressed counts as *) and summary.json (the model, the
-total row's protected counts, the scenario and the disclosure rule).")]
+  carecast population --model synth_dementia_5y-gbm --meds synth --at 2026-12-01 --by age=65,75,85 --output runs/q4
+
+Writes summary.parquet, summary.csv (suppressed counts as *), summary.json (the model, the
+total row's protected counts, the scenario and the disclosure rule) and the report summary.html.")]
 pub struct Population {
     #[command(flatten)]
     table: Table,
-    /// The register to summarise (CSV or Parquet), one row per patient, a column per feature.
-    #[arg(long)]
-    input: PathBuf,
+    #[command(flatten)]
+    register: Register,
     /// A column to group by, or a numeric column cut into bands (`age=65,80`: under 65, 65 to
     /// under 80, 80 and over); repeat for a cross-classification.
     #[arg(long, required = true)]
@@ -134,21 +179,22 @@ pub struct Population {
 
 pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
     let Opened { pkg, audit, key_column, audit_rows } = args.table.open(registry)?;
-    let input = args.input;
+    let read = args.register.open(&pkg, carecast_tables::chunks::DEFAULT_ROWS)?;
     let options = PopulationOptions {
         by: args.by,
         outcome: args.outcome,
-        key_column,
+        key_column: read.key_column.map(str::to_string).or(key_column),
         disclosure: Disclosure { suppress_up_to: args.suppress_up_to, round_to: args.round_to },
         scenario: args.scenario,
+        audit_rows,
     };
-    let summary = summarise(&pkg, &input, &options)?;
-    summary.publish(&args.output, &pkg, &audit, audit_rows)?;
+    let summary = summarise_source(&pkg, read.input(), &options)?;
+    summary.publish(&args.output, &pkg, &audit)?;
     // What is printed is what is published: the total row's protected counts.
     let total = summary.groups.last().expect("the total row");
     let shown = |n: Option<u64>| n.map_or_else(|| "*".to_string(), |n| n.to_string());
     println!(
-        "{} v{}: {} people in {} groups ({} not scored); {}.parquet, .csv and .json written",
+        "{} v{}: {} people in {} groups ({} not scored); {}.parquet, .csv, .json and .html (the report) written",
         summary.model,
         summary.version,
         shown(total.people),
@@ -168,25 +214,16 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
 pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
     let Opened { pkg, audit, key_column, audit_rows } = args.table.open(registry)?;
     let errors = args.errors.unwrap_or_else(|| args.output.with_extension("errors.csv"));
-    let mut options = BatchOptions {
-        key_column,
+    let read = args.register.open(&pkg, args.rows_per_chunk)?;
+    let options = BatchOptions {
+        key_column: read.key_column.map(str::to_string).or(key_column),
         top: args.top,
         rows_per_chunk: args.rows_per_chunk,
         resume: args.resume,
         audit_rows,
     };
     let progress = progress::bar("Scoring", "people");
-    let report = match (args.input, args.meds, args.at) {
-        (Some(input), ..) => batch::score_table(&pkg, &input, &args.output, &errors, &options, &audit, &progress)?,
-        (None, Some(meds), Some(at)) => {
-            let started = chrono::Utc::now();
-            let (shards, sha256) = Shards::open(&meds, &pkg, at)?;
-            options.key_column = Some(SUBJECT.to_string());
-            let input = batch::Input { chunks: &shards, sha256, started };
-            batch::score_source(&pkg, input, &args.output, &errors, &options, &audit, &progress)?
-        }
-        _ => unreachable!("clap requires --input, or --meds with --at"),
-    };
+    let report = batch::score_source(&pkg, read.input(), &args.output, &errors, &options, &audit, &progress)?;
     progress.finish_and_clear();
     println!(
         "{} v{}: scored {} of {} rows into {}",

@@ -4,10 +4,11 @@
 //! outcomes are given, and each clinical factor's burden. Every count passes disclosure control
 //! ([`crate::disclosure`]) and no patient key or row reaches a summary.
 
-use crate::batch::{audit_scores, score_each, scoring_columns};
+use crate::batch::{Input, audit_scores, score_each, scoring_columns};
+use crate::chunks::Chunks;
 use crate::disclosure::Disclosure;
 use crate::staged::Staged;
-use crate::table::{read_table, text_column};
+use crate::table::text_column;
 use carecast_audit::{AuditLog, BatchRun};
 use carecast_models::preprocess::FeatureStats;
 use carecast_models::{ModelPackage, RiskBand, Value};
@@ -189,6 +190,9 @@ pub struct PopulationOptions {
     pub disclosure: Disclosure,
     /// Changes to modifiable inputs: each group's expected cases are also given with them.
     pub scenario: Vec<Change>,
+    /// Keep each scored row's key, risk and band, to audit a record per row when published (the
+    /// run itself is always audited once).
+    pub audit_rows: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,9 +258,11 @@ pub struct Summary {
     pub scenario: Vec<String>,
     /// Scored people per tenth of risk ([`DISTRIBUTION_BINS`]), protected as one table.
     pub distribution: Vec<Option<u64>>,
-    /// Each scored row's key, risk and band, for the audit trail when the summary is published
-    /// with a record per row.
-    audited: Vec<(Option<String>, f64, &'static str)>,
+    /// Each scored row's key, risk and band, for the audit trail, when the summary is to be
+    /// published with a record per row (`PopulationOptions::audit_rows`).
+    audited: Option<Vec<(Option<String>, f64, &'static str)>>,
+    /// Rows scored.
+    scored: usize,
     /// When reading the register began (the report's date, and the run's audit record's).
     pub started: chrono::DateTime<chrono::Utc>,
     /// The register's SHA-256 and rows, for the run's audit record.
@@ -310,83 +316,146 @@ impl Tally {
     }
 }
 
-/// Scores `input` with `pkg` and summarises it by `options.by`. Every grouping, the outcome
-/// column and the rule are checked before any row is scored; the scores are audited only when
-/// the summary is published ([`Summary::publish`]).
+/// Scores `input` (CSV or Parquet) with `pkg` and summarises it by `options.by`, a chunk at a
+/// time (see [`summarise_source`]); the whole table passes the identifier guard first.
 pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) -> Result<Summary, PopulationError> {
+    options.disclosure.validate()?;
+    let started = chrono::Utc::now();
+    let sha256 = carecast_models::package::sha256_file(input)
+        .map_err(|e| crate::TableError::Read { path: input.display().to_string(), reason: e.to_string() })?;
+    let chunks = Chunks::open(input, crate::chunks::DEFAULT_ROWS)?;
+    summarise_source(pkg, Input { chunks: &chunks, sha256, started }, options)
+}
+
+/// Summarises any [`crate::chunks::Source`] (a table, or a MEDS dataset's people at a
+/// prediction time) in two passes over its chunks, so memory holds a chunk and the groups'
+/// tallies, not the register. The first pass checks, before any row is scored, every grouping
+/// (present, numeric where cut, not the key, not so fine that groups would be people), the
+/// outcome column and the model's input columns; the second scores and tallies. The scores are
+/// audited only when the summary is published ([`Summary::publish`]).
+pub fn summarise_source(
+    pkg: &ModelPackage,
+    input: Input<'_>,
+    options: &PopulationOptions,
+) -> Result<Summary, PopulationError> {
     options.disclosure.validate()?;
     if options.by.is_empty() {
         return Err(PopulationError::NoGrouping);
     }
-    let started = chrono::Utc::now();
-    let input_sha256 = carecast_models::package::sha256_file(input)
-        .map_err(|e| crate::TableError::Read { path: input.display().to_string(), reason: e.to_string() })?;
-    let df = read_table(input)?;
-    if df.height() == 0 {
+    let Input { chunks, sha256: input_sha256, started } = input;
+    let rows = chunks.rows();
+    if rows == 0 {
         return Err(PopulationError::Empty);
     }
-    let groups = group_labels(&df, options)?;
-    let outcome = options.outcome.as_deref().map(|c| outcome_column(&df, c)).transpose()?;
-    let (columns, keys) = scoring_columns(&df, pkg, options.key_column.as_deref())?;
-
     let changes: Vec<(usize, Adjust<'_>)> = options.scenario.iter().map(|c| c.check(pkg)).collect::<Result<_, _>>()?;
 
+    let mut distinct: Vec<std::collections::HashSet<Label>> = vec![Default::default(); options.by.len()];
+    let mut combinations: std::collections::HashSet<Vec<Label>> = Default::default();
+    for index in 0..chunks.len() {
+        let chunk = chunks.read(index)?;
+        let groups = group_labels(&chunk.df, options)?;
+        if let Some(column) = &options.outcome {
+            outcome_column(&chunk.df, column, chunk.first_row)?;
+        }
+        scoring_columns(&chunk.df, pkg, options.key_column.as_deref())?;
+        for labels in groups {
+            for ((seen, label), g) in distinct.iter_mut().zip(&labels).zip(&options.by) {
+                if seen.insert(label.clone()) && seen.len() > MAX_GROUPS {
+                    return Err(PopulationError::Grouping {
+                        column: g.column.clone(),
+                        reason: format!(
+                            "has more than {MAX_GROUPS} distinct values: group by something coarser, or cut a number into bands (column=cut,cut)"
+                        ),
+                    });
+                }
+            }
+            combinations.insert(labels);
+        }
+    }
+    // Crossed, the groupings must still leave groups of several people on average: finer, they
+    // would list people one by one (in bands whose counts are suppressed, but listed).
+    let most = (rows / (options.disclosure.suppress_up_to as usize + 1)).max(1);
+    if combinations.len() > most {
+        let names: Vec<&str> = options.by.iter().map(|g| g.column.as_str()).collect();
+        return Err(PopulationError::Grouping {
+            column: names.join("` by `"),
+            reason: format!(
+                "make {} groups of {rows} rows, more than one per {} people: group by something coarser",
+                combinations.len(),
+                options.disclosure.suppress_up_to + 1
+            ),
+        });
+    }
+    drop(combinations);
+
+    // Groups sort by band order (then by name), with `(missing)` last.
+    let mut tallies: BTreeMap<Vec<Label>, Tally> = BTreeMap::new();
+    let mut audited = options.audit_rows.then(Vec::new);
+    let (mut scored_rows, mut not_scored) = (0, 0);
+    let mut distribution = vec![0u64; DISTRIBUTION_BINS];
     let key_name = options.key_column.as_deref().unwrap_or("key");
-    let scenario = (!changes.is_empty()).then(|| {
-        score_each(
+    for index in 0..chunks.len() {
+        let chunk = chunks.read(index)?;
+        let groups = group_labels(&chunk.df, options)?;
+        let outcome = options.outcome.as_deref().map(|c| outcome_column(&chunk.df, c, chunk.first_row)).transpose()?;
+        let (columns, keys) = scoring_columns(&chunk.df, pkg, options.key_column.as_deref())?;
+        let scenario = (!changes.is_empty()).then(|| {
+            score_each(
+                pkg,
+                &columns,
+                keys.as_deref(),
+                key_name,
+                |values| {
+                    for &(i, adjust) in &changes {
+                        values[i] = adjust.apply(values[i]);
+                    }
+                },
+                |_, _, _, score| score.probability,
+            )
+        });
+        let scored = score_each(
             pkg,
             &columns,
             keys.as_deref(),
             key_name,
-            |values| {
-                for &(i, adjust) in &changes {
-                    values[i] = adjust.apply(values[i]);
-                }
+            |_| {},
+            |_, key, _, score| {
+                // The factors share the difference between this risk and the baseline risk in
+                // proportion to their log-odds contributions, so a row's burdens add up to it exactly.
+                let (p, p0) = (score.probability, pkg.scorer.baseline_probability(score));
+                let gap = score.margin - score.base_value;
+                let scale = if gap.abs() > 1e-12 { (p - p0) / gap } else { p * (1.0 - p) };
+                let burden: Vec<f64> = score.factors.iter().map(|c| c * scale).collect();
+                (key.map(str::to_string), p, score.band, burden)
             },
-            |_, _, _, score| score.probability,
-        )
-    });
-    let scored = score_each(
-        pkg,
-        &columns,
-        keys.as_deref(),
-        key_name,
-        |_| {},
-        |_, key, _, score| {
-            // The factors share the difference between this risk and the baseline risk in proportion
-            // to their log-odds contributions, so a row's burdens add up to it exactly.
-            let (p, p0) = (score.probability, pkg.scorer.baseline_probability(score));
-            let gap = score.margin - score.base_value;
-            let scale = if gap.abs() > 1e-12 { (p - p0) / gap } else { p * (1.0 - p) };
-            let burden: Vec<f64> = score.factors.iter().map(|c| c * scale).collect();
-            (key.map(str::to_string), p, score.band, burden)
-        },
-    );
-
-    // Groups sort by band order (then by name), with `(missing)` last.
-    let mut tallies: BTreeMap<&[Label], Tally> = BTreeMap::new();
-    let mut audited = Vec::new();
-    let mut not_scored = 0;
-    let mut distribution = vec![0u64; DISTRIBUTION_BINS];
-    for (r, result) in scored.into_iter().enumerate() {
-        let tally = tallies.entry(&groups[r]).or_default();
-        match result {
-            Err(_) => {
-                tally.not_scored += 1;
-                not_scored += 1;
-            }
-            Ok((key, p, band, burden)) => {
-                tally.add_score(p, band, &burden, outcome.as_ref().and_then(|o| o[r]));
-                distribution[((p * DISTRIBUTION_BINS as f64) as usize).min(DISTRIBUTION_BINS - 1)] += 1;
-                audited.push((key, p, band.as_str()));
-                if let Some(scenario) = &scenario {
-                    // Checked changes leave a scorable row scorable; a row that is not would be
-                    // a scenario built from dropped inputs, so it stops the summary.
-                    let p = scenario[r].as_ref().map_err(|e| PopulationError::Scenario {
-                        feature: e.field.clone(),
-                        reason: format!("row {} could not be scored under the scenario: {}", e.row, e.reason),
-                    })?;
-                    tally.scenario_risk += p;
+        );
+        for ((r, result), label) in scored.into_iter().enumerate().zip(groups) {
+            let tally = tallies.entry(label).or_default();
+            match result {
+                Err(_) => {
+                    tally.not_scored += 1;
+                    not_scored += 1;
+                }
+                Ok((key, p, band, burden)) => {
+                    tally.add_score(p, band, &burden, outcome.as_ref().and_then(|o| o[r]));
+                    distribution[((p * DISTRIBUTION_BINS as f64) as usize).min(DISTRIBUTION_BINS - 1)] += 1;
+                    scored_rows += 1;
+                    if let Some(audited) = &mut audited {
+                        audited.push((key, p, band.as_str()));
+                    }
+                    if let Some(scenario) = &scenario {
+                        // Checked changes leave a scorable row scorable; a row that is not would
+                        // be a scenario built from dropped inputs, so it stops the summary.
+                        let p = scenario[r].as_ref().map_err(|e| PopulationError::Scenario {
+                            feature: e.field.clone(),
+                            reason: format!(
+                                "row {} could not be scored under the scenario: {}",
+                                chunk.first_row + e.row,
+                                e.reason
+                            ),
+                        })?;
+                        tally.scenario_risk += p;
+                    }
                 }
             }
         }
@@ -401,7 +470,8 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
     let hidden: Vec<bool> = people.row_totals.iter().map(Option::is_none).collect();
     let observed = rule.protect_with(&tallies.iter().map(|t| vec![t.cases, t.non_cases]).collect::<Vec<_>>(), &hidden);
 
-    let has_outcome = outcome.is_some();
+    let has_outcome = options.outcome.is_some();
+    let has_scenario = !changes.is_empty();
     let mut all = Tally::default();
     let mut rows_out = Vec::with_capacity(labels.len() + 1);
     for (i, (label, t)) in labels.into_iter().zip(&tallies).enumerate() {
@@ -413,7 +483,7 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
             observed.cells[i][0],
             t,
             has_outcome,
-            scenario.is_some(),
+            has_scenario,
         ));
     }
     let everyone = vec![ALL.to_string(); options.by.len()];
@@ -425,7 +495,7 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
         observed_all,
         &all,
         has_outcome,
-        scenario.is_some(),
+        has_scenario,
     ));
 
     Ok(Summary {
@@ -441,9 +511,10 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
         scenario: options.scenario.iter().map(Change::describe).collect(),
         distribution: rule.protect(&[distribution]).cells.swap_remove(0),
         audited,
+        scored: scored_rows,
         started,
         input_sha256,
-        rows: df.height(),
+        rows,
     })
 }
 
@@ -478,8 +549,8 @@ fn published(
 type Label = (usize, String);
 
 /// Each row's group: its value of each grouping (banded where cut), `(missing)` when absent.
-/// Refuses an unknown column, a cut column that is not numeric, and a column so fine that it
-/// would make groups of single people.
+/// Refuses an unknown column, the key, and a cut column that is not numeric (how fine the groups
+/// are is checked over the whole register, by the caller).
 fn group_labels(df: &DataFrame, options: &PopulationOptions) -> Result<Vec<Vec<Label>>, PopulationError> {
     let mut labels = vec![Vec::with_capacity(options.by.len()); df.height()];
     for g in &options.by {
@@ -501,39 +572,16 @@ fn group_labels(df: &DataFrame, options: &PopulationOptions) -> Result<Vec<Vec<L
             let ca = numbers.f64().map_err(|e| bad(e.to_string()))?;
             ca.iter().map(|x| x.filter(|x| !x.is_nan()).map_or_else(missing, |x| g.band(x))).collect()
         };
-        let distinct: std::collections::HashSet<&Label> = values.iter().collect();
-        if distinct.len() > MAX_GROUPS {
-            return Err(bad(format!(
-                "has {} distinct values (at most {MAX_GROUPS}): group by something coarser, or cut a number into bands (column=cut,cut)",
-                distinct.len()
-            )));
-        }
         for (label, v) in labels.iter_mut().zip(values) {
             label.push(v);
         }
-    }
-    // Crossed, the groupings must still leave groups of several people on average: finer, they
-    // would list people one by one (in bands whose counts are suppressed, but listed).
-    let combinations: std::collections::HashSet<&Vec<Label>> = labels.iter().collect();
-    let most = (df.height() / (options.disclosure.suppress_up_to as usize + 1)).max(1);
-    if combinations.len() > most {
-        let names: Vec<&str> = options.by.iter().map(|g| g.column.as_str()).collect();
-        return Err(PopulationError::Grouping {
-            column: names.join("` by `"),
-            reason: format!(
-                "make {} groups of {} rows, more than one per {} people: group by something coarser",
-                combinations.len(),
-                df.height(),
-                options.disclosure.suppress_up_to + 1
-            ),
-        });
     }
     Ok(labels)
 }
 
 /// The outcome column as booleans; a value that is not 1 / 0 / true / false refuses it, naming
 /// the row, never the value.
-fn outcome_column(df: &DataFrame, column: &str) -> Result<Vec<Option<bool>>, PopulationError> {
+fn outcome_column(df: &DataFrame, column: &str, first_row: usize) -> Result<Vec<Option<bool>>, PopulationError> {
     let values = text_column(df, column)
         .map_err(|_| PopulationError::Outcome { column: column.into(), reason: "absent from the input".into() })?;
     values
@@ -545,7 +593,7 @@ fn outcome_column(df: &DataFrame, column: &str) -> Result<Vec<Option<bool>>, Pop
             Some("0" | "0.0" | "false" | "False" | "FALSE") => Ok(Some(false)),
             Some(_) => Err(PopulationError::Outcome {
                 column: column.into(),
-                reason: format!("row {}: expected 1 or 0 (or true / false)", r + 1),
+                reason: format!("row {}: expected 1 or 0 (or true / false)", first_row + r + 1),
             }),
         })
         .collect()
@@ -633,14 +681,8 @@ impl Summary {
     /// `*`), `<output>.json` (the model, the groupings, the total row's protected counts, the
     /// risk distribution, the disclosure rule) and the report `<output>.html` beside their final names, records the run in `audit` (caller
     /// `population`: the register's and the Parquet summary's SHA-256, rows scored and not), and
-    /// each scored row too with `audit_rows`, and only then renames the three into place.
-    pub fn publish(
-        &self,
-        output: &Path,
-        pkg: &ModelPackage,
-        audit: &AuditLog,
-        audit_rows: bool,
-    ) -> Result<(), PopulationError> {
+    /// each scored row too with `PopulationOptions::audit_rows`, and only then renames the four into place.
+    pub fn publish(&self, output: &Path, pkg: &ModelPackage, audit: &AuditLog) -> Result<(), PopulationError> {
         let fail = |e: anyhow::Error| PopulationError::Write(e.to_string());
         let named = |ext: &str| {
             let name = output.file_name().map_or_else(Default::default, |n| n.to_string_lossy().into_owned());
@@ -684,8 +726,8 @@ impl Summary {
             f.write_all(crate::report::render(self).as_bytes()).map_err(anyhow::Error::from)
         })
         .map_err(fail)?;
-        if audit_rows {
-            let scores = self.audited.iter().map(|(key, p, band)| (key.as_deref(), *p, *band));
+        if let Some(audited) = &self.audited {
+            let scores = audited.iter().map(|(key, p, band)| (key.as_deref(), *p, *band));
             audit_scores(audit, pkg, "population", scores)?;
         }
         let run = BatchRun {
@@ -693,7 +735,7 @@ impl Summary {
             input_sha256: self.input_sha256.clone(),
             output_sha256: parquet.sha256().map_err(fail)?,
             rows: self.rows as u64,
-            scored: self.audited.len() as u64,
+            scored: self.scored as u64,
             refused: self.not_scored as u64,
         };
         audit.record_run("population", &self.model, &self.version, run)?;

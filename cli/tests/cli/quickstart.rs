@@ -237,6 +237,20 @@ fn synth_then_labels_on_a_fixed_date() {
     );
     assert!(out.contains("synth_dementia_5y-gbm v1: test n="), "{out}");
 
+    // Everyone in the dataset scored by it at the index date, in chunks of one data file.
+    let score = ["score", "--model", "synth_dementia_5y-gbm", "--meds", "synth", "--output", "dementia.parquet"];
+    let out = carecast(&dir, &[&score[..], &["--at", "2020-01-01"]].concat());
+    assert!(out.contains("scored 3000 of 3000 rows into dementia.parquet"), "{out}");
+    let scores = read_table(&dir.join("dementia.parquet")).unwrap();
+    let keys = carecast_tables::text_column(&scores, "subject_id").unwrap();
+    let distinct: std::collections::HashSet<_> = keys.iter().flatten().collect();
+    assert_eq!((scores.height(), distinct.len()), (3000, 3000));
+    let out = carecast(&dir, &["audit", "verify"]);
+    assert!(out.contains("1 batch run"), "{out}");
+    // Without a prediction time, or with a table too, clap refuses it and names what is wrong.
+    let refused = Command::new(env!("CARGO_BIN_EXE_carecast")).args(score).current_dir(&dir).output().unwrap();
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("--at <AT>"));
+
     // Two hundred years of required history excludes everyone, and says why.
     let strict = std::fs::read_to_string(dir.join("task.toml")).unwrap().replace("\"1y\"", "\"200y\"");
     std::fs::write(dir.join("strict.toml"), strict).unwrap();

@@ -32,9 +32,10 @@ async fn planners_read_published_population_reports_and_no_one_else_does() {
         key_column: Some("sno".into()),
         disclosure: Disclosure::default(),
         scenario: Vec::new(),
+        audit_rows: false,
     };
     let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
-    summarise(&pkg, &shared, &options).unwrap().publish(&runs.join("q4-by-class"), &pkg, &audit, false).unwrap();
+    summarise(&pkg, &shared, &options).unwrap().publish(&runs.join("q4-by-class"), &pkg, &audit).unwrap();
     std::fs::write(runs.join("notes.json"), r#"{"model": "m"}"#).unwrap();
     std::fs::write(runs.join(".half-written.json"), "{").unwrap();
     let published = std::fs::read_to_string(runs.join("q4-by-class.html")).unwrap();

@@ -52,10 +52,11 @@ fn the_report_renders_every_chart_in_chromium_with_a_clean_console() {
         key_column: Some("sno".into()),
         disclosure: Disclosure::default(),
         scenario: vec!["meanbp>=70".parse().unwrap()],
+        audit_rows: false,
     };
     let summary = summarise(&pkg, &input, &options).unwrap();
     let audit = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
-    summary.publish(&dir.join("summary"), &pkg, &audit, false).unwrap();
+    summary.publish(&dir.join("summary"), &pkg, &audit).unwrap();
     let page = dir.join("summary.html");
 
     let mut browser = Browser::launch(chromium, &dir.join("profile"));

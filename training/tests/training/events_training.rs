@@ -6,6 +6,8 @@
 use carecast_models::{ModelPackage, Registry, Value, Workspace, load_package};
 use carecast_tables::batch::{self, BatchOptions};
 use carecast_tables::chunks::Source;
+use carecast_tables::disclosure::Disclosure;
+use carecast_tables::population::{PopulationOptions, summarise_source};
 use carecast_tables::row_values;
 use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
 use carecast_training::dataset::{MetricsFile, Rows};
@@ -127,6 +129,22 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
         compared += 1;
     }
     assert!(compared > 15_000);
+    // Summarised by age band from the same files: everyone counted, and the expected cases the
+    // sum of the risks just scored.
+    let by_age = PopulationOptions {
+        by: vec!["age=65,80".parse().unwrap()],
+        outcome: None,
+        key_column: Some(SUBJECT.into()),
+        disclosure: Disclosure { suppress_up_to: 0, round_to: 1 },
+        scenario: Vec::new(),
+        audit_rows: false,
+    };
+    let input = batch::Input { chunks: &shards, sha256, started: chrono::Utc::now() };
+    let summary = summarise_source(&pkg, input, &by_age).unwrap();
+    let all = summary.groups.last().unwrap();
+    assert_eq!(all.people, Some(PATIENTS as u64));
+    assert_eq!(all.expected_cases, Some(scored.values().sum::<f64>().round()));
+    assert_eq!(summary.groups.len(), 4, "three age bands and everyone");
     // A subject in two data files would be scored from half their events: refused first.
     let split = dir.join("split-meds");
     std::fs::create_dir_all(split.join("data")).unwrap();
