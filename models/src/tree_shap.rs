@@ -12,12 +12,13 @@
 //! `H(B) = ∫₀¹ Π_{j∈B} (1 + t (1/z_j − 1)) (1 − t)^{d−1−|B|} dt` depends on the pattern alone.
 //! So each leaf keeps `2^d` numbers, tabulated when a package is loaded ([`crate::tree_predictor`]), and a row costs
 //! one pass over the nodes (each split decides one pattern bit for the leaves below it) and `d`
-//! look-ups per leaf. A small tree (at most [`MAX_DECISIONS`] splits, as our GBM's 8-leaf trees)
-//! goes further: the row's decisions at its splits fix every leaf's pattern, so each of the
-//! `2^k` combinations of decisions gets its features' values, summed over the leaves, in one
-//! table, and a row costs `k` comparisons and one addition per feature. Trees with a leaf of
-//! more than [`MAX_TABLE_FEATURES`] distinct path features, or a zero cover fraction, use the
-//! classic algorithm. All three are checked against brute-force Shapley values in the tests.
+//! look-ups per leaf. Trees no deeper than [`MAX_DECISIONS`] go further: the row's decisions at
+//! the splits above a group of leaves fix their patterns, so each of the `2^k` combinations of a
+//! group's `k ≤ MAX_DECISIONS` deciding splits gets its features' values, summed over the group's
+//! leaves, in one table, and a row costs `k` comparisons and one addition per feature per group
+//! (one group for our GBM's 8-leaf trees, two for a depth-4 tree, 16 for depth 6). Trees with a
+//! leaf of more than [`MAX_TABLE_FEATURES`] distinct path features, or a zero cover fraction, use
+//! the classic algorithm. All three are checked against brute-force Shapley values in the tests.
 
 use crate::trees::{LEAF, Tree, TreeEnsemble, goes_left};
 
@@ -57,8 +58,9 @@ pub fn contributions_classic(model: &TreeEnsemble, x: &[f64], phi: &mut [f64], b
 
 /// Most distinct features on a leaf's path for which it is tabulated (`2^d` numbers: 8 KB at 10).
 pub const MAX_TABLE_FEATURES: usize = 10;
-/// Most splits in a tree for which every combination of a row's decisions is tabulated
-/// (`2^k` combinations, each with the tree's distinct features' values: at most 16 KB a tree).
+/// Most splits deciding a group of leaves for which every combination of a row's decisions is
+/// tabulated (`2^k` combinations, each with the group's distinct features' values: at most
+/// 16 KB a group).
 pub const MAX_DECISIONS: usize = 8;
 
 /// One tree's precomputed TreeSHAP (see the module docs).
@@ -73,8 +75,8 @@ pub enum ShapTable {
 }
 
 impl ShapTable {
-    /// The fastest exact tabulation of a tree: by decisions when it has at most
-    /// [`MAX_DECISIONS`] splits, else by leaf; `None` when a leaf has more than
+    /// The fastest exact tabulation of a tree: by decisions when no leaf lies more than
+    /// [`MAX_DECISIONS`] splits deep, else by leaf; `None` when a leaf has more than
     /// [`MAX_TABLE_FEATURES`] distinct path features or a zero cover fraction.
     pub fn new(tree: &Tree) -> Option<ShapTable> {
         let leaves = LeafTables::new(tree)?;
@@ -103,12 +105,21 @@ impl ShapTable {
     }
 }
 
-/// A small tree's Shapley values for every combination of a row's decisions.
+/// A tree's Shapley values for every combination of a row's decisions, by group of leaves: a
+/// subtree whose leaves' patterns are decided by at most [`MAX_DECISIONS`] splits (its own and
+/// those above it) is one group, and a larger one is split into its two children's. A tree of
+/// at most [`MAX_DECISIONS`] splits is one group; a depth-4 tree (15 splits) is two of 8.
 #[derive(Debug, Clone)]
 pub struct DecisionTable {
-    /// The splits in node order; bit `j` of a combination says the row goes left at split `j`.
+    groups: Vec<DecisionGroup>,
+}
+
+/// One group of leaves' Shapley values for every combination of the splits that decide them.
+#[derive(Debug, Clone)]
+struct DecisionGroup {
+    /// The deciding splits; bit `j` of a combination says the row goes left at split `j`.
     splits: Vec<Decision>,
-    /// The distinct features split on, ascending.
+    /// The distinct features the group's leaves have values for, ascending.
     features: Vec<u32>,
     /// Per combination, each feature's value (`features.len()` numbers).
     values: Vec<f64>,
@@ -122,28 +133,80 @@ struct Decision {
 }
 
 impl DecisionTable {
-    /// Tabulates `tree` from its leaf tables, or `None` when it has more than [`MAX_DECISIONS`]
-    /// splits.
+    /// Tabulates `tree` from its leaf tables, or `None` when a leaf lies more than
+    /// [`MAX_DECISIONS`] splits deep.
     fn new(tree: &Tree, leaves: &LeafTables) -> Option<DecisionTable> {
-        let splits: Vec<usize> = (0..tree.nodes.len()).filter(|&i| !tree.nodes[i].is_leaf()).collect();
-        if splits.len() > MAX_DECISIONS {
-            return None;
+        let mut groups = Vec::new();
+        let mut stack = vec![(0usize, Vec::new())];
+        while let Some((node, above)) = stack.pop() {
+            let within = subtree(tree, node, |n| !n.is_leaf());
+            if above.len() + within.len() <= MAX_DECISIONS {
+                groups.push(DecisionGroup::new(tree, leaves, node, [above, within].concat()));
+            } else if tree.nodes[node].is_leaf() {
+                return None;
+            } else {
+                let n = &tree.nodes[node];
+                let mut above = above;
+                above.push(node);
+                stack.push((n.right as usize, above.clone()));
+                stack.push((n.left as usize, above));
+            }
         }
-        let mut split_of = vec![0usize; tree.nodes.len()];
+        Some(DecisionTable { groups })
+    }
+
+    fn add_contributions(&self, row: &[f64], phi: &mut [f64]) {
+        for group in &self.groups {
+            let mut combination = 0usize;
+            for (j, s) in group.splits.iter().enumerate() {
+                combination |= usize::from(goes_left(row[s.feature as usize], s.threshold, s.default_left)) << j;
+            }
+            let m = group.features.len();
+            for (&f, &v) in group.features.iter().zip(&group.values[combination * m..combination * m + m]) {
+                phi[f as usize] += v;
+            }
+        }
+    }
+}
+
+/// The nodes of the subtree at `root` that `keep` keeps, in node order.
+fn subtree(tree: &Tree, root: usize, keep: impl Fn(&crate::trees::Node) -> bool) -> Vec<usize> {
+    let (mut found, mut stack) = (Vec::new(), vec![root]);
+    while let Some(i) = stack.pop() {
+        let n = &tree.nodes[i];
+        if keep(n) {
+            found.push(i);
+        }
+        if !n.is_leaf() {
+            stack.extend([n.left as usize, n.right as usize]);
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+impl DecisionGroup {
+    /// The leaves under `root`, tabulated over `splits` (every split on their paths).
+    fn new(tree: &Tree, leaves: &LeafTables, root: usize, splits: Vec<usize>) -> DecisionGroup {
+        let under = subtree(tree, root, |n| n.is_leaf());
+        let group: Vec<&LeafEntry> =
+            leaves.leaves.iter().filter(|l| under.binary_search(&(l.node as usize)).is_ok()).collect();
+        let mut split_of = vec![None; tree.nodes.len()];
         for (j, &i) in splits.iter().enumerate() {
-            split_of[i] = j;
+            split_of[i] = Some(j);
         }
-        let mut features: Vec<u32> = splits.iter().map(|&i| tree.nodes[i].feature).collect();
+        let mut features: Vec<u32> = group.iter().flat_map(|l| leaves.leaf_features(l).iter().copied()).collect();
         features.sort_unstable();
         features.dedup();
         let m = features.len();
         let mut values = vec![0.0; m << splits.len()];
         let mut patterns = vec![0u32; tree.nodes.len()];
         for (combination, out) in values.chunks_mut(m.max(1)).enumerate() {
-            leaves.patterns(tree, |i| combination >> split_of[i] & 1 == 1, &mut patterns);
-            for leaf in &leaves.leaves {
+            // Splits off these leaves' paths decide nothing here.
+            leaves.patterns(tree, |i| split_of[i].is_some_and(|j| combination >> j & 1 == 1), &mut patterns);
+            for leaf in &group {
                 leaves.add_leaf(leaf, patterns[leaf.node as usize], |f, v| {
-                    out[features.binary_search(&f).expect("a split feature")] += v;
+                    out[features.binary_search(&f).expect("a path feature")] += v;
                 });
             }
         }
@@ -154,18 +217,7 @@ impl DecisionTable {
                 Decision { threshold: n.threshold, feature: n.feature, default_left: n.default_left }
             })
             .collect();
-        Some(DecisionTable { splits, features, values })
-    }
-
-    fn add_contributions(&self, row: &[f64], phi: &mut [f64]) {
-        let mut combination = 0usize;
-        for (j, s) in self.splits.iter().enumerate() {
-            combination |= usize::from(goes_left(row[s.feature as usize], s.threshold, s.default_left)) << j;
-        }
-        let m = self.features.len();
-        for (&f, &v) in self.features.iter().zip(&self.values[combination * m..combination * m + m]) {
-            phi[f as usize] += v;
-        }
+        DecisionGroup { splits, features, values }
     }
 }
 
@@ -245,6 +297,11 @@ impl LeafTables {
             patterns[node.left as usize] = if left { pattern } else { cleared };
             patterns[node.right as usize] = if left { cleared } else { pattern };
         }
+    }
+
+    /// A leaf's distinct path features.
+    fn leaf_features(&self, leaf: &LeafEntry) -> &[u32] {
+        &self.features[leaf.features_at as usize..leaf.features_at as usize + usize::from(leaf.d)]
     }
 
     /// Hands `add` each of the leaf's features and its Shapley value under `pattern`.

@@ -200,21 +200,27 @@ proptest! {
 
 }
 
-/// The random trees above take both tabulations: small ones by decisions, larger by leaf.
+/// The random trees above take both tabulations: by decisions where no leaf is more than
+/// MAX_DECISIONS splits deep (in groups of leaves, each decided by at most that many splits),
+/// by leaf where one is deeper.
 #[test]
-fn small_trees_are_tabulated_by_decisions_and_larger_ones_by_leaf() {
+fn shallow_trees_are_tabulated_by_decisions_and_deeper_ones_by_leaf() {
+    fn depth(tree: &Tree, i: usize) -> usize {
+        let n = &tree.nodes[i];
+        if n.is_leaf() { 0 } else { 1 + depth(tree, n.left as usize).max(depth(tree, n.right as usize)) }
+    }
     let mut rng = Rng(11);
     let (mut decisions, mut leaves) = (0, 0);
-    for _ in 0..200 {
-        let tree = random_tree(&mut rng, 5, 5);
-        let splits = tree.nodes.iter().filter(|n| !n.is_leaf()).count();
+    for k in 0..400 {
+        // Five features, so no leaf has more than MAX_TABLE_FEATURES distinct path features.
+        let tree = random_tree(&mut rng, 5, if k % 2 == 0 { 5 } else { 11 });
         match ShapTable::new(&tree).expect("tabulated") {
             ShapTable::Decisions(_) => {
-                assert!(splits <= MAX_DECISIONS);
+                assert!(depth(&tree, 0) <= MAX_DECISIONS);
                 decisions += 1;
             }
             ShapTable::Leaves(_) => {
-                assert!(splits > MAX_DECISIONS);
+                assert!(depth(&tree, 0) > MAX_DECISIONS);
                 leaves += 1;
             }
         }
