@@ -12,6 +12,7 @@
 //! | [`lifecycle`] | models, promote, rollback | whoever releases models |
 //! | [`demo`] | demo | a first look |
 
+mod allocator;
 mod audit_trail;
 mod bundled;
 mod clinical;

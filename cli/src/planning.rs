@@ -178,6 +178,7 @@ pub struct Population {
 }
 
 pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
+    crate::allocator::keep_freed_memory();
     let Opened { pkg, audit, key_column, audit_rows } = args.table.open(registry)?;
     let read = args.register.open(&pkg, carecast_tables::chunks::DEFAULT_ROWS)?;
     let options = PopulationOptions {
@@ -212,6 +213,7 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
 }
 
 pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
+    crate::allocator::keep_freed_memory();
     let Opened { pkg, audit, key_column, audit_rows } = args.table.open(registry)?;
     let errors = args.errors.unwrap_or_else(|| args.output.with_extension("errors.csv"));
     let read = args.register.open(&pkg, args.rows_per_chunk)?;
