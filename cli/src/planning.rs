@@ -2,7 +2,6 @@
 //! whole register by the groups a planner names, under disclosure control.
 
 use crate::{audit_location, progress};
-use anyhow::Context;
 use carecast_audit::AuditLog;
 use carecast_models::{ModelPackage, Registry};
 use carecast_serving::ModelStore;
@@ -63,38 +62,23 @@ struct Register {
     at: Option<chrono::NaiveDate>,
 }
 
-/// A register opened for a model: its chunks, the SHA-256 that names it in the audit trail, when
-/// reading began, and the key column a MEDS dataset's people are keyed by.
+/// A register opened for a model: its chunks, and the key column a MEDS dataset's people are
+/// keyed by.
 struct Read<'a> {
     source: Box<dyn Source + 'a>,
-    sha256: String,
-    started: chrono::DateTime<chrono::Utc>,
     key_column: Option<&'static str>,
 }
 
 impl Register {
     /// Opens the table through the identifier guard, or the MEDS dataset with its files checked.
     fn open<'a>(&self, pkg: &'a ModelPackage, rows_per_chunk: usize) -> anyhow::Result<Read<'a>> {
-        let started = chrono::Utc::now();
         match (&self.input, &self.meds, self.at) {
-            (Some(input), ..) => {
-                let sha256 =
-                    carecast_models::package::sha256_file(input).with_context(|| input.display().to_string())?;
-                let source = Box::new(Chunks::open(input, rows_per_chunk)?);
-                Ok(Read { source, sha256, started, key_column: None })
-            }
+            (Some(input), ..) => Ok(Read { source: Box::new(Chunks::open(input, rows_per_chunk)?), key_column: None }),
             (None, Some(meds), Some(at)) => {
-                let (shards, sha256) = Shards::open(meds, pkg, at)?;
-                Ok(Read { source: Box::new(shards), sha256, started, key_column: Some(SUBJECT) })
+                Ok(Read { source: Box::new(Shards::open(meds, pkg, at)?), key_column: Some(SUBJECT) })
             }
             _ => unreachable!("clap requires --input, or --meds with --at"),
         }
-    }
-}
-
-impl Read<'_> {
-    fn input(&self) -> batch::Input<'_> {
-        batch::Input { chunks: &*self.source, sha256: self.sha256.clone(), started: self.started }
     }
 }
 
@@ -189,7 +173,7 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
         scenario: args.scenario,
         audit_rows,
     };
-    let summary = summarise_source(&pkg, read.input(), &options)?;
+    let summary = summarise_source(&pkg, &*read.source, &options)?;
     summary.publish(&args.output, &pkg, &audit)?;
     // What is printed is what is published: the total row's protected counts.
     let total = summary.groups.last().expect("the total row");
@@ -225,7 +209,7 @@ pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
         audit_rows,
     };
     let progress = progress::bar("Scoring", "people");
-    let report = batch::score_source(&pkg, read.input(), &args.output, &errors, &options, &audit, &progress)?;
+    let report = batch::score_source(&pkg, &*read.source, &args.output, &errors, &options, &audit, &progress)?;
     progress.finish_and_clear();
     println!(
         "{} v{}: scored {} of {} rows into {}",

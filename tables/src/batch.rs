@@ -5,7 +5,6 @@
 use crate::chunks::{Chunk, Chunks, Source};
 use crate::staged::{Parts, Staged};
 use crate::table::{FeatureColumn, feature_columns, row_values, text_column};
-use anyhow::Context;
 use carecast_audit::{AuditLog, AuditRecord, BatchRun};
 use carecast_models::explain::Ranking;
 use carecast_models::{ModelPackage, Score, Value, Workspace, deid};
@@ -181,36 +180,24 @@ pub fn score_table(
     audit: &AuditLog,
     progress: &ProgressBar,
 ) -> anyhow::Result<BatchReport> {
-    let started = chrono::Utc::now();
-    let input_sha256 = carecast_models::package::sha256_file(input).with_context(|| input.display().to_string())?;
     let chunks = Chunks::open(input, options.rows_per_chunk)?;
-    let input = Input { chunks: &chunks, sha256: input_sha256, started };
-    score_source(pkg, input, output, errors_path, options, audit, progress)
-}
-
-/// What batch scoring reads: its chunks, the SHA-256 that names the input in the run's audit
-/// record (and keeps a resumed run to the same input), and when reading it began.
-pub struct Input<'a> {
-    pub chunks: &'a dyn Source,
-    pub sha256: String,
-    pub started: chrono::DateTime<chrono::Utc>,
+    score_source(pkg, &chunks, output, errors_path, options, audit, progress)
 }
 
 /// [`score_table`] over any [`Source`]: a MEDS dataset's people at a prediction time, say.
 pub fn score_source(
     pkg: &ModelPackage,
-    input: Input<'_>,
+    chunks: &dyn Source,
     output: &Path,
     errors_path: &Path,
     options: &BatchOptions,
     audit: &AuditLog,
     progress: &ProgressBar,
 ) -> anyhow::Result<BatchReport> {
-    let Input { chunks, sha256: input_sha256, started } = input;
     progress.set_length(chunks.rows() as u64);
     let m = &pkg.manifest;
     let run = serde_json::json!({
-        "input_sha256": input_sha256,
+        "input_sha256": chunks.sha256(),
         "model": m.name,
         "model_version": m.version,
         "key_column": options.key_column,
@@ -218,9 +205,8 @@ pub fn score_source(
         "rows_per_chunk": options.rows_per_chunk,
     });
     let parts = Parts::open(output, &run, options.resume)?;
-    let todo: Vec<usize> = (0..chunks.len()).filter(|&i| !parts.is_done(i)).collect();
-    let resumed = chunks.len() - todo.len();
-    progress.inc((0..chunks.len()).filter(|&i| parts.is_done(i)).map(|i| chunks.rows_in(i) as u64).sum());
+    let (done, todo): (Vec<usize>, Vec<usize>) = (0..chunks.len()).partition(|&i| parts.is_done(i));
+    progress.inc(done.iter().map(|&i| chunks.rows_in(i) as u64).sum());
     // A table refused (identifiers, a column missing) cannot be continued: it must be fixed at
     // source, which makes it another input. Its parts go; a write that failed (a full disk)
     // keeps them, to be continued with `resume`.
@@ -278,8 +264,8 @@ pub fn score_source(
         &m.name,
         &m.version,
         BatchRun {
-            started,
-            input_sha256,
+            started: chunks.opened(),
+            input_sha256: chunks.sha256().to_string(),
             output_sha256: staged_output.sha256()?,
             rows: rows as u64,
             scored: scored_rows as u64,
@@ -298,7 +284,7 @@ pub fn score_source(
         },
     }
     parts.remove()?;
-    Ok(BatchReport { rows, scored: scored_rows, errors, resumed, chunks: chunks.len() })
+    Ok(BatchReport { rows, scored: scored_rows, errors, resumed: done.len(), chunks: chunks.len() })
 }
 
 /// Reads, scores and writes the chunks `todo` as a pipeline: one thread reads the next chunk and

@@ -10,7 +10,8 @@
 //! type only a later chunk reveals.
 
 use crate::identifiers::Scanner;
-use crate::table::{TableError, not_utf8, null_values};
+use crate::table::{TableError, not_utf8, null_values, refuse_identifiers};
+use chrono::{DateTime, Utc};
 use polars::io::csv::read::schema_inference::finish_infer_field_schema;
 use polars::io::parquet::metadata::FileMetadataRef;
 use polars::prelude::*;
@@ -48,12 +49,19 @@ pub struct Chunks {
     path: PathBuf,
     format: Format,
     spans: Vec<Span>,
+    sha256: String,
+    opened: DateTime<Utc>,
 }
 
 /// Where batch scoring reads its rows, a chunk at a time: a table file ([`Chunks`]), or an
 /// event model's features extracted from a MEDS dataset shard by shard (in `carecast-training`).
 /// A chunk holds the model's input columns by name, and the key column when there is one.
 pub trait Source: Sync {
+    /// The SHA-256 that names the input in a run's audit record, and keeps a resumed run to the
+    /// same input.
+    fn sha256(&self) -> &str;
+    /// When the input was opened: reading it began.
+    fn opened(&self) -> DateTime<Utc>;
     /// How many chunks.
     fn len(&self) -> usize;
     fn is_empty(&self) -> bool {
@@ -77,19 +85,21 @@ pub struct Chunk {
 }
 
 impl Chunks {
-    /// Opens `path` (`.csv` or `.parquet`) in chunks of about `rows` rows, and reads it once
-    /// through the de-identification guard ([`Scanner`]), which refuses the table before
-    /// anything is scored when a column holds direct identifiers. A CSV file's chunks and its
-    /// columns' types are found in the same pass (see the module's note).
+    /// Opens `path` (`.csv` or `.parquet`) in chunks of about `rows` rows, takes its SHA-256, and
+    /// reads it once through the de-identification guard ([`Scanner`]), which refuses the table
+    /// before anything is scored when a column holds direct identifiers. A CSV file's chunks and
+    /// its columns' types are found in the same pass (see the module's note).
     pub fn open(path: &Path, rows: usize) -> Result<Self, TableError> {
+        let opened = Utc::now();
         let rows = rows.max(1);
         let fail = |reason: String| TableError::Read { path: path.display().to_string(), reason };
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let sha256 = || carecast_models::package::sha256_file(path).map_err(|e| fail(e.to_string()));
         let mut guard = Scanner::default();
         let chunks = match ext.as_str() {
             "csv" => {
                 let (format, spans) = csv_plan(path, rows, &mut guard)?;
-                Self { path: path.to_path_buf(), format, spans }
+                Self { path: path.to_path_buf(), format, spans, sha256: sha256()?, opened }
             }
             "parquet" | "pq" => {
                 let file = File::open(path).map_err(|e| fail(e.to_string()))?;
@@ -100,6 +110,8 @@ impl Chunks {
                     path: path.to_path_buf(),
                     format: Format::Parquet { metadata },
                     spans: parquet_spans(&groups, rows),
+                    sha256: sha256()?,
+                    opened,
                 };
                 for index in 0..chunks.len() {
                     let chunk = chunks.read(index)?;
@@ -109,19 +121,33 @@ impl Chunks {
             }
             _ => return Err(fail("expected a .csv or .parquet file".into())),
         };
-        let findings = guard.findings();
-        if findings.is_empty() {
-            Ok(chunks)
-        } else {
-            Err(TableError::Identifiers {
-                path: path.display().to_string(),
-                findings: findings.iter().map(ToString::to_string).collect(),
-            })
-        }
+        refuse_identifiers(path, &guard.findings())?;
+        Ok(chunks)
+    }
+}
+
+impl Source for Chunks {
+    fn sha256(&self) -> &str {
+        &self.sha256
     }
 
-    /// Reads chunk `index`.
-    fn read_span(&self, index: usize) -> Result<Chunk, TableError> {
+    fn opened(&self) -> DateTime<Utc> {
+        self.opened
+    }
+
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn rows_in(&self, index: usize) -> usize {
+        self.spans[index].rows
+    }
+
+    fn rows(&self) -> usize {
+        self.spans.last().map_or(0, |s| s.first_row + s.rows)
+    }
+
+    fn read(&self, index: usize) -> Result<Chunk, TableError> {
         let span = self.spans[index];
         let fail = |reason: String| TableError::Read { path: self.path.display().to_string(), reason };
         let df = match (&self.format, span.bytes) {
@@ -184,24 +210,6 @@ fn parquet_spans(groups: &[usize], rows: usize) -> Vec<Span> {
     }
     flush(start, pending, &mut spans);
     spans
-}
-
-impl Source for Chunks {
-    fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    fn rows_in(&self, index: usize) -> usize {
-        self.spans[index].rows
-    }
-
-    fn read(&self, index: usize) -> Result<Chunk, TableError> {
-        self.read_span(index)
-    }
-
-    fn rows(&self) -> usize {
-        self.spans.last().map_or(0, |s| s.first_row + s.rows)
-    }
 }
 
 /// Reads a CSV file once: its header, where each run of `rows` records starts and ends, and

@@ -4,8 +4,8 @@
 //! outcomes are given, and each clinical factor's burden. Every count passes disclosure control
 //! ([`crate::disclosure`]) and no patient key or row reaches a summary.
 
-use crate::batch::{Input, audit_scores, score_each, scoring_columns};
-use crate::chunks::Chunks;
+use crate::batch::{audit_scores, score_each, scoring_columns};
+use crate::chunks::{Chunks, Source};
 use crate::disclosure::Disclosure;
 use crate::staged::Staged;
 use crate::table::text_column;
@@ -320,11 +320,8 @@ impl Tally {
 /// time (see [`summarise_source`]); the whole table passes the identifier guard first.
 pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) -> Result<Summary, PopulationError> {
     options.disclosure.validate()?;
-    let started = chrono::Utc::now();
-    let sha256 = carecast_models::package::sha256_file(input)
-        .map_err(|e| crate::TableError::Read { path: input.display().to_string(), reason: e.to_string() })?;
     let chunks = Chunks::open(input, crate::chunks::DEFAULT_ROWS)?;
-    summarise_source(pkg, Input { chunks: &chunks, sha256, started }, options)
+    summarise_source(pkg, &chunks, options)
 }
 
 /// Summarises any [`crate::chunks::Source`] (a table, or a MEDS dataset's people at a
@@ -335,14 +332,13 @@ pub fn summarise(pkg: &ModelPackage, input: &Path, options: &PopulationOptions) 
 /// audited only when the summary is published ([`Summary::publish`]).
 pub fn summarise_source(
     pkg: &ModelPackage,
-    input: Input<'_>,
+    chunks: &dyn Source,
     options: &PopulationOptions,
 ) -> Result<Summary, PopulationError> {
     options.disclosure.validate()?;
     if options.by.is_empty() {
         return Err(PopulationError::NoGrouping);
     }
-    let Input { chunks, sha256: input_sha256, started } = input;
     let rows = chunks.rows();
     if rows == 0 {
         return Err(PopulationError::Empty);
@@ -512,8 +508,8 @@ pub fn summarise_source(
         distribution: rule.protect(&[distribution]).cells.swap_remove(0),
         audited,
         scored: scored_rows,
-        started,
-        input_sha256,
+        started: chunks.opened(),
+        input_sha256: chunks.sha256().to_string(),
         rows,
     })
 }

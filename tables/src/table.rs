@@ -21,15 +21,19 @@ pub enum TableError {
 /// when any column looks like direct identifiers (see [`crate::identifiers`]).
 pub fn read_table(path: &Path) -> Result<DataFrame, TableError> {
     let df = read_any(path)?;
-    let findings = crate::identifiers::scan(&df);
+    refuse_identifiers(path, &crate::identifiers::scan(&df))?;
+    Ok(df)
+}
+
+/// Refuses the table at `path` when the guard found identifiers in it, naming each column.
+pub(crate) fn refuse_identifiers(path: &Path, findings: &[crate::identifiers::Finding]) -> Result<(), TableError> {
     if findings.is_empty() {
-        Ok(df)
-    } else {
-        Err(TableError::Identifiers {
-            path: path.display().to_string(),
-            findings: findings.iter().map(ToString::to_string).collect(),
-        })
+        return Ok(());
     }
+    Err(TableError::Identifiers {
+        path: path.display().to_string(),
+        findings: findings.iter().map(ToString::to_string).collect(),
+    })
 }
 
 fn read_any(path: &Path) -> Result<DataFrame, TableError> {

@@ -119,15 +119,19 @@ pub struct Shards<'a> {
     inputs: &'a carecast_models::package::EventInputs,
     features: Vec<String>,
     at: i64,
+    /// Of each file's name and SHA-256, and the prediction time.
+    sha256: String,
+    opened: chrono::DateTime<chrono::Utc>,
 }
 
 impl<'a> Shards<'a> {
     /// Opens the dataset at `root` to score `pkg` (an event model) for everyone at the start of
     /// `at` (UTC). Reads every file's subjects and codes first, so that before anything is scored
     /// it refuses a subject found in two files (their features would be built from half their
-    /// events) and codes that carry identifiers. Also returns the SHA-256 that names the input
-    /// in the run's audit record: of each file's name and SHA-256, and the prediction time.
-    pub fn open(root: &Path, pkg: &'a ModelPackage, at: chrono::NaiveDate) -> anyhow::Result<(Self, String)> {
+    /// events) and codes that carry identifiers. The SHA-256 that names the input in a run's
+    /// audit record is of each file's name and SHA-256, and the prediction time.
+    pub fn open(root: &Path, pkg: &'a ModelPackage, at: chrono::NaiveDate) -> anyhow::Result<Self> {
+        let opened = chrono::Utc::now();
         let inputs = pkg.events.as_ref().ok_or_else(|| {
             anyhow::anyhow!("model `{}` reads a table, not events: score it with --input TABLE", pkg.manifest.name)
         })?;
@@ -164,8 +168,8 @@ impl<'a> Shards<'a> {
         identity += &format!("at\t{at}\n");
         let features = pkg.manifest.features.iter().map(|f| f.name.clone()).collect();
         let at = super::events::date_micros(at);
-        let shards = Self { root: root.to_path_buf(), files, subjects, before, inputs, features, at };
-        Ok((shards, carecast_models::package::sha256_hex(identity.as_bytes())))
+        let sha256 = carecast_models::package::sha256_hex(identity.as_bytes());
+        Ok(Self { root: root.to_path_buf(), files, subjects, before, inputs, features, at, sha256, opened })
     }
 
     /// The features of everyone in data file `index`, keyed by `subject_id`.
@@ -195,6 +199,14 @@ impl<'a> Shards<'a> {
 pub const SUBJECT: &str = "subject_id";
 
 impl carecast_tables::chunks::Source for Shards<'_> {
+    fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    fn opened(&self) -> chrono::DateTime<chrono::Utc> {
+        self.opened
+    }
+
     fn len(&self) -> usize {
         self.files.len()
     }

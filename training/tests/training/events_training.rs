@@ -104,17 +104,16 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
     // file at a time: everyone once, each cohort member's risk as scored from the training
     // set's own features for them, and the risks near the true ones.
     let at = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
-    let (shards, sha256) = Shards::open(&dir.join("meds"), &pkg, at).unwrap();
+    let shards = Shards::open(&dir.join("meds"), &pkg, at).unwrap();
     assert_eq!((shards.len(), shards.rows()), (3, PATIENTS), "8,000 patients a file");
     let out = dir.join("dementia-scores.parquet");
     let audit = carecast_audit::AuditLog::open(&dir.join("dementia-audit.jsonl")).unwrap();
     let options = BatchOptions { key_column: Some(SUBJECT.into()), ..Default::default() };
-    let input = batch::Input { chunks: &shards, sha256: sha256.clone(), started: chrono::Utc::now() };
     let hidden = indicatif::ProgressBar::hidden();
     let report =
-        batch::score_source(&pkg, input, &out, &dir.join("dementia-errors.csv"), &options, &audit, &hidden).unwrap();
+        batch::score_source(&pkg, &shards, &out, &dir.join("dementia-errors.csv"), &options, &audit, &hidden).unwrap();
     assert_eq!((report.rows, report.scored + report.errors.len()), (PATIENTS, PATIENTS));
-    assert_eq!(audit.entries().unwrap()[0].batch.as_ref().unwrap().input_sha256, sha256);
+    assert_eq!(audit.entries().unwrap()[0].batch.as_ref().unwrap().input_sha256, shards.sha256());
     let scores = carecast_tables::read_table(&out).unwrap();
     let keys = carecast_tables::text_column(&scores, SUBJECT).unwrap();
     let probability = scores.column("probability").unwrap().f64().unwrap().clone();
@@ -139,8 +138,7 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
         scenario: Vec::new(),
         audit_rows: false,
     };
-    let input = batch::Input { chunks: &shards, sha256, started: chrono::Utc::now() };
-    let summary = summarise_source(&pkg, input, &by_age).unwrap();
+    let summary = summarise_source(&pkg, &shards, &by_age).unwrap();
     let all = summary.groups.last().unwrap();
     assert_eq!(all.people, Some(PATIENTS as u64));
     assert_eq!(all.expected_cases, Some(scored.values().sum::<f64>().round()));
