@@ -256,6 +256,29 @@ impl ColumnTally {
     }
 }
 
+/// What each distinct value of a column was found to be ([`classify`]), for at most
+/// [`REMEMBERED`] values.
+struct Memo<K>(PlHashMap<K, u8>);
+
+impl<K> Default for Memo<K> {
+    fn default() -> Self {
+        Self(PlHashMap::default())
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Memo<K> {
+    fn found(&mut self, key: K, classify: impl FnOnce() -> u8) -> u8 {
+        if let Some(&found) = self.0.get(&key) {
+            return found;
+        }
+        let found = classify();
+        if self.0.len() < REMEMBERED {
+            self.0.insert(key, found);
+        }
+        found
+    }
+}
+
 /// Adds one column's values (rows numbered from `first_row`) to its tally. A value repeated
 /// down a column (an age, a band, a laboratory value to one decimal) is classified once.
 fn check_values(col: &Column, norm: &str, first_row: usize, t: &mut ColumnTally) {
@@ -264,23 +287,12 @@ fn check_values(col: &Column, norm: &str, first_row: usize, t: &mut ColumnTally)
     // float column of NHS numbers is what a table tool writes when one is missing), dates as
     // dates: a full date in a birth column is a date of birth of whatever type.
     let series = col.as_materialized_series();
-    let mut buf = String::new();
     match series.dtype() {
         DataType::String => {
             let Ok(ca) = series.str() else { return };
-            let mut seen: PlHashMap<&str, u8> = PlHashMap::default();
+            let mut seen = Memo::default();
             for (r, v) in ca.iter().enumerate().filter_map(|(r, v)| Some((r, v?))) {
-                let found = match seen.get(v) {
-                    Some(&found) => found,
-                    None => {
-                        let found = classify(v, birth_column);
-                        if seen.len() < REMEMBERED {
-                            seen.insert(v, found);
-                        }
-                        found
-                    }
-                };
-                t.add(first_row + r, found);
+                t.add(first_row + r, seen.found(v, || classify(v, birth_column)));
             }
         }
         dt if dt.is_integer() || dt.is_float() => {
@@ -293,27 +305,20 @@ fn check_values(col: &Column, norm: &str, first_row: usize, t: &mut ColumnTally)
                 let Ok(ca) = numbers.f64() else { return };
                 Box::new(ca.iter().map(|x| x.map(|x| (x.to_bits(), x))))
             };
-            let mut seen: PlHashMap<u64, u8> = PlHashMap::default();
+            let (mut seen, mut buf) = (Memo::default(), String::new());
             for (r, (bits, x)) in values.enumerate().filter_map(|(r, v)| Some((r, v?))) {
-                let found = match seen.get(&bits) {
-                    Some(&found) => found,
-                    None => {
-                        buf.clear();
-                        if integer {
-                            write!(buf, "{}", bits as i64)
-                        } else if x.fract() == 0.0 && x.abs() < 1e15 {
-                            write!(buf, "{x:.0}")
-                        } else {
-                            write!(buf, "{x}")
-                        }
-                        .expect("writing to a String");
-                        let found = classify(&buf, birth_column);
-                        if seen.len() < REMEMBERED {
-                            seen.insert(bits, found);
-                        }
-                        found
+                let found = seen.found(bits, || {
+                    buf.clear();
+                    if integer {
+                        write!(buf, "{}", bits as i64)
+                    } else if x.fract() == 0.0 && x.abs() < 1e15 {
+                        write!(buf, "{x:.0}")
+                    } else {
+                        write!(buf, "{x}")
                     }
-                };
+                    .expect("writing to a String");
+                    classify(&buf, birth_column)
+                });
                 t.add(first_row + r, found);
             }
         }
