@@ -57,6 +57,16 @@ impl From<Refused> for tonic::Status {
     }
 }
 
+/// The HTTP status and message of a refused request (CDS Hooks, population reports).
+impl From<Refused> for (axum::http::StatusCode, String) {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Unauthenticated(m) => (axum::http::StatusCode::UNAUTHORIZED, m),
+            Refused::Forbidden(m) => (axum::http::StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 struct Claims {
     sub: String,
@@ -133,6 +143,11 @@ impl Authenticator {
     /// Checks the `Authorization` value and the role; returns the caller (the token's subject).
     pub fn check(&self, authorization: Option<&str>, needed: Role) -> Result<String, Refused> {
         self.check_at(authorization, needed, chrono::Utc::now().timestamp())
+    }
+
+    /// [`Self::check`] on an HTTP request's `Authorization` header.
+    pub fn check_headers(&self, headers: &axum::http::HeaderMap, needed: Role) -> Result<String, Refused> {
+        self.check(headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()), needed)
     }
 
     /// [`Self::check`] with the clock at `now` (seconds since the epoch) for a token verified

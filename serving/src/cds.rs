@@ -9,7 +9,7 @@
 //! (`crate::fhir_server`); otherwise, or when the query fails, HTTP 412. 401 / 403 for a missing
 //! or invalid bearer token, or one without the clinician role.
 
-use crate::auth::{Refused, Role};
+use crate::auth::Role;
 use crate::fhir;
 use crate::fhir_server::FetchError;
 use crate::service::{AppState, Unaudited};
@@ -82,13 +82,7 @@ async fn patient_view(
     // The EHR's bearer token, as for gRPC: a clinician's call.
     let authorized = match &state.auth {
         None => Ok(None),
-        Some(auth) => auth
-            .check(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()), Role::Clinician)
-            .map(Some)
-            .map_err(|refused| match refused {
-                Refused::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
-                Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-            }),
+        Some(auth) => auth.check_headers(&headers, Role::Clinician).map(Some).map_err(Refusal::from),
     };
     let request = match authorized.and_then(|subject| service(&state, &id).map(|pkg| (subject, pkg))) {
         Ok((subject, pkg)) => read_request(&state, &body).await.map(|call| (subject, pkg, call)),

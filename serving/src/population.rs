@@ -8,7 +8,7 @@
 //! run being written is never half-shown), and a name is looked up among the listed runs, never
 //! joined to a path.
 
-use crate::auth::{Refused, Role};
+use crate::auth::Role;
 use crate::service::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -72,12 +72,8 @@ fn runs(dir: &std::path::Path) -> Vec<Run> {
 /// Refuses a caller who may not read population runs (401 / 403, saying why).
 fn planner(state: &AppState, headers: &HeaderMap) -> Result<(), (StatusCode, String)> {
     let Some(auth) = &state.auth else { return Ok(()) };
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    auth.check(authorization, Role::Planner).map(drop).map_err(|refused| {
-        let (status, message) = match refused {
-            Refused::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, m),
-            Refused::Forbidden(m) => (StatusCode::FORBIDDEN, m),
-        };
+    auth.check_headers(headers, Role::Planner).map(drop).map_err(|refused| {
+        let (status, message) = refused.into();
         crate::metrics::refused_http("population", status.as_u16());
         (status, message)
     })
