@@ -7,7 +7,7 @@ use carecast_models::{ModelPackage, Registry};
 use carecast_serving::ModelStore;
 use carecast_tables::batch::{self, BatchOptions};
 use carecast_tables::chunks::{Chunks, Source};
-use carecast_tables::disclosure::Disclosure;
+use carecast_tables::disclosure::{Disclosure, shown};
 use carecast_tables::population::{Change, Grouping, PopulationOptions, summarise_source};
 use carecast_training::ingest::meds::{SUBJECT, Shards};
 use clap::Args;
@@ -177,7 +177,6 @@ pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
     summary.publish(&args.output, &pkg, &audit)?;
     // What is printed is what is published: the total row's protected counts.
     let total = summary.groups.last().expect("the total row");
-    let shown = |n: Option<u64>| n.map_or_else(|| "*".to_string(), |n| n.to_string());
     println!(
         "{} v{}: {} people in {} groups ({} not scored); {}.parquet, .csv, .json and .html (the report) written",
         summary.model,

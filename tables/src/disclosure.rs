@@ -2,6 +2,11 @@
 //! published statistics: small counts are suppressed, every count is rounded, and a suppressed
 //! cell is protected by a second suppression wherever a total would otherwise give it back.
 
+/// A protected count as published: `*` when suppressed.
+pub fn shown(n: Option<u64>) -> String {
+    n.map_or_else(|| "*".to_string(), |n| n.to_string())
+}
+
 /// The rule applied to every published count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Disclosure {

@@ -3,6 +3,7 @@
 //! served by `carecast serve`). Every chart is followed by the table of what it draws, with the
 //! same protected counts: the page shows nothing the summary's CSV does not.
 
+use crate::disclosure::shown;
 use crate::population::{DISTRIBUTION_BINS, GroupSummary, Summary};
 use html_escape::{encode_double_quoted_attribute as attr, encode_text as text};
 use std::fmt::Write;
@@ -62,11 +63,6 @@ pub fn render(summary: &Summary) -> String {
     page
 }
 
-/// A protected count as published: `*` when suppressed.
-fn shown(n: Option<u64>) -> String {
-    n.map_or_else(|| "*".to_string(), |n| n.to_string())
-}
-
 fn label(group: &GroupSummary) -> String {
     group.group.join(" · ")
 }
@@ -98,6 +94,25 @@ fn row_label(page: &mut String, y: f64, name: &str) {
 /// A mark for a group whose figures are suppressed, so that a gap is never read as zero.
 fn suppressed(page: &mut String, y: f64) {
     let _ = write!(page, "<text x=\"{}\" y=\"{}\" fill=\"#666\">* suppressed</text>", LABEL + 4.0, y + ROW * 0.65);
+}
+
+/// A legend at height `y`: a swatch and its words per entry, `spacing` apart from the label column.
+fn legend(page: &mut String, y: f64, spacing: f64, entries: impl IntoIterator<Item = (&'static str, String)>) {
+    for (k, (colour, words)) in entries.into_iter().enumerate() {
+        let x = LABEL + spacing * k as f64;
+        let _ = write!(
+            page,
+            "<rect x=\"{x}\" y=\"{y}\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{tx}\" y=\"{ty}\">{words}</text>",
+            tx = x + 16.0,
+            ty = y + 10.0,
+            words = text(&words)
+        );
+    }
+}
+
+/// The `i`th tenth of risk, as the distribution's chart and table label it.
+fn tenth(i: usize) -> String {
+    format!("{}–{}%", i * 10, (i + 1) * 10)
 }
 
 /// A table: a caption, a header row and rows of cells (all escaped).
@@ -156,11 +171,10 @@ fn distribution(page: &mut String, bins: &[Option<u64>]) {
         let x = left + width * i as f64;
         let _ = write!(
             page,
-            "<text x=\"{cx}\" y=\"{ty}\" text-anchor=\"middle\">{lo}–{hi}%</text>",
+            "<text x=\"{cx}\" y=\"{ty}\" text-anchor=\"middle\">{}</text>",
+            tenth(i),
             cx = x + width / 2.0,
             ty = top + plot_h + 16.0,
-            lo = i * 10,
-            hi = (i + 1) * 10
         );
         match n {
             Some(n) => {
@@ -184,7 +198,7 @@ fn distribution(page: &mut String, bins: &[Option<u64>]) {
         }
     }
     page.push_str("</svg></figure>");
-    let rows = bins.iter().enumerate().map(|(i, n)| vec![format!("{}–{}%", i * 10, (i + 1) * 10), shown(*n)]);
+    let rows = bins.iter().enumerate().map(|(i, n)| vec![tenth(i), shown(*n)]);
     table(page, "People by predicted risk", &["Predicted risk".into(), "People".into()], rows);
 }
 
@@ -217,19 +231,9 @@ fn bands(page: &mut String, by: &str, groups: &[GroupSummary]) {
             None => suppressed(page, y),
         }
     }
-    let legend_y = ROW * groups.len() as f64 + 32.0;
     ticks(page, 0.0, ROW * groups.len() as f64, max, |v| format!("{v:.0}"));
-    for (b, name) in BAND_NAMES.iter().enumerate() {
-        let x = LABEL + 110.0 * b as f64;
-        let _ = write!(
-            page,
-            "<rect x=\"{x}\" y=\"{ry}\" width=\"12\" height=\"12\" fill=\"{c}\"/><text x=\"{tx}\" y=\"{ty}\">{name} risk</text>",
-            ry = legend_y,
-            c = BAND_COLOURS[b],
-            tx = x + 16.0,
-            ty = legend_y + 10.0
-        );
-    }
+    let entries = BAND_COLOURS.iter().zip(BAND_NAMES).map(|(&colour, name)| (colour, format!("{name} risk")));
+    legend(page, ROW * groups.len() as f64 + 32.0, 110.0, entries);
     page.push_str("</svg></figure>");
     let header = [by.to_string(), "People".into(), "Low".into(), "Moderate".into(), "High".into(), "Not scored".into()];
     let rows = groups.iter().map(|g| {
@@ -391,16 +395,8 @@ fn scenario(page: &mut String, by: &str, groups: &[GroupSummary], changes: &[Str
     }
     let rows_h = 2.0 * ROW * groups.len() as f64;
     ticks(page, 0.0, rows_h, max, |v| format!("{v:.0}"));
-    for (k, (colour, what)) in [("#9e9e9e", "now"), ("#005eb8", "under the scenario")].iter().enumerate() {
-        let x = LABEL + 160.0 * k as f64;
-        let _ = write!(
-            page,
-            "<rect x=\"{x}\" y=\"{ry}\" width=\"12\" height=\"12\" fill=\"{colour}\"/><text x=\"{tx}\" y=\"{ty}\">{what}</text>",
-            ry = rows_h + 30.0,
-            tx = x + 16.0,
-            ty = rows_h + 40.0
-        );
-    }
+    let entries = [("#9e9e9e", "now".to_string()), ("#005eb8", "under the scenario".to_string())];
+    legend(page, rows_h + 30.0, 160.0, entries);
     page.push_str("</svg></figure>");
     let header = [by.to_string(), "Expected now".into(), "Under the scenario".into(), "Change".into()];
     let rows = groups.iter().map(|g| {
