@@ -223,9 +223,7 @@ pub fn score_source(
         let empty = scores_frame(pkg, &[], options, 0)?;
         let mut writer = ParquetWriter::new(f).batched(empty.schema())?;
         for index in 0..chunks.len() {
-            let part = parts.scored(index)?;
-            scored_rows += part.height();
-            writer.write_batch(&part)?;
+            scored_rows += parts.append_scored(index, &mut writer)?;
         }
         writer.finish()?;
         Ok(())

@@ -2,7 +2,13 @@
 //! output kept until then, so that an interrupted run resumes from its last complete chunk.
 
 use anyhow::{Context, bail};
+use polars::io::parquet::write::BatchedWriter;
 use polars::prelude::*;
+use polars_buffer::Buffer;
+use polars_parquet::parquet::error::ParquetError;
+use polars_parquet::parquet::page::CompressedPage;
+use polars_parquet::parquet::read::{get_page_iterator, read_metadata};
+use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
 /// A file written in full and synced under a temporary name beside its final path; renamed into
@@ -135,6 +141,35 @@ impl Parts {
         read_parquet(&self.scored_path(index))
     }
 
+    /// Appends chunk `index`'s scored rows to `output` as the part holds them, its encoded and
+    /// compressed pages copied without being decoded: the output is encoded once, as the parts
+    /// were written, not read back and encoded again. Returns the rows appended.
+    pub(crate) fn append_scored<W: Write>(&self, index: usize, output: &mut BatchedWriter<W>) -> anyhow::Result<usize> {
+        let path = self.scored_path(index);
+        let at = |e: ParquetError| anyhow::anyhow!("{}: {e}", path.display());
+        let bytes = Buffer::from(std::fs::read(&path).with_context(|| path.display().to_string())?);
+        let part = read_metadata(&mut Cursor::new(bytes.clone())).map_err(at)?;
+        if part.schema().fields() != output.parquet_schema().fields() {
+            bail!("{}: its columns differ from the output's (written by another version?)", path.display());
+        }
+        let mut rows = 0;
+        for group in &part.row_groups {
+            let pages = group
+                .parquet_columns()
+                .iter()
+                .map(|column| {
+                    get_page_iterator(column, Cursor::new(bytes.clone()), vec![], usize::MAX)?
+                        .map(|page| page.map(with_rows))
+                        .collect()
+                })
+                .collect::<Result<Vec<Vec<_>>, _>>()
+                .map_err(at)?;
+            output.write_row_group(group.num_rows() as u64, &pages)?;
+            rows += group.num_rows();
+        }
+        Ok(rows)
+    }
+
     /// Chunk `index`'s refused rows.
     pub(crate) fn refused(&self, index: usize) -> anyhow::Result<DataFrame> {
         read_parquet(&self.refused_path(index))
@@ -144,6 +179,15 @@ impl Parts {
     pub(crate) fn remove(self) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&self.dir).with_context(|| format!("{}: not removed", self.dir.display()))
     }
+}
+
+/// A data page read back, with its row count, which the writer needs and a reader leaves out:
+/// the output's columns are flat, so each value is one row.
+fn with_rows(mut page: CompressedPage) -> CompressedPage {
+    if let CompressedPage::Data(data) = &mut page {
+        data.num_rows = Some(data.num_values());
+    }
+    page
 }
 
 fn read_parquet(path: &Path) -> anyhow::Result<DataFrame> {
