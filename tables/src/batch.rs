@@ -2,7 +2,7 @@
 //! Parquet row per scored patient out (probability, band, top clinical factors), and every
 //! refused row reported with its row number, field and reason, while the rest are scored.
 
-use crate::chunks::{Chunk, Chunks, Source};
+use crate::chunks::{Chunks, Source};
 use crate::staged::{Parts, Staged};
 use crate::table::{FeatureColumn, feature_columns, row_values, text_column};
 use carecast_audit::{AuditLog, AuditRecord, BatchRun};
@@ -141,6 +141,9 @@ struct Scored {
     /// (clinical factor, contribution, explanation), largest first.
     top: Vec<(String, f64, String)>,
     warnings: String,
+    base_value: f64,
+    /// Every feature's, in feature order, with [`BatchOptions::contributions`]; else empty.
+    contributions: Vec<f64>,
 }
 
 /// How a batch run reads, scores and records a table.
@@ -156,11 +159,21 @@ pub struct BatchOptions {
     pub resume: bool,
     /// Also commit one audit record per scored row (the run itself is always recorded, once).
     pub audit_rows: bool,
+    /// Also write the base value and every feature's exact contribution (`contribution_<feature>`,
+    /// log-odds): with them each row's margin is their sum, as a SHAP explanation reads it.
+    pub contributions: bool,
 }
 
 impl Default for BatchOptions {
     fn default() -> Self {
-        Self { key_column: None, top: 5, rows_per_chunk: crate::chunks::DEFAULT_ROWS, resume: false, audit_rows: false }
+        Self {
+            key_column: None,
+            top: 5,
+            rows_per_chunk: crate::chunks::DEFAULT_ROWS,
+            resume: false,
+            audit_rows: false,
+            contributions: false,
+        }
     }
 }
 
@@ -202,6 +215,7 @@ pub fn score_source(
         "model_version": m.version,
         "key_column": options.key_column,
         "top": options.top,
+        "contributions": options.contributions,
         "rows_per_chunk": options.rows_per_chunk,
     });
     let parts = Parts::open(output, &run, options.resume)?;
@@ -318,7 +332,8 @@ fn pipeline(
         });
         let mut outcome = Ok(());
         for (index, chunk) in read_rx {
-            match chunk.map_err(anyhow::Error::from).and_then(|c| score_chunk(pkg, &c, options)) {
+            let scored = chunk.map_err(anyhow::Error::from).and_then(|c| score_frame(pkg, &c.df, c.first_row, options));
+            match scored.and_then(|(scored, refused)| Ok((scored, refused_frame(&refused)?))) {
                 // A closed channel means the writer failed: its error is returned below.
                 Ok((scored, refused)) => {
                     if write_tx.send((index, scored, refused)).is_err() {
@@ -343,10 +358,17 @@ pub fn interrupted(output: &Path) -> Option<std::path::PathBuf> {
     dir.exists().then_some(dir)
 }
 
-/// One chunk's scores (the output's columns) and refusals (row, field, reason), rows numbered in
-/// the whole table.
-fn score_chunk(pkg: &ModelPackage, chunk: &Chunk, options: &BatchOptions) -> anyhow::Result<(DataFrame, DataFrame)> {
-    let (columns, keys) = scoring_columns(&chunk.df, pkg, options.key_column.as_deref())?;
+/// Scores every row of `df` (an in-memory table, or one chunk of a larger one whose first row is
+/// `first_row` of the whole, 0-based) into the output's columns, and names each refused row's
+/// field and reason, rows numbered in the whole table from 1. The one scoring of a table behind
+/// `carecast score`, Python and Spark.
+pub fn score_frame(
+    pkg: &ModelPackage,
+    df: &DataFrame,
+    first_row: usize,
+    options: &BatchOptions,
+) -> anyhow::Result<(DataFrame, Vec<RowError>)> {
+    let (columns, keys) = scoring_columns(df, pkg, options.key_column.as_deref())?;
     let key_name = options.key_column.as_deref().unwrap_or("key");
     let results = score_each(
         pkg,
@@ -363,7 +385,7 @@ fn score_chunk(pkg: &ModelPackage, chunk: &Chunk, options: &BatchOptions) -> any
                 .collect::<Vec<_>>()
                 .join("; ");
             Scored {
-                row: chunk.first_row + r + 1,
+                row: first_row + r + 1,
                 key: key.map(str::to_string),
                 probability: score.probability,
                 margin: score.margin,
@@ -371,6 +393,8 @@ fn score_chunk(pkg: &ModelPackage, chunk: &Chunk, options: &BatchOptions) -> any
                 additivity_error: score.additivity_error,
                 top: explained.factors.into_iter().map(|f| (f.name, f.contribution, f.reason)).collect(),
                 warnings,
+                base_value: score.base_value,
+                contributions: if options.contributions { score.contributions.clone() } else { Vec::new() },
             }
         },
     );
@@ -379,10 +403,10 @@ fn score_chunk(pkg: &ModelPackage, chunk: &Chunk, options: &BatchOptions) -> any
     for r in results {
         match r {
             Ok(s) => scored.push(s),
-            Err(e) => errors.push(RowError { row: chunk.first_row + e.row, ..e }),
+            Err(e) => errors.push(RowError { row: first_row + e.row, ..e }),
         }
     }
-    Ok((scores_frame(pkg, &scored, options, scored.len())?, refused_frame(&errors)?))
+    Ok((scores_frame(pkg, &scored, options, scored.len())?, errors))
 }
 
 /// The output's columns for `scored` (`n` rows).
@@ -410,6 +434,13 @@ fn scores_frame(pkg: &ModelPackage, scored: &[Scored], options: &BatchOptions, n
         cols.push(Column::new(format!("factor_{}_explanation", k + 1).into(), words));
     }
     cols.push(Column::new("warnings".into(), scored.iter().map(|s| s.warnings.as_str()).collect::<Vec<_>>()));
+    if options.contributions {
+        cols.push(Column::new("base_value".into(), scored.iter().map(|s| s.base_value).collect::<Vec<_>>()));
+        for (i, feature) in pkg.scorer.preprocessor().features.iter().enumerate() {
+            let values: Vec<f64> = scored.iter().map(|s| s.contributions[i]).collect();
+            cols.push(Column::new(format!("contribution_{}", feature.spec.name).into(), values));
+        }
+    }
     DataFrame::new(n, cols)
 }
 

@@ -152,8 +152,12 @@ impl Parts {
         if part.schema().fields() != output.parquet_schema().fields() {
             bail!("{}: its columns differ from the output's (written by another version?)", path.display());
         }
+        // Pages are copied with a row per value ([`with_rows`]): true of flat columns only.
+        if part.schema().columns().iter().any(|c| c.descriptor.max_rep_level > 0) {
+            bail!("{}: a nested column: its pages cannot be copied row for value", path.display());
+        }
         let mut rows = 0;
-        for group in &part.row_groups {
+        for group in part.row_groups.iter().filter(|g| g.num_rows() > 0) {
             let pages = group
                 .parquet_columns()
                 .iter()

@@ -26,7 +26,7 @@ pub fn read_table(path: &Path) -> Result<DataFrame, TableError> {
 }
 
 /// Refuses the table at `path` when the guard found identifiers in it, naming each column.
-pub(crate) fn refuse_identifiers(path: &Path, findings: &[crate::identifiers::Finding]) -> Result<(), TableError> {
+pub fn refuse_identifiers(path: &Path, findings: &[crate::identifiers::Finding]) -> Result<(), TableError> {
     if findings.is_empty() {
         return Ok(());
     }
@@ -150,6 +150,8 @@ impl FeatureColumn {
                     })
                     .collect()
             }
+            // A column with no value at all (a table of a few rows, all unrecorded here).
+            (_, DataType::Null) => vec![Cell::Missing; series.len()],
             (_, dt) => return Err(col_err(format!("unsupported column type {dt}"))),
         };
         Ok(Self { name: spec.name.clone(), cells, dictionary })
