@@ -9,7 +9,7 @@ use carecast_tables::batch::{self, BatchOptions};
 use carecast_tables::chunks::{Chunks, Source};
 use carecast_tables::disclosure::{Disclosure, shown};
 use carecast_tables::population::{Change, Grouping, PopulationOptions, summarise_source};
-use carecast_training::ingest::meds::{SUBJECT, Shards};
+use carecast_training::ingest::meds::{SUBJECT, Shards, coded_groupings};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -37,6 +37,10 @@ pub struct Score {
     /// Contributions per row, largest first.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    /// Also write each row's base value and every feature's exact contribution (log-odds,
+    /// `contribution_<feature>`), which add up to its margin.
+    #[arg(long)]
+    contributions: bool,
     /// Rows read, scored and written at a time: memory grows with this, not with the table.
     #[arg(long, default_value_t = carecast_tables::chunks::DEFAULT_ROWS)]
     rows_per_chunk: usize,
@@ -70,12 +74,14 @@ struct Read<'a> {
 }
 
 impl Register {
-    /// Opens the table through the identifier guard, or the MEDS dataset with its files checked.
-    fn open<'a>(&self, pkg: &'a ModelPackage, rows_per_chunk: usize) -> anyhow::Result<Read<'a>> {
+    /// Opens the table through the identifier guard, or the MEDS dataset with its files checked
+    /// and, for each of `by` that is not one of the model's inputs, everyone's coded attribute.
+    fn open<'a>(&self, pkg: &'a ModelPackage, rows_per_chunk: usize, by: &[Grouping]) -> anyhow::Result<Read<'a>> {
         match (&self.input, &self.meds, self.at) {
             (Some(input), ..) => Ok(Read { source: Box::new(Chunks::open(input, rows_per_chunk)?), key_column: None }),
             (None, Some(meds), Some(at)) => {
-                Ok(Read { source: Box::new(Shards::open(meds, pkg, at)?), key_column: Some(SUBJECT) })
+                let attributes = coded_groupings(pkg, by);
+                Ok(Read { source: Box::new(Shards::open(meds, pkg, at, &attributes)?), key_column: Some(SUBJECT) })
             }
             _ => unreachable!("clap requires --input, or --meds with --at"),
         }
@@ -164,7 +170,7 @@ pub struct Population {
 pub fn population(registry: &Registry, args: Population) -> anyhow::Result<()> {
     crate::allocator::keep_freed_memory();
     let Opened { pkg, audit, key_column, audit_rows } = args.table.open(registry)?;
-    let read = args.register.open(&pkg, carecast_tables::chunks::DEFAULT_ROWS)?;
+    let read = args.register.open(&pkg, carecast_tables::chunks::DEFAULT_ROWS, &args.by)?;
     let options = PopulationOptions {
         by: args.by,
         outcome: args.outcome,
@@ -199,13 +205,14 @@ pub fn score(registry: &Registry, args: Score) -> anyhow::Result<()> {
     crate::allocator::keep_freed_memory();
     let Opened { pkg, audit, key_column, audit_rows } = args.table.open(registry)?;
     let errors = args.errors.unwrap_or_else(|| args.output.with_extension("errors.csv"));
-    let read = args.register.open(&pkg, args.rows_per_chunk)?;
+    let read = args.register.open(&pkg, args.rows_per_chunk, &[])?;
     let options = BatchOptions {
         key_column: read.key_column.map(str::to_string).or(key_column),
         top: args.top,
         rows_per_chunk: args.rows_per_chunk,
         resume: args.resume,
         audit_rows,
+        contributions: args.contributions,
     };
     let progress = progress::bar("Scoring", "people");
     let report = batch::score_source(&pkg, &*read.source, &args.output, &errors, &options, &audit, &progress)?;

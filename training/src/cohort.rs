@@ -296,18 +296,12 @@ pub fn event_training_set(
 /// For each label, the rest of the patient's latest code starting with `prefix` at or before the
 /// prediction time (static codes included), e.g. `IMD//DECILE_` → `03`.
 fn coded_attribute(store: &EventStore, labels: &[Label], prefix: &str) -> Vec<Option<String>> {
-    let suffix: Vec<Option<&str>> = store.vocabulary.iter().map(|c| c.strip_prefix(prefix)).collect();
+    let suffixes = store.suffixes(prefix);
     labels
         .iter()
         .map(|l| {
             let i = store.position(l.subject).expect("labels come from the store");
-            let events = store.patient(i);
-            let last = events
-                .iter()
-                .take_while(|e| e.time <= l.prediction_time)
-                .filter_map(|e| suffix[e.code as usize])
-                .last();
-            last.map(str::to_string)
+            store.coded_attribute(i, &suffixes, l.prediction_time).map(str::to_string)
         })
         .collect()
 }

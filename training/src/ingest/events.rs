@@ -102,4 +102,15 @@ impl EventStore {
     pub fn position(&self, subject: i64) -> Option<usize> {
         self.subjects.binary_search(&subject).ok()
     }
+
+    /// Each code's rest after `prefix`, by code id (`None` where it does not start with it).
+    pub fn suffixes(&self, prefix: &str) -> Vec<Option<&str>> {
+        self.vocabulary.iter().map(|c| c.strip_prefix(prefix)).collect()
+    }
+
+    /// Patient `i`'s coded attribute (deprivation decile, ethnicity) as of `until`: the rest of
+    /// the latest code at or before it that has one of `suffixes` (static codes included).
+    pub fn coded_attribute<'a>(&self, i: usize, suffixes: &[Option<&'a str>], until: i64) -> Option<&'a str> {
+        self.patient(i).iter().take_while(|e| e.time <= until).filter_map(|e| suffixes[e.code as usize]).last()
+    }
 }

@@ -118,6 +118,9 @@ pub struct Shards<'a> {
     before: Vec<usize>,
     inputs: &'a carecast_models::package::EventInputs,
     features: Vec<String>,
+    /// Code prefixes whose latest code's rest each person also gets as a column (named by the
+    /// prefix), for a planner to group by: `IMD//DECILE_`.
+    attributes: Vec<String>,
     at: i64,
     /// Of each file's name and SHA-256, and the prediction time.
     sha256: String,
@@ -129,8 +132,16 @@ impl<'a> Shards<'a> {
     /// `at` (UTC). Reads every file's subjects and codes first, so that before anything is scored
     /// it refuses a subject found in two files (their features would be built from half their
     /// events) and codes that carry identifiers. The SHA-256 that names the input in a run's
-    /// audit record is of each file's name and SHA-256, and the prediction time.
-    pub fn open(root: &Path, pkg: &'a ModelPackage, at: chrono::NaiveDate) -> anyhow::Result<Self> {
+    /// audit record is of each file's name and SHA-256, and the prediction time. Each of
+    /// `attributes` (a code prefix, such as `IMD//DECILE_`) becomes a column of the rest of each
+    /// person's latest code with it before `at`; one that no code in the dataset starts with is
+    /// refused.
+    pub fn open(
+        root: &Path,
+        pkg: &'a ModelPackage,
+        at: chrono::NaiveDate,
+        attributes: &[String],
+    ) -> anyhow::Result<Self> {
         let opened = chrono::Utc::now();
         let inputs = pkg.events.as_ref().ok_or_else(|| {
             anyhow::anyhow!("model `{}` reads a table, not events: score it with --input TABLE", pkg.manifest.name)
@@ -164,12 +175,21 @@ impl<'a> Shards<'a> {
                 carecast_models::package::sha256_file(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             identity += &format!("{name}\t{sha}\n");
         }
-        refuse_identifying_codes(root, &codes.into_iter().collect::<Vec<_>>())?;
+        refuse_identifying_codes(root, &codes.iter().cloned().collect::<Vec<_>>())?;
+        for prefix in attributes {
+            anyhow::ensure!(
+                codes.iter().any(|c| c.starts_with(prefix.as_str())),
+                "`{prefix}`: neither an input of model `{}` nor the start of any code in {} (a coded attribute is named by its code prefix, e.g. IMD//DECILE_)",
+                pkg.manifest.name,
+                root.display()
+            );
+        }
         identity += &format!("at\t{at}\n");
         let features = pkg.manifest.features.iter().map(|f| f.name.clone()).collect();
         let at = super::events::date_micros(at);
         let sha256 = carecast_models::package::sha256_hex(identity.as_bytes());
-        Ok(Self { root: root.to_path_buf(), files, subjects, before, inputs, features, at, sha256, opened })
+        let attributes = attributes.to_vec();
+        Ok(Self { root: root.to_path_buf(), files, subjects, before, inputs, features, attributes, at, sha256, opened })
     }
 
     /// The features of everyone in data file `index`, keyed by `subject_id`.
@@ -191,8 +211,21 @@ impl<'a> Shards<'a> {
                 .collect();
             columns.push(Column::new(name.into(), values));
         }
+        for prefix in &self.attributes {
+            let suffixes = store.suffixes(prefix);
+            let values: Vec<Option<&str>> =
+                (0..store.n_patients()).map(|p| store.coded_attribute(p, &suffixes, self.at - 1)).collect();
+            columns.push(Column::new(prefix.into(), values));
+        }
         Ok(DataFrame::new(store.n_patients(), columns)?)
     }
+}
+
+/// The groupings of a planner's summary that are not inputs of `pkg`: over a MEDS dataset, each
+/// is a coded attribute named by its code prefix ([`Shards::open`]'s `attributes`).
+pub fn coded_groupings(pkg: &ModelPackage, by: &[carecast_tables::population::Grouping]) -> Vec<String> {
+    let input = |c: &String| pkg.manifest.features.iter().any(|f| &f.name == c);
+    by.iter().map(|g| g.column.clone()).filter(|c| !input(c)).collect()
 }
 
 /// The key column of a MEDS dataset's scores.

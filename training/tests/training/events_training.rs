@@ -104,7 +104,7 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
     // file at a time: everyone once, each cohort member's risk as scored from the training
     // set's own features for them, and the risks near the true ones.
     let at = chrono::NaiveDate::from_ymd_opt(2020, 1, 1).unwrap();
-    let shards = Shards::open(&dir.join("meds"), &pkg, at).unwrap();
+    let shards = Shards::open(&dir.join("meds"), &pkg, at, &[]).unwrap();
     assert_eq!((shards.len(), shards.rows()), (3, PATIENTS), "8,000 patients a file");
     let out = dir.join("dementia-scores.parquet");
     let audit = carecast_audit::AuditLog::open(&dir.join("dementia-audit.jsonl")).unwrap();
@@ -143,13 +143,40 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
     assert_eq!(all.people, Some(PATIENTS as u64));
     assert_eq!(all.expected_cases, Some(scored.values().sum::<f64>().round()));
     assert_eq!(summary.groups.len(), 4, "three age bands and everyone");
+    // By deprivation, a coded attribute rather than an input of the model: each decile's people
+    // and expected cases as counted straight from the dataset's files and the scores above.
+    let prefix = "IMD//DECILE_".to_string();
+    let coded = Shards::open(&dir.join("meds"), &pkg, at, std::slice::from_ref(&prefix)).unwrap();
+    let by_imd = PopulationOptions { by: vec![prefix.parse().unwrap()], ..by_age.clone() };
+    let summary = summarise_source(&pkg, &coded, &by_imd).unwrap();
+    let mut decile: HashMap<i64, String> = HashMap::new();
+    for file in ["0.parquet", "1.parquet", "2.parquet"] {
+        let events = carecast_tables::read_table(&dir.join("meds/data").join(file)).unwrap();
+        let subjects = events.column("subject_id").unwrap().i64().unwrap().clone();
+        let codes = events.column("code").unwrap().str().unwrap().clone();
+        let times = events.column("time").unwrap().as_materialized_series().is_null();
+        for ((s, c), untimed) in subjects.iter().zip(codes.iter()).zip(times.iter()) {
+            if let (Some(s), Some(d), Some(true)) = (s, c.and_then(|c| c.strip_prefix(&prefix)), untimed) {
+                decile.insert(s, d.to_string());
+            }
+        }
+    }
+    assert_eq!(summary.groups.len(), 11, "ten deciles and everyone");
+    for group in &summary.groups[..10] {
+        let members: Vec<&i64> = decile.iter().filter(|(_, d)| **d == group.group[0]).map(|(s, _)| s).collect();
+        assert_eq!(group.people, Some(members.len() as u64), "decile {}", group.group[0]);
+        let expected: f64 = members.iter().map(|s| scored[s]).sum();
+        assert_eq!(group.expected_cases, Some(expected.round()), "decile {}", group.group[0]);
+    }
+    let err = Shards::open(&dir.join("meds"), &pkg, at, &["ETHNICITY//".into()]).err().unwrap().to_string();
+    assert!(err.contains("`ETHNICITY//`: neither an input of model"), "{err}");
     // A subject in two data files would be scored from half their events: refused first.
     let split = dir.join("split-meds");
     std::fs::create_dir_all(split.join("data")).unwrap();
     for copy in ["0.parquet", "1.parquet"] {
         std::fs::copy(dir.join("meds/data/0.parquet"), split.join("data").join(copy)).unwrap();
     }
-    let err = Shards::open(&split, &pkg, at).err().unwrap().to_string();
+    let err = Shards::open(&split, &pkg, at, &[]).err().unwrap().to_string();
     assert!(err.contains("1.parquet holds a subject also in an earlier data file"), "{err}");
 
     // A task spec without risk bands cannot train a model, and says so.
