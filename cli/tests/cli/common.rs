@@ -1,6 +1,6 @@
 //! What the command-line tests share: running `carecast`, starting a server, reading patients.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -58,28 +58,4 @@ pub fn support2_rows(features: &[carecast_models::FeatureSpec], n: usize) -> Vec
             features.iter().zip(values).map(|(f, v)| (f.name.clone(), cell(v))).collect()
         })
         .collect()
-}
-
-/// Runs a command; panics with its output if it fails, else returns its standard output.
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "{cmd:?} failed:\n{text}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A Python with `requirements` installed: `CARECAST_PYTHON` when set, else a virtual
-/// environment named `venv` under the build directory (one per test, so that tests running side
-/// by side never install into the same one).
-pub fn python(venv: &str, requirements: &Path) -> PathBuf {
-    if let Ok(p) = std::env::var("CARECAST_PYTHON") {
-        return p.into();
-    }
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(venv);
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-    }
-    run(Command::new(&python).args(["-m", "pip", "install", "-q", "-r"]).arg(requirements));
-    python
 }

@@ -3,6 +3,4 @@
 
 mod audit_crash;
 mod common;
-mod notebook;
-mod python_client;
 mod quickstart;
