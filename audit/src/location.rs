@@ -27,6 +27,12 @@ impl Location {
         }
     }
 
+    /// The trail a command given a model registry at `root` uses: `given` (read by
+    /// [`Location::parse`]), else the registry's own journal, `<root>/audit.jsonl`.
+    pub fn for_registry(root: &Path, given: Option<&str>) -> Self {
+        given.map_or_else(|| Location::File(root.join("audit.jsonl")), Location::parse)
+    }
+
     /// A store's fault, placed here.
     pub(crate) fn error(&self, fault: StoreFault) -> AuditError {
         AuditError::Store { location: self.to_string(), fault }

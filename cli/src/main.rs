@@ -115,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// The audit trail a command writes or reads: the one given, else `<registry>/audit.jsonl`.
 fn audit_location(registry: &Registry, audit: Option<String>) -> Location {
-    audit.map_or_else(|| Location::File(registry.root().join("audit.jsonl")), |a| Location::parse(&a))
+    Location::for_registry(registry.root(), audit.as_deref())
 }
 
 #[cfg(test)]

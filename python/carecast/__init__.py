@@ -77,7 +77,7 @@ def _as_arrow(table: Any) -> Tuple[str, Any]:
         return "pyarrow", pa.Table.from_batches([table])
     if not hasattr(table, "__arrow_c_stream__"):
         raise TypeError(f"table: expected a pandas or polars DataFrame or a pyarrow Table, not {type(table).__name__}")
-    return module if module in ("pandas", "polars") else "pyarrow", table
+    return "polars" if module == "polars" else "pyarrow", table
 
 
 def _as_kind(kind: str, table: pa.Table) -> Any:

@@ -73,18 +73,18 @@ def score(
     and is audited again, so write it out once, or ``persist()`` it, and leave speculation off.
     ``key``: a column of pseudonymous keys, checked on every row; without one, the scores carry
     nothing to join them back to their rows by. Only the model's inputs and the key reach
-    Carecast, and the identifier guard checks them batch by batch, as it checks a file. Any refused row fails the job: the driver sees
-    Spark's ``PythonException`` carrying :class:`carecast.InputError`'s message (its field, and
-    its row counted within the failing Arrow batch); clean the rows, or score them with
-    ``carecast score`` to get every refusal in a file.
+    Carecast, and the identifier guard checks them batch by batch, as it checks a file. Any
+    refused row fails the job: the driver sees Spark's ``PythonException`` carrying
+    :class:`carecast.InputError`'s message (its field, and its row counted within the failing
+    Arrow batch); clean the rows, or score them with ``carecast score`` to get every refusal in
+    a file.
     """
     import carecast
-    from pyspark.sql.pandas.types import from_arrow_schema
+    from pyspark.sql import functions as F
+    from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
     path = os.path.abspath(model_path)
     shipped = _ship(df.sparkSession.sparkContext, path) if ship else None
-    from pyspark.sql import functions as F
-
     local = carecast.load_path(path, audit=os.devnull)
     # Only the columns the model reads travel to Python, under plain names (Spark takes a dot
     # in a column's name, as in SUPPORT's `num.co`, for a field of a struct); each batch gets
@@ -92,8 +92,6 @@ def score(
     names = [c for c in df.columns if c in set(local.features) | {key}]
     plain = df.select([F.col(f"`{c}`").alias(f"c{i}") for i, c in enumerate(names)])
     # The output's columns, from scoring no rows on the driver (nothing is audited for that).
-    from pyspark.sql.pandas.types import to_arrow_schema
-
     empty = pa.Table.from_batches([], schema=to_arrow_schema(plain.schema)).rename_columns(names)
     schema = _spark_arrow(pa.table(local._inner.score(empty, key, top, contributions, False)[0]).schema)
 

@@ -9,9 +9,8 @@ use anyhow::Context;
 use carecast_audit::{AuditLog, BatchRun, Location};
 use carecast_models::{ModelPackage, Registry, load_package};
 use carecast_tables::batch::{BatchOptions, RowError, score_frame};
-use carecast_tables::identifiers;
-
 use carecast_tables::disclosure::Disclosure;
+use carecast_tables::identifiers;
 use carecast_tables::population::{Change, Grouping, PopulationOptions, summarise, summarise_source};
 use carecast_tables::{TableError, refuse_identifiers};
 use carecast_training::cohort::event_training_set;
@@ -49,28 +48,30 @@ fn failed(e: impl Into<anyhow::Error>) -> PyErr {
 /// A refused row as Python sees it: (row, field, reason).
 type Refusal = (usize, String, String);
 
-/// A table refused as a whole (identifiers, a column missing or unreadable), as an
-/// [`InputError`] with the column in `field` where one is named, and no rows.
+/// An [`InputError`] carrying `field` (the field at fault) and `rows` (every refused row).
+fn input_error(py: Python<'_>, message: String, field: &str, rows: Vec<Refusal>) -> PyErr {
+    let err = InputError::new_err(message);
+    let value = err.value(py);
+    let attached = value.setattr("field", field).and_then(|()| value.setattr("rows", rows));
+    attached.err().unwrap_or(err)
+}
+
+/// A table refused as a whole (identifiers, a column missing or unreadable): the column in
+/// `field` where one is named, and no rows.
 fn table_refused(py: Python<'_>, e: &TableError) -> PyErr {
-    let err = InputError::new_err(e.to_string());
     let field = match e {
         TableError::Column { column, .. } => column.as_str(),
         TableError::Identifiers { .. } | TableError::Read { .. } => "table",
     };
-    let value = err.value(py);
-    let attached = value.setattr("field", field).and_then(|()| value.setattr("rows", Vec::<Refusal>::new()));
-    attached.err().unwrap_or(err)
+    input_error(py, e.to_string(), field, Vec::new())
 }
 
-/// Refused rows, as an [`InputError`] naming the first's field and carrying them all.
+/// Refused rows, naming the first's field and carrying them all.
 fn refused(py: Python<'_>, errors: &[RowError]) -> PyErr {
     let first = &errors[0];
     let more = if errors.len() > 1 { format!(" (and {} more rows refused)", errors.len() - 1) } else { String::new() };
-    let err = InputError::new_err(format!("row {}: `{}`: {}{more}", first.row, first.field, first.reason));
-    let value = err.value(py);
-    let rows: Vec<Refusal> = errors.iter().map(|e| (e.row, e.field.clone(), e.reason.clone())).collect();
-    let attached = value.setattr("field", &first.field).and_then(|()| value.setattr("rows", rows));
-    attached.err().unwrap_or(err)
+    let rows = errors.iter().map(|e| (e.row, e.field.clone(), e.reason.clone())).collect();
+    input_error(py, format!("row {}: `{}`: {}{more}", first.row, first.field, first.reason), &first.field, rows)
 }
 
 /// A published model package, loaded and checked, ready to score in this process.
@@ -195,16 +196,12 @@ fn frame_sha256(df: &mut DataFrame) -> anyhow::Result<String> {
     Ok(hex::encode(hashing.0.finalize()))
 }
 
-fn audit_location(registry: &Path, audit: Option<&str>) -> Location {
-    audit.map_or_else(|| Location::File(registry.join("audit.jsonl")), Location::parse)
-}
-
 /// Loads `model` (its promoted version, or `version`) from the registry folder `registry`.
 #[pyfunction]
 #[pyo3(signature = (registry, model, version=None, audit=None))]
 fn load(registry: PathBuf, model: &str, version: Option<&str>, audit: Option<&str>) -> PyResult<Model> {
     let pkg = resolve(&registry, model, version)?;
-    Ok(Model { pkg: Arc::new(pkg), audit: audit_location(&registry, audit) })
+    Ok(Model { pkg: Arc::new(pkg), audit: Location::for_registry(&registry, audit) })
 }
 
 /// Loads the package in the folder `path` (a copy shipped to a Spark executor, say), auditing
