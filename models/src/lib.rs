@@ -6,6 +6,7 @@ pub mod bands;
 pub mod calibration;
 pub mod clock;
 pub mod deid;
+pub mod drift;
 pub mod estimator;
 pub mod explain;
 pub mod features;

@@ -80,6 +80,9 @@ pub struct ModelPackage {
     pub scorer: Scorer,
     /// For models trained on events: how a patient's raw events become the model's inputs.
     pub events: Option<EventInputs>,
+    /// What the training data's inputs and scores looked like, for drift monitoring (packages
+    /// published before `reference.json` have none).
+    pub reference: Option<crate::drift::Reference>,
 }
 
 /// A package's event feature spec (`features.toml`) and outcome horizon (`task.toml`), read from
@@ -218,5 +221,15 @@ pub fn load_package(dir: &Path) -> Result<ModelPackage, PackageError> {
             Some(EventInputs { extractor, horizon })
         }
     };
-    Ok(ModelPackage { dir: dir.to_path_buf(), manifest, metrics, scorer, events })
+    let reference = match contents.get(crate::drift::REFERENCE) {
+        None => None,
+        Some(bytes) => {
+            let reference: crate::drift::Reference = read_json(&dir.join(crate::drift::REFERENCE), bytes)?;
+            if !reference.fits(&scorer) {
+                return Err(invalid(format!("{} does not describe the model's inputs", crate::drift::REFERENCE)));
+            }
+            Some(reference)
+        }
+    };
+    Ok(ModelPackage { dir: dir.to_path_buf(), manifest, metrics, scorer, events, reference })
 }

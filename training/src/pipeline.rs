@@ -10,6 +10,7 @@ pub use crate::fit::{Algorithm, TrainOptions};
 use crate::fit::{Encoded, preprocessor_training::fit_preprocessor};
 use crate::subgroups::{assign_from_column, default_subgroups};
 use crate::task::TaskSpec;
+use carecast_models::drift::Reference;
 use carecast_models::package::{Manifest, Metrics, ModelPackage, TaskInfo, TrainingData, sha256_hex, write_package};
 use carecast_models::preprocess::{Encoding, Preprocessor};
 use carecast_models::{
@@ -340,8 +341,19 @@ pub(crate) fn evaluate_and_publish(
         excluded_rows,
         training,
     };
-    let version = publish(registry, manifest, definition, &metrics_file, &set.spec_files)?;
+    let reference =
+        Reference::of(&scorer, data.train_rows.iter().map(|&r| row_values(&data.columns, r).expect("checked on load")));
+    let mut files = set.spec_files.clone();
+    files.push((carecast_models::drift::REFERENCE, json_file(&reference)));
+    let version = publish(registry, manifest, definition, &metrics_file, &files)?;
     Ok(Published { version, test, max_additivity_error })
+}
+
+/// A package file's JSON, as the package's own files are written.
+fn json_file(value: &impl Serialize) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec_pretty(value).expect("plain data serialises");
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Publishes a package (the next version of `manifest.name`) with its model card.
@@ -475,6 +487,23 @@ pub fn recalibrate_package(
         data_sha256: data.sha256.clone(),
         rows: y.len(),
     });
-    let version = publish(registry, pkg.manifest.clone(), &definition, &metrics, &task.spec_files)?;
+    let mut files = task.spec_files.clone();
+    if let Some(reference) = &pkg.reference {
+        // The new probability at the margin where the old model gave `p` (both increasing in it).
+        let probability = |c: &Option<carecast_models::calibration::Calibration>, margin: f64| {
+            carecast_models::scorer::sigmoid(c.as_ref().map_or(margin, |c| c.log_odds(margin)))
+        };
+        let (old, new) = (&pkg.scorer.definition().calibration, &definition.calibration);
+        let mapped = |p: f64| {
+            let (mut lo, mut hi) = (-60.0, 60.0);
+            for _ in 0..100 {
+                let mid = 0.5 * (lo + hi);
+                if probability(old, mid) < p { lo = mid } else { hi = mid }
+            }
+            probability(new, 0.5 * (lo + hi))
+        };
+        files.push((carecast_models::drift::REFERENCE, json_file(&reference.with_scores_mapped(mapped))));
+    }
+    let version = publish(registry, pkg.manifest.clone(), &definition, &metrics, &files)?;
     Ok(Recalibrated { version, shift, metrics })
 }
