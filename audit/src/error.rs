@@ -11,6 +11,8 @@ pub enum AuditError {
     Closed,
     #[error("signing key: {0}")]
     SigningKey(String),
+    #[error("outcome ledger {path}: {reason}")]
+    Ledger { path: String, reason: String },
 }
 
 /// What a store could not do. Cloned to every score waiting on the one commit that failed.

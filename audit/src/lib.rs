@@ -26,13 +26,15 @@
 //! Modules, each using only those above it: [`error`] (what can go wrong), [`record`] (what is
 //! stored and how it is hashed), [`checkpoint`] (signing), [`trail`] (chaining, and the trait each
 //! store implements), the two stores [`journal`] and [`postgres`], [`location`] (which store),
-//! [`verify`], and [`log`] (the writer the scoring code talks to).
+//! [`verify`], and [`log`] (the writer the scoring code talks to). Beside the trail, [`outcomes`]
+//! keeps the outcomes that come back, against which its scores are judged.
 
 pub mod checkpoint;
 mod error;
 mod journal;
 mod location;
 mod log;
+pub mod outcomes;
 mod postgres;
 mod record;
 mod trail;
@@ -43,4 +45,4 @@ pub use error::{AuditError, StoreFault, Unreadable};
 pub use location::Location;
 pub use log::{Announced, AuditLog, HOLD, Signing};
 pub use record::{AuditRecord, BatchRun, Checkpoint, Entry};
-pub use verify::{Verified, verify, verify_trusted};
+pub use verify::{Verified, entries, verify, verify_trusted};

@@ -124,13 +124,7 @@ impl AuditLog {
 
     /// Every committed record but checkpoints, in order: scores and batch runs.
     pub fn entries(&self) -> Result<Vec<Entry>, AuditError> {
-        let mut all = Vec::new();
-        check_chain(self.records()?, None, |e| {
-            if !e.is_checkpoint() {
-                all.push(e);
-            }
-        })?;
-        Ok(all)
+        crate::verify::entries(self.location.clone())
     }
 
     fn records(&self) -> Result<Records, AuditError> {

@@ -31,6 +31,19 @@ pub fn verify<L: Into<Location>>(location: L) -> Result<Verified, AuditError> {
     check_chain(read_records(&location.into())?, None, |_| ())
 }
 
+/// Every record at `location` but checkpoints, in order (scores and batch runs), once the whole
+/// chain is verified: what is read back (monitoring's judgement of the scores) is what was
+/// committed. A server may be writing to it meanwhile.
+pub fn entries<L: Into<Location>>(location: L) -> Result<Vec<Entry>, AuditError> {
+    let mut all = Vec::new();
+    check_chain(read_records(&location.into())?, None, |e| {
+        if !e.is_checkpoint() {
+            all.push(e);
+        }
+    })?;
+    Ok(all)
+}
+
 /// [`verify`], and every checkpoint signed by the `trusted` public key (hex) alone; with the
 /// second location's `copies`, every copied checkpoint still in the trail, unchanged (records cut
 /// off the end, checkpoints included, are found this way).
