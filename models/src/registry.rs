@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 const CURRENT: &str = "CURRENT";
 const HISTORY: &str = "HISTORY.jsonl";
+const LIVE: &str = "live";
 
 /// One line of a model's registry history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,6 +261,39 @@ impl Registry {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(RegistryError::Io { path, source: e }),
         }
+    }
+
+    /// Where a server keeps the live drift tallies of `model`'s `version`
+    /// (`<root>/<model>/live/<version>/`): one file per day and server process,
+    /// `<YYYY-MM-DD>.<server>.json`.
+    pub fn live_dir(&self, model: &str, version: &str) -> PathBuf {
+        self.root.join(model).join(LIVE).join(version)
+    }
+
+    /// Every live tally file of `model`, as (version, day, path); none before any was written.
+    pub fn live_files(&self, model: &str) -> Result<Vec<(String, chrono::NaiveDate, PathBuf)>, RegistryError> {
+        check_name(model)?;
+        let root = self.root.join(model).join(LIVE);
+        let mut files = Vec::new();
+        let entries = match std::fs::read_dir(&root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(files),
+            Err(e) => return Err(RegistryError::Io { path: root, source: e }),
+        };
+        for version in entries {
+            let version = version.map_err(Self::io(&root))?;
+            let name = version.file_name().to_string_lossy().into_owned();
+            for file in std::fs::read_dir(version.path()).map_err(Self::io(&version.path()))? {
+                let path = file.map_err(Self::io(&version.path()))?.path();
+                let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let day = file_name.split('.').next().and_then(|d| d.parse().ok());
+                if let Some(day) = day.filter(|_| file_name.ends_with(".json")) {
+                    files.push((name.clone(), day, path));
+                }
+            }
+        }
+        files.sort();
+        Ok(files)
     }
 
     /// When a version was published, if the history records it.

@@ -216,6 +216,7 @@ fn card(
         .scorer
         .score(&row, &mut Workspace::default())
         .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    state.drift.observe(pkg, &row, score.probability);
     let completeness = pkg.scorer.completeness(&score);
 
     let band = score.band.as_str();

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod cds;
 pub mod config;
+pub mod drift;
 pub mod fhir;
 pub mod fhir_server;
 pub mod metrics;

@@ -73,3 +73,19 @@ pub fn tls_refused(reason: &str) {
     tracing::warn!(reason, "TLS handshake refused");
     metrics::counter!("carecast_tls_refused_total").increment(1);
 }
+
+/// A model version's drift over the live window: rows counted, and per input (and for the
+/// score) PSI, Jensen–Shannon distance and the change in missing rate from training.
+pub fn drift(model: &str, version: &str, drift: &carecast_models::drift::Drift) {
+    let (m, v) = (model.to_string(), version.to_string());
+    metrics::gauge!("carecast_drift_rows", "model" => m.clone(), "version" => v.clone()).set(drift.rows as f64);
+    metrics::gauge!("carecast_score_psi", "model" => m.clone(), "version" => v.clone()).set(drift.score.psi);
+    metrics::gauge!("carecast_score_js_distance", "model" => m.clone(), "version" => v.clone())
+        .set(drift.score.js_distance);
+    for f in &drift.features {
+        let labels = [("model", m.clone()), ("version", v.clone()), ("feature", f.name.clone())];
+        metrics::gauge!("carecast_feature_psi", &labels).set(f.psi);
+        metrics::gauge!("carecast_feature_js_distance", &labels).set(f.js_distance);
+        metrics::gauge!("carecast_feature_missing_change", &labels).set(f.missing_live - f.missing_train);
+    }
+}

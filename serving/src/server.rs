@@ -72,8 +72,17 @@ pub async fn serve(
         .build_v1()?;
     crate::metrics::handle();
     let upkeep = tokio::spawn(crate::metrics::upkeep());
+    let drift = state.drift.clone();
+    let writing = tokio::spawn(drift.clone().keep_writing());
+    let exporting = drift.clone();
     let http = axum::Router::new()
-        .route("/metrics", axum::routing::get(|| async { crate::metrics::handle().render() }))
+        .route(
+            "/metrics",
+            axum::routing::get(move || async move {
+                exporting.export();
+                crate::metrics::handle().render()
+            }),
+        )
         .merge(crate::cds::routes(state.clone()))
         .merge(crate::population::routes(state.clone()));
     let routes = tonic::service::Routes::from(http)
@@ -104,5 +113,7 @@ pub async fn serve(
         }
     };
     upkeep.abort();
+    writing.abort();
+    tokio::task::spawn_blocking(move || drift.flush()).await.ok();
     Ok(served?)
 }

@@ -25,6 +25,8 @@ pub struct AppState {
     pub fhir_servers: Option<FhirServers>,
     /// Where planners' population runs are published, listed at `/population`; none unless configured.
     pub population: Option<std::path::PathBuf>,
+    /// Live input and score drift, counted from every score computed.
+    pub drift: Arc<crate::drift::LiveDrift>,
     /// Set once the server is told to stop: open streams end instead of reading on.
     pub(crate) stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -41,6 +43,7 @@ pub fn ephemeral_pseudonym_key() -> PseudonymKey {
 impl AppState {
     pub fn new(store: ModelStore, audit: AuditLog, auth: Option<Authenticator>, pseudonyms: PseudonymKey) -> Self {
         Self {
+            drift: Arc::new(crate::drift::LiveDrift::new(store.registry().clone())),
             store,
             audit,
             auth,
@@ -233,6 +236,7 @@ impl Scoring {
             inputs_from_events(&pkg, req)?
         };
         let score = pkg.scorer.score(&row, ws).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.state.drift.observe(&pkg, &row, score.probability);
         Ok(Scored { response: score_response(&pkg, req, &row, &score), band: score.band.as_str() })
     }
 
