@@ -10,6 +10,7 @@
 //! | [`audit_trail`] | audit verify, audit keygen | information governance |
 //! | [`records`] | ingest, synth, labels | data engineers |
 //! | [`lifecycle`] | models, promote, rollback | whoever releases models |
+//! | [`monitoring`] | outcomes, monitor | the clinical safety officer |
 //! | [`demo`] | demo | a first look |
 
 mod allocator;
@@ -18,6 +19,7 @@ mod bundled;
 mod clinical;
 mod demo;
 mod lifecycle;
+mod monitoring;
 mod planning;
 mod progress;
 mod records;
@@ -70,6 +72,8 @@ enum Command {
     Models,
     Promote(lifecycle::Promote),
     Rollback(lifecycle::Rollback),
+    Outcomes(monitoring::Outcomes),
+    Monitor(monitoring::Monitor),
     /// The whole path on the bundled data: train, batch-score, serve, and score one patient over gRPC.
     #[command(after_help = "Example:\n  carecast demo")]
     Demo,
@@ -105,6 +109,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Models => lifecycle::list(&registry),
         Command::Promote(args) => lifecycle::promote(&registry, args),
         Command::Rollback(args) => lifecycle::rollback(&registry, args),
+        Command::Outcomes(args) => monitoring::outcomes(&registry, args),
+        Command::Monitor(args) => monitoring::monitor(&registry, args),
         Command::Demo => demo::run(&registry).await,
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "carecast", &mut std::io::stdout());

@@ -13,4 +13,6 @@ pub mod report;
 mod staged;
 mod table;
 
-pub use table::{FeatureColumn, TableError, feature_columns, read_table, refuse_identifiers, row_values, text_column};
+pub use table::{
+    FeatureColumn, TableError, feature_columns, read_table, refuse_identifiers, row_values, text_column, time_column,
+};

@@ -36,6 +36,38 @@ pub fn refuse_identifiers(path: &Path, findings: &[crate::identifiers::Finding])
     })
 }
 
+/// A column of times as microseconds since the Unix epoch (UTC): a date-time or date column, or
+/// text in RFC 3339 (`2026-03-01T09:30:00Z`), `2026-03-01 09:30:00` (UTC) or `2026-03-01`
+/// (midnight UTC). A missing or unreadable value is `None`.
+pub fn time_column(df: &DataFrame, name: &str) -> Result<Vec<Option<i64>>, TableError> {
+    let column = df
+        .column(name)
+        .map_err(|_| TableError::Column { column: name.into(), reason: "absent from the input".into() })?;
+    let fail = |e: PolarsError| TableError::Column { column: name.into(), reason: e.to_string() };
+    let series = column.as_materialized_series();
+    if series.dtype() == &DataType::String {
+        let parse = |t: &str| -> Option<i64> {
+            let t = t.trim();
+            if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
+                return Some(d.timestamp_micros());
+            }
+            for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+                if let Ok(d) = chrono::NaiveDateTime::parse_from_str(t, format) {
+                    return Some(d.and_utc().timestamp_micros());
+                }
+            }
+            let day = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok()?;
+            Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_micros())
+        };
+        return Ok(series.str().map_err(fail)?.iter().map(|v| v.and_then(parse)).collect());
+    }
+    let micros = series
+        .cast(&DataType::Datetime(TimeUnit::Microseconds, None))
+        .and_then(|s| s.cast(&DataType::Int64))
+        .map_err(|e| TableError::Column { column: name.into(), reason: format!("not a date-time column ({e})") })?;
+    Ok(micros.i64().map_err(fail)?.iter().collect())
+}
+
 fn read_any(path: &Path) -> Result<DataFrame, TableError> {
     let fail = |reason: String| TableError::Read { path: path.display().to_string(), reason };
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();

@@ -240,22 +240,26 @@ fn limitations(metrics: &MetricsFile, training: &TrainingSummary) -> Vec<String>
 }
 
 /// A plot's axis labels and ranges.
-struct Axes<'a> {
-    x_label: &'a str,
-    y_label: &'a str,
-    x_range: (f64, f64),
-    y_range: (f64, f64),
+pub(crate) struct Axes<'a> {
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    pub x_range: (f64, f64),
+    pub y_range: (f64, f64),
     /// Legend in the top right corner (else the bottom right), away from the curves.
-    legend_top: bool,
+    pub legend_top: bool,
 }
 
 /// Tick label with enough decimals for the axis' range.
 fn tick(v: f64, range: (f64, f64)) -> String {
-    if range.1 - range.0 < 0.1 { format!("{v:.3}") } else { format!("{v:.2}") }
+    match range.1 - range.0 {
+        r if r < 0.1 => format!("{v:.3}"),
+        r if r >= 10.0 => format!("{v:.0}"),
+        _ => format!("{v:.2}"),
+    }
 }
 
 /// One plot as inline SVG, series as polylines clipped to the axes' ranges.
-fn svg_plot(title: &str, axes: Axes<'_>, series: &[(&str, &str, &[Point])]) -> String {
+pub(crate) fn svg_plot(title: &str, axes: Axes<'_>, series: &[(&str, &str, &[Point])]) -> String {
     let Axes { x_label, y_label, x_range: (x0, x1), y_range, legend_top } = axes;
     let (w, h, left, bottom, top, right) = (360.0, 300.0, 50.0, 40.0, 28.0, 12.0);
     let sx = |x: f64| left + (x.clamp(x0, x1) - x0) / (x1 - x0) * (w - left - right);
@@ -378,13 +382,13 @@ fn plots(r: &Report) -> Vec<String> {
     ]
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
 /// Minimal Markdown to HTML for the card's own output: headings, tables, lists, paragraphs,
 /// `code` and **bold**.
-fn markdown_to_html(md: &str) -> String {
+pub(crate) fn markdown_to_html(md: &str) -> String {
     let inline = |t: &str| {
         let mut out = String::new();
         let (mut code, mut bold) = (false, false);

@@ -9,6 +9,7 @@ pub mod evaluate;
 pub mod fit;
 pub mod import;
 pub mod ingest;
+pub mod monitor;
 pub mod pipeline;
 pub mod rng;
 pub mod subgroups;

@@ -27,11 +27,11 @@ fn metrics(pkg: &ModelPackage) -> MetricsFile {
 /// The synthetic population the tests below share: its size and seed.
 const PATIENTS: usize = 20_000;
 const SEED: u64 = 17;
-/// The tests that read it; the last to finish removes it.
-const TESTS: usize = 3;
+/// The tests that read it (these and `monitoring`'s); the last to finish removes it.
+const TESTS: usize = 4;
 
 /// The shared population's directory, written by whichever test needs it first.
-fn population() -> &'static Path {
+pub(crate) fn population() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("carecast-events-training-{}", std::process::id()));
@@ -41,12 +41,12 @@ fn population() -> &'static Path {
 }
 
 /// Each test publishes into a registry of its own beside the population.
-fn registry(name: &str) -> Registry {
+pub(crate) fn registry(name: &str) -> Registry {
     Registry::new(population().join(name))
 }
 
 /// The last of the tests to finish removes the population and the registries.
-fn finished() {
+pub(crate) fn finished() {
     static DONE: AtomicUsize = AtomicUsize::new(0);
     if DONE.fetch_add(1, Ordering::SeqCst) + 1 == TESTS {
         std::fs::remove_dir_all(population()).unwrap();

@@ -4,6 +4,7 @@
 mod deid_guard;
 mod events_training;
 mod import_package;
+mod monitoring;
 mod omop;
 mod pbc2_events;
 mod quality_bars;
