@@ -106,11 +106,10 @@ pub fn outcomes(registry: &Registry, args: Outcomes) -> anyhow::Result<()> {
         let pkg = load_package(&registry.resolve(&model, None)?.1)?;
         let watch = match Watch::for_package(&pkg, Vec::new(), None, Period::Week, now) {
             Ok(w) => w,
-            Err(e) if args.models.is_empty() => {
-                println!("{model}: not matched ({e})");
+            Err(e) => {
+                println!("{model}: not matched ({e}; `carecast monitor` takes them)");
                 continue;
             }
-            Err(e) => return Err(e),
         };
         let (judged, counts) = monitor::judge(&entries, &all, &watch);
         let pending = judged.iter().filter(|j| j.verdict == monitor::Verdict::Pending).count();

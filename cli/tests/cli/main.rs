@@ -3,4 +3,5 @@
 
 mod audit_crash;
 mod common;
+mod monitoring;
 mod quickstart;
