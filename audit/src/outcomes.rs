@@ -19,6 +19,45 @@ pub struct Outcome {
     pub code: String,
 }
 
+/// Which part of an outcome was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeField {
+    Key,
+    Time,
+    Code,
+}
+
+/// Why an outcome was refused (never its value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub field: OutcomeField,
+    pub reason: String,
+}
+
+impl Outcome {
+    /// An outcome from its parts as a feed sends them, checked: a pseudonymous key (no direct
+    /// identifier), a real time (after 1900, not ahead of `now` beyond clock skew; both in
+    /// microseconds) and a code. `None` is a missing part.
+    pub fn checked(key: Option<&str>, time: Option<i64>, code: Option<&str>, now: i64) -> Result<Self, Refusal> {
+        let refuse = |field, reason: String| Refusal { field, reason };
+        let key = key.ok_or_else(|| refuse(OutcomeField::Key, "missing".into()))?;
+        carecast_models::deid::check_patient_key(key).map_err(|r| refuse(OutcomeField::Key, r.into()))?;
+        let time = time.ok_or_else(|| {
+            refuse(OutcomeField::Time, "missing or not a date-time (e.g. 2026-03-01T09:30:00Z)".into())
+        })?;
+        carecast_models::clock::check(time, now).map_err(|e| refuse(OutcomeField::Time, e.to_string()))?;
+        let code = code
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| refuse(OutcomeField::Code, "missing".into()))?;
+        Ok(Outcome {
+            patient_key: key.to_string(),
+            time: DateTime::from_timestamp_micros(time).expect("checked to be a real time"),
+            code: code.to_string(),
+        })
+    }
+}
+
 /// An outcome as the ledger holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recorded {

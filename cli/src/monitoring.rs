@@ -1,9 +1,9 @@
 //! Watching deployed models: outcomes back in (`carecast outcomes`), and the monitoring report
 //! (`carecast monitor`): calibration, discrimination and drift as outcomes come back.
 
-use carecast_audit::outcomes::{Outcome, OutcomeLedger};
+use carecast_audit::outcomes::{Outcome, OutcomeField, OutcomeLedger};
 use carecast_models::drift::{Reference, Tally};
-use carecast_models::{Registry, clock, deid, load_package};
+use carecast_models::{Registry, load_package};
 use carecast_training::monitor::{self, DayTally, MonitorReport, Period, Sources, Watch};
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -53,25 +53,17 @@ fn read_outcomes(args: &Outcomes, now: DateTime<Utc>) -> anyhow::Result<(Vec<Out
     let codes = carecast_tables::text_column(&df, &args.code_column)?;
     let (mut outcomes, mut refused) = (Vec::new(), Vec::new());
     for (row, ((key, time), code)) in keys.into_iter().zip(times).zip(codes).enumerate() {
-        let refuse = |field: &str, reason: String| Refusal { row: row + 1, field: field.to_string(), reason };
-        let checked = (|| {
-            let key = key.ok_or_else(|| refuse(&args.key_column, "missing".into()))?;
-            deid::check_patient_key(&key).map_err(|r| refuse(&args.key_column, r.into()))?;
-            let time = time.ok_or_else(|| {
-                refuse(&args.time_column, "missing or not a date-time (e.g. 2026-03-01T09:30:00Z)".into())
-            })?;
-            clock::check(time, now.timestamp_micros()).map_err(|e| refuse(&args.time_column, e.to_string()))?;
-            let code =
-                code.filter(|c| !c.trim().is_empty()).ok_or_else(|| refuse(&args.code_column, "missing".into()))?;
-            Ok(Outcome {
-                patient_key: key,
-                time: DateTime::from_timestamp_micros(time).expect("checked to be a real time"),
-                code: code.trim().to_string(),
-            })
-        })();
-        match checked {
+        match Outcome::checked(key.as_deref(), time, code.as_deref(), now.timestamp_micros()) {
             Ok(o) => outcomes.push(o),
-            Err(r) => refused.push(r),
+            Err(r) => refused.push(Refusal {
+                row: row + 1,
+                field: match r.field {
+                    OutcomeField::Key => args.key_column.clone(),
+                    OutcomeField::Time => args.time_column.clone(),
+                    OutcomeField::Code => args.code_column.clone(),
+                },
+                reason: r.reason,
+            }),
         }
     }
     Ok((outcomes, refused))

@@ -25,6 +25,8 @@ pub enum Role {
     Clinician,
     Researcher,
     Planner,
+    /// Outcome feeds: may record outcomes (`RecordOutcomes`), nothing else.
+    Monitor,
     Admin,
 }
 
@@ -34,6 +36,7 @@ impl Role {
             Role::Clinician => "clinician",
             Role::Researcher => "researcher",
             Role::Planner => "planner",
+            Role::Monitor => "monitor",
             Role::Admin => "admin",
         }
     }

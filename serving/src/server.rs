@@ -4,10 +4,11 @@
 //! limits: message sizes, concurrent requests per connection, and a deadline for every request
 //! (the client's `grpc-timeout` when shorter). TLS (and mutual TLS) when configured.
 
-use crate::service::{AppState, Models, Scoring};
+use crate::service::{AppState, Models, Monitoring, Scoring};
 use crate::tls::Tls;
 use carecast_proto::v1::{
-    self as pb, model_service_server::ModelServiceServer, scoring_service_server::ScoringServiceServer,
+    self as pb, model_service_server::ModelServiceServer, monitoring_service_server::MonitoringServiceServer,
+    scoring_service_server::ScoringServiceServer,
 };
 use std::future::Future;
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<ScoringServiceServer<Scoring>>().await;
     health.set_serving::<ModelServiceServer<Models>>().await;
+    health.set_serving::<MonitoringServiceServer<Monitoring>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -89,7 +91,8 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ScoringServiceServer::new(Scoring { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE))
-        .add_service(ModelServiceServer::new(Models { state }));
+        .add_service(ModelServiceServer::new(Models { state: state.clone() }))
+        .add_service(MonitoringServiceServer::new(Monitoring { state }).max_decoding_message_size(MAX_MESSAGE));
     let server = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(request_errors))
         .accept_http1(true)

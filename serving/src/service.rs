@@ -467,3 +467,61 @@ impl pb::model_service_server::ModelService for Models {
         }))
     }
 }
+
+pub struct Monitoring {
+    pub state: Arc<AppState>,
+}
+
+/// Most outcomes in one `RecordOutcomes` call.
+pub const MAX_OUTCOMES: usize = 10_000;
+
+#[tonic::async_trait]
+impl pb::monitoring_service_server::MonitoringService for Monitoring {
+    async fn record_outcomes(
+        &self,
+        request: Request<pb::RecordOutcomesRequest>,
+    ) -> Result<Response<pb::RecordOutcomesResponse>, Status> {
+        use carecast_audit::outcomes::{Outcome, OutcomeField, OutcomeLedger};
+        self.state.caller(&request, "RecordOutcomes", Role::Monitor)?;
+        let sent = request.into_inner().outcomes;
+        if sent.len() > MAX_OUTCOMES {
+            return Err(Status::invalid_argument(format!(
+                "outcomes: {} in one call; at most {MAX_OUTCOMES}",
+                sent.len()
+            )));
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        let (mut outcomes, mut refused) = (Vec::new(), Vec::new());
+        for (i, o) in sent.iter().enumerate() {
+            let time = (o.time_micros != 0).then_some(o.time_micros);
+            match Outcome::checked(Some(&o.patient_key), time, Some(&o.code), now) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(r) => refused.push(pb::RefusedOutcome {
+                    index: i as u32,
+                    field: format!(
+                        "outcomes[{i}].{}",
+                        match r.field {
+                            OutcomeField::Key => "patient_key",
+                            OutcomeField::Time => "time_micros",
+                            OutcomeField::Code => "code",
+                        }
+                    ),
+                    reason: r.reason,
+                }),
+            }
+        }
+        let ledger = OutcomeLedger::for_registry(self.state.store.registry().root());
+        let appended = tokio::task::spawn_blocking(move || ledger.append(&outcomes))
+            .await
+            .map_err(|_| Status::internal("recording outcomes failed"))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "outcome ledger write failed");
+                Status::unavailable("outcome ledger unavailable; nothing recorded")
+            })?;
+        Ok(Response::new(pb::RecordOutcomesResponse {
+            added: appended.added,
+            duplicates: appended.duplicates,
+            refused,
+        }))
+    }
+}

@@ -8,7 +8,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carecast_audit::AuditLog;
 use carecast_models::{Registry, Value};
 use carecast_proto::v1::{
-    self as pb, feature_value, model_service_client::ModelServiceClient, scoring_service_client::ScoringServiceClient,
+    self as pb, feature_value, model_service_client::ModelServiceClient,
+    monitoring_service_client::MonitoringServiceClient, scoring_service_client::ScoringServiceClient,
 };
 use carecast_serving::auth::Authenticator;
 use carecast_serving::{AppState, ModelStore, server};
@@ -118,6 +119,21 @@ async fn tokens_roles_and_refusals() {
         Code::PermissionDenied,
         "needs the `clinician` role",
     );
+    // Outcome feeds have a role of their own: a clinician cannot record outcomes, nor a feed score.
+    let mut monitoring = MonitoringServiceClient::connect(format!("http://{address}")).await.unwrap();
+    let outcome = pb::RecordOutcomesRequest {
+        outcomes: vec![pb::ObservedOutcome {
+            patient_key: "auth-1".into(),
+            time_micros: chrono::Utc::now().timestamp_micros(),
+            code: "DEATH".into(),
+        }],
+    };
+    let status = monitoring.record_outcomes(bearer(outcome.clone(), &clinician)).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert!(status.message().contains("needs the `monitor` role"), "{}", status.message());
+    let feed = token(&trusted, "k1", "outcome-feed", &["monitor"], "carecast", 300);
+    assert_eq!(monitoring.record_outcomes(bearer(outcome, &feed)).await.unwrap().into_inner().added, 1);
+    refused(scoring.score(bearer(request.clone(), &feed)).await, Code::PermissionDenied, "needs the `clinician` role");
     refused(
         scoring.score(bearer(request.clone(), &token(&trusted, "k1", "dr-1", &["clinician"], "carecast", -3600))).await,
         Code::Unauthenticated,

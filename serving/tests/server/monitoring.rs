@@ -1,15 +1,18 @@
 //! Monitoring a served model: the server counts every score's inputs into its package's
-//! training bins and exports drift at `/metrics`; a shifted input is flagged there (PSI checked
+//! training bins and exports drift at `/metrics`; outcomes come back over `RecordOutcomes`; a shifted input is flagged there (PSI checked
 //! against the definition worked from the training rows themselves), the day's counts are
 //! written to the registry when the server stops, and the shipped Prometheus alert rules fire
 //! on the server's own metrics and on `carecast monitor`'s calibration alarm, as Prometheus
 //! itself evaluates them (`promtool test rules`, Debian's `prometheus` package).
 
 use carecast_audit::AuditLog;
-use carecast_audit::outcomes::Outcome;
+use carecast_audit::outcomes::{Outcome, OutcomeLedger};
 use carecast_models::drift::{Bins, PSI_ALERT, Tally};
 use carecast_models::{Registry, Value, load_package};
-use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
+use carecast_proto::v1::{
+    self as pb, feature_value, monitoring_service_client::MonitoringServiceClient,
+    scoring_service_client::ScoringServiceClient,
+};
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_tables::{feature_columns, read_table, row_values, text_column};
 use carecast_training::monitor::{self, Period, Sources, Watch};
@@ -222,6 +225,35 @@ async fn a_shifted_input_is_flagged_live_and_the_shipped_alert_rules_fire() {
     assert!(others.is_empty(), "only `{SHIFTED}` shifted: {others:?}");
     assert!(text.contains(&format!("carecast_drift_rows{{model=\"{MODEL}\",version=\"1\"}} {SENT}")), "{text}");
 
+    // Outcomes come back over gRPC: every patient scored died within days (far more than
+    // predicted), sent twice; and three that cannot be outcomes, refused by field.
+    let mut feed = MonitoringServiceClient::connect(format!("http://{addr}")).await.unwrap();
+    let died = chrono::Utc::now().timestamp_micros();
+    let mut outcomes: Vec<pb::ObservedOutcome> = sent
+        .iter()
+        .map(|r| pb::ObservedOutcome { patient_key: format!("m-{r}"), time_micros: died, code: "DEATH".into() })
+        .collect();
+    let bad = [
+        pb::ObservedOutcome { patient_key: "9434765919".into(), time_micros: died, code: "DEATH".into() },
+        pb::ObservedOutcome { patient_key: "m-x".into(), time_micros: died + 3_600_000_000, code: "DEATH".into() },
+        pb::ObservedOutcome { patient_key: "m-y".into(), time_micros: died, code: " ".into() },
+    ];
+    outcomes.extend(bad);
+    let request = pb::RecordOutcomesRequest { outcomes: outcomes.clone() };
+    let recorded = feed.record_outcomes(request).await.unwrap().into_inner();
+    assert_eq!((recorded.added, recorded.duplicates), (SENT as u64, 0));
+    let refused: Vec<String> = recorded.refused.iter().map(|r| format!("{} {}", r.index, r.field)).collect();
+    let n = SENT;
+    let expected = [
+        format!("{n} outcomes[{n}].patient_key"),
+        format!("{} outcomes[{}].time_micros", n + 1, n + 1),
+        format!("{} outcomes[{}].code", n + 2, n + 2),
+    ];
+    assert_eq!(refused, expected);
+    assert!(recorded.refused.iter().all(|r| !r.reason.contains("9434765919")), "no value echoed");
+    let again = feed.record_outcomes(pb::RecordOutcomesRequest { outcomes }).await.unwrap().into_inner();
+    assert_eq!((again.added, again.duplicates), (0, SENT as u64));
+
     // Stopping writes the day's counts to the registry: the inputs sent, bin by bin.
     drop(stop);
     serving.await.unwrap().unwrap();
@@ -246,17 +278,11 @@ async fn a_shifted_input_is_flagged_live_and_the_shipped_alert_rules_fire() {
     let score_psi = series(&text, &["carecast_score_psi"]).into_iter().find(|(n, _)| n.contains(MODEL)).unwrap().1;
     expected.push(("CarecastScoreDrift", if score_psi >= PSI_ALERT { vec![labels(&[])] } else { vec![] }));
 
-    // Calibration: the scores just audited judged against outcomes where every patient died
-    // within 30 days (far more than predicted), through `carecast monitor`'s Prometheus file.
+    // Calibration: the scores just audited judged against the outcomes recorded, through
+    // `carecast monitor`'s Prometheus file.
     let entries = state.audit.entries().unwrap();
-    let outcomes: Vec<Outcome> = entries
-        .iter()
-        .map(|e| Outcome {
-            patient_key: e.patient_key.clone(),
-            time: e.time + chrono::Duration::days(3),
-            code: "DEATH".into(),
-        })
-        .collect();
+    let outcomes: Vec<Outcome> =
+        OutcomeLedger::for_registry(registry.root()).read().unwrap().into_iter().map(|r| r.outcome).collect();
     let now = chrono::Utc::now() + chrono::Duration::days(31);
     let watch = Watch::for_package(&pkg, vec!["DEATH".into()], Some("30d"), Period::Week, now).unwrap();
     let references = BTreeMap::from([("1".to_string(), reference)]);
