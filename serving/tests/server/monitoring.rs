@@ -1,9 +1,10 @@
 //! Monitoring a served model: the server counts every score's inputs into its package's
-//! training bins and exports drift at `/metrics`; outcomes come back over `RecordOutcomes`; a shifted input is flagged there (PSI checked
-//! against the definition worked from the training rows themselves), the day's counts are
-//! written to the registry when the server stops, and the shipped Prometheus alert rules fire
-//! on the server's own metrics and on `carecast monitor`'s calibration alarm, as Prometheus
-//! itself evaluates them (`promtool test rules`, Debian's `prometheus` package).
+//! training bins and exports drift at `/metrics`, where a shifted input is flagged (PSI checked
+//! against the definition worked from the training rows themselves); outcomes come back over
+//! `RecordOutcomes`; the day's counts are written to the registry when the server stops; and
+//! the shipped Prometheus alert rules fire on the server's own metrics and on `carecast
+//! monitor`'s calibration alarm, as Prometheus itself evaluates them (`promtool test rules`,
+//! Debian's `prometheus` package).
 
 use carecast_audit::AuditLog;
 use carecast_audit::outcomes::{Outcome, OutcomeLedger};
