@@ -2,7 +2,10 @@
 
 use carecast_models::Registry;
 use carecast_serving::ModelStore;
+use carecast_training::dataset::Rows;
+use carecast_training::pipeline::{EvaluationData, check_gates};
 use clap::Args;
+use std::path::PathBuf;
 
 pub fn list(registry: &Registry) -> anyhow::Result<()> {
     for name in registry.models()? {
@@ -12,11 +15,15 @@ pub fn list(registry: &Registry) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Make a version the one served by default; running servers pick it up without a restart
-/// (and keep serving the previous one if it fails to load).
+/// Make a version the one served by default, once it has passed its promotion gates against
+/// the version served now (stated in its task spec: AUROC not below the served version's by
+/// more than a margin, calibration slope and intercept within limits, every input of the served
+/// version kept), checked on validation data given here or recorded when it was trained. Running
+/// servers pick it up without a restart (and keep serving the previous one if it fails to load).
 #[derive(Args)]
-#[command(after_help = "Example:
-  carecast promote --model support2_hospdead-gbm --version 3")]
+#[command(after_help = "Examples:
+  carecast promote --model support2_hospdead-gbm --version 3 --data validation.csv
+  carecast promote --model support2_hospdead-gbm --version 3 --force --reason \"CSO approval CR-1234\"")]
 pub struct Promote {
     /// The model's name in the registry.
     #[arg(long)]
@@ -24,11 +31,48 @@ pub struct Promote {
     /// The version to serve.
     #[arg(long)]
     version: String,
+    /// Validation data (CSV or Parquet) to check the gates on: the task's test split of it, or
+    /// every row with --all-rows. Without it, the gates recorded when the version was trained.
+    #[arg(long, conflicts_with = "meds")]
+    data: Option<PathBuf>,
+    /// A MEDS dataset to check an event model's gates on.
+    #[arg(long)]
+    meds: Option<PathBuf>,
+    /// Check on every row of --data or --meds (another site's or period's data).
+    #[arg(long)]
+    all_rows: bool,
+    /// Promote although the gates were not passed (or not checked); needs --reason, which the
+    /// registry's history keeps with the gates failed.
+    #[arg(long, requires = "reason")]
+    force: bool,
+    /// Why the promotion is forced (e.g. the clinical safety officer's approval).
+    #[arg(long, requires = "force")]
+    reason: Option<String>,
 }
 
 pub fn promote(registry: &Registry, args: Promote) -> anyhow::Result<()> {
-    ModelStore::new(registry.clone()).promote(&args.model, &args.version, &cli_user())?;
-    println!("{}: v{} promoted", args.model, args.version);
+    let store = ModelStore::new(registry.clone());
+    let source = match (&args.data, &args.meds) {
+        (Some(d), _) => Some(EvaluationData::Table(d)),
+        (None, Some(m)) => Some(EvaluationData::Meds(m)),
+        (None, None) => None,
+    };
+    let served = registry.current(&args.model).ok();
+    if let (Some(source), Some(served)) = (source, served.filter(|s| *s != args.version)) {
+        let candidate = store.get(&args.model, Some(&args.version))?;
+        let current = store.get(&args.model, Some(&served))?;
+        let rows = if args.all_rows { Rows::All } else { Rows::TaskSplit };
+        let report = check_gates(registry, &candidate, &current, source, rows)?;
+        println!("{} v{} against v{served} on {} rows of {}:", args.model, args.version, report.rows, report.data);
+        for g in &report.gates {
+            println!("  {} {}: {}", if g.passed { "passed" } else { "FAILED" }, g.name, g.detail);
+        }
+    }
+    store.promote(&args.model, &args.version, &cli_user(), args.reason.as_deref().filter(|_| args.force))?;
+    match &args.reason {
+        Some(reason) if args.force => println!("{}: v{} promoted (forced: {reason})", args.model, args.version),
+        _ => println!("{}: v{} promoted", args.model, args.version),
+    }
     Ok(())
 }
 

@@ -173,6 +173,7 @@ fn print_report(r: &TrainReport) {
     for (reason, count) in &r.excluded_rows {
         println!("  excluded {count} row(s): {reason}");
     }
+    println!("  {}", r.promotion);
 }
 
 /// Import a tree model trained elsewhere (XGBoost JSON or LightGBM text) into a task: its
@@ -207,8 +208,8 @@ pub fn import(registry: &Registry, args: Import) -> anyhow::Result<()> {
     };
     let r = import_model(&spec, &data, registry, &args.file, args.format, args.name.as_deref())?;
     println!(
-        "{} v{}: {} trees imported; test AUROC {:.3}; largest additivity error {:.1e}",
-        r.name, r.version, r.trees, r.auroc, r.max_additivity_error
+        "{} v{}: {} trees imported; test AUROC {:.3}; largest additivity error {:.1e}; {}",
+        r.name, r.version, r.trees, r.auroc, r.max_additivity_error, r.promotion
     );
     Ok(())
 }
@@ -284,7 +285,8 @@ pub fn evaluate(registry: &Registry, args: Evaluate) -> anyhow::Result<()> {
 }
 
 /// Recalibrate a model in the large for a new site: shift its log-odds so that its mean risk
-/// matches the site's observed rate, and publish (and promote) the result as a new version.
+/// matches the site's observed rate, and publish the result as a new version, promoted once it
+/// passes its gates on the site's rows.
 #[derive(Args)]
 #[command(after_help = "Example:
   carecast recalibrate --model support2_hospdead-gbm --data new_site.csv")]
@@ -312,8 +314,8 @@ pub fn recalibrate(registry: &Registry, args: Recalibrate) -> anyhow::Result<()>
     };
     let r = recalibrate_package(&pkg, source, Rows::All, registry)?;
     println!(
-        "{} v{} shifted by {:+.3} log-odds on {} rows: published and promoted as v{}",
-        pkg.manifest.name, pkg.manifest.version, r.shift, r.metrics.report.metrics.n, r.version
+        "{} v{} shifted by {:+.3} log-odds on {} rows: published as v{}, {}",
+        pkg.manifest.name, pkg.manifest.version, r.shift, r.metrics.report.metrics.n, r.version, r.promotion
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const CURRENT: &str = "CURRENT";
 const HISTORY: &str = "HISTORY.jsonl";
 const LIVE: &str = "live";
+const GATES: &str = "gates";
 
 /// One line of a model's registry history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,6 +25,54 @@ pub struct HistoryEntry {
     /// Who promoted or rolled back: a server caller's token subject, or `cli:<user>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
+    /// A promotion forced past its gates: the reason given, and the gates it had not passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forced: Option<Forced>,
+}
+
+/// Why a promotion went ahead without passing its gates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forced {
+    pub reason: String,
+    /// The gates not passed (none checked: empty, and said so).
+    pub failed_gates: Vec<String>,
+}
+
+/// One promotion gate's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    /// `inputs`, `discrimination`, `calibration slope` or `calibration intercept`.
+    pub name: String,
+    pub passed: bool,
+    /// What was compared, in words.
+    pub detail: String,
+}
+
+/// A version's promotion gates checked against the version served when they were checked
+/// (`carecast promote`, and training after it publishes), kept in
+/// `<model>/gates/<version>-against-<current>.json`: promotion needs a report that passed,
+/// against the version served now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateReport {
+    pub version: String,
+    pub against: String,
+    pub at: DateTime<Utc>,
+    /// Where they were checked: the data's name and SHA-256, and the rows used.
+    pub data: String,
+    pub data_sha256: String,
+    pub rows: u64,
+    pub gates: Vec<Gate>,
+}
+
+impl GateReport {
+    pub fn passed(&self) -> bool {
+        self.gates.iter().all(|g| g.passed)
+    }
+
+    /// The failed gates, each with its detail.
+    pub fn failed(&self) -> Vec<String> {
+        self.gates.iter().filter(|g| !g.passed).map(|g| format!("{}: {}", g.name, g.detail)).collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +89,11 @@ pub enum RegistryError {
     NothingToRollBack(String),
     #[error("registry {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "model `{model}` version `{version}` has not passed its promotion gates against version `{against}`: {}; check them again on validation data (carecast promote --data or --meds), or force the promotion with a reason",
+        if failed.is_empty() { "not checked".to_string() } else { failed.join("; ") }
+    )]
+    GatesNotPassed { model: String, version: String, against: String, failed: Vec<String> },
 }
 
 /// The history action of a roll-back (it names the version gone back to).
@@ -175,7 +229,8 @@ impl Registry {
     }
 
     /// Publishes a new version: `write` fills a staging directory, which is then renamed into
-    /// place as the next version number and promoted. Returns the version.
+    /// place as the next version number, and promoted if it is the model's first. Returns the
+    /// version.
     pub fn publish<E: From<RegistryError>>(
         &self,
         model: &str,
@@ -195,13 +250,86 @@ impl Registry {
         let target = dir.join(&next);
         std::fs::rename(&staging, &target).map_err(Self::io(&target))?;
         self.record(model, "published", &next, None)?;
-        self.point_current(model, &next, "promoted", None)?;
+        // The first version is served at once; later ones only once promoted past their gates.
+        if self.current_stamp(model)?.is_none() {
+            self.point_current(model, &next, "promoted", None)?;
+        }
         Ok(next)
     }
 
-    /// Makes `version` the one served by default, atomically; the history records `by` whom.
+    /// Makes `version` the one served by default, atomically, whatever its gates; the history
+    /// records `by` whom. Releases go through [`Self::promote_gated`].
     pub fn promote(&self, model: &str, version: &str, by: &str) -> Result<(), RegistryError> {
         self.point_current(model, version, "promoted", Some(by))
+    }
+
+    /// Promotes `version` if it passed its gates against the version served now (a
+    /// [`GateReport`] recorded by [`Self::record_gates`]), or the model has none served, or it
+    /// is `forced` with a reason, which the history keeps with the gates not passed.
+    pub fn promote_gated(
+        &self,
+        model: &str,
+        version: &str,
+        by: &str,
+        forced: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let current = match self.current(model) {
+            Ok(current) => current,
+            Err(RegistryError::NoCurrent(_)) => return self.promote(model, version, by),
+            Err(e) => return Err(e),
+        };
+        self.resolve(model, Some(version))?;
+        let report = if current == version { None } else { self.gates(model, version, &current)? };
+        let passed = current == version || report.as_ref().is_some_and(GateReport::passed);
+        if passed {
+            return self.promote(model, version, by);
+        }
+        let failed = report.map(|r| r.failed()).unwrap_or_default();
+        let Some(reason) = forced.map(str::trim).filter(|r| !r.is_empty()) else {
+            return Err(RegistryError::GatesNotPassed {
+                model: model.into(),
+                version: version.into(),
+                against: current,
+                failed,
+            });
+        };
+        self.switch_current(model, version)?;
+        let forced = Forced { reason: reason.into(), failed_gates: failed };
+        self.append_history(
+            model,
+            &HistoryEntry {
+                at: Utc::now(),
+                action: "promoted".into(),
+                version: version.into(),
+                by: Some(by.into()),
+                forced: Some(forced),
+            },
+        )
+    }
+
+    /// Keeps a gate report (replacing one of the same version against the same version).
+    pub fn record_gates(&self, model: &str, report: &GateReport) -> Result<(), RegistryError> {
+        check_name(model)?;
+        let dir = self.root.join(model).join(GATES);
+        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
+        let path = dir.join(format!("{}-against-{}.json", report.version, report.against));
+        let tmp = dir.join(format!(".{}.{}", report.version, std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(report).expect("gate reports serialise"))
+            .map_err(Self::io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+    }
+
+    /// The gate report of `version` against `against`, if one was recorded.
+    pub fn gates(&self, model: &str, version: &str, against: &str) -> Result<Option<GateReport>, RegistryError> {
+        check_name(model)?;
+        check_name(version)?;
+        check_name(against)?;
+        let path = self.root.join(model).join(GATES).join(format!("{version}-against-{against}.json"));
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RegistryError::Io { path, source: e }),
+        }
     }
 
     /// The version a roll-back would go back to: the one promoted before the current one.
@@ -233,20 +361,33 @@ impl Registry {
 
     /// Swaps `CURRENT` to `version` by renaming a new file over it, and records why.
     fn point_current(&self, model: &str, version: &str, action: &str, by: Option<&str>) -> Result<(), RegistryError> {
+        self.switch_current(model, version)?;
+        self.record(model, action, version, by)
+    }
+
+    fn switch_current(&self, model: &str, version: &str) -> Result<(), RegistryError> {
         self.resolve(model, Some(version))?;
         let dir = self.root.join(model);
         let tmp = dir.join(format!(".{CURRENT}.{}", std::process::id()));
         std::fs::write(&tmp, format!("{version}\n")).map_err(Self::io(&tmp))?;
         let path = dir.join(CURRENT);
-        std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
-        self.record(model, action, version, by)
+        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
     }
 
     fn record(&self, model: &str, action: &str, version: &str, by: Option<&str>) -> Result<(), RegistryError> {
+        let entry = HistoryEntry {
+            at: Utc::now(),
+            action: action.into(),
+            version: version.into(),
+            by: by.map(str::to_string),
+            forced: None,
+        };
+        self.append_history(model, &entry)
+    }
+
+    fn append_history(&self, model: &str, entry: &HistoryEntry) -> Result<(), RegistryError> {
         let path = self.root.join(model).join(HISTORY);
-        let entry =
-            HistoryEntry { at: Utc::now(), action: action.into(), version: version.into(), by: by.map(str::to_string) };
-        let mut line = serde_json::to_vec(&entry).expect("history entries serialise");
+        let mut line = serde_json::to_vec(entry).expect("history entries serialise");
         line.push(b'\n');
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(Self::io(&path))?;
         file.write_all(&line).map_err(Self::io(&path))
@@ -311,7 +452,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("carecast-registry-{}", std::process::id()));
         let registry = Registry::new(&dir);
         for _ in 0..3 {
-            registry.publish("m", |_, _| Ok::<(), RegistryError>(())).unwrap(); // each published version is promoted
+            let v = registry.publish("m", |_, _| Ok::<(), RegistryError>(())).unwrap();
+            registry.promote("m", &v, "test").unwrap(); // only the first is promoted by publishing
         }
         assert_eq!(registry.current("m").unwrap(), "3");
         assert_eq!(registry.rollback("m", "test").unwrap(), "2");

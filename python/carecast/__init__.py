@@ -273,11 +273,16 @@ def recalibrate(
 ) -> Dict[str, Any]:
     """Recalibrates a model in the large for a new site, as ``carecast recalibrate`` does: its
     log-odds shifted so that its mean risk on the site's rows (every row of ``data`` or ``meds``)
-    matches their observed rate, published and promoted as a new version. Returns the new
-    ``version``, the ``shift`` (log-odds) and its ``metrics`` on the site's rows.
+    matches their observed rate, published as a new version and promoted once it passes its
+    promotion gates on those rows (the task spec's: calibration slope and intercept within
+    limits, AUROC not below the served version's by more than a margin). Returns the new
+    ``version``, the ``shift`` (log-odds), its ``metrics`` on the site's rows and its
+    ``promotion`` (``{"status": "promoted" | "held" | "first", "gates": ...}``).
     """
-    new, shift, metrics = _carecast.recalibrate(os.fspath(registry), model, _fspath(data), _fspath(meds), version)
-    return {"version": new, "shift": shift, "metrics": json.loads(metrics)}
+    new, shift, metrics, promotion = _carecast.recalibrate(
+        os.fspath(registry), model, _fspath(data), _fspath(meds), version
+    )
+    return {"version": new, "shift": shift, "metrics": json.loads(metrics), "promotion": json.loads(promotion)}
 
 
 def synth(output: PathLike, *, patients: int = 50_000, seed: int = 42, shard_size: int = 250_000) -> Dict[str, int]:

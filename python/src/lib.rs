@@ -291,7 +291,8 @@ fn evaluate(
 }
 
 /// Recalibrates a model in the large on a new site's `data` or `meds` (every row) and publishes
-/// and promotes the result; returns (new version, log-odds shift, its metrics as JSON text).
+/// the result, promoted once past its gates on those rows; returns (new version, log-odds shift,
+/// its metrics and its promotion, each as JSON text).
 #[pyfunction]
 #[pyo3(signature = (registry, model, data, meds, version=None))]
 fn recalibrate(
@@ -301,12 +302,12 @@ fn recalibrate(
     data: Option<PathBuf>,
     meds: Option<PathBuf>,
     version: Option<&str>,
-) -> PyResult<(String, f64, String)> {
+) -> PyResult<(String, f64, String, String)> {
     let pkg = resolve(&registry, model, version)?;
     let source = evaluation_data(&data, &meds)?;
     py.detach(|| -> anyhow::Result<_> {
         let r = recalibrate_package(&pkg, source, Rows::All, &Registry::new(&registry))?;
-        Ok((r.version, r.shift, serde_json::to_string(&r.metrics)?))
+        Ok((r.version, r.shift, serde_json::to_string(&r.metrics)?, serde_json::to_string(&r.promotion)?))
     })
     .map_err(failed)
 }

@@ -111,6 +111,8 @@ fn store_status(e: StoreError) -> Status {
             | RegistryError::NoCurrent(_)
             | RegistryError::NothingToRollBack(_),
         ) => Status::not_found(short(e.to_string())),
+        // Which gates failed, and how to go on: the caller needs it all, so it is not cut short.
+        StoreError::Registry(RegistryError::GatesNotPassed { .. }) => Status::failed_precondition(e.to_string()),
         StoreError::Registry(RegistryError::Io { .. }) => {
             tracing::error!(error = %e, "model registry I/O failed");
             Status::internal("model registry unavailable")
@@ -428,7 +430,11 @@ impl pb::model_service_server::ModelService for Models {
         if req.version.is_empty() {
             return Err(Status::invalid_argument("version: required"));
         }
-        self.state.store.promote(&req.name, &req.version, &caller).map_err(store_status)?;
+        if req.force && req.reason.trim().is_empty() {
+            return Err(Status::invalid_argument("reason: required to force a promotion past its gates"));
+        }
+        let forced = req.force.then_some(req.reason.as_str());
+        self.state.store.promote(&req.name, &req.version, &caller, forced).map_err(store_status)?;
         Ok(Response::new(pb::PromoteResponse { name: req.name, current_version: req.version }))
     }
 

@@ -168,12 +168,17 @@ impl ModelStore {
     }
 
     /// Makes `version` the one served by default, once its package has loaded and passed its
-    /// checksums here: a version that would be refused is never promoted.
-    pub fn promote(&self, model: &str, version: &str, by: &str) -> Result<(), StoreError> {
+    /// checksums here (a version that would be refused is never promoted), and it has passed its
+    /// promotion gates against the version served now, or is `forced` with a reason
+    /// (`Registry::promote_gated`).
+    pub fn promote(&self, model: &str, version: &str, by: &str, forced: Option<&str>) -> Result<(), StoreError> {
         let (version, dir) = self.registry.resolve(model, Some(version))?;
         self.load(model, &version, &dir)?;
-        self.registry.promote(model, &version, by)?;
-        tracing::info!(model, version, by, "promoted");
+        self.registry.promote_gated(model, &version, by, forced)?;
+        match forced {
+            None => tracing::info!(model, version, by, "promoted"),
+            Some(reason) => tracing::warn!(model, version, by, reason, "promoted past its gates"),
+        }
         Ok(())
     }
 

@@ -51,6 +51,9 @@ pub struct EventTaskSpec {
     /// A feature holding an existing score to compare with on the same rows (e.g. NEWS2).
     #[serde(default)]
     pub baseline: Option<String>,
+    /// When a new version may replace the one served (`[promotion]`; defaults if absent).
+    #[serde(default)]
+    pub promotion: crate::gates::PromotionGates,
 }
 
 fn yes() -> bool {
@@ -285,6 +288,7 @@ pub fn event_training_set(
         },
         features: specs,
         risk_bands,
+        promotion: spec.promotion,
         data,
         spec_files: vec![
             ("task.toml", task_toml.as_bytes().to_vec()),

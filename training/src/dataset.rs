@@ -75,6 +75,8 @@ pub struct TrainingSet {
     pub task: TaskInfo,
     pub features: Vec<FeatureSpec>,
     pub risk_bands: RiskBands,
+    /// When a new version may replace the one served.
+    pub promotion: crate::gates::PromotionGates,
     pub data: TaskData,
     /// The specs that define the task and its features, stored verbatim in the package.
     pub spec_files: Vec<(&'static str, Vec<u8>)>,

@@ -41,6 +41,7 @@ impl Format {
 pub struct ImportReport {
     pub name: String,
     pub version: String,
+    pub promotion: crate::pipeline::Promotion,
     pub auroc: f64,
     pub max_additivity_error: f64,
     pub trees: usize,
@@ -119,6 +120,7 @@ pub fn import_model(
         },
         features: task.features.clone(),
         risk_bands: task.risk_bands,
+        promotion: task.promotion,
         spec_files: vec![("task.toml", toml::to_string(&task)?.into_bytes())],
         data,
     };
@@ -128,6 +130,7 @@ pub fn import_model(
     Ok(ImportReport {
         name,
         version: published.version,
+        promotion: published.promotion,
         auroc: published.test.auroc,
         max_additivity_error: published.max_additivity_error,
         trees,

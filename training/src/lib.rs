@@ -7,6 +7,7 @@ pub mod cohort;
 pub mod dataset;
 pub mod evaluate;
 pub mod fit;
+pub mod gates;
 pub mod import;
 pub mod ingest;
 pub mod monitor;

@@ -8,11 +8,14 @@ use crate::evaluate::{Report, SubgroupAssignment, report};
 use crate::fit::selection::{ModelSelection, Recalibration};
 pub use crate::fit::{Algorithm, TrainOptions};
 use crate::fit::{Encoded, preprocessor_training::fit_preprocessor};
+use crate::gates::{PromotionGates, Validation};
 use crate::subgroups::{assign_from_column, default_subgroups};
 use crate::task::TaskSpec;
 use carecast_models::drift::Reference;
+use carecast_models::load_package;
 use carecast_models::package::{Manifest, Metrics, ModelPackage, TaskInfo, TrainingData, sha256_hex, write_package};
 use carecast_models::preprocess::{Encoding, Preprocessor};
+use carecast_models::registry::GateReport;
 use carecast_models::{
     FeatureKind, FeatureSpec, ModelDefinition, Monotone, Registry, RiskBands, Scorer, Value, Workspace,
 };
@@ -137,6 +140,8 @@ pub struct TrainReport {
     pub excluded_rows: BTreeMap<String, usize>,
     /// How hyper-parameters were chosen (cross-validated penalty, early-stopped rounds).
     pub model_selection: ModelSelection,
+    /// Whether the new version is served: the first is; a later one once past its gates.
+    pub promotion: Promotion,
 }
 
 /// A model evaluated on a set of rows through the served code path.
@@ -153,10 +158,22 @@ pub struct Evaluation {
 /// Scores `rows` of `data` through the served code path and evaluates them at `thresholds`, by
 /// subgroup, and against the data's baseline score.
 pub fn evaluate_rows(scorer: &Scorer, data: &TaskData, rows: &[usize], thresholds: &[f64]) -> Evaluation {
+    evaluate_columns(scorer, &data.columns, data, rows, thresholds)
+}
+
+/// [`evaluate_rows`] with the model's inputs read from `columns` (in its feature order) rather
+/// than the data's own: another version's inputs among the same rows.
+pub(crate) fn evaluate_columns(
+    scorer: &Scorer,
+    columns: &[FeatureColumn],
+    data: &TaskData,
+    rows: &[usize],
+    thresholds: &[f64],
+) -> Evaluation {
     let mut ws = Workspace::default();
     let (mut kept, mut y, mut p, mut max_err) = (Vec::new(), Vec::new(), Vec::new(), 0.0f64);
     for &r in rows {
-        let values: Vec<Value<'_>> = row_values(&data.columns, r).expect("checked on load");
+        let values: Vec<Value<'_>> = row_values(columns, r).expect("checked on load");
         if let Ok(score) = scorer.score(&values, &mut ws) {
             kept.push(r);
             y.push(data.labels[r]);
@@ -240,6 +257,7 @@ pub fn train(
         },
         features: task.features.clone(),
         risk_bands: task.risk_bands,
+        promotion: task.promotion,
         data: load_task_data(task, data_path, Rows::TaskSplit)?,
         spec_files: vec![("task.toml", task_toml.as_bytes().to_vec())],
     };
@@ -290,14 +308,66 @@ pub fn train_set(
         test_rows: data.test_rows.len(),
         excluded_rows: excluded,
         model_selection: fitted.selection,
+        promotion: published.promotion,
     })
 }
 
-/// A model published: its version and how it did on the test split.
+/// A model published: its version, how it did on the test split, and whether it is served.
 pub(crate) struct Published {
     pub version: String,
     pub test: Metrics,
     pub max_additivity_error: f64,
+    pub promotion: Promotion,
+}
+
+/// What became of a newly published version.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", content = "gates", rename_all = "snake_case")]
+pub enum Promotion {
+    /// The model's first version: served at once.
+    First,
+    /// Passed its gates against the version served, and promoted.
+    Promoted(GateReport),
+    /// Did not pass them: published, not served (the report names the gates failed).
+    Held(GateReport),
+}
+
+impl std::fmt::Display for Promotion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Promotion::First => write!(f, "promoted (the model's first version)"),
+            Promotion::Promoted(r) => write!(f, "promoted: passed its gates against version {}", r.against),
+            Promotion::Held(r) => {
+                write!(f, "not promoted: version {} keeps serving; failed gates: {}", r.against, r.failed().join("; "))
+            }
+        }
+    }
+}
+
+/// After publishing `version` of `name`: checks its gates against the version served, on
+/// `validation`, keeps the report, and promotes the new version if they passed.
+pub(crate) fn gate_and_promote(
+    registry: &Registry,
+    name: &str,
+    version: &str,
+    scorer: &Scorer,
+    gates: &PromotionGates,
+    validation: &Validation<'_>,
+) -> anyhow::Result<Promotion> {
+    let current = registry.current(name)?;
+    if current == version {
+        return Ok(Promotion::First);
+    }
+    let served = load_package(&registry.resolve(name, Some(&current))?.1)
+        .map_err(|e| anyhow::anyhow!("version {version} published but not promoted: the served version {current} cannot be read to check its gates against ({e})"))?;
+    let report = crate::gates::check(gates, scorer, version, &served, validation);
+    registry.record_gates(name, &report)?;
+    Ok(if report.passed() {
+        registry.promote_gated(name, version, "carecast (gates passed)", None)?;
+        Promotion::Promoted(report)
+    } else {
+        Promotion::Held(report)
+    })
 }
 
 /// Evaluates a model on the set's test split through the served code path, and publishes it
@@ -346,7 +416,9 @@ pub(crate) fn evaluate_and_publish(
     let mut files = set.spec_files.clone();
     files.push((carecast_models::drift::REFERENCE, json_file(&reference)));
     let version = publish(registry, manifest, definition, &metrics_file, &files)?;
-    Ok(Published { version, test, max_additivity_error })
+    let validation = Validation { data, rows: &data.test_rows };
+    let promotion = gate_and_promote(registry, name, &version, &scorer, &set.promotion, &validation)?;
+    Ok(Published { version, test, max_additivity_error, promotion })
 }
 
 /// A package file's JSON, as the package's own files are written.
@@ -386,6 +458,32 @@ struct PackageTask {
     bands: RiskBands,
     trained: MetricsFile,
     spec_files: Vec<(&'static str, Vec<u8>)>,
+}
+
+impl PackageTask {
+    /// The promotion gates its task spec states.
+    fn gates(&self) -> anyhow::Result<PromotionGates> {
+        let (_, toml) = self.spec_files.iter().find(|(name, _)| *name == "task.toml").expect("every task has its spec");
+        PromotionGates::of_task(&String::from_utf8_lossy(toml))
+    }
+}
+
+/// Checks a published version's promotion gates against the version served (`served`), on
+/// its task's rows of `source` (the test split, or every row), and keeps the report in
+/// `registry`, where a promotion looks for it.
+pub fn check_gates(
+    registry: &Registry,
+    candidate: &ModelPackage,
+    served: &ModelPackage,
+    source: EvaluationData<'_>,
+    rows: Rows,
+) -> anyhow::Result<GateReport> {
+    let task = package_task(candidate, source, rows)?;
+    let validation = Validation { data: &task.data, rows: &task.data.test_rows };
+    let report =
+        crate::gates::check(&task.gates()?, &candidate.scorer, &candidate.manifest.version, served, &validation);
+    registry.record_gates(&candidate.manifest.name, &report)?;
+    Ok(report)
 }
 
 fn package_task(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Rows) -> anyhow::Result<PackageTask> {
@@ -442,6 +540,8 @@ pub fn evaluate_package(pkg: &ModelPackage, source: EvaluationData<'_>, rows: Ro
 #[derive(Debug, Clone)]
 pub struct Recalibrated {
     pub version: String,
+    /// Whether it is served: once past its gates on the site's rows.
+    pub promotion: Promotion,
     pub shift: f64,
     pub metrics: MetricsFile,
 }
@@ -505,5 +605,7 @@ pub fn recalibrate_package(
         files.push((carecast_models::drift::REFERENCE, json_file(&reference.with_scores_mapped(mapped))));
     }
     let version = publish(registry, pkg.manifest.clone(), &definition, &metrics, &files)?;
-    Ok(Recalibrated { version, shift, metrics })
+    let validation = Validation { data, rows: &data.test_rows };
+    let promotion = gate_and_promote(registry, &pkg.manifest.name, &version, &scorer, &task.gates()?, &validation)?;
+    Ok(Recalibrated { version, shift, metrics, promotion })
 }

@@ -32,6 +32,9 @@ pub struct TaskSpec {
     /// A column holding an existing score to compare with on the same rows (higher = riskier).
     #[serde(default)]
     pub baseline: Option<String>,
+    /// When a new version may replace the one served (`[promotion]`; defaults if absent).
+    #[serde(default)]
+    pub promotion: crate::gates::PromotionGates,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -203,7 +203,7 @@ async fn tokens_roles_and_refusals() {
     );
     assert_eq!(state.audit.entries().unwrap().len(), 3, "refused calls are not scored");
     // Promotion and roll-back are the admin's alone; the registry's history names who.
-    let promote = || pb::PromoteRequest { name: report.name.clone(), version: "1".into() };
+    let promote = || pb::PromoteRequest { name: report.name.clone(), version: "1".into(), ..Default::default() };
     for who in [&clinician, &researcher] {
         assert_eq!(models.promote(bearer(promote(), who)).await.unwrap_err().code(), Code::PermissionDenied);
         assert_eq!(

@@ -570,12 +570,18 @@ async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_p
     };
     assert_eq!(served(&mut client).await, "1");
 
-    let promoted =
-        admin.promote(pb::PromoteRequest { name: model.into(), version: "2".into() }).await.unwrap().into_inner();
+    let promoted = admin
+        .promote(pb::PromoteRequest { name: model.into(), version: "2".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(promoted.current_version, "2");
     assert_eq!(served(&mut client).await, "2", "the running server follows the promotion");
 
-    let status = admin.promote(pb::PromoteRequest { name: model.into(), version: "3".into() }).await.unwrap_err();
+    let status = admin
+        .promote(pb::PromoteRequest { name: model.into(), version: "3".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::FailedPrecondition);
     // The caller learns what failed, not the server's paths, checksums or files.
     let message = status.message();
@@ -586,9 +592,15 @@ async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_p
     assert!(!message.split(|c: char| !c.is_ascii_hexdigit()).any(|w| w.len() >= 32), "no checksum: {message}");
     assert_eq!(registry.current(model).unwrap(), "2", "a version that fails its checksums is not promoted");
     assert_eq!(served(&mut client).await, "2");
-    let status = admin.promote(pb::PromoteRequest { name: model.into(), version: "9".into() }).await.unwrap_err();
+    let status = admin
+        .promote(pb::PromoteRequest { name: model.into(), version: "9".into(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
-    let status = admin.promote(pb::PromoteRequest { name: model.into(), version: String::new() }).await.unwrap_err();
+    let status = admin
+        .promote(pb::PromoteRequest { name: model.into(), version: String::new(), ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(status.code() == Code::InvalidArgument && status.message().starts_with("version"), "{status:?}");
 
     let rolled = admin.rollback(pb::RollbackRequest { name: model.into() }).await.unwrap().into_inner();
@@ -605,6 +617,33 @@ async fn admins_promote_and_roll_back_over_grpc_and_a_damaged_version_is_never_p
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert_eq!(registry.current(model).unwrap(), "1");
     assert_eq!(served(&mut client).await, "1");
+
+    // Promotion gates: version 2 passed them against version 1 when it was published (the
+    // report kept in the registry). Without that report it is refused, naming why and what to
+    // do; forced, it needs a reason, which the history keeps.
+    let report = registry.gates(model, "2", "1").unwrap().expect("checked when version 2 was published");
+    assert!(report.passed() && report.gates.iter().any(|g| g.name == "discrimination"), "{report:?}");
+    std::fs::remove_file(dir.join(model).join("gates/2-against-1.json")).unwrap();
+    let promote = |force: bool, reason: &str| pb::PromoteRequest {
+        name: model.into(),
+        version: "2".into(),
+        force,
+        reason: reason.into(),
+    };
+    let status = admin.promote(promote(false, "")).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("has not passed its promotion gates against version `1`: not checked"),
+        "{status:?}"
+    );
+    let status = admin.promote(promote(true, " ")).await.unwrap_err();
+    assert!(status.code() == Code::InvalidArgument && status.message().starts_with("reason"), "{status:?}");
+    assert_eq!(registry.current(model).unwrap(), "1");
+    admin.promote(promote(true, "CSO approval CR-1234")).await.unwrap();
+    assert_eq!(served(&mut client).await, "2");
+    let last = registry.history(model).unwrap().pop().unwrap();
+    let forced = last.forced.expect("a forced promotion is recorded as one");
+    assert_eq!((last.version.as_str(), forced.reason.as_str()), ("2", "CSO approval CR-1234"));
     std::fs::remove_dir_all(&dir).ok();
 }
 

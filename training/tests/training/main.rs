@@ -3,6 +3,7 @@
 
 mod deid_guard;
 mod events_training;
+mod gates;
 mod import_package;
 mod monitoring;
 mod omop;
