@@ -44,5 +44,5 @@ pub use checkpoint::Signer;
 pub use error::{AuditError, StoreFault, Unreadable};
 pub use location::Location;
 pub use log::{Announced, AuditLog, HOLD, Signing};
-pub use record::{AuditRecord, BatchRun, Checkpoint, Entry};
+pub use record::{AuditRecord, BatchRun, Checkpoint, Entry, SHADOW_CALLER};
 pub use verify::{Verified, entries, verify, verify_trusted};

@@ -10,6 +10,11 @@ pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000
 /// Who writes checkpoint records.
 pub(crate) const CHECKPOINT_CALLER: &str = "carecast-checkpoint";
 
+/// What a shadow score's caller starts with: a candidate version scoring a request beside the
+/// served one, its result never returned (`carecast shadow`). Recorded so that the candidate is
+/// judged against outcomes as the served version is, and kept apart from what callers received.
+pub const SHADOW_CALLER: &str = "shadow:";
+
 /// A score to record, as the scoring code has it.
 #[derive(Debug, Clone)]
 pub struct AuditRecord<'a> {
@@ -128,6 +133,11 @@ impl Entry {
     /// A record of one score (neither a checkpoint nor a batch run).
     pub fn is_score(&self) -> bool {
         self.checkpoint.is_none() && self.batch.is_none()
+    }
+
+    /// A shadow version's score, never returned to its caller.
+    pub fn is_shadow(&self) -> bool {
+        self.caller.starts_with(SHADOW_CALLER)
     }
 
     /// The hash this record must carry: SHA-256 of its canonical JSON (RFC 8785) with `hash`

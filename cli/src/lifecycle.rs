@@ -76,6 +76,44 @@ pub fn promote(registry: &Registry, args: Promote) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Put a candidate version in shadow: running servers score every request for the model's
+/// served version with it too, never returning its result. Its agreement with the served
+/// version (band changes, mean absolute difference in risk) is counted at /metrics and reported
+/// by `carecast monitor`, where its own scores are judged against outcomes beside the served
+/// version's.
+#[derive(Args)]
+#[command(after_help = "Examples:
+  carecast shadow --model support2_hospdead-gbm --version 3
+  carecast shadow --model support2_hospdead-gbm --off")]
+pub struct Shadow {
+    /// The model's name in the registry.
+    #[arg(long)]
+    model: String,
+    /// The candidate version to score in shadow.
+    #[arg(long, required_unless_present = "off", conflicts_with = "off")]
+    version: Option<String>,
+    /// End the shadow.
+    #[arg(long)]
+    off: bool,
+}
+
+pub fn shadow(registry: &Registry, args: Shadow) -> anyhow::Result<()> {
+    match args.version {
+        Some(version) => {
+            // Loaded and verified first: a package that would be refused is never put in shadow.
+            ModelStore::new(registry.clone()).get(&args.model, Some(&version))?;
+            registry.start_shadow(&args.model, &version, &cli_user())?;
+            let served = registry.current(&args.model)?;
+            println!("{}: v{version} scoring in shadow beside v{served}", args.model);
+        }
+        None => match registry.end_shadow(&args.model, &cli_user())? {
+            Some(version) => println!("{}: v{version} no longer in shadow", args.model),
+            None => println!("{}: no version was in shadow", args.model),
+        },
+    }
+    Ok(())
+}
+
 /// Go back to the version promoted before the current one.
 #[derive(Args)]
 #[command(after_help = "Example:

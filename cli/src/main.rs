@@ -9,7 +9,7 @@
 //! | [`clinical`] | serve | the EHR and clinicians |
 //! | [`audit_trail`] | audit verify, audit keygen | information governance |
 //! | [`records`] | ingest, synth, labels | data engineers |
-//! | [`lifecycle`] | models, promote, rollback | whoever releases models |
+//! | [`lifecycle`] | models, promote, rollback, shadow | whoever releases models |
 //! | [`monitoring`] | outcomes, monitor | the clinical safety officer |
 //! | [`demo`] | demo | a first look |
 
@@ -72,6 +72,7 @@ enum Command {
     Models,
     Promote(lifecycle::Promote),
     Rollback(lifecycle::Rollback),
+    Shadow(lifecycle::Shadow),
     Outcomes(monitoring::Outcomes),
     Monitor(monitoring::Monitor),
     /// The whole path on the bundled data: train, batch-score, serve, and score one patient over gRPC.
@@ -109,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Models => lifecycle::list(&registry),
         Command::Promote(args) => lifecycle::promote(&registry, args),
         Command::Rollback(args) => lifecycle::rollback(&registry, args),
+        Command::Shadow(args) => lifecycle::shadow(&registry, args),
         Command::Outcomes(args) => monitoring::outcomes(&registry, args),
         Command::Monitor(args) => monitoring::monitor(&registry, args),
         Command::Demo => demo::run(&registry).await,

@@ -11,6 +11,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 const CURRENT: &str = "CURRENT";
+const SHADOW: &str = "SHADOW";
 const HISTORY: &str = "HISTORY.jsonl";
 const LIVE: &str = "live";
 const GATES: &str = "gates";
@@ -19,7 +20,7 @@ const GATES: &str = "gates";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub at: DateTime<Utc>,
-    /// `published`, `promoted` or `rolled back`.
+    /// `published`, `promoted`, `rolled back`, `shadow started` or `shadow ended`.
     pub action: String,
     pub version: String,
     /// Who promoted or rolled back: a server caller's token subject, or `cli:<user>`.
@@ -176,9 +177,50 @@ impl Registry {
     /// A promotion renames a new file over the pointer, so an unchanged stamp is an unchanged
     /// pointer: a server can check it on every request with one `stat` instead of reading it.
     pub fn current_stamp(&self, model: &str) -> Result<Option<PointerStamp>, RegistryError> {
+        self.pointer_stamp(model, CURRENT)
+    }
+
+    /// [`Self::current_stamp`] for the `SHADOW` pointer.
+    pub fn shadow_stamp(&self, model: &str) -> Result<Option<PointerStamp>, RegistryError> {
+        self.pointer_stamp(model, SHADOW)
+    }
+
+    /// The version scoring in shadow beside the served one (`carecast shadow`), if any.
+    pub fn shadow(&self, model: &str) -> Result<Option<String>, RegistryError> {
+        check_name(model)?;
+        let path = self.root.join(model).join(SHADOW);
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(RegistryError::Io { path, source: e }),
+        }
+    }
+
+    /// Puts `version` in shadow: servers score every request for the model's served version
+    /// with it too, never returning its result. The history records `by` whom.
+    pub fn start_shadow(&self, model: &str, version: &str, by: &str) -> Result<(), RegistryError> {
+        self.resolve(model, Some(version))?;
+        let dir = self.root.join(model);
+        let tmp = dir.join(format!(".{SHADOW}.{}", std::process::id()));
+        std::fs::write(&tmp, format!("{version}\n")).map_err(Self::io(&tmp))?;
+        let path = dir.join(SHADOW);
+        std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
+        self.record(model, "shadow started", version, Some(by))
+    }
+
+    /// Ends the shadow, if there is one; returns the version that was in it.
+    pub fn end_shadow(&self, model: &str, by: &str) -> Result<Option<String>, RegistryError> {
+        let Some(version) = self.shadow(model)? else { return Ok(None) };
+        let path = self.root.join(model).join(SHADOW);
+        std::fs::remove_file(&path).map_err(Self::io(&path))?;
+        self.record(model, "shadow ended", &version, Some(by))?;
+        Ok(Some(version))
+    }
+
+    fn pointer_stamp(&self, model: &str, pointer: &str) -> Result<Option<PointerStamp>, RegistryError> {
         use std::os::unix::fs::MetadataExt;
         check_name(model)?;
-        let path = self.root.join(model).join(CURRENT);
+        let path = self.root.join(model).join(pointer);
         match std::fs::metadata(&path) {
             Ok(m) => Ok(Some(PointerStamp {
                 device: m.dev(),

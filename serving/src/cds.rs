@@ -12,12 +12,12 @@
 use crate::auth::Role;
 use crate::fhir;
 use crate::fhir_server::FetchError;
-use crate::service::{AppState, Unaudited};
+use crate::service::{AppState, ShadowScore, Unaudited};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use carecast_audit::AuditRecord;
+use carecast_audit::{AuditRecord, SHADOW_CALLER};
 use carecast_models::explain::{NamedWarning, Ranking};
 use carecast_models::{Completeness, ModelPackage, Score, Workspace};
 use serde_json::{Value, json};
@@ -95,7 +95,7 @@ async fn patient_view(
         card(&state, &pkg, &call, subject).map(|scored| (scored, announced))
     });
     let result = match scored {
-        Ok(((card, record), announced)) => match state.commit(announced, &[record.as_record()]).await {
+        Ok(((card, record), announced)) => match state.commit(announced, &record.records()).await {
             Ok(()) => Ok(card),
             Err(Unaudited) => {
                 Err((StatusCode::SERVICE_UNAVAILABLE, "audit trail unavailable; score withheld".to_string()))
@@ -121,19 +121,30 @@ struct Audited {
     version: String,
     probability: f64,
     band: &'static str,
+    /// The shadow version's score of the same call, recorded under [`SHADOW_CALLER`].
+    shadow: Option<(String, ShadowScore)>,
 }
 
 impl Audited {
-    fn as_record(&self) -> AuditRecord<'_> {
-        AuditRecord {
-            time: chrono::Utc::now(),
+    fn records(&self) -> Vec<AuditRecord<'_>> {
+        let time = chrono::Utc::now();
+        let served = AuditRecord {
+            time,
             caller: &self.caller,
             patient_key: &self.patient,
             model: &self.model,
             model_version: &self.version,
             probability: self.probability,
             risk_band: self.band,
-        }
+        };
+        let shadow = self.shadow.as_ref().map(|(caller, s)| AuditRecord {
+            caller,
+            model_version: &s.version,
+            probability: s.probability,
+            risk_band: s.band,
+            ..served.clone()
+        });
+        std::iter::once(served).chain(shadow).collect()
     }
 }
 
@@ -212,11 +223,14 @@ fn card(
     let events =
         fhir::events(&call.resources, &observations, &conditions, now.timestamp_micros()).map_err(fhir_error)?;
     let row = inputs.row(&events.codes, &events.events, now.timestamp_micros());
-    let score = pkg
-        .scorer
-        .score(&row, &mut Workspace::default())
-        .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let mut ws = Workspace::default();
+    let score = pkg.scorer.score(&row, &mut ws).map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     state.drift.observe(pkg, &row, score.probability);
+    let shadow_row = |p: &ModelPackage| match &p.events {
+        Some(inputs) => Ok(inputs.row(&events.codes, &events.events, now.timestamp_micros())),
+        None => Err("the shadow version is not trained on events".to_string()),
+    };
+    let shadow = state.shadow(pkg, &score, shadow_row, &mut ws);
     let completeness = pkg.scorer.completeness(&score);
 
     let band = score.band.as_str();
@@ -257,11 +271,12 @@ fn card(
     let caller = subject.unwrap_or_else(|| "cds-hooks (unauthenticated demo)".to_string());
     let patient = state.pseudonyms.pseudonym("fhir", patient);
     let audited = Audited {
-        caller,
         patient,
         model: pkg.manifest.name.clone(),
         version: pkg.manifest.version.clone(),
         probability: score.probability,
+        shadow: shadow.map(|s| (format!("{SHADOW_CALLER}{caller}"), s)),
+        caller,
         band,
     };
     Ok((card, audited))

@@ -89,3 +89,31 @@ pub fn drift(model: &str, version: &str, drift: &carecast_models::drift::Drift) 
         metrics::gauge!("carecast_feature_missing_change", &labels).set(f.missing_live - f.missing_train);
     }
 }
+
+/// A shadow version scored a request beside the served one: the pair counted, whether the band
+/// changed (from the served version's to the shadow's), and the absolute difference in risk
+/// (its `_sum` over `_count` is the mean |Δp|).
+pub fn shadow(
+    model: &str,
+    served: &str,
+    shadow: &str,
+    served_score: &carecast_models::Score,
+    shadow_score: &carecast_models::Score,
+) {
+    let labels = [("model", model.to_string()), ("version", served.to_string()), ("shadow", shadow.to_string())];
+    metrics::counter!("carecast_shadow_scores_total", &labels).increment(1);
+    metrics::histogram!("carecast_shadow_abs_difference", &labels)
+        .record((served_score.probability - shadow_score.probability).abs());
+    let (from, to) = (served_score.band.as_str(), shadow_score.band.as_str());
+    if from != to {
+        let mut changed = labels.to_vec();
+        changed.extend([("from", from.to_string()), ("to", to.to_string())]);
+        metrics::counter!("carecast_shadow_band_changes_total", &changed).increment(1);
+    }
+}
+
+/// A shadow version could not score a request the served version scored.
+pub fn shadow_refused(model: &str, served: &str, shadow: &str) {
+    let labels = [("model", model.to_string()), ("version", served.to_string()), ("shadow", shadow.to_string())];
+    metrics::counter!("carecast_shadow_errors_total", &labels).increment(1);
+}

@@ -4,7 +4,7 @@ use crate::auth::{Authenticator, Role};
 use crate::fhir_server::FhirServers;
 use crate::metrics;
 use crate::store::{ModelStore, StoreError};
-use carecast_audit::{Announced, AuditLog, AuditRecord};
+use carecast_audit::{Announced, AuditLog, AuditRecord, SHADOW_CALLER};
 use carecast_models::deid::PseudonymKey;
 use carecast_models::explain::Ranking;
 use carecast_models::registry::RegistryError;
@@ -65,17 +65,47 @@ impl AppState {
     }
 
     /// Commits scores to the audit trail, then counts them in the metrics: the one way every
-    /// channel (gRPC, CDS Hooks) records what it is about to return. Until this returns `Ok`,
-    /// none of the scores may be returned.
+    /// channel (gRPC, CDS Hooks) records what it is about to return (and what a shadow version
+    /// scored beside it). Until this returns `Ok`, none of the scores may be returned.
     pub async fn commit(&self, announced: Announced<'_>, records: &[AuditRecord<'_>]) -> Result<(), Unaudited> {
         announced.record(records).await.map_err(|e| {
             tracing::error!(error = %e, "audit write failed; scores withheld");
             Unaudited
         })?;
-        for r in records {
+        for r in records.iter().filter(|r| !r.caller.starts_with(SHADOW_CALLER)) {
             metrics::scored(r.model, r.model_version, r.risk_band);
         }
         Ok(())
+    }
+
+    /// Scores a request with the version of `served`'s model in shadow, if one is set and is
+    /// not `served` itself, from the row `row_of` builds for that version's package (its own
+    /// inputs). Its agreement with `score` is counted in the metrics; a shadow that cannot
+    /// score the request is logged and counted, never the caller's error, and its result is
+    /// never returned.
+    pub fn shadow<'a>(
+        &self,
+        served: &ModelPackage,
+        score: &Score,
+        row_of: impl FnOnce(&ModelPackage) -> Result<Vec<Value<'a>>, String>,
+        ws: &mut Workspace,
+    ) -> Option<ShadowScore> {
+        let shadow = self.store.shadow(&served.manifest.name)?;
+        let (model, version, candidate) = (&served.manifest.name, &served.manifest.version, &shadow.manifest.version);
+        if candidate == version {
+            return None;
+        }
+        match row_of(&shadow).and_then(|row| shadow.scorer.score(&row, ws).map_err(|e| e.to_string())) {
+            Ok(s) => {
+                metrics::shadow(model, version, candidate, score, &s);
+                Some(ShadowScore { version: candidate.clone(), probability: s.probability, band: s.band.as_str() })
+            }
+            Err(reason) => {
+                tracing::warn!(model, shadow = %candidate, reason, "shadow version could not score a request");
+                metrics::shadow_refused(model, version, candidate);
+                None
+            }
+        }
     }
 
     /// The caller of a request needing `role`: the token's subject, or in demo mode the peer
@@ -91,6 +121,14 @@ impl AppState {
             status
         })
     }
+}
+
+/// A shadow version's score of a request: audited, counted, never returned.
+#[derive(Debug, Clone)]
+pub struct ShadowScore {
+    pub version: String,
+    pub probability: f64,
+    pub band: &'static str,
 }
 
 /// Scores that could not be committed to the audit trail, and so must not be returned (the
@@ -204,10 +242,11 @@ pub const MAX_BATCH: usize = 1000;
 /// Results a stream may have waiting for its client before the server stops reading its requests.
 const STREAM_BUFFER: usize = 16;
 
-/// A scored request, its band kept for the audit.
+/// A scored request, its band kept for the audit, and its shadow version's score.
 struct Scored {
     response: pb::ScoreResponse,
     band: &'static str,
+    shadow: Option<ShadowScore>,
 }
 
 impl Scoring {
@@ -220,32 +259,44 @@ impl Scoring {
         }
         let version = (!req.version.is_empty()).then_some(req.version.as_str());
         let pkg = self.state.store.get(&req.model, version).map_err(store_status)?;
-        let row = if req.events.is_empty() {
-            let named = req
-                .features
-                .iter()
-                .map(|(name, v)| {
-                    Value::try_from(v)
-                        .map(|v| (name.as_str(), v))
-                        .map_err(|reason| Status::invalid_argument(format!("feature `{name}`: {reason}")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            pkg.scorer.bind(named).map_err(|e| Status::invalid_argument(e.to_string()))?
-        } else {
-            if !req.features.is_empty() {
-                return Err(Status::invalid_argument("features: send features or events, not both"));
+        let named = req
+            .features
+            .iter()
+            .map(|(name, v)| {
+                Value::try_from(v)
+                    .map(|v| (name.as_str(), v))
+                    .map_err(|reason| Status::invalid_argument(format!("feature `{name}`: {reason}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !req.events.is_empty() && !req.features.is_empty() {
+            return Err(Status::invalid_argument("features: send features or events, not both"));
+        }
+        // Any version's row from the request: its features by name, or its events through that
+        // version's own extractor.
+        let row_of = |p: &ModelPackage| -> Result<Vec<Value<'_>>, Status> {
+            if req.events.is_empty() {
+                p.scorer.bind(named.iter().copied()).map_err(|e| Status::invalid_argument(e.to_string()))
+            } else {
+                inputs_from_events(p, req)
             }
-            inputs_from_events(&pkg, req)?
         };
+        let row = row_of(&pkg)?;
         let score = pkg.scorer.score(&row, ws).map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.state.drift.observe(&pkg, &row, score.probability);
-        Ok(Scored { response: score_response(&pkg, req, &row, &score), band: score.band.as_str() })
+        // A request for the served version is scored in shadow too, when a candidate is set.
+        let shadow = if version.is_none() {
+            self.state.shadow(&pkg, &score, |p| row_of(p).map_err(|s| s.message().to_string()), ws)
+        } else {
+            None
+        };
+        Ok(Scored { response: score_response(&pkg, req, &row, &score), band: score.band.as_str(), shadow })
     }
 
     /// Commits the scores to the audit trail and the metrics; until it has, none may be returned.
     async fn audit(&self, caller: &str, scored: &[&Scored], announced: Announced<'_>) -> Result<(), Status> {
         let time = chrono::Utc::now();
-        let records: Vec<AuditRecord<'_>> = scored
+        let shadow_caller = format!("{SHADOW_CALLER}{caller}");
+        let mut records: Vec<AuditRecord<'_>> = scored
             .iter()
             .map(|s| AuditRecord {
                 time,
@@ -257,6 +308,18 @@ impl Scoring {
                 risk_band: s.band,
             })
             .collect();
+        records.extend(scored.iter().filter_map(|s| {
+            let shadow = s.shadow.as_ref()?;
+            Some(AuditRecord {
+                time,
+                caller: &shadow_caller,
+                patient_key: &s.response.patient_key,
+                model: &s.response.model,
+                model_version: &shadow.version,
+                probability: shadow.probability,
+                risk_band: shadow.band,
+            })
+        }));
         self.state
             .commit(announced, &records)
             .await

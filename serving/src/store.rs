@@ -28,7 +28,13 @@ pub struct ModelStore {
     /// Per model, the version last served by default: the fallback while a promoted version
     /// cannot be loaded.
     serving: RwLock<HashMap<String, Served>>,
+    /// Per model, its `SHADOW` pointer as last seen and the package it names.
+    shadows: RwLock<HashMap<String, Shadowed>>,
 }
+
+/// A `SHADOW` pointer's stamp and the package it named (none: no shadow, or one that cannot be
+/// loaded, which is logged).
+type Shadowed = (Option<PointerStamp>, Option<Arc<ModelPackage>>);
 
 /// What identifies a package directory's files as they are: names, sizes, inodes and times.
 type FilesStamp = u64;
@@ -59,7 +65,13 @@ struct Served {
 
 impl ModelStore {
     pub fn new(registry: Registry) -> Self {
-        Self { registry, loaded: RwLock::default(), refused: RwLock::default(), serving: RwLock::default() }
+        Self {
+            registry,
+            loaded: RwLock::default(),
+            refused: RwLock::default(),
+            serving: RwLock::default(),
+            shadows: RwLock::default(),
+        }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -125,6 +137,39 @@ impl ModelStore {
                 Err(refused)
             }
         }
+    }
+
+    /// The version of `model` in shadow, if any (followed like `CURRENT`: one `stat` a request
+    /// while the pointer is unchanged). A shadow that cannot be loaded is logged and skipped:
+    /// it never stands in the way of the served version.
+    pub fn shadow(&self, model: &str) -> Option<Arc<ModelPackage>> {
+        let stamp = self.registry.shadow_stamp(model).ok()?;
+        if let Some((seen, package)) = self.shadows.read().expect("store lock").get(model)
+            && *seen == stamp
+        {
+            return package.clone();
+        }
+        let package = match self.registry.shadow(model) {
+            Ok(Some(version)) => match self
+                .registry
+                .resolve(model, Some(&version))
+                .map_err(StoreError::from)
+                .and_then(|(version, dir)| self.load(model, &version, &dir))
+            {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::error!(model, version, error = %e, "shadow version cannot be loaded; not scoring in shadow");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(model, error = %e, "shadow pointer unreadable");
+                None
+            }
+        };
+        self.shadows.write().expect("store lock").insert(model.to_string(), (stamp, package.clone()));
+        package
     }
 
     /// A version's package, loaded and verified once; a refused one is tried again only once its

@@ -175,7 +175,7 @@ pub fn judge(entries: &[Entry], outcomes: &[Outcome], watch: &Watch) -> (Vec<Jud
     by_key.values_mut().for_each(|t| t.sort_unstable());
     let scores: Vec<&Entry> = entries.iter().filter(|e| e.is_score() && e.model == watch.model).collect();
     let mut score_times: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
-    for s in &scores {
+    for s in scores.iter().filter(|s| !s.is_shadow()) {
         score_times.entry(s.patient_key.as_str()).or_default().push(s.time);
     }
     let judged = scores
@@ -193,7 +193,9 @@ pub fn judge(entries: &[Entry], outcomes: &[Outcome], watch: &Watch) -> (Vec<Jud
             } else {
                 Verdict::Pending
             };
-            Judged { version: s.model_version.clone(), time: s.time, probability: s.probability, verdict }
+            // A shadow version's scores are judged as its own series, apart from what was served.
+            let version = if s.is_shadow() { format!("{} (shadow)", s.model_version) } else { s.model_version.clone() };
+            Judged { version, time: s.time, probability: s.probability, verdict }
         })
         .collect();
     for (key, times) in &by_key {
@@ -484,7 +486,66 @@ pub fn drift_by_period(
         .collect())
 }
 
-/// Scores by verdict.
+/// How a shadow version's scores compared with the served version's on the same requests, in
+/// one period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Agreement {
+    pub served: String,
+    pub shadow: String,
+    pub period: NaiveDate,
+    /// Requests both scored.
+    pub pairs: u64,
+    /// Pairs whose risk band differs, and of those, where the shadow's is higher.
+    pub band_changes: u64,
+    pub shadow_band_higher: u64,
+    /// Mean |shadow's probability − served's|.
+    pub mean_abs_difference: f64,
+}
+
+/// Pairs each shadow score with the served score of the same request (same patient, time and
+/// caller) and summarises them by period.
+pub fn agreement(entries: &[Entry], model: &str, period: Period) -> Vec<Agreement> {
+    let scores = entries.iter().filter(|e| e.is_score() && e.model == model);
+    let served: HashMap<(&str, DateTime<Utc>, &str), &Entry> = scores
+        .clone()
+        .filter(|e| !e.is_shadow())
+        .map(|e| ((e.patient_key.as_str(), e.time, e.caller.as_str()), e))
+        .collect();
+    let rank = |band: &str| ["low", "moderate", "high"].iter().position(|b| *b == band);
+    let mut groups: BTreeMap<(String, String, NaiveDate), Agreement> = BTreeMap::new();
+    for shadow in scores.filter(|e| e.is_shadow()) {
+        let caller = &shadow.caller[carecast_audit::SHADOW_CALLER.len()..];
+        let Some(s) = served.get(&(shadow.patient_key.as_str(), shadow.time, caller)) else { continue };
+        let start = period.start(shadow.time.date_naive());
+        let a =
+            groups.entry((s.model_version.clone(), shadow.model_version.clone(), start)).or_insert_with(|| Agreement {
+                served: s.model_version.clone(),
+                shadow: shadow.model_version.clone(),
+                period: start,
+                pairs: 0,
+                band_changes: 0,
+                shadow_band_higher: 0,
+                mean_abs_difference: 0.0,
+            });
+        a.pairs += 1;
+        a.mean_abs_difference += (shadow.probability - s.probability).abs();
+        if shadow.risk_band != s.risk_band {
+            a.band_changes += 1;
+            if rank(&shadow.risk_band) > rank(&s.risk_band) {
+                a.shadow_band_higher += 1;
+            }
+        }
+    }
+    groups
+        .into_values()
+        .map(|mut a| {
+            a.mean_abs_difference /= a.pairs as f64;
+            a
+        })
+        .collect()
+}
+
+/// The served scores by verdict (shadow scores are judged apart, as their own versions).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Verdicts {
     pub scores: u64,
@@ -519,6 +580,8 @@ pub struct MonitorReport {
     pub periods: Vec<PeriodSummary>,
     pub cusum: Vec<Cusum>,
     pub drift: Vec<PeriodDrift>,
+    /// A shadow version's agreement with the served one, by period.
+    pub shadow: Vec<Agreement>,
     pub alerts: Vec<Alert>,
 }
 
@@ -534,9 +597,10 @@ pub struct Sources<'a> {
 /// Judges, summarises and checks one model: the report `carecast monitor` writes.
 pub fn run(watch: &Watch, sources: &Sources<'_>) -> anyhow::Result<MonitorReport> {
     let (judged, outcomes) = judge(sources.entries, sources.outcomes, watch);
-    let count = |v: Verdict| judged.iter().filter(|j| j.verdict == v).count() as u64;
+    let served = |j: &&Judged| !j.version.ends_with("(shadow)");
+    let count = |v: Verdict| judged.iter().filter(served).filter(|j| j.verdict == v).count() as u64;
     let verdicts = Verdicts {
-        scores: judged.len() as u64,
+        scores: judged.iter().filter(served).count() as u64,
         events: count(Verdict::Event),
         no_events: count(Verdict::NoEvent),
         pending: count(Verdict::Pending),
@@ -592,6 +656,7 @@ pub fn run(watch: &Watch, sources: &Sources<'_>) -> anyhow::Result<MonitorReport
         periods,
         cusum,
         drift,
+        shadow: agreement(sources.entries, &watch.model, watch.period),
         alerts,
     })
 }

@@ -9,4 +9,5 @@ mod grpc;
 mod monitoring;
 mod population;
 mod serve_policy;
+mod shadow;
 mod tls;

@@ -188,6 +188,26 @@ fn markdown(report: &MonitorReport, charts: &[(String, String)]) -> String {
         );
     }
     md.push('\n');
+    if !report.shadow.is_empty() {
+        let _ = writeln!(md, "## Shadow versions\n");
+        let _ = writeln!(
+            md,
+            "A version in shadow scored the same requests as the served one, its results never returned. Its own calibration and discrimination are above, as version `N (shadow)`.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| served | shadow | period from | requests | band changed | to a higher band | mean absolute difference in risk |"
+        );
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        for a in &report.shadow {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {:.4} |",
+                a.served, a.shadow, a.period, a.pairs, a.band_changes, a.shadow_band_higher, a.mean_abs_difference
+            );
+        }
+        md.push('\n');
+    }
     let _ = writeln!(md, "## Input and score drift\n");
     if report.drift.is_empty() {
         let _ = writeln!(
