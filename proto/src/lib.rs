@@ -1,5 +1,6 @@
 //! The `carecast.v1` gRPC API, generated from `carecast/v1/carecast.proto`, and its
-//! conversions from and to the inference core's types ([`convert`]).
+//! conversions from and to the inference core's types ([`convert`]); and the Open Inference
+//! Protocol (KServe V2, [`inference`]), which Triton and KServe clients speak.
 
 pub mod convert;
 
@@ -7,6 +8,11 @@ pub mod convert;
 pub mod v1 {
     tonic::include_proto!("carecast.v1");
 
-    /// Encoded descriptor set of `carecast.v1`, for server reflection.
+    /// Encoded descriptor set of `carecast.v1` and `inference`, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/carecast_v1_descriptor.bin"));
+}
+
+/// Messages and service stubs of the Open Inference Protocol (`inference.GRPCInferenceService`).
+pub mod inference {
+    tonic::include_proto!("inference");
 }

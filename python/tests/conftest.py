@@ -2,7 +2,9 @@
 binary (the command line the package must agree with), and a registry with models trained once."""
 
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,30 @@ def registry(tmp_path_factory) -> Path:
     cli("import", "--file", str(XGBOOST), "--format", "xgboost", "--task", "support2_hospdead",
         "--data", str(SUPPORT), "--name", "imported", "--registry", str(registry), cwd=root)
     return registry
+
+
+@pytest.fixture()
+def server(registry, tmp_path):
+    """`carecast serve --insecure-demo` over the registry on a free port, its trail in
+    `tmp_path/server-audit.jsonl`; yields its address."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [carecast_bin(), "serve", "--addr", address, "--insecure-demo", "--registry", str(registry),
+         "--audit", str(tmp_path / "server-audit.jsonl")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    started = time.monotonic()
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert process.poll() is None, "the server exited"
+            assert time.monotonic() - started < 60, "the server did not start"
+            time.sleep(0.05)
+    yield address
+    process.kill()
+    process.wait()

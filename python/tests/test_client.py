@@ -3,9 +3,6 @@ explained as the package scores them in process, a bad request refused naming th
 batch and a stream answered per request."""
 
 import math
-import socket
-import subprocess
-import time
 
 import grpc
 import pandas as pd
@@ -13,32 +10,7 @@ import pytest
 
 import carecast
 from carecast.client import score_request
-from conftest import SUPPORT, carecast_bin
-
-
-@pytest.fixture()
-def server(registry, tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [carecast_bin(), "serve", "--addr", address, "--insecure-demo", "--registry", str(registry),
-         "--audit", str(tmp_path / "server-audit.jsonl")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    started = time.monotonic()
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert process.poll() is None, "the server exited"
-            assert time.monotonic() - started < 60, "the server did not start"
-            time.sleep(0.05)
-    yield address
-    process.kill()
-    process.wait()
+from conftest import SUPPORT
 
 
 def test_the_client_scores_and_explains_as_the_package_does(server, registry):

@@ -1,11 +1,14 @@
-//! One port serving `carecast.v1`, `grpc.health.v1.Health`, server reflection and, over
-//! HTTP/1.1 or HTTP/2, CDS Hooks at `/cds-services`, planners' published population runs at
-//! `/population` and Prometheus metrics at `/metrics`, with
+//! One port serving `carecast.v1`, the Open Inference Protocol (`inference.GRPCInferenceService`),
+//! `grpc.health.v1.Health`, server reflection and, over HTTP/1.1 or HTTP/2, CDS Hooks at
+//! `/cds-services`, planners' published population runs at `/population`, the Open Inference
+//! Protocol's REST form at `/v2` and Prometheus metrics at `/metrics`, with
 //! limits: message sizes, concurrent requests per connection, and a deadline for every request
 //! (the client's `grpc-timeout` when shorter). TLS (and mutual TLS) when configured.
 
+use crate::open_inference::OpenInference;
 use crate::service::{AppState, Models, Monitoring, Scoring};
 use crate::tls::Tls;
+use carecast_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use carecast_proto::v1::{
     self as pb, model_service_server::ModelServiceServer, monitoring_service_server::MonitoringServiceServer,
     scoring_service_server::ScoringServiceServer,
@@ -68,6 +71,7 @@ pub async fn serve(
     health.set_serving::<ScoringServiceServer<Scoring>>().await;
     health.set_serving::<ModelServiceServer<Models>>().await;
     health.set_serving::<MonitoringServiceServer<Monitoring>>().await;
+    health.set_serving::<GrpcInferenceServiceServer<OpenInference>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -86,12 +90,17 @@ pub async fn serve(
             }),
         )
         .merge(crate::cds::routes(state.clone()))
-        .merge(crate::population::routes(state.clone()));
+        .merge(crate::population::routes(state.clone()))
+        .merge(crate::open_inference::routes(state.clone()));
     let routes = tonic::service::Routes::from(http)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ScoringServiceServer::new(Scoring { state: state.clone() }).max_decoding_message_size(MAX_MESSAGE))
         .add_service(ModelServiceServer::new(Models { state: state.clone() }))
+        .add_service(
+            GrpcInferenceServiceServer::new(OpenInference { state: state.clone() })
+                .max_decoding_message_size(MAX_MESSAGE),
+        )
         .add_service(MonitoringServiceServer::new(Monitoring { state }).max_decoding_message_size(MAX_MESSAGE));
     let server = tonic::transport::Server::builder()
         .layer(tower::util::MapResponseLayer::new(request_errors))

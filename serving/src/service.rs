@@ -138,7 +138,7 @@ pub struct Unaudited;
 
 /// A store error as the caller sees it: what to do, never server paths, checksums or which files
 /// exist (the server's log has those), and names echoed short.
-fn store_status(e: StoreError) -> Status {
+pub(crate) fn store_status(e: StoreError) -> Status {
     let short =
         |text: String| if text.chars().count() > 160 { text.chars().take(159).chain(['…']).collect() } else { text };
     match &e {
@@ -243,15 +243,15 @@ pub const MAX_BATCH: usize = 1000;
 const STREAM_BUFFER: usize = 16;
 
 /// A scored request, its band kept for the audit, and its shadow version's score.
-struct Scored {
-    response: pb::ScoreResponse,
-    band: &'static str,
+pub(crate) struct Scored {
+    pub(crate) response: pb::ScoreResponse,
+    pub(crate) band: &'static str,
     shadow: Option<ShadowScore>,
 }
 
 impl Scoring {
     /// Validates, scores and explains one request (not yet audited).
-    fn evaluate(&self, req: &pb::ScoreRequest, ws: &mut Workspace) -> Result<Scored, Status> {
+    pub(crate) fn evaluate(&self, req: &pb::ScoreRequest, ws: &mut Workspace) -> Result<Scored, Status> {
         deid::check_patient_key(&req.patient_key)
             .map_err(|reason| Status::invalid_argument(format!("patient_key: {reason}")))?;
         if req.model.is_empty() {
@@ -293,7 +293,7 @@ impl Scoring {
     }
 
     /// Commits the scores to the audit trail and the metrics; until it has, none may be returned.
-    async fn audit(&self, caller: &str, scored: &[&Scored], announced: Announced<'_>) -> Result<(), Status> {
+    pub(crate) async fn audit(&self, caller: &str, scored: &[&Scored], announced: Announced<'_>) -> Result<(), Status> {
         let time = chrono::Utc::now();
         let shadow_caller = format!("{SHADOW_CALLER}{caller}");
         let mut records: Vec<AuditRecord<'_>> = scored
