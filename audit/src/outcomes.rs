@@ -143,8 +143,14 @@ impl OutcomeLedger {
                 result.duplicates += 1;
             }
         }
-        file.write_all(&lines).map_err(io("appending to the outcome ledger"))?;
-        file.sync_all().map_err(io("syncing the outcome ledger"))?;
+        // A write that fails part-way is cut back off, so no torn line is left to break every
+        // later read.
+        let length = file.metadata().map_err(io("reading the outcome ledger's length"))?.len();
+        let written = file.write_all(&lines).and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            let _ = file.set_len(length);
+            return Err(io("appending to the outcome ledger")(e));
+        }
         Ok(result)
     }
 }

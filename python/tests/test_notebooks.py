@@ -40,9 +40,14 @@ def test_the_researchers_notebook_runs_and_shows_what_it_published(tmp_path):
         metrics = json.loads((package / "metrics.json").read_text())
         assert name in table and f"{metrics['auroc']:.3f}" in table, f"{name}'s AUROC not in:\n{table}"
     assert sum(o.output_type == "display_data" and "image/png" in o.data for c in code for o in c.outputs) >= 3
-    # The recalibrated version is promoted and its intercept on the site is near zero.
-    recalibrated = carecast.load(tmp_path / "registry", "support2_hospdead-gbm")
-    assert recalibrated.version == "2"
+    # The recalibrated version is served only if it passed its gates on the site's rows (the
+    # report kept in the registry); the notebook shows each gate, and the failed ones.
+    report = json.loads((tmp_path / "registry/support2_hospdead-gbm/gates/2-against-1.json").read_text())
+    served = carecast.load(tmp_path / "registry", "support2_hospdead-gbm")
+    passed = all(g["passed"] for g in report["gates"])
+    assert served.version == ("2" if passed else "1")
+    shown_gates = shown(code[-1])
+    assert all(g["name"] in shown_gates and g["detail"] in shown_gates for g in report["gates"]), shown_gates
 
 
 def test_the_planners_notebook_runs_and_its_summary_adds_up(tmp_path):

@@ -225,6 +225,13 @@ impl Authenticator {
         {
             return Err(unauthenticated(format!("token: `sub` must be 1 to {MAX_SUBJECT} printable characters")));
         }
+        // Shadow scores are audited under this mark: no caller may carry it.
+        if claims.sub.starts_with(carecast_audit::SHADOW_CALLER) {
+            return Err(unauthenticated(format!(
+                "token: `sub` must not start with `{}`",
+                carecast_audit::SHADOW_CALLER
+            )));
+        }
         Ok(claims)
     }
 }

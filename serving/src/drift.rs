@@ -11,7 +11,6 @@ use carecast_models::drift::{Reference, Tally};
 use carecast_models::{ModelPackage, Registry, Value};
 use chrono::{NaiveDate, Utc};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,24 +77,28 @@ impl LiveDrift {
         }
     }
 
-    /// Writes every tally counted into since it was last written (each file replaced whole).
+    /// Writes every tally counted into since it was last written (each file replaced whole);
+    /// a day that could not be written is written again next time.
     pub fn flush(&self) {
-        let pending: Vec<(PathBuf, Vec<u8>)> = {
+        let pending: Vec<((String, String), NaiveDate, Vec<u8>)> = {
             let mut live = self.live.lock().expect("drift counts are never left half-updated");
             live.iter_mut()
-                .flat_map(|((model, version), entry)| {
-                    let dir = self.registry.live_dir(model, version);
+                .flat_map(|(key, entry)| {
                     let days = std::mem::take(&mut entry.unwritten);
                     days.into_iter()
-                        .map(move |day| (dir.join(format!("{day}.{}.json", self.instance)), day))
-                        .map(|(path, day)| (path, serde_json::to_vec(&entry.days[&day]).expect("counts serialise")))
+                        .map(|day| (key.clone(), day, serde_json::to_vec(&entry.days[&day]).expect("counts serialise")))
                         .collect::<Vec<_>>()
                 })
                 .collect()
         };
-        for (path, bytes) in pending {
+        for ((model, version), day, bytes) in pending {
+            let path = self.registry.live_dir(&model, &version).join(format!("{day}.{}.json", self.instance));
             if let Err(e) = write_whole(&path, &bytes) {
-                tracing::error!(error = %e, file = %path.display(), "live drift counts not written");
+                tracing::error!(error = %e, file = %path.display(), "live drift counts not written; trying again later");
+                let mut live = self.live.lock().expect("drift counts are never left half-updated");
+                if let Some(entry) = live.get_mut(&(model, version)) {
+                    entry.unwritten.insert(day);
+                }
             }
         }
     }
@@ -115,10 +118,14 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes `bytes` beside `path` and renames it into place, so a reader never sees half a file.
+/// Writes `bytes` beside `path` and renames it into place, so a reader never sees half a file;
+/// each write has a partial file of its own, so two flushes at once (the periodic one and the
+/// one at shutdown) never write into one.
 fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     std::fs::create_dir_all(path.parent().expect("a file in a directory"))?;
-    let partial = path.with_extension("json.partial");
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = path.with_extension(format!("json.{n}.partial"));
     std::fs::write(&partial, bytes)?;
     std::fs::rename(&partial, path)
 }

@@ -142,6 +142,12 @@ async fn infer(
     if model.is_empty() {
         return Err(Status::invalid_argument("model_name: required"));
     }
+    if let Some(unknown) = requested.iter().find(|r| !OUTPUTS.contains(&r.as_str())) {
+        return Err(Status::invalid_argument(format!(
+            "output `{unknown}`: not an output (one of {})",
+            OUTPUTS.join(", ")
+        )));
+    }
     let pkg = state.store.get(model, (!version.is_empty()).then_some(version)).map_err(store_status)?;
     let mut by_name: HashMap<String, Tensor> = HashMap::new();
     for t in inputs {
@@ -173,8 +179,8 @@ async fn infer(
                 "input `{name}`: required (send NaN, an empty string or null for a value not recorded)"
             ))
         })?;
-        let elements: i64 = t.shape.iter().product();
-        if t.data.len() != rows || elements != rows as i64 || t.shape.iter().skip(1).any(|&d| d != 1) {
+        let elements = t.shape.iter().try_fold(1i64, |n, &d| n.checked_mul(d));
+        if t.data.len() != rows || elements != Some(rows as i64) || t.shape.iter().skip(1).any(|&d| d != 1) {
             return Err(Status::invalid_argument(format!(
                 "input `{name}`: shape {:?} with {} values; expected [{rows}] or [{rows}, 1], one per patient",
                 t.shape,
@@ -222,7 +228,12 @@ async fn infer(
     }
     scoring.audit(caller, &scored.iter().collect::<Vec<_>>(), announced).await?;
     let responses: Vec<&pb::ScoreResponse> = scored.iter().map(|s| &s.response).collect();
-    let served = responses[0].model_version.clone();
+    let served = pkg.manifest.version.clone();
+    // A promotion landing mid-call would have scored later rows with another version: refused
+    // (their scores are audited as what they were), never reported as one version's.
+    if responses.iter().any(|r| r.model_version != served) {
+        return Err(Status::aborted("the served version changed during the call; send it again"));
+    }
     let names: Vec<&str> = pkg.manifest.features.iter().map(|f| f.name.as_str()).collect();
     let contributions: Vec<f64> = responses
         .iter()
@@ -265,12 +276,6 @@ async fn infer(
             data: Data::Numbers(contributions),
         },
     ];
-    if let Some(unknown) = requested.iter().find(|r| !OUTPUTS.contains(&r.as_str())) {
-        return Err(Status::invalid_argument(format!(
-            "output `{unknown}`: not an output (one of {})",
-            OUTPUTS.join(", ")
-        )));
-    }
     let outputs = all.into_iter().filter(|t| requested.is_empty() || requested.contains(&t.name)).collect();
     Ok((served, outputs))
 }

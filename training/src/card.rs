@@ -261,6 +261,8 @@ fn tick(v: f64, range: (f64, f64)) -> String {
 /// One plot as inline SVG, series as polylines clipped to the axes' ranges.
 pub(crate) fn svg_plot(title: &str, axes: Axes<'_>, series: &[(&str, &str, &[Point])]) -> String {
     let Axes { x_label, y_label, x_range: (x0, x1), y_range, legend_top } = axes;
+    // Titles, labels and series names may carry a model's own names: text, never markup.
+    let (title, x_label, y_label) = (escape(title), escape(x_label), escape(y_label));
     let (w, h, left, bottom, top, right) = (360.0, 300.0, 50.0, 40.0, 28.0, 12.0);
     let sx = |x: f64| left + (x.clamp(x0, x1) - x0) / (x1 - x0) * (w - left - right);
     let sy = |y: f64| {
@@ -321,8 +323,9 @@ pub(crate) fn svg_plot(title: &str, axes: Axes<'_>, series: &[(&str, &str, &[Poi
         };
         let _ = write!(
             s,
-            r#"<text x="{:.1}" y="{y:.1}" font-size="10" text-anchor="end" fill="{colour}">{name}</text>"#,
-            w - right - 8.0
+            r#"<text x="{:.1}" y="{y:.1}" font-size="10" text-anchor="end" fill="{colour}">{}</text>"#,
+            w - right - 8.0,
+            escape(name)
         );
     }
     s.push_str("</svg>");
@@ -383,7 +386,7 @@ fn plots(r: &Report) -> Vec<String> {
 }
 
 pub(crate) fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Minimal Markdown to HTML for the card's own output: headings, tables, lists, paragraphs,

@@ -101,9 +101,23 @@ pub fn check(
             format!("lacks {} (inputs of version {})", lacking.join(", "), current.manifest.version)
         },
     });
-    let ours = evaluate_rows(candidate, data, validation.rows, &[]).report.metrics;
+    // Both versions on the same rows: those each of them scores (a version refusing the hard
+    // rows must not look better for it).
+    let mut ws = carecast_models::Workspace::default();
+    let mut scores = |scorer: &Scorer, columns: &[carecast_tables::FeatureColumn], r: usize| {
+        carecast_tables::row_values(columns, r).is_ok_and(|row| scorer.score(&row, &mut ws).is_ok())
+    };
+    let rows: Vec<usize> = validation
+        .rows
+        .iter()
+        .copied()
+        .filter(|&r| {
+            scores(candidate, &data.columns, r) && (!lacking.is_empty() || scores(&current.scorer, &columns, r))
+        })
+        .collect();
+    let ours = evaluate_rows(candidate, data, &rows, &[]).report.metrics;
     let auroc = if lacking.is_empty() {
-        let theirs = evaluate_columns(&current.scorer, &columns, data, validation.rows, &[]).report.metrics;
+        let theirs = evaluate_columns(&current.scorer, &columns, data, &rows, &[]).report.metrics;
         Gate {
             name: "discrimination".into(),
             passed: ours.auroc >= theirs.auroc - gates.max_auroc_drop,
@@ -143,7 +157,7 @@ pub fn check(
         at: chrono::Utc::now(),
         data: data.source.clone(),
         data_sha256: data.sha256.clone(),
-        rows: validation.rows.len() as u64,
+        rows: rows.len() as u64,
         gates: report,
     }
 }

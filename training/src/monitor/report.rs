@@ -64,7 +64,7 @@ fn chart(
     let borrowed: Vec<(&str, &str, &[Point])> = series.iter().map(|(n, c, p)| (n.as_str(), *c, p.as_slice())).collect();
     let x_label = time.label();
     svg_plot(
-        &escape(title),
+        title,
         Axes { x_label: &x_label, y_label, x_range: time.range(report), y_range, legend_top: true },
         &borrowed,
     )
