@@ -315,6 +315,10 @@ impl Registry {
         by: &str,
         forced: Option<&str>,
     ) -> Result<(), RegistryError> {
+        // The version served is read, its gate report checked and the pointer switched under one
+        // lock: a promotion landing in between would otherwise be replaced by a version never
+        // checked against it.
+        let _held = self.lock(model)?;
         let current = match self.current(model) {
             Ok(current) => current,
             Err(RegistryError::NoCurrent(_)) => return self.promote(model, version, by),
@@ -347,6 +351,24 @@ impl Registry {
                 forced: Some(forced),
             },
         )
+    }
+
+    /// An exclusive lock on a model's promotions (`<model>/.promotion.lock`), held until the
+    /// file is dropped.
+    fn lock(&self, model: &str) -> Result<std::fs::File, RegistryError> {
+        check_name(model)?;
+        if !self.root.join(model).is_dir() {
+            return Err(RegistryError::UnknownModel(model.to_string()));
+        }
+        let path = self.root.join(model).join(".promotion.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(Self::io(&path))?;
+        file.lock().map_err(Self::io(&path))?;
+        Ok(file)
     }
 
     /// Keeps a gate report (replacing one of the same version against the same version).
@@ -396,6 +418,7 @@ impl Registry {
 
     /// Goes back to [`Self::previous`], atomically; returns it.
     pub fn rollback(&self, model: &str, by: &str) -> Result<String, RegistryError> {
+        let _held = self.lock(model)?;
         let previous = self.previous(model)?;
         self.point_current(model, &previous, ROLLED_BACK, Some(by))?;
         Ok(previous)

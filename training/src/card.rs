@@ -239,6 +239,11 @@ fn limitations(metrics: &MetricsFile, training: &TrainingSummary) -> Vec<String>
     out
 }
 
+/// Series of at most this many points are drawn with a marker at each.
+const MARKED: usize = 60;
+/// The colour of reference lines (chance, ideal, thresholds): never marked.
+pub(crate) const REFERENCE: &str = "#aaa";
+
 /// A plot's axis labels and ranges.
 pub(crate) struct Axes<'a> {
     pub x_label: &'a str,
@@ -316,6 +321,12 @@ pub(crate) fn svg_plot(title: &str, axes: Axes<'_>, series: &[(&str, &str, &[Poi
         let path: Vec<String> = points.iter().map(|p| format!("{:.1},{:.1}", sx(p.x), sy(p.y))).collect();
         let _ =
             write!(s, r#"<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{}"/>"#, path.join(" "));
+        // A few points (a period each, grouped calibration) are marked, so that one alone shows.
+        if points.len() <= MARKED && *colour != REFERENCE {
+            for p in points.iter() {
+                let _ = write!(s, r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"/>"#, sx(p.x), sy(p.y));
+            }
+        }
         let y = if legend_top {
             top + 14.0 + 12.0 * i as f64
         } else {
@@ -349,7 +360,7 @@ fn plots(r: &Report) -> Vec<String> {
         svg_plot(
             "ROC curve",
             unit("1 - specificity", "sensitivity", false),
-            &[("model", "#1f5fa8", &r.roc_curve), ("chance", "#aaa", &diagonal)],
+            &[("model", "#1f5fa8", &r.roc_curve), ("chance", REFERENCE, &diagonal)],
         ),
         svg_plot(
             "Precision-recall curve",
@@ -368,7 +379,7 @@ fn plots(r: &Report) -> Vec<String> {
             &[
                 ("smoothed", "#1f5fa8", &r.calibration_curve),
                 ("tenths", "#d2691e", &groups),
-                ("ideal", "#aaa", &cal_diag),
+                ("ideal", REFERENCE, &cal_diag),
             ],
         ),
         svg_plot(
@@ -380,7 +391,7 @@ fn plots(r: &Report) -> Vec<String> {
                 y_range: (-0.05 * nb_max, nb_max),
                 legend_top: true,
             },
-            &[("model", "#1f5fa8", &model), ("treat all", "#d2691e", &all), ("treat none", "#aaa", &none)],
+            &[("model", "#1f5fa8", &model), ("treat all", "#d2691e", &all), ("treat none", REFERENCE, &none)],
         ),
     ]
 }

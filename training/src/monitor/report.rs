@@ -4,7 +4,7 @@
 //! shipped alert rules fire.
 
 use super::{MonitorReport, PeriodSummary};
-use crate::card::{Axes, escape, markdown_to_html, svg_plot};
+use crate::card::{Axes, REFERENCE, escape, markdown_to_html, svg_plot};
 use crate::evaluate::Point;
 use chrono::NaiveDate;
 use std::fmt::Write;
@@ -93,7 +93,7 @@ fn per_version(
 }
 
 fn flat(y: f64, range: (f64, f64), name: &str) -> (String, &'static str, Vec<Point>) {
-    (name.into(), "#999999", vec![Point { x: range.0, y }, Point { x: range.1, y }])
+    (name.into(), REFERENCE, vec![Point { x: range.0, y }, Point { x: range.1, y }])
 }
 
 /// The report as Markdown (headings, lists and tables), with a placeholder line for each chart.
