@@ -114,6 +114,18 @@ pub struct Registry {
     root: PathBuf,
 }
 
+/// Writes `bytes` beside `path` and renames it over `path`, so a reader sees the old file or the
+/// new one, never half of one. Each write has a temporary file of its own (process and count),
+/// so two at once (a server's periodic flush and its flush at shutdown) never write into one.
+fn replace_file(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.{}.{n}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(Registry::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(Registry::io(path))
+}
+
 /// Names and versions become paths, so only a safe alphabet is allowed.
 fn check_name(name: &str) -> Result<(), RegistryError> {
     let ok = !name.is_empty()
@@ -200,11 +212,7 @@ impl Registry {
     /// with it too, never returning its result. The history records `by` whom.
     pub fn start_shadow(&self, model: &str, version: &str, by: &str) -> Result<(), RegistryError> {
         self.resolve(model, Some(version))?;
-        let dir = self.root.join(model);
-        let tmp = dir.join(format!(".{SHADOW}.{}", std::process::id()));
-        std::fs::write(&tmp, format!("{version}\n")).map_err(Self::io(&tmp))?;
-        let path = dir.join(SHADOW);
-        std::fs::rename(&tmp, &path).map_err(Self::io(&path))?;
+        replace_file(&self.root.join(model).join(SHADOW), format!("{version}\n").as_bytes())?;
         self.record(model, "shadow started", version, Some(by))
     }
 
@@ -377,10 +385,7 @@ impl Registry {
         let dir = self.root.join(model).join(GATES);
         std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
         let path = dir.join(format!("{}-against-{}.json", report.version, report.against));
-        let tmp = dir.join(format!(".{}.{}", report.version, std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(report).expect("gate reports serialise"))
-            .map_err(Self::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+        replace_file(&path, &serde_json::to_vec_pretty(report).expect("gate reports serialise"))
     }
 
     /// The gate report of `version` against `against`, if one was recorded.
@@ -432,11 +437,7 @@ impl Registry {
 
     fn switch_current(&self, model: &str, version: &str) -> Result<(), RegistryError> {
         self.resolve(model, Some(version))?;
-        let dir = self.root.join(model);
-        let tmp = dir.join(format!(".{CURRENT}.{}", std::process::id()));
-        std::fs::write(&tmp, format!("{version}\n")).map_err(Self::io(&tmp))?;
-        let path = dir.join(CURRENT);
-        std::fs::rename(&tmp, &path).map_err(Self::io(&path))
+        replace_file(&self.root.join(model).join(CURRENT), format!("{version}\n").as_bytes())
     }
 
     fn record(&self, model: &str, action: &str, version: &str, by: Option<&str>) -> Result<(), RegistryError> {
@@ -474,6 +475,23 @@ impl Registry {
     /// `<YYYY-MM-DD>.<server>.json`.
     pub fn live_dir(&self, model: &str, version: &str) -> PathBuf {
         self.root.join(model).join(LIVE).join(version)
+    }
+
+    /// Writes one server's live tally of `model`'s `version` for `day` (replacing the last one it
+    /// wrote), in [`Self::live_dir`].
+    pub fn write_live(
+        &self,
+        model: &str,
+        version: &str,
+        day: chrono::NaiveDate,
+        server: &str,
+        bytes: &[u8],
+    ) -> Result<(), RegistryError> {
+        check_name(model)?;
+        check_name(version)?;
+        let dir = self.live_dir(model, version);
+        std::fs::create_dir_all(&dir).map_err(Self::io(&dir))?;
+        replace_file(&dir.join(format!("{day}.{server}.json")), bytes)
     }
 
     /// Every live tally file of `model`, as (version, day, path); none before any was written.

@@ -92,9 +92,8 @@ impl LiveDrift {
                 .collect()
         };
         for ((model, version), day, bytes) in pending {
-            let path = self.registry.live_dir(&model, &version).join(format!("{day}.{}.json", self.instance));
-            if let Err(e) = write_whole(&path, &bytes) {
-                tracing::error!(error = %e, file = %path.display(), "live drift counts not written; trying again later");
+            if let Err(e) = self.registry.write_live(&model, &version, day, &self.instance, &bytes) {
+                tracing::error!(error = %e, "live drift counts not written; trying again later");
                 let mut live = self.live.lock().expect("drift counts are never left half-updated");
                 if let Some(entry) = live.get_mut(&(model, version)) {
                     entry.unwritten.insert(day);
@@ -116,16 +115,4 @@ impl LiveDrift {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Writes `bytes` beside `path` and renames it into place, so a reader never sees half a file;
-/// each write has a partial file of its own, so two flushes at once (the periodic one and the
-/// one at shutdown) never write into one.
-fn write_whole(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    std::fs::create_dir_all(path.parent().expect("a file in a directory"))?;
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let partial = path.with_extension(format!("json.{n}.partial"));
-    std::fs::write(&partial, bytes)?;
-    std::fs::rename(&partial, path)
 }
