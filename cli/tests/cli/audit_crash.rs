@@ -1,8 +1,8 @@
 //! A server killed with SIGKILL while scoring and auditing under load: afterwards the audit
 //! trail's hash chain still verifies, and every score a client received is in it.
 
-use crate::common::{Cell, carecast, serve, support2_rows};
-use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
+use crate::common::{carecast, score_request, serve, support2_rows};
+use carecast_proto::v1::{self as pb, scoring_service_client::ScoringServiceClient};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,22 +10,7 @@ use std::time::Duration;
 fn requests(model: &str, features: &[carecast_models::FeatureSpec], n: usize) -> Vec<pb::ScoreRequest> {
     support2_rows(features, n)
         .into_iter()
-        .map(|row| pb::ScoreRequest {
-            model: model.into(),
-            features: row
-                .into_iter()
-                .map(|(name, cell)| {
-                    let value = match cell {
-                        Cell::Number(x) => feature_value::Value::Number(x),
-                        Cell::Category(t) => feature_value::Value::Category(t),
-                        Cell::Missing => feature_value::Value::Missing(true),
-                    };
-                    (name, pb::FeatureValue { value: Some(value) })
-                })
-                .collect(),
-            max_contributions: 3,
-            ..Default::default()
-        })
+        .map(|row| pb::ScoreRequest { max_contributions: 3, ..score_request(model, "", row) })
         .collect()
 }
 

@@ -59,3 +59,20 @@ pub fn support2_rows(features: &[carecast_models::FeatureSpec], n: usize) -> Vec
         })
         .collect()
 }
+
+/// A `Score` request for one patient, every feature of `row` named.
+pub fn score_request(model: &str, patient_key: &str, row: Vec<(String, Cell)>) -> carecast_proto::v1::ScoreRequest {
+    use carecast_proto::v1::{self as pb, feature_value};
+    let features = row
+        .into_iter()
+        .map(|(name, cell)| {
+            let value = match cell {
+                Cell::Number(x) => feature_value::Value::Number(x),
+                Cell::Category(t) => feature_value::Value::Category(t),
+                Cell::Missing => feature_value::Value::Missing(true),
+            };
+            (name, pb::FeatureValue { value: Some(value) })
+        })
+        .collect();
+    pb::ScoreRequest { model: model.into(), patient_key: patient_key.into(), features, ..Default::default() }
+}

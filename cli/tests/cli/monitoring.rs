@@ -3,8 +3,8 @@
 //! each bad row by field and counting what cannot be matched, and `carecast monitor` writes the
 //! report from the trail, the ledger and the server's live counts.
 
-use crate::common::{Cell, carecast, serve, support2_rows};
-use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
+use crate::common::{carecast, score_request, serve, support2_rows};
+use carecast_proto::v1::scoring_service_client::ScoringServiceClient;
 use std::process::Command;
 
 const MODEL: &str = "support2_hospdead-logistic";
@@ -24,20 +24,7 @@ async fn outcomes_come_back_and_the_monitor_reports_them() {
     let (mut server, address) = serve(&dir);
     let mut client = ScoringServiceClient::connect(format!("http://{address}")).await.unwrap();
     for (i, row) in support2_rows(&pkg.manifest.features, SCORED).into_iter().enumerate() {
-        let features = row
-            .into_iter()
-            .map(|(name, cell)| {
-                let value = match cell {
-                    Cell::Number(x) => feature_value::Value::Number(x),
-                    Cell::Category(t) => feature_value::Value::Category(t),
-                    Cell::Missing => feature_value::Value::Missing(true),
-                };
-                (name, pb::FeatureValue { value: Some(value) })
-            })
-            .collect();
-        let req =
-            pb::ScoreRequest { model: MODEL.into(), patient_key: format!("m-{i}"), features, ..Default::default() };
-        client.score(req).await.unwrap();
+        client.score(score_request(MODEL, &format!("m-{i}"), row)).await.unwrap();
     }
     // Stopped as a service manager stops it: the day's live counts are written on the way out.
     assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap().success());

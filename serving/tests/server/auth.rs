@@ -6,10 +6,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use carecast_audit::AuditLog;
-use carecast_models::{Registry, Value};
+use carecast_models::Registry;
 use carecast_proto::v1::{
-    self as pb, feature_value, model_service_client::ModelServiceClient,
-    monitoring_service_client::MonitoringServiceClient, scoring_service_client::ScoringServiceClient,
+    self as pb, model_service_client::ModelServiceClient, monitoring_service_client::MonitoringServiceClient,
+    scoring_service_client::ScoringServiceClient,
 };
 use carecast_serving::auth::Authenticator;
 use carecast_serving::{AppState, ModelStore, server};
@@ -89,14 +89,7 @@ async fn tokens_roles_and_refusals() {
         .features
         .iter()
         .zip(row_values(&columns, 0).unwrap())
-        .map(|(f, v)| {
-            let value = match v {
-                Value::Number(x) => feature_value::Value::Number(x),
-                Value::Text(t) => feature_value::Value::Category(t.into()),
-                Value::Missing => feature_value::Value::Missing(true),
-            };
-            (f.name.clone(), pb::FeatureValue { value: Some(value) })
-        })
+        .map(|(f, v)| (f.name.clone(), pb::FeatureValue::from(v)))
         .collect();
     let request =
         pb::ScoreRequest { model: report.name.clone(), patient_key: "auth-1".into(), features, ..Default::default() };

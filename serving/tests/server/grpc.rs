@@ -3,7 +3,7 @@
 //! refused while other versions keep serving, and every score is audited.
 
 use carecast_audit::AuditLog;
-use carecast_models::{Registry, Value, Workspace, load_package};
+use carecast_models::{Registry, Workspace, load_package};
 use carecast_proto::v1::{
     self as pb, feature_value, model_service_client::ModelServiceClient, scoring_service_client::ScoringServiceClient,
 };
@@ -66,16 +66,6 @@ async fn scoring(s: &Server) -> ScoringServiceClient<Channel> {
     ScoringServiceClient::connect(s.addr.clone()).await.unwrap()
 }
 
-fn to_pb(v: Value<'_>) -> pb::FeatureValue {
-    pb::FeatureValue {
-        value: Some(match v {
-            Value::Number(x) => feature_value::Value::Number(x),
-            Value::Text(t) => feature_value::Value::Category(t.to_string()),
-            Value::Missing => feature_value::Value::Missing(true),
-        }),
-    }
-}
-
 /// Test-split rows of the shared data as requests (all contributions asked for).
 fn requests(model: &str, n: usize) -> Vec<(pb::ScoreRequest, usize)> {
     let pkg = load_package(&Registry::new(registry()).resolve(model, None).unwrap().1).unwrap();
@@ -91,7 +81,7 @@ fn requests(model: &str, n: usize) -> Vec<(pb::ScoreRequest, usize)> {
                 .features
                 .iter()
                 .zip(row_values(&cols, r).unwrap())
-                .map(|(f, v)| (f.name.clone(), to_pb(v)))
+                .map(|(f, v)| (f.name.clone(), pb::FeatureValue::from(v)))
                 .collect();
             (
                 pb::ScoreRequest {

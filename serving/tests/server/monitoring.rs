@@ -11,8 +11,7 @@ use carecast_audit::outcomes::{Outcome, OutcomeLedger};
 use carecast_models::drift::{Bins, PSI_ALERT, Tally};
 use carecast_models::{Registry, Value, load_package};
 use carecast_proto::v1::{
-    self as pb, feature_value, monitoring_service_client::MonitoringServiceClient,
-    scoring_service_client::ScoringServiceClient,
+    self as pb, monitoring_service_client::MonitoringServiceClient, scoring_service_client::ScoringServiceClient,
 };
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_tables::{feature_columns, read_table, row_values, text_column};
@@ -30,16 +29,6 @@ const SENT: usize = 300;
 
 fn shared_data(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(file)
-}
-
-fn pb_value(v: Value<'_>) -> pb::FeatureValue {
-    pb::FeatureValue {
-        value: Some(match v {
-            Value::Number(x) => feature_value::Value::Number(x),
-            Value::Text(t) => feature_value::Value::Category(t.to_string()),
-            Value::Missing => feature_value::Value::Missing(true),
-        }),
-    }
 }
 
 /// `promtool` (Debian's `prometheus` package, which `.ci/run` installs), or `None` outside CI.
@@ -192,7 +181,7 @@ async fn a_shifted_input_is_flagged_live_and_the_shipped_alert_rules_fire() {
         }
         live[slot(row[i])] += 1;
         let features: HashMap<String, pb::FeatureValue> =
-            pkg.manifest.features.iter().zip(row).map(|(f, v)| (f.name.clone(), pb_value(v))).collect();
+            pkg.manifest.features.iter().zip(row).map(|(f, v)| (f.name.clone(), pb::FeatureValue::from(v))).collect();
         let req =
             pb::ScoreRequest { model: MODEL.into(), patient_key: format!("m-{r}"), features, ..Default::default() };
         client.score(req).await.unwrap();

@@ -4,8 +4,8 @@
 //! in-process scorers give it, and a shadow that cannot score a request never fails it.
 
 use carecast_audit::AuditLog;
-use carecast_models::{Registry, Value, Workspace, load_package};
-use carecast_proto::v1::{self as pb, feature_value, scoring_service_client::ScoringServiceClient};
+use carecast_models::{Registry, Workspace, load_package};
+use carecast_proto::v1::{self as pb, scoring_service_client::ScoringServiceClient};
 use carecast_serving::{AppState, ModelStore, server};
 use carecast_tables::{feature_columns, read_table, row_values, text_column};
 use carecast_training::monitor::{Period, agreement};
@@ -87,14 +87,7 @@ async fn a_shadow_version_scores_beside_the_served_one_and_is_never_returned() {
             .features
             .iter()
             .zip(row_values(&cols, r).unwrap())
-            .map(|(f, v)| {
-                let value = match v {
-                    Value::Number(x) => feature_value::Value::Number(x),
-                    Value::Text(t) => feature_value::Value::Category(t.into()),
-                    Value::Missing => feature_value::Value::Missing(true),
-                };
-                (f.name.clone(), pb::FeatureValue { value: Some(value) })
-            })
+            .map(|(f, v)| (f.name.clone(), pb::FeatureValue::from(v)))
             .collect();
         pb::ScoreRequest {
             model: MODEL.into(),
