@@ -215,7 +215,7 @@ async fn infer(
     }
     let scoring = Scoring { state: state.clone() };
     let announced = state.audit.announce();
-    let this = Scoring { state: state.clone() };
+    let this = scoring.clone();
     let outcomes = tokio::task::spawn_blocking(move || {
         let mut ws = carecast_models::Workspace::default();
         requests.iter().map(|r| this.evaluate(r, &mut ws)).collect::<Vec<_>>()

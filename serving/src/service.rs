@@ -233,6 +233,7 @@ fn inputs_from_events(
     Ok(inputs.row(&codes, &events, at))
 }
 
+#[derive(Clone)]
 pub struct Scoring {
     pub state: Arc<AppState>,
 }
@@ -373,7 +374,7 @@ impl pb::scoring_service_server::ScoringService for Scoring {
         let caller = self.state.caller(&request, "ScoreStream", Role::Clinician)?;
         let mut requests = request.into_inner();
         let (results, receiver) = tokio::sync::mpsc::channel(STREAM_BUFFER);
-        let this = Scoring { state: self.state.clone() };
+        let this = self.clone();
         let mut stopping = self.state.stopping.subscribe();
         tokio::spawn(async move {
             let mut ws = Workspace::default();
@@ -438,7 +439,7 @@ impl pb::scoring_service_server::ScoringService for Scoring {
             )));
         }
         // Scoring a thousand patients is CPU work: off the async workers.
-        let this = Scoring { state: self.state.clone() };
+        let this = self.clone();
         let (requests, outcomes) = tokio::task::spawn_blocking(move || {
             let mut ws = Workspace::default();
             let outcomes: Vec<Result<Scored, Status>> = requests.iter().map(|r| this.evaluate(r, &mut ws)).collect();

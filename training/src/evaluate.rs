@@ -70,6 +70,11 @@ pub fn auroc_delong(y: &[bool], score: &[f64]) -> (f64, f64) {
     }
 }
 
+/// The 95% interval of an AUROC with standard error `se`, within [0, 1].
+pub fn auroc_interval(auroc: f64, se: f64) -> [f64; 2] {
+    [(auroc - 1.959_964 * se).max(0.0), (auroc + 1.959_964 * se).min(1.0)]
+}
+
 /// A model's AUROC against a baseline score's on the same rows, with DeLong's paired test.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BaselineComparison {
@@ -97,7 +102,7 @@ pub fn compare_auroc(y: &[bool], model: &[f64], baseline_name: &str, baseline: &
     Some(BaselineComparison {
         baseline: baseline_name.to_string(),
         baseline_auroc: b.auc,
-        baseline_auroc_ci: [(b.auc - z * var_b.sqrt()).max(0.0), (b.auc + z * var_b.sqrt()).min(1.0)],
+        baseline_auroc_ci: auroc_interval(b.auc, var_b.sqrt()),
         model_auroc: a.auc,
         difference: diff,
         difference_ci: [diff - z * se, diff + z * se],
@@ -342,13 +347,14 @@ pub fn logit(p: f64) -> f64 {
 pub fn evaluate(y: &[bool], p: &[f64]) -> Metrics {
     let lp: Vec<f64> = p.iter().map(|&p| logit(p)).collect();
     let (auroc, se) = auroc_delong(y, p);
+    let [auroc_ci_lower, auroc_ci_upper] = auroc_interval(auroc, se);
     let (calibration_slope, calibration_intercept) = calibration(y, &lp);
     Metrics {
         n: y.len() as u64,
         prevalence: y.iter().filter(|b| **b).count() as f64 / y.len() as f64,
         auroc,
-        auroc_ci_lower: (auroc - 1.959_964 * se).max(0.0),
-        auroc_ci_upper: (auroc + 1.959_964 * se).min(1.0),
+        auroc_ci_lower,
+        auroc_ci_upper,
         auprc: auprc(y, p),
         brier: brier(y, p),
         calibration_slope,

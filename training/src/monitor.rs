@@ -14,7 +14,7 @@
 
 pub mod report;
 
-use crate::evaluate::{auroc_delong, calibration, logit};
+use crate::evaluate::{auroc_delong, auroc_interval, calibration, logit};
 use crate::rng::Rng;
 use carecast_audit::Entry;
 use carecast_audit::outcomes::Outcome;
@@ -297,6 +297,7 @@ pub fn summarise(judged: &[Judged], period: Period) -> Vec<PeriodSummary> {
     groups
         .into_iter()
         .map(|((version, period), scores)| {
+            let count = |v: Verdict| scores.iter().filter(|j| j.verdict == v).count() as u64;
             let known: Vec<&&Judged> =
                 scores.iter().filter(|j| matches!(j.verdict, Verdict::Event | Verdict::NoEvent)).collect();
             let y: Vec<bool> = known.iter().map(|j| j.verdict == Verdict::Event).collect();
@@ -312,11 +313,8 @@ pub fn summarise(judged: &[Judged], period: Period) -> Vec<PeriodSummary> {
             };
             let auroc = both.then(|| {
                 let (auc, se) = auroc_delong(&y, &p);
-                Interval {
-                    estimate: auc,
-                    lower: (auc - 1.959_964 * se).max(0.0),
-                    upper: (auc + 1.959_964 * se).min(1.0),
-                }
+                let [lower, upper] = auroc_interval(auc, se);
+                Interval { estimate: auc, lower, upper }
             });
             let all: Vec<f64> = scores
                 .iter()
@@ -328,9 +326,8 @@ pub fn summarise(judged: &[Judged], period: Period) -> Vec<PeriodSummary> {
                 period,
                 scores: scores.len() as u64,
                 judged: y.len() as u64,
-                pending: scores.iter().filter(|j| j.verdict == Verdict::Pending).count() as u64,
-                excluded: (scores.len() - y.len()) as u64
-                    - scores.iter().filter(|j| j.verdict == Verdict::Pending).count() as u64,
+                pending: count(Verdict::Pending),
+                excluded: count(Verdict::PriorOutcome) + count(Verdict::Ambiguous),
                 observed,
                 expected,
                 observed_expected: observed_expected(observed, expected),
