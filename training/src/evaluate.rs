@@ -70,9 +70,13 @@ pub fn auroc_delong(y: &[bool], score: &[f64]) -> (f64, f64) {
     }
 }
 
+/// The standard normal's 97.5% quantile (R's `qnorm(0.975)`): the half-width of a 95% interval in
+/// standard errors.
+pub const Z_975: f64 = 1.959_963_984_540_054;
+
 /// The 95% interval of an AUROC with standard error `se`, within [0, 1].
 pub fn auroc_interval(auroc: f64, se: f64) -> [f64; 2] {
-    [(auroc - 1.959_964 * se).max(0.0), (auroc + 1.959_964 * se).min(1.0)]
+    [(auroc - Z_975 * se).max(0.0), (auroc + Z_975 * se).min(1.0)]
 }
 
 /// A model's AUROC against a baseline score's on the same rows, with DeLong's paired test.
@@ -98,7 +102,7 @@ pub fn compare_auroc(y: &[bool], model: &[f64], baseline_name: &str, baseline: &
     let (var_a, var_b, cov) = (var(&a, &a), var(&b, &b), var(&a, &b));
     let diff = a.auc - b.auc;
     let se = (var_a + var_b - 2.0 * cov).max(0.0).sqrt();
-    let z = 1.959_964;
+    let z = Z_975;
     Some(BaselineComparison {
         baseline: baseline_name.to_string(),
         baseline_auroc: b.auc,

@@ -258,7 +258,7 @@ fn observed_expected(observed: u64, expected: f64) -> Option<Interval> {
     if expected <= 0.0 {
         return None;
     }
-    let (o, z) = (observed as f64, 1.959_964);
+    let (o, z) = (observed as f64, crate::evaluate::Z_975);
     let lower = if observed == 0 { 0.0 } else { o * (1.0 - 1.0 / (9.0 * o) - z / (3.0 * o.sqrt())).powi(3) };
     let o1 = o + 1.0;
     let upper = o1 * (1.0 - 1.0 / (9.0 * o1) + z / (3.0 * o1.sqrt())).powi(3);
