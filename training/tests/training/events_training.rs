@@ -75,6 +75,14 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
     assert_eq!(full.training.monotone, ["Age (risk never falls as it rises)"]);
     let deciles = full.report.subgroups.iter().filter(|g| g.variable.starts_with("Deprivation")).count();
     assert_eq!(deciles, 10, "IMD deciles from coded attributes");
+    let bands: Vec<&str> = full
+        .report
+        .subgroups
+        .iter()
+        .filter(|g| g.variable.starts_with("Age band as dementia models report"))
+        .map(|g| g.level.as_str())
+        .collect();
+    assert_eq!(bands, ["<60", "60 to <80", "≥80"], "the age bands published dementia models report");
 
     // Predicted risks against each held-out patient's true five-year risk.
     let truth: HashMap<i64, f64> =

@@ -116,6 +116,31 @@ fn support2_dementia_meets_the_discrimination_and_slope_bars() {
     let report =
         train(&task, &toml, &shared_data("support2.csv"), &Registry::new(&dir), Algorithm::ElasticNet, None).unwrap();
     assert_bars("support2_dementia elastic net", &report.test, 0.909);
+
+    // Discrimination and calibration in the age bands published dementia models report, each
+    // band's rows and dementia cases counted here from the data file's test split.
+    let pkg_dir = Registry::new(&dir).resolve(&report.name, None).unwrap().1;
+    let full = metrics_file(&pkg_dir);
+    let band = "Age band as dementia models report (60-79, 80+)";
+    let rows = carecast_tables::read_table(&shared_data("support2.csv")).unwrap();
+    let (age, split, dementia) =
+        (rows.column("age").unwrap(), rows.column("split").unwrap(), rows.column("dementia").unwrap());
+    for (level, lo, hi) in [("60 to <80", 60.0, 80.0), ("≥80", 80.0, f64::INFINITY)] {
+        let in_band: Vec<usize> = (0..rows.height())
+            .filter(|&r| split.str().unwrap().get(r) == Some("test"))
+            .filter(|&r| age.f64().unwrap().get(r).is_some_and(|a| (lo..hi).contains(&a)))
+            .collect();
+        let cases = in_band.iter().filter(|&&r| dementia.i64().unwrap().get(r) == Some(1)).count();
+        let g = full.report.subgroups.iter().find(|g| g.variable == band && g.level == level).unwrap();
+        eprintln!(
+            "support2_dementia, age {level}: {} rows, {} cases, AUROC {:?}, slope {:?}, intercept {:?}",
+            g.n, g.events, g.auroc, g.calibration_slope, g.calibration_intercept
+        );
+        assert_eq!((g.n as usize, g.events as usize), (in_band.len(), cases), "{level}");
+        assert!(g.auroc.is_some() && g.calibration_slope.is_some(), "{level}: enough cases to report");
+    }
+    let card = std::fs::read_to_string(pkg_dir.join("model_card.md")).unwrap();
+    assert!(card.contains(&format!("| {band} | 60 to <80 |")) && card.contains(&format!("| {band} | ≥80 |")));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
