@@ -1,10 +1,12 @@
 //! The fitted estimators a package can hold, behind one interface: margin, expected margin and
 //! exact per-column contributions.
 
+use crate::competing::CompetingHazards;
 use crate::gru::Gru;
 use crate::invalid::InvalidModel;
 use crate::linear::LinearModel;
 use crate::mlp::Mlp;
+use crate::stack::Stack;
 use crate::tree_predictor::TreePredictor;
 use crate::tree_shap::TreeShapBuffer;
 use crate::trees::TreeEnsemble;
@@ -20,6 +22,13 @@ pub enum Estimator {
     /// A GRU over the event sequence; contributions are integrated gradients from the training
     /// mean, complete to within [`crate::gru::COMPLETENESS`] (see [`crate::gru`]).
     Gru(Box<Gru>),
+    /// Cause-specific hazards of the outcome and a competing event; the margin is the log-odds
+    /// of the outcome's cumulative incidence, explained by integrated gradients (see
+    /// [`crate::competing`]).
+    CompetingRisks(Box<CompetingHazards>),
+    /// A non-negative linear stack of other estimators' margins; contributions are the weighted
+    /// sums of theirs (see [`crate::stack`]).
+    Stack(Stack),
 }
 
 impl Estimator {
@@ -29,6 +38,8 @@ impl Estimator {
             Estimator::GradientBoostedTrees(_) => "gradient_boosted_trees",
             Estimator::Mlp(_) => "mlp",
             Estimator::Gru(_) => "gru",
+            Estimator::CompetingRisks(_) => "competing_risks_hazard",
+            Estimator::Stack(_) => "stack",
         }
     }
 
@@ -39,6 +50,8 @@ impl Estimator {
             Estimator::GradientBoostedTrees(m) => m.margin(x),
             Estimator::Mlp(m) => m.margin(x),
             Estimator::Gru(m) => m.margin(x),
+            Estimator::CompetingRisks(m) => m.margin(x),
+            Estimator::Stack(m) => m.margin(x),
         }
     }
 
@@ -49,14 +62,18 @@ impl Estimator {
             Estimator::GradientBoostedTrees(m) => m.expected_margin(),
             Estimator::Mlp(m) => m.expected_margin(),
             Estimator::Gru(m) => m.expected_margin(),
+            Estimator::CompetingRisks(m) => m.expected_margin(),
+            Estimator::Stack(m) => m.expected_margin(),
         }
     }
 
     /// What this estimator is scored with once its package is loaded: a tree ensemble's
-    /// prediction layout and TreeSHAP tables; the others score from their data.
+    /// prediction layout and TreeSHAP tables (a stack's, for its tree members); the others score
+    /// from their data.
     pub(crate) fn compile(&self) -> Compiled {
         match self {
             Estimator::GradientBoostedTrees(m) => Compiled::Trees(TreePredictor::new(m)),
+            Estimator::Stack(m) => Compiled::Stack(m.compile()),
             _ => Compiled::Direct,
         }
     }
@@ -64,9 +81,10 @@ impl Estimator {
     /// Log-odds of many rows (row-major, `width` columns each) into `out`: the tree ensemble's
     /// block path, row by row for the others.
     pub(crate) fn margins(&self, compiled: &Compiled, x: &[f64], width: usize, out: &mut [f64]) {
-        match compiled {
-            Compiled::Trees(p) => p.margins(x, width, out),
-            Compiled::Direct => x.chunks(width).zip(out.iter_mut()).for_each(|(row, m)| *m = self.margin(row)),
+        match (self, compiled) {
+            (_, Compiled::Trees(p)) => p.margins(x, width, out),
+            (Estimator::Stack(m), Compiled::Stack(members)) => m.margins(members, x, width, out),
+            _ => x.chunks(width).zip(out.iter_mut()).for_each(|(row, m)| *m = self.margin(row)),
         }
     }
 
@@ -90,9 +108,13 @@ impl Estimator {
                 phi.fill(0.0);
                 p.contributions(m, x, width, phi, buf);
             }
-            (Estimator::GradientBoostedTrees(_), Compiled::Direct) => unreachable!("trees compile to a predictor"),
             (Estimator::Mlp(m), _) => per_row(phi, &|row, phi| m.contributions(row, phi)),
             (Estimator::Gru(m), _) => per_row(phi, &|row, phi| m.contributions(row, phi)),
+            (Estimator::CompetingRisks(m), _) => per_row(phi, &|row, phi| m.contributions(row, phi)),
+            (Estimator::Stack(m), Compiled::Stack(members)) => m.contributions(members, x, width, phi, buf),
+            (Estimator::GradientBoostedTrees(_) | Estimator::Stack(_), _) => {
+                unreachable!("compiled by Estimator::compile")
+            }
         }
     }
 
@@ -118,6 +140,8 @@ impl Estimator {
                 .try_for_each(|(i, t)| t.validate(n_columns).map_err(|e| e.within(format_args!("tree {i}")))),
             Estimator::Mlp(m) => m.validate(n_columns),
             Estimator::Gru(m) => m.validate(n_columns),
+            Estimator::CompetingRisks(m) => m.validate(n_columns),
+            Estimator::Stack(m) => m.validate(n_columns),
         }
     }
 }
@@ -127,6 +151,8 @@ impl Estimator {
 #[derive(Debug, Clone)]
 pub(crate) enum Compiled {
     Trees(TreePredictor),
+    /// A stack's members, each compiled, in member order.
+    Stack(Vec<Compiled>),
     /// Scored from the model's data directly.
     Direct,
 }

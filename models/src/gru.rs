@@ -9,19 +9,15 @@
 //! `h' = (1 − z) ⊙ n + z ⊙ h`.
 //!
 //! Unlike a ReLU network a GRU is smooth, so integrated gradients (from the training mean) have no
-//! closed form. They are integrated by Gauss–Legendre quadrature of exact (back-propagated)
-//! gradients, doubling the nodes until the contributions add up to the margin minus the
-//! background's margin to within [`COMPLETENESS`]; the remaining error is reported with every
+//! closed form: they are integrated by quadrature of exact (back-propagated) gradients
+//! ([`crate::integrated`]) to within [`COMPLETENESS`]; the remaining error is reported with every
 //! score as its additivity error.
 
 use crate::invalid::InvalidModel;
 use crate::mlp::Dense;
 use serde::{Deserialize, Serialize};
 
-/// Target for |Σ contributions − (margin − background margin)|.
-pub const COMPLETENESS: f64 = 1e-9;
-const FIRST_NODES: usize = 16;
-const MAX_NODES: usize = 256;
+pub use crate::integrated::COMPLETENESS;
 
 /// One gate: how the step's input and the previous hidden state move it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,25 +139,10 @@ impl Gru {
     /// Integrated gradients from the background to `x`, one value per encoded column.
     pub fn contributions(&self, x: &[f64], phi: &mut [f64]) {
         let target = self.margin(x) - self.expected_margin();
-        let direction: Vec<f64> = x.iter().zip(&self.background).map(|(a, b)| a - b).collect();
-        let (mut grad, mut point, mut trace) = (vec![0.0; x.len()], vec![0.0; x.len()], Vec::new());
-        let mut nodes = FIRST_NODES;
-        loop {
-            phi.fill(0.0);
-            for (t, weight) in gauss_legendre(nodes) {
-                for ((p, b), d) in point.iter_mut().zip(&self.background).zip(&direction) {
-                    *p = b + t * d;
-                }
-                self.gradient(&point, &mut grad, &mut trace);
-                for ((p, g), d) in phi.iter_mut().zip(&grad).zip(&direction) {
-                    *p += weight * g * d;
-                }
-            }
-            if (phi.iter().sum::<f64>() - target).abs() <= COMPLETENESS || nodes >= MAX_NODES {
-                return;
-            }
-            nodes *= 2;
-        }
+        let mut trace = Vec::new();
+        crate::integrated::gradients(&self.background, x, target, phi, |point, grad| {
+            self.gradient(point, grad, &mut trace);
+        });
     }
 
     pub fn validate(&self, n_columns: usize) -> Result<(), InvalidModel> {
@@ -182,32 +163,6 @@ impl Gru {
         }
         self.output.validate(hidden + self.static_columns.len(), 1).map_err(|e| e.within("GRU output layer"))
     }
-}
-
-/// Gauss–Legendre nodes and weights on [0, 1] (Newton's method on the Legendre polynomial):
-/// exact for polynomials of degree < 2n, and converging fast on smooth integrands.
-fn gauss_legendre(n: usize) -> Vec<(f64, f64)> {
-    (0..n)
-        .map(|i| {
-            let mut x = (std::f64::consts::PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();
-            let mut derivative = 1.0;
-            for _ in 0..100 {
-                let (mut p0, mut p1) = (1.0, x);
-                for k in 2..=n {
-                    let k = k as f64;
-                    (p0, p1) = (p1, ((2.0 * k - 1.0) * x * p1 - (k - 1.0) * p0) / k);
-                }
-                derivative = n as f64 * (x * p1 - p0) / (x * x - 1.0);
-                let dx = p1 / derivative;
-                x -= dx;
-                if dx.abs() < 1e-15 {
-                    break;
-                }
-            }
-            let weight = 2.0 / ((1.0 - x * x) * derivative * derivative);
-            ((1.0 - x) / 2.0, weight / 2.0)
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -232,17 +187,6 @@ mod tests {
             candidate,
             output: dense(6, 1, &mut w),
             background,
-        }
-    }
-
-    #[test]
-    fn gauss_legendre_integrates_polynomials_exactly() {
-        for n in [1, 4, 16, 64] {
-            let rule = gauss_legendre(n);
-            assert!((rule.iter().map(|(_, w)| w).sum::<f64>() - 1.0).abs() < 1e-13);
-            let degree = 2 * n - 1;
-            let integral = rule.iter().map(|(t, w)| w * t.powi(degree as i32)).sum::<f64>();
-            assert!((integral - 1.0 / (degree as f64 + 1.0)).abs() < 1e-12, "n {n}: {integral}");
         }
     }
 

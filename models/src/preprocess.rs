@@ -16,6 +16,20 @@ pub enum Encoding {
     /// For tree ensembles: numeric values as they are, missing as NaN (the trees learned where
     /// missing values go); categories one-hot.
     Native,
+    /// For a stack of both kinds: the standardised columns, then the native ones, each member
+    /// reading its own block ([`Preprocessor::block`]).
+    Stacked,
+}
+
+impl Encoding {
+    /// The single encodings a row is written in, in order.
+    fn blocks(self) -> &'static [Encoding] {
+        match self {
+            Encoding::Stacked => &[Encoding::Standardised, Encoding::Native],
+            Encoding::Standardised => &[Encoding::Standardised],
+            Encoding::Native => &[Encoding::Native],
+        }
+    }
 }
 
 /// What training taught the preprocessor about one feature.
@@ -80,17 +94,41 @@ impl Preprocessor {
     /// For each model column, the index of the feature it came from: how explanations of
     /// one-hot columns and missing indicators are summed back into the feature a clinician knows.
     pub fn column_owners(&self) -> Vec<usize> {
+        self.encoding.blocks().iter().flat_map(|&e| self.block_owners(e)).collect()
+    }
+
+    /// [`Preprocessor::column_owners`] of one single encoding's block.
+    fn block_owners(&self, encoding: Encoding) -> Vec<usize> {
         let mut owners = Vec::new();
         for (i, f) in self.features.iter().enumerate() {
             let width = match &f.stats {
                 FeatureStats::Numeric { had_missing, .. } => {
-                    1 + usize::from(*had_missing && self.encoding == Encoding::Standardised)
+                    1 + usize::from(*had_missing && encoding == Encoding::Standardised)
                 }
                 FeatureStats::Categorical { levels, had_missing, .. } => levels.len() + usize::from(*had_missing),
             };
             owners.extend(std::iter::repeat_n(i, width));
         }
         owners
+    }
+
+    /// Where the columns of single encoding `encoding` lie in this preprocessor's row (all of it
+    /// unless stacked); `None` when the row holds no such block.
+    pub fn block(&self, encoding: Encoding) -> Option<std::ops::Range<usize>> {
+        let mut start = 0;
+        for &e in self.encoding.blocks() {
+            let width = self.block_owners(e).len();
+            if e == encoding {
+                return Some(start..start + width);
+            }
+            start += width;
+        }
+        None
+    }
+
+    /// The same fitted features under another encoding: a stack member's own preprocessor.
+    pub fn with_encoding(&self, encoding: Encoding) -> Preprocessor {
+        Preprocessor { encoding, features: self.features.clone() }
     }
 
     /// Index of a feature by name.
@@ -104,6 +142,27 @@ impl Preprocessor {
     pub fn encode(&self, row: &[Value<'_>], out: &mut Vec<f64>, warnings: &mut Vec<Warning>) -> Result<(), InputError> {
         debug_assert_eq!(row.len(), self.features.len());
         out.clear();
+        for (k, &block) in self.encoding.blocks().iter().enumerate() {
+            // A stacked row is checked, and warned about, once: on its first block.
+            let warned = if k == 0 { Some(&mut *warnings) } else { None };
+            self.encode_block(block, row, out, warned)?;
+        }
+        Ok(())
+    }
+
+    /// Appends one single encoding of `row` to `out`, pushing warnings where asked.
+    fn encode_block(
+        &self,
+        encoding: Encoding,
+        row: &[Value<'_>],
+        out: &mut Vec<f64>,
+        mut warnings: Option<&mut Vec<Warning>>,
+    ) -> Result<(), InputError> {
+        let mut warn = |w: Warning| {
+            if let Some(ws) = warnings.as_deref_mut() {
+                ws.push(w)
+            }
+        };
         for (i, (f, value)) in self.features.iter().zip(row).enumerate() {
             match &f.stats {
                 FeatureStats::Numeric { median, mean, sd, min, max, had_missing } => {
@@ -136,7 +195,7 @@ impl Preprocessor {
                         ));
                     }
                     if let Some([lo, hi]) = outside(f.spec.plausible) {
-                        warnings.push(Warning {
+                        warn(Warning {
                             feature: i,
                             kind: WarningKind::Implausible,
                             message: format!(
@@ -147,7 +206,7 @@ impl Preprocessor {
                         });
                     }
                     match x {
-                        Some(x) if x < *min || x > *max => warnings.push(Warning {
+                        Some(x) if x < *min || x > *max => warn(Warning {
                             feature: i,
                             kind: WarningKind::OutOfTrainingRange,
                             message: format!(
@@ -157,7 +216,7 @@ impl Preprocessor {
                             ),
                         }),
                         Some(_) => {}
-                        None => warnings.push(Warning {
+                        None => warn(Warning {
                             feature: i,
                             kind: WarningKind::MissingImputed,
                             message: match self.encoding {
@@ -167,10 +226,14 @@ impl Preprocessor {
                                 Encoding::Native => {
                                     "not recorded: scored as missing, as learned in training".to_string()
                                 }
+                                Encoding::Stacked => format!(
+                                    "not recorded: the model's trees score it as missing, as learned in training; its other members impute the training median {}{unit}",
+                                    fmt_num(*median)
+                                ),
                             },
                         }),
                     }
-                    match self.encoding {
+                    match encoding {
                         Encoding::Standardised => {
                             out.push((x.unwrap_or(*median) - mean) / sd);
                             if *had_missing {
@@ -178,6 +241,7 @@ impl Preprocessor {
                             }
                         }
                         Encoding::Native => out.push(x.unwrap_or(f64::NAN)),
+                        Encoding::Stacked => unreachable!("a block is a single encoding"),
                     }
                 }
                 FeatureStats::Categorical { levels, mode, had_missing } => {
@@ -202,7 +266,7 @@ impl Preprocessor {
                         Some(k) => out[start + k] = 1.0,
                         None if *had_missing => {
                             out[start + levels.len()] = 1.0;
-                            warnings.push(Warning {
+                            warn(Warning {
                                 feature: i,
                                 kind: WarningKind::MissingImputed,
                                 message: "not recorded: scored as missing, as learned in training".into(),
@@ -211,7 +275,7 @@ impl Preprocessor {
                         None => {
                             let k = levels.iter().position(|l| l == mode).unwrap_or(0);
                             out[start + k] = 1.0;
-                            warnings.push(Warning {
+                            warn(Warning {
                                 feature: i,
                                 kind: WarningKind::MissingImputed,
                                 message: format!("not recorded: imputed with the most common category `{mode}`"),

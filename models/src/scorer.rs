@@ -90,6 +90,9 @@ impl Scorer {
             return Err(InvalidModel::new("features", "encode to no columns"));
         }
         definition.estimator.validate(owners.len())?;
+        if let Estimator::Stack(stack) = &definition.estimator {
+            stack.check_layout(&definition.preprocessor)?;
+        }
         if let Some(c) = &definition.calibration {
             c.validate()?;
         }

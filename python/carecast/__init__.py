@@ -225,7 +225,7 @@ def train(
     positive_weight: float = 1.0,
     name: Optional[str] = None,
 ) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
-    """Trains ``model`` (logistic, lasso, elastic_net, gbm, mlp, gru, hazard; or a list of them),
+    """Trains ``model`` (logistic, lasso, elastic_net, gbm, mlp, gru, hazard, stack; or a list of them),
     evaluates it on the task's test split and publishes it to ``registry``, as ``carecast
     train`` does: on the table ``data`` for ``task`` (a bundled task such as
     ``support2_hospdead``, or a task spec TOML file), or on the MEDS dataset ``meds`` for the

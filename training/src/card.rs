@@ -5,6 +5,8 @@
 
 use crate::dataset::{MetricsFile, TrainingSummary};
 use crate::evaluate::{Point, Report};
+use crate::fit::selection::{Choice, Recorded};
+use crate::fit::stack::StackChoice;
 use carecast_models::FeatureKind;
 use carecast_models::package::Manifest;
 use std::fmt::Write;
@@ -18,6 +20,20 @@ fn pct(x: f64) -> String {
 
 fn num(x: Option<f64>) -> String {
     x.map_or_else(|| "–".into(), |x| format!("{x:.3}"))
+}
+
+/// A stack's members: each one's weight on its log-odds and its cross-validated AUROC (of its
+/// out-of-fold predictions, the rows the weights were fitted on).
+fn stack_members(w: &mut String, stack: &StackChoice) {
+    let _ = writeln!(
+        w,
+        "\nThe stack's log-odds are {:+.3} plus each member's log-odds times its weight; weights were fitted on {} out-of-fold predictions (a member of weight 0 is left out):\n",
+        stack.intercept, stack.out_of_fold_rows
+    );
+    let _ = writeln!(w, "| member | weight | cross-validated AUROC | member's selection |\n| --- | --- | --- | --- |");
+    for m in &stack.members {
+        let _ = writeln!(w, "| {} | {:.3} | {:.3} | {} |", m.algorithm.short_name(), m.weight, m.cv_auroc, m.method);
+    }
 }
 
 /// The card's text sections as Markdown; the HTML page renders the same text and adds plots.
@@ -64,6 +80,15 @@ pub fn markdown(manifest: &Manifest, metrics: &MetricsFile) -> String {
         pct(d.train_positives as f64 / d.train_rows.max(1) as f64),
         pct(m.prevalence)
     );
+    if let Some(c) = &training.competing_events {
+        let codes: Vec<String> = c.codes.iter().map(|code| format!("`{code}`")).collect();
+        let _ = writeln!(
+            w,
+            "Competing events ({}): {} training rows ended in one before the outcome. They are non-cases, not censored: the probability is the cumulative incidence of the outcome by the horizon with the competing event accounted for (a patient who dies first is never diagnosed), and discrimination and calibration below count those patients as non-cases (the cumulative/dynamic definition with competing events among the controls, Blanche et al. 2013).\n",
+            codes.join(", "),
+            c.train_rows_ended
+        );
+    }
 
     let _ = writeln!(w, "## Predictors\n");
     let _ = writeln!(w, "| predictor | type | unit | missing in training |\n| --- | --- | --- | --- |");
@@ -100,12 +125,17 @@ pub fn markdown(manifest: &Manifest, metrics: &MetricsFile) -> String {
 
     let _ = writeln!(w, "## Model\n");
     let _ = writeln!(w, "{}. Model selection: {}.", manifest.algorithm, metrics.model_selection.method());
+    if let Recorded::Typed(selection) = &metrics.model_selection
+        && let Choice::Stack(stack) = &selection.choice
+    {
+        stack_members(w, stack);
+    }
     if !training.monotone.is_empty() {
         let _ = writeln!(w, "Monotone constraints: {}.", training.monotone.join(", "));
     }
     let _ = writeln!(
         w,
-        "Every score is returned with each feature's exact contribution (SHAP values on the log-odds scale); largest additivity error on the evaluation rows: {:.1e}.\n",
+        "Every score is returned with each feature's contribution on the log-odds scale: exact Shapley values for linear and tree models, integrated gradients for networks and for a cumulative incidence under competing risks (a stack's are the weighted sums of its members'). Largest additivity error on the evaluation rows: {:.1e}.\n",
         metrics.max_additivity_error
     );
 

@@ -3,6 +3,7 @@
 //! (`subject_id`, `prediction_time`, `boolean_value`), every exclusion counted.
 
 use crate::dataset::{Baseline, Rows, TaskData, TrainingSet, key_hash};
+use crate::fit::Ending;
 use crate::ingest::events::EventStore;
 use crate::subgroups::{SubgroupSpec, assign_from_codes, assign_from_column, default_subgroups};
 use carecast_models::RiskBands;
@@ -36,6 +37,11 @@ pub struct EventTaskSpec {
     /// The outcome: any of these codes within `horizon` after the prediction time.
     pub outcome_codes: Vec<String>,
     pub horizon: Window,
+    /// Competing events (e.g. `MEDS_DEATH` for dementia): one of these before the outcome ends
+    /// follow-up as a non-case, not censored, and the hazard model becomes cause-specific,
+    /// giving the outcome's cumulative incidence. A prediction time after one is left out.
+    #[serde(default)]
+    pub competing_codes: Vec<String>,
     /// Drop prediction times at which the outcome has already happened.
     #[serde(default = "yes")]
     pub exclude_prior_outcome: bool,
@@ -71,21 +77,27 @@ pub struct Label {
 /// Censoring, counted among the exclusions of binary labels.
 pub(crate) const CENSORED: &str = "censored: follow-up ends within the horizon without the outcome";
 
-/// A prediction time's follow-up, for time-to-event models: whether the outcome came within the
-/// horizon, and when it came or when observation ended, as a share of the horizon (1: observed
-/// through it without the outcome).
+/// A prediction time's follow-up, for time-to-event models: how it ended within the horizon (the
+/// outcome, a competing event, or neither), and when, as a share of the horizon (1: observed
+/// through it without either).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FollowUp {
     pub subject: i64,
     pub prediction_time: i64,
-    pub event: bool,
+    pub ending: Ending,
     pub time: f64,
 }
 
 impl FollowUp {
-    /// Censored: observation ended within the horizon without the outcome.
+    /// Censored: observation ended within the horizon without the outcome or a competing event.
     pub fn censored(&self) -> bool {
-        !self.event && self.time < 1.0
+        self.ending == Ending::Neither && self.time < 1.0
+    }
+
+    /// The binary label: the outcome came within the horizon (a competing event first is a
+    /// non-case).
+    pub fn outcome(&self) -> bool {
+        self.ending == Ending::Outcome
     }
 }
 
@@ -97,7 +109,7 @@ pub fn label(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Vec<La
         if f.censored() {
             *excluded.entry(CENSORED.into()).or_default() += 1;
         } else {
-            labels.push(Label { subject: f.subject, prediction_time: f.prediction_time, value: f.event });
+            labels.push(Label { subject: f.subject, prediction_time: f.prediction_time, value: f.outcome() });
         }
     }
     Ok((labels, excluded))
@@ -120,6 +132,7 @@ pub fn follow_up(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Ve
     let pats = |codes: &[String]| codes.iter().map(|c| CodePattern::new(c)).collect::<Vec<_>>();
     let is_anchor = CodePattern::mask(&pats(&spec.prediction_codes), &store.vocabulary);
     let is_outcome = CodePattern::mask(&pats(&spec.outcome_codes), &store.vocabulary);
+    let is_competing = CodePattern::mask(&pats(&spec.competing_codes), &store.vocabulary);
     let is_birth = CodePattern::mask(&[CodePattern::new("MEDS_BIRTH")], &store.vocabulary);
     let mut follow_ups = Vec::new();
     let mut excluded: BTreeMap<String, u64> = BTreeMap::new();
@@ -128,6 +141,7 @@ pub fn follow_up(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Ve
         let Some(last) = events.last().map(|e| e.time) else { continue };
         let birth = events.iter().find(|e| is_birth[e.code as usize]).map(|e| e.time);
         let outcomes: Vec<i64> = events.iter().filter(|e| is_outcome[e.code as usize]).map(|e| e.time).collect();
+        let competing: Vec<i64> = events.iter().filter(|e| is_competing[e.code as usize]).map(|e| e.time).collect();
         let first = events.iter().map(|e| e.time).find(|&t| t != STATIC);
         let mut times: Vec<i64> = match fixed {
             Some(t) => vec![t],
@@ -144,6 +158,8 @@ pub fn follow_up(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Ve
                 Some("less history than the minimum")
             } else if spec.exclude_prior_outcome && outcomes.iter().any(|&o| o <= t) {
                 Some("outcome at or before the prediction time")
+            } else if competing.iter().any(|&c| c <= t) {
+                Some("competing event at or before the prediction time")
             } else {
                 None
             };
@@ -152,17 +168,16 @@ pub fn follow_up(store: &EventStore, spec: &EventTaskSpec) -> anyhow::Result<(Ve
                 continue;
             }
             let share = |until: i64| ((until - t) as f64 / horizon as f64).min(1.0);
-            let follow_up = match outcomes.iter().find(|&&o| o > t && o <= t + horizon) {
-                Some(&o) => FollowUp { subject: store.subjects[i], prediction_time: t, event: true, time: share(o) },
-                None if last > t + horizon => {
-                    FollowUp { subject: store.subjects[i], prediction_time: t, event: false, time: 1.0 }
+            let within = |times: &[i64]| times.iter().copied().find(|&e| e > t && e <= t + horizon);
+            let (subject, prediction_time) = (store.subjects[i], t);
+            let follow_up = match (within(&outcomes), within(&competing)) {
+                // The outcome first (or at the same time as the competing event).
+                (Some(o), c) if c.is_none_or(|c| o <= c) => {
+                    FollowUp { subject, prediction_time, ending: Ending::Outcome, time: share(o) }
                 }
-                None => FollowUp {
-                    subject: store.subjects[i],
-                    prediction_time: t,
-                    event: false,
-                    time: share(last).min(1.0 - 1e-9),
-                },
+                (_, Some(c)) => FollowUp { subject, prediction_time, ending: Ending::Competing, time: share(c) },
+                _ if last > t + horizon => FollowUp { subject, prediction_time, ending: Ending::Neither, time: 1.0 },
+                _ => FollowUp { subject, prediction_time, ending: Ending::Neither, time: share(last).min(1.0 - 1e-9) },
             };
             follow_ups.push(follow_up);
         }
@@ -224,7 +239,7 @@ pub fn event_training_set(
     let (follow_ups, excluded) = follow_up(&store, &spec)?;
     let labels: Vec<Label> = follow_ups
         .iter()
-        .map(|f| Label { subject: f.subject, prediction_time: f.prediction_time, value: f.event })
+        .map(|f| Label { subject: f.subject, prediction_time: f.prediction_time, value: f.outcome() })
         .collect();
     let extractor = FeatureExtractor::new(&features);
     let rows = extract_features(&store, &labels, &extractor);
@@ -263,8 +278,9 @@ pub fn event_training_set(
         sha256: dataset_fingerprint(meds)?,
         subgroups,
         baseline,
-        follow_up: follow_ups.iter().map(|f| (f.time, f.event)).collect(),
+        follow_up: follow_ups.iter().map(|f| (f.time, f.ending)).collect(),
         censored_rows: Vec::new(),
+        competing_codes: spec.competing_codes.clone(),
     };
     for (r, (l, f)) in labels.iter().zip(&follow_ups).enumerate() {
         let split = splits.get(&l.subject).map(String::as_str);

@@ -26,11 +26,13 @@ pub struct TaskData {
     pub subgroups: Vec<SubgroupAssignment>,
     /// An existing score to compare with on the same rows (e.g. NEWS2), one value per row.
     pub baseline: Option<Baseline>,
-    /// Event data: per row, when the outcome came or observation ended (share of the horizon)
-    /// and whether the outcome came. Empty for flat tables.
-    pub follow_up: Vec<(f64, bool)>,
+    /// Event data: per row, when the outcome or a competing event came or observation ended
+    /// (share of the horizon), and which. Empty for flat tables.
+    pub follow_up: Vec<(f64, crate::fit::Ending)>,
     /// Training rows censored within the horizon: used by time-to-event models only.
     pub censored_rows: Vec<usize>,
+    /// Event data: the codes of events that compete with the outcome (e.g. `MEDS_DEATH`).
+    pub competing_codes: Vec<String>,
 }
 
 /// An existing score (higher = riskier) evaluated beside the model.
@@ -110,4 +112,15 @@ pub struct TrainingSummary {
     /// Monotone constraints in force, by feature name.
     #[serde(default)]
     pub monotone: Vec<String>,
+    /// Events that compete with the outcome, where the task names them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub competing_events: Option<CompetingEvents>,
+}
+
+/// How a task's competing events were handled: which codes, and how many training rows ended
+/// in one before the outcome (counted as non-cases, not censored).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CompetingEvents {
+    pub codes: Vec<String>,
+    pub train_rows_ended: u64,
 }

@@ -10,6 +10,8 @@
 //!
 //! Modules build one way: [`options`] and [`learner`] (what every learner shares) first, then each
 //! learner, then [`selection`] (the records of all of them), then this module, which picks one.
+//! The [`stack`] combines the others through this module's dispatch, which it is handed as a
+//! function, so it names no learner.
 
 pub mod calibrate;
 pub mod elastic_net;
@@ -24,8 +26,9 @@ pub mod network;
 pub mod options;
 pub mod preprocessor_training;
 pub mod selection;
+pub mod stack;
 
-pub use learner::{Encoded, FitError, FitInput, Learned, Learner, ParamError};
+pub use learner::{Encoded, Ending, FitError, FitInput, Learned, Learner, ParamError};
 pub use options::{Algorithm, OptionsError, TrainOptions};
 
 use carecast_models::Estimator;
@@ -39,6 +42,7 @@ use logistic::LogisticParams;
 use mlp_training::MlpParams;
 use network::Schedule;
 use selection::{CalibrationFit, Choice, ModelSelection};
+use stack::StackParams;
 
 /// A fitted estimator with its calibration map and how it was chosen.
 pub struct Fitted {
@@ -52,16 +56,7 @@ pub struct Fitted {
 pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> Result<Fitted, FitError> {
     options.validate()?;
     let input = FitInput { pre, data, calibrating: options.calibration != calibrate::Method::None };
-    let weight = options.positive_weight;
-    let learned = match options.algorithm {
-        Algorithm::Logistic => learn(&LogisticParams::default(), &input),
-        Algorithm::Lasso => learn(&ElasticNetParams::lasso(), &input),
-        Algorithm::ElasticNet => learn(&ElasticNetParams::default(), &input),
-        Algorithm::Gbm => learn(&GbmSearch::weighted(weight), &input),
-        Algorithm::Mlp => learn(&MlpParams::new(Schedule::weighted(weight)), &input),
-        Algorithm::Gru => learn(&GruParams::new(Schedule::weighted(weight)), &input),
-        Algorithm::Hazard => learn(&HazardParams::default(), &input),
-    }?;
+    let learned = learn_with(options.algorithm, options.positive_weight, &input)?;
     let mut selection = ModelSelection::new(learned.method, learned.selection);
     let mut calibration = learned.calibration;
     if input.calibrating {
@@ -80,6 +75,20 @@ pub fn fit(options: &TrainOptions, pre: &Preprocessor, data: &Encoded) -> Result
         });
     }
     Ok(Fitted { estimator: learned.estimator, calibration, selection })
+}
+
+/// Fits `algorithm` with its default parameters, positive rows weighted by `weight`.
+fn learn_with(algorithm: Algorithm, weight: f64, input: &FitInput<'_>) -> Result<Learned<Choice>, FitError> {
+    match algorithm {
+        Algorithm::Logistic => learn(&LogisticParams::default(), input),
+        Algorithm::Lasso => learn(&ElasticNetParams::lasso(), input),
+        Algorithm::ElasticNet => learn(&ElasticNetParams::default(), input),
+        Algorithm::Gbm => learn(&GbmSearch::weighted(weight), input),
+        Algorithm::Mlp => learn(&MlpParams::new(Schedule::weighted(weight)), input),
+        Algorithm::Gru => learn(&GruParams::new(Schedule::weighted(weight)), input),
+        Algorithm::Hazard => learn(&HazardParams::default(), input),
+        Algorithm::Stack => learn(&StackParams::for_data(input.data, |a, input| learn_with(a, 1.0, input)), input),
+    }
 }
 
 /// Runs a learner and files its record under its own kind.

@@ -3,7 +3,7 @@
 //! split is scored through the same `Scorer`, so reported metrics are the served model's.
 
 use crate::card;
-use crate::dataset::{Baseline, MetricsFile, Rows, TaskData, TrainingSet, TrainingSummary, key_hash};
+use crate::dataset::{Baseline, CompetingEvents, MetricsFile, Rows, TaskData, TrainingSet, TrainingSummary, key_hash};
 use crate::evaluate::{Report, SubgroupAssignment, report};
 use crate::fit::selection::{ModelSelection, Recalibration};
 pub use crate::fit::{Algorithm, TrainOptions};
@@ -48,6 +48,7 @@ pub fn load_task_data(task: &TaskSpec, path: &Path, rows: Rows) -> anyhow::Resul
         baseline: None,
         follow_up: Vec::new(),
         censored_rows: Vec::new(),
+        competing_codes: Vec::new(),
     };
     // Subgroup and baseline columns may be features or other columns of the table (e.g. sex
     // reported for fairness without being a predictor).
@@ -206,6 +207,9 @@ fn missing_handling(encoding: Encoding) -> &'static str {
         Encoding::Native => {
             "Missing values are kept missing: each tree split learned from the training data which way missing values go."
         }
+        Encoding::Stacked => {
+            "The stack's tree member keeps missing values missing (each split learned which way they go); its other members replace a missing numeric value by the training median, with a missing-indicator column wherever training data had missing values; a missing category has its own column."
+        }
     }
 }
 
@@ -237,6 +241,14 @@ pub(crate) fn training_summary(pre: &Preprocessor, data: &TaskData, constrained:
         } else {
             Vec::new()
         },
+        competing_events: (!data.competing_codes.is_empty()).then(|| CompetingEvents {
+            codes: data.competing_codes.clone(),
+            train_rows_ended: data
+                .train_rows
+                .iter()
+                .filter(|&&r| data.follow_up.get(r).is_some_and(|f| f.1 == crate::fit::Ending::Competing))
+                .count() as u64,
+        }),
     }
 }
 
@@ -277,7 +289,7 @@ pub fn train_set(
     let mut excluded = data.excluded.clone();
     let preprocessor = fit_preprocessor(&set.features, &data.columns, &data.train_rows, algorithm.encoding())?;
     // Time-to-event models also learn from training rows censored within the horizon.
-    let rows = if algorithm == Algorithm::Hazard {
+    let rows = if algorithm.uses_censored_rows() {
         [data.train_rows.as_slice(), &data.censored_rows].concat()
     } else {
         if !data.censored_rows.is_empty() {

@@ -4,8 +4,14 @@
 //!
 //! Dementia: a 5-year follow-up from a fixed index date. Onset follows a piecewise-constant
 //! age-specific incidence, multiplied by the relative risks of the modifiable risk factors each
-//! patient has. Because the risk factors are recorded in the data and the hazard is known, the
-//! true 5-year risk of every patient is known exactly; tests check fitted models against it.
+//! patient has. Death competes with it: a patient who dies first can no longer be diagnosed.
+//! Mortality is piecewise constant too (Gompertz in age, raised by sex and by some of the same
+//! risk factors), and both hazards are constant within each year of follow-up, so the first
+//! event is drawn exactly and the true cumulative incidence of dementia by five years (the
+//! Aalen–Johansen quantity, death accounted for) is known in closed form for every patient:
+//! `sum_y S_y (d_y / t_y) (1 - exp(-t_y))`, with `d_y` the dementia hazard in year `y`, `t_y` it
+//! plus mortality and `S_y` the chance of reaching year `y` free of both. Tests check fitted
+//! models against it.
 //!
 //! Sources of the parameters (rounded; this is a simulation, not an estimate):
 //! - Age-specific incidence per 1,000 person-years, in the range reported for England by the
@@ -17,6 +23,11 @@
 //!   hypertension 1.2, obesity 1.3, excessive alcohol 1.18, social isolation 1.6, visual loss 1.47.
 //! - Prevalences: rounded from the Health Survey for England and QOF registers for adults over 40,
 //!   rising with age where the condition does.
+//! - Mortality: `exp(-10.8 + 0.1 age)` per person-year (about 0.8% a year at 60, 6% at 80 and
+//!   16% at 90, as the ONS national life tables for England), 1.4 times for men, and relative
+//!   risks of smoking 2.0, diabetes 1.8, excessive alcohol 1.7, depression 1.5, physical
+//!   inactivity 1.4, obesity 1.3, living alone 1.3 and hypertension 1.2 (rounded from cohort
+//!   studies' all-cause mortality; rescaled so the average relative risk at 75 is 1).
 //!
 //! Deterioration: some patients have an inpatient stay in the five years before the index date.
 //! A stay has a latent severity moving linearly, `s(t) = s0 + m t` (t in days), and a hazard of
@@ -73,8 +84,22 @@ const RISK_FACTORS: [RiskFactor; 13] = [
     RiskFactor { code: "ICD10//H54", prevalence_40: 0.02, prevalence_90: 0.15, relative_risk: 1.47 },
 ];
 
+/// Relative risks of death of the risk factors above that raise mortality (codes as above).
+const MORTALITY_RISKS: [(&str, f64); 8] = [
+    ("ICD10//Z72.0", 2.0),
+    ("ICD10//E11", 1.8),
+    ("ICD10//F10", 1.7),
+    ("ICD10//F32", 1.5),
+    ("LIFESTYLE//PHYSICALLY_INACTIVE", 1.4),
+    ("ICD10//E66", 1.3),
+    ("SOCIAL//LIVES_ALONE", 1.3),
+    ("ICD10//I10", 1.2),
+];
+
 const FOLLOW_UP_YEARS: usize = 5;
 pub const DEMENTIA_CODE: &str = "ICD10//F03";
+/// MEDS' own code for a death.
+pub const DEATH_CODE: &str = "MEDS_DEATH";
 pub const FOLLOW_UP_END_CODE: &str = "END_OF_FOLLOWUP";
 pub const INDEX_CODE: &str = "CARECAST//INDEX";
 pub const ADMISSION_CODE: &str = "VISIT//INPATIENT_ADMISSION";
@@ -107,6 +132,45 @@ fn hazard_scale() -> f64 {
     1.0 / RISK_FACTORS.iter().map(|f| 1.0 + prevalence(f, 75.0) * (f.relative_risk - 1.0)).product::<f64>()
 }
 
+/// The same for mortality: its relative risks averaged over the population at 75.
+fn mortality_scale() -> f64 {
+    1.0 / MORTALITY_RISKS
+        .iter()
+        .map(|(code, rr)| {
+            let f = RISK_FACTORS.iter().find(|f| f.code == *code).expect("a risk factor above");
+            1.0 + prevalence(f, 75.0) * (rr - 1.0)
+        })
+        .product::<f64>()
+}
+
+/// Deaths per person-year at `age` for someone of average relative risk.
+fn mortality(age: f64) -> f64 {
+    (-10.8 + 0.1 * age).exp()
+}
+
+/// Scales for the two hazards, computed once per population.
+#[derive(Clone, Copy)]
+struct Scales {
+    dementia: f64,
+    death: f64,
+}
+
+/// The first event of piecewise-constant hazards (`rates[y]` per year in year `y`) after year
+/// `from`, drawn exactly; `None` if none comes within the years.
+fn first_event(rng: &mut Rng, rates: &[f64], from: f64) -> Option<f64> {
+    let mut start = from;
+    for (y, &rate) in rates.iter().enumerate().skip(from as usize) {
+        let length = (y + 1) as f64 - start;
+        // P(event within what is left of year y) = 1 - exp(-rate * length); inverted at `u`.
+        let u = rng.unit();
+        if rate > 0.0 && u < -(-rate * length).exp_m1() {
+            return Some(start + -(-u).ln_1p() / rate);
+        }
+        start = (y + 1) as f64;
+    }
+    None
+}
+
 /// The truth at one inpatient observation: the exact probability of deterioration within 24 hours.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeteriorationTruth {
@@ -121,9 +185,14 @@ pub struct DeteriorationTruth {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Truth {
     pub subject: i64,
-    /// True probability of dementia onset within 5 years of the index date.
+    /// True probability of a dementia diagnosis within 5 years of the index date, death first
+    /// accounted for (the cumulative incidence).
     pub dementia_risk_5y: f64,
+    /// The same had no one died: `1 - exp(-cumulative dementia hazard)`, what a model that
+    /// censors at death estimates; above the cumulative incidence, most in the oldest.
+    pub dementia_risk_5y_ignoring_death: f64,
     pub dementia_within_5y: bool,
+    pub died_within_5y: bool,
 }
 
 struct Patient {
@@ -187,7 +256,7 @@ fn inpatient_stay(
 }
 
 /// Generates one patient deterministically from (seed, subject).
-fn patient(seed: u64, subject: i64, index: i64, scale: f64) -> Patient {
+fn patient(seed: u64, subject: i64, index: i64, scales: Scales) -> Patient {
     let mut rng = Rng::for_patient(seed, subject as u64);
     let mut events: Vec<(Option<i64>, &'static str, Option<f32>)> = Vec::new();
     let mut dynamic = Vec::new();
@@ -258,30 +327,51 @@ fn patient(seed: u64, subject: i64, index: i64, scale: f64) -> Patient {
     }
     events.push((Some(index), INDEX_CODE, None));
 
-    // Dementia onset over 5 years of follow-up; the true risk is 1 - exp(-cumulative hazard).
-    let scale_rr = scale * relative_risk;
-    let mut cumulative = 0.0;
-    let mut onset = None;
-    for year in 0..FOLLOW_UP_YEARS {
-        let h = incidence(age + year as f64) * scale_rr;
-        cumulative += h;
-        if onset.is_none() && rng.unit() < 1.0 - (-h).exp() {
-            onset = Some(index + ((year as f64 + rng.unit()) * MICROS_PER_YEAR) as i64);
-        }
-    }
+    // Dementia and death over 5 years of follow-up: the first of the two is drawn from their
+    // summed hazard, and is dementia with the dementia hazard's share of it; after dementia,
+    // death still comes at its own rate.
+    let mortality_rr = scales.death
+        * if female { 1.0 } else { 1.4 }
+        * MORTALITY_RISKS
+            .iter()
+            .filter(|(code, _)| RISK_FACTORS.iter().zip(&has).any(|(f, &h)| h && f.code == *code))
+            .map(|(_, rr)| rr)
+            .product::<f64>();
+    let dementia: Vec<f64> =
+        (0..FOLLOW_UP_YEARS).map(|y| incidence(age + y as f64) * scales.dementia * relative_risk).collect();
+    let death: Vec<f64> = (0..FOLLOW_UP_YEARS).map(|y| mortality(age + y as f64) * mortality_rr).collect();
+    let both: Vec<f64> = dementia.iter().zip(&death).map(|(a, b)| a + b).collect();
+    let (onset, died) = match first_event(&mut rng, &both, 0.0) {
+        Some(t) if rng.unit() < dementia[t as usize] / both[t as usize] => (Some(t), first_event(&mut rng, &death, t)),
+        Some(t) => (None, Some(t)),
+        None => (None, None),
+    };
+    let at = |years: f64| index + (years * MICROS_PER_YEAR) as i64;
     if let Some(t) = onset {
-        events.push((Some(t), DEMENTIA_CODE, None));
+        events.push((Some(at(t)), DEMENTIA_CODE, None));
     }
-    // Follow-up ends a day after the 5 years, so a patient without onset is a known negative.
-    events.push((
-        Some(index + (FOLLOW_UP_YEARS as f64 * MICROS_PER_YEAR) as i64 + MICROS_PER_DAY),
-        FOLLOW_UP_END_CODE,
-        None,
-    ));
+    match died {
+        Some(t) => events.push((Some(at(t)), DEATH_CODE, None)),
+        // Follow-up ends a day after the 5 years, so a patient without either is a known negative.
+        None => events.push((Some(at(FOLLOW_UP_YEARS as f64) + MICROS_PER_DAY), FOLLOW_UP_END_CODE, None)),
+    }
+    // The true cumulative incidence: free of both events into each year, times dementia's share
+    // of the year's events.
+    let (mut free, mut incidence_5y) = (1.0, 0.0);
+    for (d, t) in dementia.iter().zip(&both) {
+        incidence_5y += free * d / t * -(-t).exp_m1();
+        free *= (-t).exp();
+    }
     Patient {
         events,
         dynamic,
-        truth: Truth { subject, dementia_risk_5y: 1.0 - (-cumulative).exp(), dementia_within_5y: onset.is_some() },
+        truth: Truth {
+            subject,
+            dementia_risk_5y: incidence_5y,
+            dementia_risk_5y_ignoring_death: -(-dementia.iter().sum::<f64>()).exp_m1(),
+            dementia_within_5y: onset.is_some(),
+            died_within_5y: died.is_some(),
+        },
         deterioration,
     }
 }
@@ -310,9 +400,9 @@ pub fn population(n: usize, seed: u64) -> Population {
 /// population.
 pub fn population_range(first: i64, n: usize, seed: u64) -> Population {
     let index = index_time();
-    let scale = hazard_scale();
+    let scales = Scales { dementia: hazard_scale(), death: mortality_scale() };
     let patients: Vec<Patient> =
-        (first..first + n as i64).into_par_iter().map(|s| patient(seed, s, index, scale)).collect();
+        (first..first + n as i64).into_par_iter().map(|s| patient(seed, s, index, scales)).collect();
     let mut builder = EventStoreBuilder::default();
     let mut splits = BTreeMap::new();
     let mut truth = Vec::with_capacity(n);
@@ -382,7 +472,8 @@ pub fn write_population(
     Ok((events, onsets, deterioration.len() as u64, deteriorations))
 }
 
-/// Writes the truth beside a synthetic MEDS dataset: `truth.parquet` (dementia, per patient) and
+/// Writes the truth beside a synthetic MEDS dataset: `truth.parquet` (dementia's cumulative
+/// incidence, death accounted for, and the risk ignoring death, per patient) and
 /// `deterioration_truth.parquet` (per inpatient observation).
 pub fn write_truth(truth: &[Truth], deterioration: &[DeteriorationTruth], dir: &std::path::Path) -> anyhow::Result<()> {
     use polars::prelude::*;
@@ -391,7 +482,12 @@ pub fn write_truth(truth: &[Truth], deterioration: &[DeteriorationTruth], dir: &
         vec![
             Column::new("subject_id".into(), truth.iter().map(|t| t.subject).collect::<Vec<_>>()),
             Column::new("dementia_risk_5y".into(), truth.iter().map(|t| t.dementia_risk_5y).collect::<Vec<_>>()),
+            Column::new(
+                "dementia_risk_5y_ignoring_death".into(),
+                truth.iter().map(|t| t.dementia_risk_5y_ignoring_death).collect::<Vec<_>>(),
+            ),
             Column::new("dementia_within_5y".into(), truth.iter().map(|t| t.dementia_within_5y).collect::<Vec<_>>()),
+            Column::new("died_within_5y".into(), truth.iter().map(|t| t.died_within_5y).collect::<Vec<_>>()),
         ],
     )?;
     ParquetWriter::new(std::fs::File::create(dir.join("truth.parquet"))?).finish(&mut df)?;

@@ -208,7 +208,7 @@ fn synth_then_labels_on_a_fixed_date() {
     assert!(out.contains("3000 patients"), "{out}");
     std::fs::write(
         dir.join("task.toml"),
-        "name = \"dementia_5y\"\ndescription = \"Dementia within five years of 1 January 2020\"\nprediction_date = \"2020-01-01\"\noutcome_codes = [\"ICD10//F0*\"]\nhorizon = \"5y\"\nmin_history = \"1y\"\n",
+        "name = \"dementia_5y\"\ndescription = \"Dementia within five years of 1 January 2020\"\nprediction_date = \"2020-01-01\"\noutcome_codes = [\"ICD10//F0*\"]\nhorizon = \"5y\"\ncompeting_codes = [\"MEDS_DEATH\"]\nmin_history = \"1y\"\n",
     )
     .unwrap();
     let out = carecast(&dir, &["labels", "--meds", "synth", "--task", "task.toml", "--output", "labels.parquet"]);

@@ -371,3 +371,74 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// A stack of two linear members (sharing the standardised block) and a tree ensemble (on
+    /// the native block) explains each feature by the weighted sum of its members' Shapley
+    /// values: brute force over the features, each coalition valued by every member at once.
+    #[test]
+    fn stack_contributions_equal_brute_force(seed in any::<u64>(), m in 1usize..6, depth in 1usize..5) {
+        use carecast_models::preprocess::{Encoding, FeatureStats, FittedFeature, Preprocessor};
+        use carecast_models::stack::{Stack, StackMember};
+        use carecast_models::{Estimator, ModelDefinition, RiskBands, Scorer, Value, Workspace};
+        let mut rng = Rng(seed);
+        let features = (0..m)
+            .map(|j| FittedFeature {
+                spec: serde_json::from_value(serde_json::json!({"name": format!("f{j}"), "type": "numeric"})).unwrap(),
+                // Mean 0 and SD 1: the standardised column is the value itself.
+                stats: FeatureStats::Numeric { median: 0.0, mean: 0.0, sd: 1.0, min: -2.0, max: 2.0, had_missing: false },
+            })
+            .collect();
+        let pre = Preprocessor { encoding: Encoding::Stacked, features };
+        let linear = LinearModel {
+            intercept: rng.unit() - 0.5,
+            weights: (0..m).map(|_| rng.unit() * 4.0 - 2.0).collect(),
+            background: (0..m).map(|_| rng.unit() - 0.5).collect(),
+        };
+        let other = LinearModel {
+            intercept: rng.unit() - 0.5,
+            weights: (0..m).map(|_| rng.unit() * 4.0 - 2.0).collect(),
+            background: linear.background.clone(),
+        };
+        let trees = TreeEnsemble::new(rng.unit() - 0.5, (0..2).map(|_| random_tree(&mut rng, m, depth)).collect());
+        let (w_linear, w_other, w_trees, intercept) = (rng.unit() * 2.0, rng.unit(), rng.unit() * 2.0, rng.unit() - 0.5);
+        let member = |name: &str, weight, encoding, estimator| StackMember {
+            name: name.into(),
+            weight,
+            encoding,
+            columns: pre.block(encoding).unwrap(),
+            estimator,
+        };
+        let stack = Stack {
+            intercept,
+            members: vec![
+                member("logistic", w_linear, Encoding::Standardised, Estimator::LogisticRegression(linear.clone())),
+                member("lasso", w_other, Encoding::Standardised, Estimator::LogisticRegression(other.clone())),
+                member("gbm", w_trees, Encoding::Native, Estimator::GradientBoostedTrees(trees.clone())),
+            ],
+        };
+        let scorer = Scorer::new(ModelDefinition {
+            preprocessor: pre,
+            estimator: Estimator::Stack(stack),
+            risk_bands: RiskBands { moderate: 0.1, high: 0.3 },
+            calibration: None,
+        })
+        .unwrap();
+        let x: Vec<f64> = (0..m).map(|_| rng.unit() * 3.0 - 1.5).collect();
+        let row: Vec<Value<'_>> = x.iter().map(|&v| Value::Number(v)).collect();
+        let score = scorer.score(&row, &mut Workspace::default()).unwrap();
+        let expected = brute_force_shapley(m, |in_s| {
+            let z: Vec<f64> = (0..m).map(|j| if in_s[j] { x[j] } else { linear.background[j] }).collect();
+            let tree_value = trees.base_score + trees.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>();
+            intercept + w_linear * linear.margin(&z) + w_other * other.margin(&z) + w_trees * tree_value
+        });
+        for (j, (got, want)) in score.contributions.iter().zip(&expected).enumerate() {
+            prop_assert!((got - want).abs() < 1e-9, "feature {j}: {got} vs {want}");
+        }
+        let margin = intercept + w_linear * linear.margin(&x) + w_other * other.margin(&x) + w_trees * trees.margin(&x);
+        prop_assert!((score.margin - margin).abs() < 1e-12);
+        prop_assert!(score.additivity_error < 1e-9, "additivity error {}", score.additivity_error);
+    }
+}

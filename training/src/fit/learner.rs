@@ -8,13 +8,25 @@ use carecast_models::calibration::Calibration;
 use carecast_models::preprocess::Preprocessor;
 
 /// Training rows after encoding: row-major columns, labels, each row's key hash, and (event
-/// tasks) each row's follow-up for time-to-event models.
+/// tasks) each row's follow-up for time-to-event models: how long, as a share of the horizon
+/// (1: through it), and how it ended.
 pub struct Encoded {
     pub x: Vec<f64>,
     pub n_cols: usize,
     pub y: Vec<bool>,
     pub key_hash: Vec<u64>,
-    pub follow_up: Vec<(f64, bool)>,
+    pub follow_up: Vec<(f64, Ending)>,
+}
+
+/// How a prediction time's follow-up ended within the horizon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The outcome came.
+    Outcome,
+    /// A competing event came first (death, for dementia): the outcome no longer can.
+    Competing,
+    /// Neither: observed without either until the time given (censored if within the horizon).
+    Neither,
 }
 
 impl Encoded {
@@ -39,6 +51,31 @@ impl Encoded {
 
     pub(super) fn fold(&self, r: usize) -> usize {
         (self.key_hash[r] % 5) as usize
+    }
+
+    /// Whether row `r` has a binary label: not censored within the horizon (every row of a
+    /// table; an event task's censored rows teach only time-to-event models).
+    pub(super) fn labelled(&self, r: usize) -> bool {
+        self.follow_up.get(r).is_none_or(|&(time, ending)| ending != Ending::Neither || time >= 1.0)
+    }
+
+    /// `rows` of `columns`, as a data set of their own. With `refold`, patients are dealt into
+    /// new folds (by the key hash's next digit in base 5), so cross-validation inside rows that
+    /// lack one of this data's folds still has five.
+    pub(super) fn select(&self, rows: &[usize], columns: std::ops::Range<usize>, refold: bool) -> Encoded {
+        let x =
+            rows.iter().flat_map(|&r| self.x[r * self.n_cols..(r + 1) * self.n_cols][columns.clone()].iter().copied());
+        Encoded {
+            x: x.collect(),
+            n_cols: columns.len(),
+            y: rows.iter().map(|&r| self.y[r]).collect(),
+            key_hash: rows.iter().map(|&r| if refold { self.key_hash[r] / 5 } else { self.key_hash[r] }).collect(),
+            follow_up: if self.follow_up.is_empty() {
+                Vec::new()
+            } else {
+                rows.iter().map(|&r| self.follow_up[r]).collect()
+            },
+        }
     }
 }
 

@@ -22,6 +22,9 @@ pub enum Algorithm {
     Gru,
     /// A discrete-time hazard model: risk by the horizon from censored follow-up (event tasks).
     Hazard,
+    /// A non-negative linear stack of the logistic, GBM and MLP models (and the hazard model
+    /// where the task has follow-up), weighted on their out-of-fold log-odds.
+    Stack,
 }
 
 impl Algorithm {
@@ -39,6 +42,7 @@ impl Algorithm {
             Algorithm::Mlp => "mlp",
             Algorithm::Gru => "gru",
             Algorithm::Hazard => "hazard",
+            Algorithm::Stack => "stack",
         }
     }
 
@@ -47,12 +51,25 @@ impl Algorithm {
         matches!(self, Algorithm::Gbm | Algorithm::Mlp | Algorithm::Gru)
     }
 
-    /// Linear models need imputed, standardised columns; trees take values as they are.
+    /// Linear models need imputed, standardised columns; trees take values as they are; a stack
+    /// holds both, each member reading its own.
     pub fn encoding(self) -> Encoding {
         match self {
             Algorithm::Gbm => Encoding::Native,
+            Algorithm::Stack => Encoding::Stacked,
             _ => Encoding::Standardised,
         }
+    }
+
+    /// Whether the fit also learns from rows censored within the horizon (time at risk): the
+    /// hazard model, and a stack, whose hazard member does.
+    pub fn uses_censored_rows(self) -> bool {
+        matches!(self, Algorithm::Hazard | Algorithm::Stack)
+    }
+
+    /// Whether the fit makes its own map to risk, so no calibration can be laid over it.
+    fn calibrates_itself(self) -> bool {
+        matches!(self, Algorithm::Hazard | Algorithm::Stack)
     }
 }
 
@@ -70,8 +87,10 @@ pub struct TrainOptions {
 pub enum OptionsError {
     #[error("positive-weight: must be a positive number, not {0}")]
     PositiveWeight(f64),
-    #[error("calibration: a hazard model gives risks by the horizon directly; it takes no calibration")]
-    HazardCalibration,
+    #[error(
+        "calibration: a {0} model's risks come calibrated from its own fit (a hazard model's by the horizon, a stack's weights on out-of-fold predictions); it takes no calibration"
+    )]
+    SelfCalibrated(&'static str),
     #[error("positive-weight: only gbm, mlp and gru weight rows; {0} fits every row alike")]
     UnweightedAlgorithm(&'static str),
 }
@@ -81,8 +100,8 @@ impl TrainOptions {
         if !(self.positive_weight.is_finite() && self.positive_weight > 0.0) {
             return Err(OptionsError::PositiveWeight(self.positive_weight));
         }
-        if self.algorithm == Algorithm::Hazard && self.calibration != calibrate::Method::None {
-            return Err(OptionsError::HazardCalibration);
+        if self.algorithm.calibrates_itself() && self.calibration != calibrate::Method::None {
+            return Err(OptionsError::SelfCalibrated(self.algorithm.short_name()));
         }
         if self.positive_weight != 1.0 && !self.algorithm.weights_rows() {
             return Err(OptionsError::UnweightedAlgorithm(self.algorithm.short_name()));

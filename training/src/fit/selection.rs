@@ -11,6 +11,7 @@ use super::hazard::HazardChoice;
 use super::logistic::LogisticChoice;
 use super::mlp_training::MlpParams;
 use super::network::NetworkChoice;
+use super::stack::StackChoice;
 use serde::{Deserialize, Serialize};
 
 /// How a model's settings were chosen, with what was fitted after it.
@@ -39,6 +40,7 @@ pub enum Choice {
     Mlp(NetworkChoice<MlpParams>),
     Gru(NetworkChoice<GruParams>),
     Hazard(HazardChoice),
+    Stack(StackChoice),
     /// Fitted outside Carecast: nothing was chosen here.
     Imported(ImportedModel),
 }
@@ -134,6 +136,7 @@ into_choice! {
     NetworkChoice<MlpParams> => Mlp,
     NetworkChoice<GruParams> => Gru,
     HazardChoice => Hazard,
+    StackChoice => Stack,
     ImportedModel => Imported,
 }
 

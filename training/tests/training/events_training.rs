@@ -28,7 +28,7 @@ fn metrics(pkg: &ModelPackage) -> MetricsFile {
 const PATIENTS: usize = 20_000;
 const SEED: u64 = 17;
 /// The tests that read it (these and `monitoring`'s); the last to finish removes it.
-const TESTS: usize = 4;
+const TESTS: usize = 5;
 
 /// The shared population's directory, written by whichever test needs it first.
 pub(crate) fn population() -> &'static Path {
@@ -191,6 +191,72 @@ fn dementia_gbm_risks_agree_with_the_true_risks() {
     let no_bands = task.split("[risk_bands]").next().unwrap();
     let err = event_training_set(&dir.join("meds"), no_bands, features, Rows::TaskSplit).err().unwrap().to_string();
     assert!(err.contains("risk_bands"), "{err}");
+    finished();
+}
+
+/// Death competes with dementia in the synthetic population (its true cumulative incidence is
+/// written beside the data): the cause-specific hazard model recovers that incidence, while the
+/// same model censoring at death overstates the risk of the oldest, who die before a diagnosis.
+#[test]
+fn the_competing_risks_hazard_recovers_the_true_cumulative_incidence() {
+    let dir = population();
+    let registry = registry("competing");
+    let task = include_str!("../../tasks/synth_dementia_5y.toml");
+    let features = include_str!("../../tasks/synth_dementia_features.toml");
+    let truth: HashMap<i64, synth::Truth> =
+        synth::population(PATIENTS, SEED).truth.into_iter().map(|t| (t.subject, t)).collect();
+    let died = truth.values().filter(|t| t.died_within_5y && !t.dementia_within_5y).count();
+    assert!(died > 1000, "{died} deaths before any dementia: enough to matter");
+
+    // Death as a competing event (the bundled spec).
+    let set = event_training_set(&dir.join("meds"), task, features, Rows::TaskSplit).unwrap();
+    assert!(set.data.censored_rows.is_empty(), "no one is censored: a death is a non-case");
+    let report = train_set(&set, &registry, Algorithm::Hazard, None).unwrap();
+    let pkg = load_package(&registry.resolve(&report.name, None).unwrap().1).unwrap();
+    assert_eq!(pkg.manifest.algorithm, "competing_risks_hazard");
+    assert!(report.max_additivity_error <= 1e-9, "integrated gradients add up: {}", report.max_additivity_error);
+    let full = metrics(&pkg);
+
+    // The same hazard model censoring at death, as a task without competing codes defines it.
+    let censoring = task.replace("competing_codes = [\"MEDS_DEATH\"]", "");
+    let naive_set = event_training_set(&dir.join("meds"), &censoring, features, Rows::TaskSplit).unwrap();
+    assert!(naive_set.data.censored_rows.len() > 500, "deaths censor follow-up");
+    let naive = train_set(&naive_set, &registry, Algorithm::Hazard, Some("dementia-censoring-at-death")).unwrap();
+    let naive_pkg = load_package(&registry.resolve(&naive.name, None).unwrap().1).unwrap();
+
+    // Predicted risks on the held-out patients against each one's true cumulative incidence,
+    // overall and at 80 and over.
+    let (store, _, _) = read_meds(&dir.join("meds")).unwrap();
+    let spec: EventTaskSpec = toml::from_str(task).unwrap();
+    let (labels, _) = label(&store, &spec).unwrap();
+    let age = set.features.iter().position(|f| f.name == "age").unwrap();
+    let mut ws = Workspace::default();
+    let (mut gap, mut old) = (0.0, [0.0; 4]);
+    for &r in &set.data.test_rows {
+        let values: Vec<Value<'_>> = row_values(&set.data.columns, r).unwrap();
+        let p = pkg.scorer.score(&values, &mut ws).unwrap().probability;
+        let q = naive_pkg.scorer.score(&values, &mut ws).unwrap().probability;
+        let t = truth[&labels[r].subject];
+        gap += (p - t.dementia_risk_5y).abs();
+        if matches!(values[age], Value::Number(a) if a >= 80.0) {
+            old = [old[0] + 1.0, old[1] + p, old[2] + q, old[3] + t.dementia_risk_5y];
+        }
+    }
+    let mean_gap = gap / set.data.test_rows.len() as f64;
+    let [n_old, p_old, q_old, t_old] = old.map(|x| x / old[0].max(1.0));
+    eprintln!(
+        "synth dementia, competing-risks hazard: AUROC {:.3}, ICI {:.4}, mean |predicted - true incidence| {mean_gap:.4}; \
+         80 and over ({} patients): true incidence {t_old:.4}, competing-risks model {p_old:.4}, censoring at death {q_old:.4}",
+        report.test.auroc, full.report.ici, old[0]
+    );
+    assert!(n_old == 1.0 && old[0] > 300.0);
+    assert!(mean_gap <= 0.02, "mean |predicted - true| {mean_gap}");
+    assert!(full.report.ici <= 0.02, "ICI {}", full.report.ici);
+    assert!((p_old - t_old).abs() < 0.1 * t_old, "80+: {p_old} against the true {t_old}");
+    assert!(q_old > 1.15 * t_old, "censoring at death overstates the oldest's risk: {q_old} against {t_old}");
+    // The card says how the competing event was handled.
+    let card = std::fs::read_to_string(pkg.dir.join("model_card.md")).unwrap();
+    assert!(card.contains("cumulative incidence") && card.contains("MEDS_DEATH"), "{card}");
     finished();
 }
 

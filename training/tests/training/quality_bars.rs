@@ -42,9 +42,11 @@ fn support2_hospdead_meets_the_bars_with_a_full_report_and_model_card() {
     let (task, toml) = TaskSpec::load("support2_hospdead").unwrap();
     let dir = temp("hospdead");
     let registry = Registry::new(&dir);
-    for algorithm in [Algorithm::Logistic, Algorithm::Gbm, Algorithm::Mlp] {
+    let mut aurocs = Vec::new();
+    for algorithm in [Algorithm::Logistic, Algorithm::Gbm, Algorithm::Mlp, Algorithm::Stack] {
         let report = train(&task, &toml, &shared_data("support2.csv"), &registry, algorithm, None).unwrap();
         let m = &report.test;
+        aurocs.push(m.auroc);
         assert_eq!(m.n as usize, report.test_rows, "every test row is scored");
         assert_bars(&report.name, m, 0.903);
         assert!(m.calibration_intercept.abs() <= 0.1, "intercept {}", m.calibration_intercept);
@@ -105,7 +107,23 @@ fn support2_hospdead_meets_the_bars_with_a_full_report_and_model_card() {
         assert_eq!(again.report, full.report);
         let all = evaluate_package(&package, EvaluationData::Table(&shared_data("support2.csv")), Rows::All).unwrap();
         assert_eq!(all.report.metrics.n, 9105);
+
+        // The stack's card names each member with its weight and cross-validated AUROC, as its
+        // record holds them.
+        if algorithm == Algorithm::Stack {
+            let Choice::Stack(stack) = &report.model_selection.choice else { panic!("a stack's record") };
+            for member in &stack.members {
+                let row =
+                    format!("| {} | {:.3} | {:.3} |", member.algorithm.short_name(), member.weight, member.cv_auroc);
+                assert!(md.contains(&row), "card lacks {row}");
+                assert!(member.cv_auroc > 0.85 && member.weight >= 0.0);
+            }
+            assert!(stack.members.iter().filter(|m| m.weight > 0.0).count() >= 2, "a stack of more than one");
+        }
     }
+    // The stack (last) against the single models fitted above on the same rows.
+    let (stack, singles) = aurocs.split_last().unwrap();
+    assert!(singles.iter().all(|a| stack >= a), "stack AUROC {stack} against {singles:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

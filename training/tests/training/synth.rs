@@ -82,6 +82,20 @@ fn true_risks_agree_with_simulated_outcomes() {
     }
     let overall = truth.iter().map(|t| t.dementia_risk_5y).sum::<f64>() / n as f64;
     assert!((0.03..0.15).contains(&overall), "5-year risk {overall}");
+    // Death competes: the cumulative incidence is below the risk had no one died, by most in the
+    // oldest (the probability of dying first), and deaths rise with age as in a life table.
+    assert!(truth.iter().all(|t| t.dementia_risk_5y <= t.dementia_risk_5y_ignoring_death));
+    let mut deaths = [(0.0, 0.0); 4];
+    for (i, t) in truth.iter().enumerate() {
+        let b = store.patient(i).iter().find(|e| e.code == birth).unwrap().time;
+        let age = (index - b) as f64 / carecast_models::features::MICROS_PER_YEAR;
+        let band = [65.0, 75.0, 85.0].iter().filter(|&&c| age >= c).count();
+        deaths[band].0 += 1.0;
+        deaths[band].1 += f64::from(u8::from(t.died_within_5y));
+    }
+    let died: Vec<f64> = deaths.iter().map(|(n, d)| d / n).collect();
+    assert!(died.windows(2).all(|w| w[0] < w[1]), "deaths rise with age: {died:?}");
+    assert!((0.02..0.1).contains(&died[0]) && (0.3..0.8).contains(&died[3]), "five-year deaths {died:?}");
 
     // Labels through the event path equal the simulated outcomes, and the MEDS output passes ingest.
     let dir = std::env::temp_dir().join(format!("carecast-synth-{}", std::process::id()));
@@ -91,7 +105,7 @@ fn true_risks_agree_with_simulated_outcomes() {
     write_meds(&pop.store, &pop.splits, &dir, "synth").unwrap();
     let (store, _, _) = read_meds(&dir).unwrap();
     let spec: EventTaskSpec = toml::from_str(
-        "name = \"dementia_5y\"\ndescription = \"Dementia within 5 years\"\nprediction_codes = [\"CARECAST//INDEX\"]\noutcome_codes = [\"ICD10//F0*\"]\nhorizon = \"5y\"\n",
+        "name = \"dementia_5y\"\ndescription = \"Dementia within 5 years\"\nprediction_codes = [\"CARECAST//INDEX\"]\noutcome_codes = [\"ICD10//F0*\"]\nhorizon = \"5y\"\ncompeting_codes = [\"MEDS_DEATH\"]\n",
     )
     .unwrap();
     let (labels, excluded) = label(&store, &spec).unwrap();
