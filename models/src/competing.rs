@@ -70,9 +70,12 @@ impl CompetingHazards {
         (f, f1, f2)
     }
 
-    /// Log-odds of the cumulative incidence, with its derivatives in `eta1` and `eta2`.
+    /// Log-odds of the cumulative incidence, with its derivatives in `eta1` and `eta2`. The
+    /// linear predictors are held within ±700, where every hazard is already 0 or 1, so an
+    /// absurd input (a feature without a possible range) cannot overflow them into NaN.
     fn log_odds(&self, x: &[f64]) -> (f64, f64, f64) {
-        let (f, f1, f2) = self.incidence(self.outcome.linear_predictor(x), self.competing.linear_predictor(x));
+        let eta = |h: &CauseHazard| h.linear_predictor(x).clamp(-700.0, 700.0);
+        let (f, f1, f2) = self.incidence(eta(&self.outcome), eta(&self.competing));
         let f = f.clamp(1e-300, 1.0 - 1e-16);
         let scale = 1.0 / (f * (1.0 - f));
         ((f / (1.0 - f)).ln(), f1 * scale, f2 * scale)
@@ -194,6 +197,8 @@ mod tests {
                 assert!(phi[j] * (x[j] - m.background[j]) <= 0.0, "column {j}: {}", phi[j]);
             }
         }
+        // An absurd input saturates rather than overflows.
+        assert!(m.margin(&[1e300, -1e300, 1e300]).is_finite());
         // At the background nothing is explained.
         let mut phi = vec![1.0; 3];
         m.contributions(&m.background.clone(), &mut phi);

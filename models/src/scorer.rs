@@ -8,7 +8,7 @@ use crate::explain::{
     Explained, Factors, NamedWarning, RankedFactor, RankedFeature, Ranking, group_by_feature, ranked,
 };
 use crate::invalid::InvalidModel;
-use crate::preprocess::{Preprocessor, Warning, WarningKind};
+use crate::preprocess::{Encoding, Preprocessor, Warning, WarningKind};
 use crate::schema::{InputError, Value};
 use crate::tree_shap::TreeShapBuffer;
 use serde::{Deserialize, Serialize};
@@ -90,13 +90,21 @@ impl Scorer {
             return Err(InvalidModel::new("features", "encode to no columns"));
         }
         definition.estimator.validate(owners.len())?;
-        if let Estimator::Stack(stack) = &definition.estimator {
-            stack.check_layout(&definition.preprocessor)?;
+        match &definition.estimator {
+            Estimator::Stack(stack) => stack.check_layout(&definition.preprocessor)?,
+            // A single model on a stacked row would read the other block's columns as its own.
+            _ if definition.preprocessor.encoding == Encoding::Stacked => {
+                return Err(InvalidModel::new("preprocessor", "a stacked encoding is for a stack's members alone"));
+            }
+            _ => {}
         }
         if let Some(c) = &definition.calibration {
             c.validate()?;
         }
         let base_value = definition.estimator.expected_margin();
+        if !base_value.is_finite() {
+            return Err(InvalidModel::new("estimator", "its base value (the training mean's margin) is not finite"));
+        }
         let factors = Factors::of(definition.preprocessor.features.iter().map(|f| &f.spec));
         let compiled = definition.estimator.compile();
         Ok(Self { definition, compiled, owners, factors, base_value })

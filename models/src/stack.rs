@@ -1,5 +1,5 @@
-//! A stacked ensemble: a non-negative linear combination of member models' margins on the
-//! log-odds scale. Each member reads its own block of the encoded row (the standardised columns
+//! A stacked ensemble: a non-negative linear combination of member models' margins (their
+//! log-odds; a plain hazard model's linear predictor), itself on the log-odds scale. Each member reads its own block of the encoded row (the standardised columns
 //! for the linear models and networks, the native ones for the trees; see
 //! [`crate::preprocess::Encoding::Stacked`]).
 //!
@@ -108,10 +108,17 @@ impl Stack {
 }
 
 impl Stack {
-    /// Each member reads the block of its own encoding in `pre`'s rows, and members of a single
-    /// encoding's stack read all of it.
+    /// Each member reads the block of its own encoding in `pre`'s rows, and only trees read the
+    /// native block (which holds missing values as NaN, which only trees route).
     pub fn check_layout(&self, pre: &Preprocessor) -> Result<(), InvalidModel> {
         for m in &self.members {
+            let trees = matches!(m.estimator, Estimator::GradientBoostedTrees(_));
+            if trees != (m.encoding == Encoding::Native) {
+                return Err(InvalidModel::new(
+                    format_args!("stack member `{}`", m.name),
+                    "trees read the native block and every other model the standardised one",
+                ));
+            }
             if pre.block(m.encoding) != Some(m.columns.clone()) {
                 return Err(InvalidModel::new(
                     format_args!("stack member `{}`", m.name),
@@ -164,6 +171,8 @@ mod tests {
         assert!(wrong.check_layout(&pre).unwrap_err().to_string().contains("not its encoding's block"));
         let outside = stack(vec![member(Encoding::Native, 2..4)]);
         assert!(outside.validate(3).unwrap_err().to_string().contains("outside the row"));
+        let native = stack(vec![member(Encoding::Native, 2..3)]);
+        assert!(native.check_layout(&pre).unwrap_err().to_string().contains("trees read the native block"));
         let negative = stack(vec![StackMember { weight: -0.5, ..member(Encoding::Standardised, 0..2) }]);
         assert!(negative.validate(3).unwrap_err().to_string().contains("non-negative"));
         let nested = StackMember {

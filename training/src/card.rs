@@ -22,12 +22,12 @@ fn num(x: Option<f64>) -> String {
     x.map_or_else(|| "–".into(), |x| format!("{x:.3}"))
 }
 
-/// A stack's members: each one's weight on its log-odds and its cross-validated AUROC (of its
+/// A stack's members: each one's weight on its margin and its cross-validated AUROC (of its
 /// out-of-fold predictions, the rows the weights were fitted on).
 fn stack_members(w: &mut String, stack: &StackChoice) {
     let _ = writeln!(
         w,
-        "\nThe stack's log-odds are {:+.3} plus each member's log-odds times its weight; weights were fitted on {} out-of-fold predictions (a member of weight 0 is left out):\n",
+        "\nThe stack's log-odds are {:+.3} plus each member's margin (its log-odds; a plain hazard model's linear predictor) times its weight; weights were fitted on {} out-of-fold predictions (a member of weight 0 is left out):\n",
         stack.intercept, stack.out_of_fold_rows
     );
     let _ = writeln!(w, "| member | weight | cross-validated AUROC | member's selection |\n| --- | --- | --- | --- |");
@@ -147,6 +147,20 @@ pub fn markdown(manifest: &Manifest, metrics: &MetricsFile) -> String {
     let _ =
         writeln!(w, "| Calibration slope / intercept | {:.2} / {:+.2} |", m.calibration_slope, m.calibration_intercept);
     let _ = writeln!(w, "| ICI / E50 / E90 | {:.4} / {:.4} / {:.4} |\n", r.ici, r.e50, r.e90);
+    if !r.time_dependent_auroc.is_empty() {
+        let _ = writeln!(
+            w,
+            "Discrimination over the horizon (time-dependent AUROC: who had the outcome by each time against everyone who had not, a competing event counting among the latter):\n\n| by | cases | non-cases | AUROC (95% CI) |\n| --- | --- | --- | --- |"
+        );
+        for t in &r.time_dependent_auroc {
+            let auroc = match (t.auroc, t.auroc_ci) {
+                (Some(a), Some([lo, hi])) => format!("{a:.3} ({lo:.3}–{hi:.3})"),
+                _ => "no cases yet".into(),
+            };
+            let _ = writeln!(w, "| {} of the horizon | {} | {} | {auroc} |", pct(t.at), t.cases, t.controls);
+        }
+        let _ = writeln!(w);
+    }
     if let Some(b) = &r.baseline {
         let _ = writeln!(
             w,

@@ -4,6 +4,7 @@
 //! (net benefit, decision curve, the threshold table at the risk bands), the same by subgroup, and
 //! a paired comparison with a baseline score (e.g. NEWS2) on the same rows.
 
+use crate::fit::Ending;
 use carecast_models::package::Metrics;
 use serde::{Deserialize, Serialize};
 
@@ -552,6 +553,45 @@ pub struct Report {
     pub subgroups: Vec<SubgroupResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<BaselineComparison>,
+    /// Event data: discrimination at times within the horizon (empty for tables).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_dependent_auroc: Vec<TimeDependentAuroc>,
+}
+
+/// Discrimination at a time within the horizon.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimeDependentAuroc {
+    /// When, as a share of the horizon (1: the horizon itself).
+    pub at: f64,
+    pub cases: u64,
+    pub controls: u64,
+    /// With DeLong's 95% interval; none without both cases and controls.
+    pub auroc: Option<f64>,
+    pub auroc_ci: Option<[f64; 2]>,
+}
+
+/// AUROC of the score `p` at `at` (a share of the horizon): cases had the outcome by then,
+/// controls had not and were still followed or had a competing event first (the
+/// cumulative/dynamic definition with competing events among the controls, Blanche, Dartigues
+/// & Jacqmin-Gadda 2013); a row censored before `at` is left out.
+pub fn time_dependent_auroc(follow_up: &[(f64, Ending)], p: &[f64], at: f64) -> TimeDependentAuroc {
+    let (mut y, mut score) = (Vec::new(), Vec::new());
+    for (&(time, ending), &p) in follow_up.iter().zip(p) {
+        let case = ending == Ending::Outcome && time <= at;
+        if case || ending != Ending::Neither || time >= at {
+            y.push(case);
+            score.push(p);
+        }
+    }
+    let cases = y.iter().filter(|&&c| c).count() as u64;
+    let controls = y.len() as u64 - cases;
+    let (auroc, auroc_ci) = if cases > 0 && controls > 0 {
+        let (auc, se) = auroc_delong(&y, &score);
+        (Some(auc), Some(auroc_interval(auc, se)))
+    } else {
+        (None, None)
+    };
+    TimeDependentAuroc { at, cases, controls, auroc, auroc_ci }
 }
 
 /// Evaluates predicted probabilities `p` against labels `y`, at the given risk-band thresholds,
@@ -580,6 +620,7 @@ pub fn report(
         risk_band_thresholds: thresholds.iter().map(|&t| threshold_row(y, p, t)).collect(),
         subgroups: subgroups.iter().flat_map(|s| subgroup_results(y, p, s)).collect(),
         baseline: baseline.and_then(|(name, score)| compare_auroc(y, p, name, score)),
+        time_dependent_auroc: Vec::new(),
     }
 }
 

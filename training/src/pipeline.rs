@@ -4,7 +4,7 @@
 
 use crate::card;
 use crate::dataset::{Baseline, CompetingEvents, MetricsFile, Rows, TaskData, TrainingSet, TrainingSummary, key_hash};
-use crate::evaluate::{Report, SubgroupAssignment, report};
+use crate::evaluate::{Report, SubgroupAssignment, report, time_dependent_auroc};
 use crate::fit::selection::{ModelSelection, Recalibration};
 pub use crate::fit::{Algorithm, TrainOptions};
 use crate::fit::{Encoded, preprocessor_training::fit_preprocessor};
@@ -190,12 +190,15 @@ pub(crate) fn evaluate_columns(
     let baseline: Option<Vec<f64>> = data.baseline.as_ref().map(|b| kept.iter().map(|&r| b.score[r]).collect());
     let baseline = data.baseline.as_ref().zip(baseline.as_deref()).map(|(b, s)| (b.name.as_str(), s));
     let patients = kept.iter().map(|&r| data.key_hash[r]).collect::<std::collections::HashSet<_>>().len() as u64;
-    Evaluation {
-        report: report(&y, &p, thresholds, &subgroups, baseline),
-        max_additivity_error: max_err,
-        refused: rows.len() - kept.len(),
-        patients,
+    let mut report = report(&y, &p, thresholds, &subgroups, baseline);
+    // Event data: discrimination at the end of each of the hazard model's intervals.
+    if !data.follow_up.is_empty() {
+        let follow_up: Vec<_> = kept.iter().map(|&r| data.follow_up[r]).collect();
+        let intervals = crate::fit::hazard::INTERVALS;
+        report.time_dependent_auroc =
+            (1..=intervals).map(|k| time_dependent_auroc(&follow_up, &p, k as f64 / intervals as f64)).collect();
     }
+    Evaluation { report, max_additivity_error: max_err, refused: rows.len() - kept.len(), patients }
 }
 
 /// How each encoding handles missing values, in the model card's words.

@@ -27,7 +27,8 @@
 //!   16% at 90, as the ONS national life tables for England), 1.4 times for men, and relative
 //!   risks of smoking 2.0, diabetes 1.8, excessive alcohol 1.7, depression 1.5, physical
 //!   inactivity 1.4, obesity 1.3, living alone 1.3 and hypertension 1.2 (rounded from cohort
-//!   studies' all-cause mortality; rescaled so the average relative risk at 75 is 1).
+//!   studies' all-cause mortality; the risk factors' relative risks rescaled so that their
+//!   average at 75 is 1, before the factor for men).
 //!
 //! Deterioration: some patients have an inpatient stay in the five years before the index date.
 //! A stay has a latent severity moving linearly, `s(t) = s0 + m t` (t in days), and a hazard of
@@ -156,15 +157,16 @@ struct Scales {
 }
 
 /// The first event of piecewise-constant hazards (`rates[y]` per year in year `y`) after year
-/// `from`, drawn exactly; `None` if none comes within the years.
-fn first_event(rng: &mut Rng, rates: &[f64], from: f64) -> Option<f64> {
+/// `from`, drawn exactly: its year and its time in years; `None` if none comes within the years.
+fn first_event(rng: &mut Rng, rates: &[f64], from: f64) -> Option<(usize, f64)> {
     let mut start = from;
     for (y, &rate) in rates.iter().enumerate().skip(from as usize) {
         let length = (y + 1) as f64 - start;
         // P(event within what is left of year y) = 1 - exp(-rate * length); inverted at `u`.
         let u = rng.unit();
         if rate > 0.0 && u < -(-rate * length).exp_m1() {
-            return Some(start + -(-u).ln_1p() / rate);
+            // Rounding may carry the time onto the year's end; it stays in year y.
+            return Some((y, (start + -(-u).ln_1p() / rate).min((y + 1) as f64 - 1e-9)));
         }
         start = (y + 1) as f64;
     }
@@ -342,8 +344,8 @@ fn patient(seed: u64, subject: i64, index: i64, scales: Scales) -> Patient {
     let death: Vec<f64> = (0..FOLLOW_UP_YEARS).map(|y| mortality(age + y as f64) * mortality_rr).collect();
     let both: Vec<f64> = dementia.iter().zip(&death).map(|(a, b)| a + b).collect();
     let (onset, died) = match first_event(&mut rng, &both, 0.0) {
-        Some(t) if rng.unit() < dementia[t as usize] / both[t as usize] => (Some(t), first_event(&mut rng, &death, t)),
-        Some(t) => (None, Some(t)),
+        Some((y, t)) if rng.unit() < dementia[y] / both[y] => (Some(t), first_event(&mut rng, &death, t).map(|e| e.1)),
+        Some((_, t)) => (None, Some(t)),
         None => (None, None),
     };
     let at = |years: f64| index + (years * MICROS_PER_YEAR) as i64;

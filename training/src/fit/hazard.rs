@@ -12,7 +12,9 @@
 //! censored.
 
 use super::elastic_net::{self, ElasticNetChoice, ElasticNetParams};
-use super::learner::{Checked, Encoded, Ending, FitError, FitInput, Learned, Learner, ParamError};
+use super::learner::{
+    Checked, Encoded, Ending, FitError, FitInput, Learned, Learner, MIN_COMPETING_EVENTS, ParamError,
+};
 use super::logistic::Design;
 use carecast_models::Estimator;
 use carecast_models::calibration::Calibration;
@@ -93,6 +95,9 @@ impl Learner for HazardParams {
             "elastic net (L1 share {}) with 5-fold cross-validated lambda (folds by key)",
             params.penalty.l1_share
         );
+        if (1..MIN_COMPETING_EVENTS).contains(&competing_events) {
+            return Err(FitError::TooFewCompetingEvents(competing_events));
+        }
         if competing_events == 0 {
             return Ok(Learned {
                 estimator: Estimator::LogisticRegression(LinearModel {

@@ -99,6 +99,9 @@ impl ParamError {
     }
 }
 
+/// The fewest competing events a cause-specific hazard is fitted from.
+pub const MIN_COMPETING_EVENTS: usize = 10;
+
 /// Why a fit could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
@@ -112,6 +115,18 @@ pub enum FitError {
     NoSequence,
     #[error("every step of the sequence must have the same features (ranks 0..{last} each need one per channel)")]
     UnequalSteps { last: usize },
+    #[error(
+        "stack: the non-negative logistic regression of the outcome on the members' out-of-fold predictions did not converge"
+    )]
+    StackWeights,
+    #[error(
+        "stack: no member's out-of-fold predictions carry information about the outcome (every weight is 0); fit a single model instead"
+    )]
+    UninformativeStack,
+    #[error(
+        "hazard: {0} training rows end in a competing event, too few to fit its hazard (at least {MIN_COMPETING_EVENTS}); drop `competing_codes` from the task to censor them instead"
+    )]
+    TooFewCompetingEvents(usize),
     #[error("logistic regression (linfa): {0}")]
     Linfa(#[from] linfa_logistic::error::Error),
 }

@@ -23,7 +23,7 @@ pub enum Algorithm {
     /// A discrete-time hazard model: risk by the horizon from censored follow-up (event tasks).
     Hazard,
     /// A non-negative linear stack of the logistic, GBM and MLP models (and the hazard model
-    /// where the task has follow-up), weighted on their out-of-fold log-odds.
+    /// where the task has follow-up), weighted on their out-of-fold margins.
     Stack,
 }
 
@@ -88,7 +88,7 @@ pub enum OptionsError {
     #[error("positive-weight: must be a positive number, not {0}")]
     PositiveWeight(f64),
     #[error(
-        "calibration: a {0} model's risks come calibrated from its own fit (a hazard model's by the horizon, a stack's weights on out-of-fold predictions); it takes no calibration"
+        "calibration: a {0} model maps to risk in its own fit (a hazard model to the risk by the horizon; a stack's weights and intercept are a logistic calibration of its members' out-of-fold predictions); it takes no second calibration"
     )]
     SelfCalibrated(&'static str),
     #[error("positive-weight: only gbm, mlp and gru weight rows; {0} fits every row alike")]

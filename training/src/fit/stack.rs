@@ -14,6 +14,7 @@ use super::options::Algorithm;
 use super::selection::Choice;
 use carecast_models::Estimator;
 use carecast_models::preprocess::Preprocessor;
+use carecast_models::scorer::sigmoid;
 use carecast_models::stack::{Stack, StackMember};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
@@ -106,9 +107,10 @@ fn out_of_fold(params: &StackParams, input: &FitInput<'_>) -> Result<Vec<Vec<f64
     let data = input.data;
     let labelled: Vec<usize> = data.rows(|r| data.labelled(r));
     let mut oof = vec![vec![f64::NAN; labelled.len()]; params.members.len()];
+    let members = member_inputs(params, input.pre);
     for fold in 0..5 {
         let held_out: Vec<usize> = (0..labelled.len()).filter(|&i| data.fold(labelled[i]) == fold).collect();
-        for (k, (a, pre, columns)) in member_inputs(params, input.pre).iter().enumerate() {
+        for (k, (a, pre, columns)) in members.iter().enumerate() {
             let train = data.select(&rows_for(data, *a, |r| data.fold(r) != fold), columns.clone(), true);
             let learned = (params.fit_member)(*a, &FitInput { pre, data: &train, calibrating: false })?;
             for &i in &held_out {
@@ -124,7 +126,10 @@ fn fit_stack(params: &StackParams, input: &FitInput<'_>) -> Result<Learned<Stack
     let data = input.data;
     let y: Vec<bool> = data.rows(|r| data.labelled(r)).into_iter().map(|r| data.y[r]).collect();
     let oof = out_of_fold(params, input)?;
-    let (intercept, weights) = nonnegative_logistic(&oof, &y);
+    let (intercept, weights) = nonnegative_logistic(&oof, &y).ok_or(FitError::StackWeights)?;
+    if weights.iter().all(|&w| w == 0.0) {
+        return Err(FitError::UninformativeStack);
+    }
     let mut members = Vec::new();
     let mut choices = Vec::new();
     for ((k, (a, pre, columns)), weight) in member_inputs(params, input.pre).into_iter().enumerate().zip(weights) {
@@ -152,7 +157,7 @@ fn fit_stack(params: &StackParams, input: &FitInput<'_>) -> Result<Learned<Stack
         estimator: Estimator::Stack(Stack { intercept, members }),
         calibration: None,
         method: format!(
-            "non-negative logistic stack of {} on their out-of-fold log-odds (5 folds by key; each member's own selection rerun inside every fold), members then refitted on every row",
+            "non-negative logistic stack of {} on their out-of-fold margins (5 folds by key; each member's own selection rerun inside every fold), members then refitted on every row",
             names.join(", ")
         ),
         selection: StackChoice { intercept, out_of_fold_rows: y.len(), members: choices },
@@ -160,77 +165,74 @@ fn fit_stack(params: &StackParams, input: &FitInput<'_>) -> Result<Learned<Stack
 }
 
 /// Logistic regression of `y` on the columns `z` with a free intercept and non-negative
-/// weights: Newton's method on the weights free to move, an active set for those held at zero
-/// (a weight that would turn negative stops at zero and is held; a held one is freed when the
-/// likelihood's gradient says it should grow), until the Karush-Kuhn-Tucker conditions hold.
-pub(crate) fn nonnegative_logistic(z: &[Vec<f64>], y: &[bool]) -> (f64, Vec<f64>) {
-    let k = z.len();
-    let n = y.len();
-    let mut w = vec![0.0; k];
+/// weights, by projected Newton (Bertsekas 1982): each step is Newton's on the intercept and the
+/// weights free to move (positive, or at zero with the likelihood rising as they grow), projected
+/// back onto the non-negative weights and halved until the likelihood rises (Armijo), until the
+/// projected gradient vanishes: the Karush-Kuhn-Tucker conditions. `None` if it does not converge.
+pub(crate) fn nonnegative_logistic(z: &[Vec<f64>], y: &[bool]) -> Option<(f64, Vec<f64>)> {
+    let (k, n) = (z.len(), y.len());
     let prevalence = (y.iter().filter(|&&b| b).count() as f64 + 0.5) / (n as f64 + 1.0);
-    let mut b = (prevalence / (1.0 - prevalence)).ln();
-    let mut free = vec![true; k];
-    let gradient = |b: f64, w: &[f64]| -> Vec<f64> {
-        let mut g = vec![0.0; k + 1];
-        for i in 0..n {
-            let r = f64::from(u8::from(y[i])) - sigmoid(b + (0..k).map(|j| w[j] * z[j][i]).sum::<f64>());
-            g[0] += r;
-            (0..k).for_each(|j| g[j + 1] += r * z[j][i]);
-        }
-        g
+    let mut theta: Vec<f64> = std::iter::once((prevalence / (1.0 - prevalence)).ln()).chain(vec![0.0; k]).collect();
+    let col = |v: usize, i: usize| if v == 0 { 1.0 } else { z[v - 1][i] };
+    let margin = |theta: &[f64], i: usize| theta[0] + (0..k).map(|j| theta[j + 1] * z[j][i]).sum::<f64>();
+    let log_likelihood = |theta: &[f64]| -> f64 {
+        (0..n)
+            .map(|i| {
+                let m = margin(theta, i);
+                // log sigmoid(m) or log (1 - sigmoid(m)), stably.
+                let s = if y[i] { m } else { -m };
+                -(s.max(0.0) - s + (-s.abs()).exp().ln_1p())
+            })
+            .sum()
     };
-    for _ in 0..100 {
-        // Newton on the intercept and the free weights, clipped where a weight would cross zero.
-        for _ in 0..100 {
-            let vars: Vec<usize> = std::iter::once(0).chain((0..k).filter(|&j| free[j]).map(|j| j + 1)).collect();
-            let col = |v: usize, i: usize| if v == 0 { 1.0 } else { z[v - 1][i] };
-            let m = vars.len();
-            let (mut g, mut h) = (vec![0.0; m], vec![0.0; m * m]);
-            for i in 0..n {
-                let p = sigmoid(b + (0..k).map(|j| w[j] * z[j][i]).sum::<f64>());
-                let r = f64::from(u8::from(y[i])) - p;
-                let s = p * (1.0 - p);
-                for a in 0..m {
-                    g[a] += r * col(vars[a], i);
-                    for c in 0..m {
-                        h[a * m + c] += s * col(vars[a], i) * col(vars[c], i);
-                    }
+    let tolerance = 1e-9 * n as f64;
+    for _ in 0..500 {
+        let (mut g, mut h) = (vec![0.0; k + 1], vec![0.0; (k + 1) * (k + 1)]);
+        for (i, &outcome) in y.iter().enumerate() {
+            let p = sigmoid(margin(&theta, i));
+            let (r, s) = (f64::from(u8::from(outcome)) - p, p * (1.0 - p));
+            for a in 0..=k {
+                g[a] += r * col(a, i);
+                for c in 0..=k {
+                    h[a * (k + 1) + c] += s * col(a, i) * col(c, i);
                 }
-            }
-            // A whisper of ridge keeps nearly collinear members (two linear models) solvable.
-            (0..m).for_each(|a| h[a * m + a] += 1e-9 * n as f64);
-            let step = solve(&mut h, &mut g, m);
-            let mut t = 1.0f64;
-            for (a, &v) in vars.iter().enumerate().skip(1) {
-                if w[v - 1] + step[a] < 0.0 {
-                    t = t.min(w[v - 1] / -step[a]);
-                }
-            }
-            b += t * step[0];
-            for (a, &v) in vars.iter().enumerate().skip(1) {
-                w[v - 1] = (w[v - 1] + t * step[a]).max(0.0);
-                if t < 1.0 && w[v - 1] <= 1e-12 {
-                    w[v - 1] = 0.0;
-                    free[v - 1] = false;
-                }
-            }
-            if t == 1.0 && step.iter().map(|s| s.abs()).sum::<f64>() < 1e-12 {
-                break;
             }
         }
-        // Free the held weight whose growth would raise the likelihood most.
-        let g = gradient(b, &w);
-        match (0..k).filter(|&j| !free[j] && g[j + 1] > 1e-9 * n as f64).max_by(|&a, &c| g[a + 1].total_cmp(&g[c + 1]))
-        {
-            Some(j) => free[j] = true,
-            None => break,
+        // Free: the intercept, positive weights, and zero weights the likelihood would raise.
+        let free: Vec<usize> = (0..=k).filter(|&v| v == 0 || theta[v] > 0.0 || g[v] > 0.0).collect();
+        let projected_gradient = (0..=k).map(|v| if free.contains(&v) { g[v].abs() } else { 0.0 }).fold(0.0, f64::max);
+        if projected_gradient < tolerance {
+            return Some((theta[0], theta[1..].to_vec()));
         }
+        let m = free.len();
+        // A whisper of ridge keeps nearly collinear members (two linear models) solvable.
+        let mut hf: Vec<f64> =
+            free.iter().flat_map(|&a| free.iter().map(move |&c| (a, c))).map(|(a, c)| h[a * (k + 1) + c]).collect();
+        (0..m).for_each(|a| hf[a * m + a] += 1e-9 * n as f64);
+        let mut gf: Vec<f64> = free.iter().map(|&v| g[v]).collect();
+        let newton = solve(&mut hf, &mut gf, m);
+        // Newton's step, projected; should its arc not raise the likelihood (a held weight
+        // pulled below zero by its neighbours), the gradient scaled by the Hessian's diagonal.
+        let gradient: Vec<f64> = free.iter().map(|&v| g[v] / (h[v * (k + 1) + v] + 1e-9 * n as f64)).collect();
+        let before = log_likelihood(&theta);
+        let moved = [newton, gradient].into_iter().find_map(|direction| {
+            let mut t = 1.0;
+            while t > 1e-12 {
+                let mut next = theta.clone();
+                for (&v, d) in free.iter().zip(&direction) {
+                    next[v] = if v == 0 { theta[v] + t * d } else { (theta[v] + t * d).max(0.0) };
+                }
+                let rise: f64 = (0..=k).map(|v| g[v] * (next[v] - theta[v])).sum();
+                if rise > 0.0 && log_likelihood(&next) >= before + 1e-4 * rise {
+                    return Some(next);
+                }
+                t /= 2.0;
+            }
+            None
+        });
+        theta = moved?;
     }
-    (b, w)
-}
-
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
+    None
 }
 
 /// Solves the symmetric positive-definite `h x = g` (`m` by `m`, row-major) by Gaussian
@@ -283,7 +285,7 @@ mod tests {
             truth.iter().map(|t| t + rng.normal(0.0, 1.5)).collect(),
             truth.iter().map(|t| -0.3 * t + rng.normal(0.0, 1.0)).collect(),
         ];
-        let (b, w) = nonnegative_logistic(&z, &y);
+        let (b, w) = nonnegative_logistic(&z, &y).expect("converges");
         assert!(w[0] > 0.0 && w[1] >= 0.0 && w[2] == 0.0, "{w:?}");
         let best = log_likelihood(&z, &y, b, &w);
         // Brute force: no non-negative point nearby, on a grid around the fit, does better.
@@ -341,6 +343,8 @@ mod tests {
     #[test]
     fn no_rows_label_reaches_its_own_out_of_fold_prediction() {
         let (pre, mut data) = stacked_rows(1200);
+        // No follow-up, so every row is labelled and out-of-fold index `r` is row `r`.
+        assert!(data.follow_up.is_empty());
         let params = StackParams {
             members: vec![Algorithm::Logistic, Algorithm::Gbm],
             fit_member: |a, input| super::super::learn_with(a, 1.0, input),
@@ -379,7 +383,7 @@ mod tests {
         let mut rng = Rng(3);
         let z: Vec<f64> = (0..2000).map(|_| rng.normal(0.0, 1.0)).collect();
         let y: Vec<bool> = z.iter().map(|t| rng.unit() < sigmoid(0.5 + 2.0 * t)).collect();
-        let (b, w) = nonnegative_logistic(std::slice::from_ref(&z), &y);
+        let (b, w) = nonnegative_logistic(std::slice::from_ref(&z), &y).expect("converges");
         let (a, slope) = crate::evaluate::logistic_recalibration(&y, &z, None);
         assert!((b - a).abs() < 1e-7 && (w[0] - slope).abs() < 1e-7, "{b} {w:?} against {a} {slope}");
     }

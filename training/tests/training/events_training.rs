@@ -11,6 +11,7 @@ use carecast_tables::population::{PopulationOptions, summarise_source};
 use carecast_tables::row_values;
 use carecast_training::cohort::{EventTaskSpec, event_training_set, label};
 use carecast_training::dataset::{MetricsFile, Rows};
+use carecast_training::fit::Ending;
 use carecast_training::ingest::meds::{SUBJECT, Shards, read_meds};
 use carecast_training::pipeline::train_set;
 use carecast_training::{Algorithm, synth};
@@ -231,10 +232,13 @@ fn the_competing_risks_hazard_recovers_the_true_cumulative_incidence() {
     let (labels, _) = label(&store, &spec).unwrap();
     let age = set.features.iter().position(|f| f.name == "age").unwrap();
     let mut ws = Workspace::default();
-    let (mut gap, mut old) = (0.0, [0.0; 4]);
+    // Each held-out row's predicted incidence and follow-up.
+    type Scored = (f64, (f64, Ending));
+    let (mut gap, mut old, mut scored) = (0.0, [0.0; 4], Vec::<Scored>::new());
     for &r in &set.data.test_rows {
         let values: Vec<Value<'_>> = row_values(&set.data.columns, r).unwrap();
         let p = pkg.scorer.score(&values, &mut ws).unwrap().probability;
+        scored.push((p, set.data.follow_up[r]));
         let q = naive_pkg.scorer.score(&values, &mut ws).unwrap().probability;
         let t = truth[&labels[r].subject];
         gap += (p - t.dementia_risk_5y).abs();
@@ -254,9 +258,38 @@ fn the_competing_risks_hazard_recovers_the_true_cumulative_incidence() {
     assert!(full.report.ici <= 0.02, "ICI {}", full.report.ici);
     assert!((p_old - t_old).abs() < 0.1 * t_old, "80+: {p_old} against the true {t_old}");
     assert!(q_old > 1.15 * t_old, "censoring at death overstates the oldest's risk: {q_old} against {t_old}");
+    // Discrimination at each fifth of the horizon, by counting every pair: a case by then
+    // against everyone without the outcome by then (deaths among them); at the horizon itself,
+    // the report's AUROC.
+    let by_time = &full.report.time_dependent_auroc;
+    assert_eq!(by_time.len(), 5);
+    for t in by_time {
+        let case = |&(_, (time, ending)): &Scored| ending == Ending::Outcome && time <= t.at;
+        let (cases, controls): (Vec<&Scored>, Vec<&Scored>) = scored.iter().partition(|s| case(s));
+        let wins: f64 = cases
+            .iter()
+            .flat_map(|c| {
+                controls.iter().map(move |n| {
+                    if c.0 > n.0 {
+                        1.0
+                    } else if c.0 == n.0 {
+                        0.5
+                    } else {
+                        0.0
+                    }
+                })
+            })
+            .sum();
+        let counted = wins / (cases.len() * controls.len()) as f64;
+        assert_eq!((t.cases as usize, t.controls as usize), (cases.len(), controls.len()));
+        assert!((t.auroc.unwrap() - counted).abs() < 1e-12, "at {}: {:?} against {counted}", t.at, t.auroc);
+    }
+    assert!((by_time[4].auroc.unwrap() - full.report.metrics.auroc).abs() < 1e-12);
+    assert!(by_time[0].cases < by_time[4].cases);
     // The card says how the competing event was handled.
     let card = std::fs::read_to_string(pkg.dir.join("model_card.md")).unwrap();
     assert!(card.contains("cumulative incidence") && card.contains("MEDS_DEATH"), "{card}");
+    assert!(card.contains("| 20.0% of the horizon |"), "time-dependent AUROC on the card");
     finished();
 }
 
