@@ -18,6 +18,14 @@ fn pct(x: f64) -> String {
     format!("{:.1}%", 100.0 * x)
 }
 
+/// An AUROC with its 95% interval, or why there is none.
+fn auroc_with_interval(auroc: Option<f64>, interval: Option<[f64; 2]>, otherwise: &str) -> String {
+    match (auroc, interval) {
+        (Some(a), Some([lo, hi])) => format!("{a:.3} ({lo:.3}–{hi:.3})"),
+        _ => otherwise.into(),
+    }
+}
+
 fn num(x: Option<f64>) -> String {
     x.map_or_else(|| "–".into(), |x| format!("{x:.3}"))
 }
@@ -153,10 +161,7 @@ pub fn markdown(manifest: &Manifest, metrics: &MetricsFile) -> String {
             "Discrimination over the horizon (time-dependent AUROC: who had the outcome by each time against everyone who had not, a competing event counting among the latter):\n\n| by | cases | non-cases | AUROC (95% CI) |\n| --- | --- | --- | --- |"
         );
         for t in &r.time_dependent_auroc {
-            let auroc = match (t.auroc, t.auroc_ci) {
-                (Some(a), Some([lo, hi])) => format!("{a:.3} ({lo:.3}–{hi:.3})"),
-                _ => "no cases yet".into(),
-            };
+            let auroc = auroc_with_interval(t.auroc, t.auroc_ci, "no cases yet");
             let _ = writeln!(w, "| {} of the horizon | {} | {} | {auroc} |", pct(t.at), t.cases, t.controls);
         }
         let _ = writeln!(w);
@@ -211,10 +216,7 @@ pub fn markdown(manifest: &Manifest, metrics: &MetricsFile) -> String {
             "| subgroup | group | rows | outcomes | observed | mean predicted | AUROC (95% CI) | slope | intercept |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for g in &r.subgroups {
-            let auc = match (g.auroc, g.auroc_ci) {
-                (Some(a), Some([lo, hi])) => format!("{a:.3} ({lo:.3}–{hi:.3})"),
-                _ => "too few outcomes".into(),
-            };
+            let auc = auroc_with_interval(g.auroc, g.auroc_ci, "too few outcomes");
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} | {:.3} | {:.3} | {auc} | {} | {} |",
