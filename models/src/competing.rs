@@ -35,7 +35,7 @@ pub struct CauseHazard {
 
 impl CauseHazard {
     fn linear_predictor(&self, x: &[f64]) -> f64 {
-        self.intercept + self.weights.iter().zip(x).map(|(w, x)| w * x).sum::<f64>()
+        self.intercept + crate::linear::dot(&self.weights, x)
     }
 }
 

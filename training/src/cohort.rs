@@ -91,7 +91,7 @@ pub struct FollowUp {
 impl FollowUp {
     /// Censored: observation ended within the horizon without the outcome or a competing event.
     pub fn censored(&self) -> bool {
-        self.ending == Ending::Neither && self.time < 1.0
+        self.ending.censored(self.time)
     }
 
     /// The binary label: the outcome came within the horizon (a competing event first is a

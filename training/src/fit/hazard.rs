@@ -84,7 +84,7 @@ impl Learner for HazardParams {
             .map(|c| (0..data.y.len()).map(|r| data.x[r * n_cols + c]).sum::<f64>() / data.y.len() as f64)
             .collect();
         let outcome = fit_cause(&params.penalty, data, Ending::Outcome);
-        let censored_rows_used = data.follow_up.iter().filter(|(t, e)| *e == Ending::Neither && *t < 1.0).count();
+        let censored_rows_used = data.follow_up.iter().filter(|(t, e)| e.censored(*t)).count();
         let competing_events = data.follow_up.iter().filter(|(_, e)| *e == Ending::Competing).count();
         let choice = |c: &CauseFit| CauseChoice {
             person_period_rows: c.person_period_rows,

@@ -29,6 +29,14 @@ pub enum Ending {
     Neither,
 }
 
+impl Ending {
+    /// Censored: follow-up that ended at `time` (a share of the horizon) this way stopped within
+    /// the horizon without the outcome or a competing event, so it has no binary label.
+    pub fn censored(self, time: f64) -> bool {
+        self == Ending::Neither && time < 1.0
+    }
+}
+
 impl Encoded {
     /// Fold 0 by key: the tuning rows networks early-stop on and calibration maps are fitted on.
     pub(super) fn tuning_rows(&self) -> Vec<usize> {
@@ -56,7 +64,7 @@ impl Encoded {
     /// Whether row `r` has a binary label: not censored within the horizon (every row of a
     /// table; an event task's censored rows teach only time-to-event models).
     pub(super) fn labelled(&self, r: usize) -> bool {
-        self.follow_up.get(r).is_none_or(|&(time, ending)| ending != Ending::Neither || time >= 1.0)
+        self.follow_up.get(r).is_none_or(|&(time, ending)| !ending.censored(time))
     }
 
     /// `rows` of `columns`, as a data set of their own. With `refold`, patients are dealt into

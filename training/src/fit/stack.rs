@@ -83,8 +83,11 @@ impl Learner for StackParams {
     }
 }
 
-/// Each member's encoding, its own preprocessor and where its block lies in the stacked row.
-fn member_inputs(params: &StackParams, pre: &Preprocessor) -> Vec<(Algorithm, Preprocessor, Range<usize>)> {
+/// A member: its learner, its own preprocessor and where its block lies in the stacked row.
+type MemberInput = (Algorithm, Preprocessor, Range<usize>);
+
+/// Each member's learner, preprocessor and block.
+fn member_inputs(params: &StackParams, pre: &Preprocessor) -> Vec<MemberInput> {
     params
         .members
         .iter()
@@ -101,13 +104,15 @@ fn rows_for(data: &Encoded, a: Algorithm, pick: impl Fn(usize) -> bool) -> Vec<u
     data.rows(|r| pick(r) && (a.uses_censored_rows() || data.labelled(r)))
 }
 
-/// Every member's margin for every labelled row (in row order), each from a fit on the other
-/// four folds by key: no row's own label reaches its prediction.
-fn out_of_fold(params: &StackParams, input: &FitInput<'_>) -> Result<Vec<Vec<f64>>, FitError> {
-    let data = input.data;
-    let labelled: Vec<usize> = data.rows(|r| data.labelled(r));
-    let mut oof = vec![vec![f64::NAN; labelled.len()]; params.members.len()];
-    let members = member_inputs(params, input.pre);
+/// Every member's margin for each of the `labelled` rows, each from a fit on the other four
+/// folds by key: no row's own label reaches its prediction.
+fn out_of_fold(
+    params: &StackParams,
+    data: &Encoded,
+    members: &[MemberInput],
+    labelled: &[usize],
+) -> Result<Vec<Vec<f64>>, FitError> {
+    let mut oof = vec![vec![f64::NAN; labelled.len()]; members.len()];
     for fold in 0..5 {
         let held_out: Vec<usize> = (0..labelled.len()).filter(|&i| data.fold(labelled[i]) == fold).collect();
         for (k, (a, pre, columns)) in members.iter().enumerate() {
@@ -124,15 +129,16 @@ fn out_of_fold(params: &StackParams, input: &FitInput<'_>) -> Result<Vec<Vec<f64
 
 fn fit_stack(params: &StackParams, input: &FitInput<'_>) -> Result<Learned<StackChoice>, FitError> {
     let data = input.data;
-    let y: Vec<bool> = data.rows(|r| data.labelled(r)).into_iter().map(|r| data.y[r]).collect();
-    let oof = out_of_fold(params, input)?;
+    let labelled = data.rows(|r| data.labelled(r));
+    let members = member_inputs(params, input.pre);
+    let y: Vec<bool> = labelled.iter().map(|&r| data.y[r]).collect();
+    let oof = out_of_fold(params, data, &members, &labelled)?;
     let (intercept, weights) = nonnegative_logistic(&oof, &y).ok_or(FitError::StackWeights)?;
     if weights.iter().all(|&w| w == 0.0) {
         return Err(FitError::UninformativeStack);
     }
-    let mut members = Vec::new();
-    let mut choices = Vec::new();
-    for ((k, (a, pre, columns)), weight) in member_inputs(params, input.pre).into_iter().enumerate().zip(weights) {
+    let (mut stacked, mut choices) = (Vec::new(), Vec::new());
+    for ((k, (a, pre, columns)), weight) in members.into_iter().enumerate().zip(weights) {
         let all = data.select(&rows_for(data, a, |_| true), columns.clone(), false);
         let learned = (params.fit_member)(a, &FitInput { pre: &pre, data: &all, calibrating: false })?;
         choices.push(StackMemberChoice {
@@ -143,7 +149,7 @@ fn fit_stack(params: &StackParams, input: &FitInput<'_>) -> Result<Learned<Stack
             selection: learned.selection,
         });
         if weight > 0.0 {
-            members.push(StackMember {
+            stacked.push(StackMember {
                 name: a.short_name().to_string(),
                 weight,
                 encoding: a.encoding(),
@@ -154,7 +160,7 @@ fn fit_stack(params: &StackParams, input: &FitInput<'_>) -> Result<Learned<Stack
     }
     let names: Vec<&str> = params.members.iter().map(|a| a.short_name()).collect();
     Ok(Learned {
-        estimator: Estimator::Stack(Stack { intercept, members }),
+        estimator: Estimator::Stack(Stack { intercept, members: stacked }),
         calibration: None,
         method: format!(
             "non-negative logistic stack of {} on their out-of-fold margins (5 folds by key; each member's own selection rerun inside every fold), members then refitted on every row",
@@ -349,8 +355,8 @@ mod tests {
             members: vec![Algorithm::Logistic, Algorithm::Gbm],
             fit_member: |a, input| super::super::learn_with(a, 1.0, input),
         };
-        let input = FitInput { pre: &pre, data: &data, calibrating: false };
-        let before = out_of_fold(&params, &input).unwrap();
+        let (members, every) = (member_inputs(&params, &pre), (0..data.y.len()).collect::<Vec<_>>());
+        let before = out_of_fold(&params, &data, &members, &every).unwrap();
         // Flip every label in fold 0: the predictions for fold 0's rows come from fits that
         // never saw those rows, so they stay exactly as they were; every other fold's change.
         for r in 0..data.y.len() {
@@ -358,8 +364,7 @@ mod tests {
                 data.y[r] = !data.y[r];
             }
         }
-        let input = FitInput { pre: &pre, data: &data, calibrating: false };
-        let after = out_of_fold(&params, &input).unwrap();
+        let after = out_of_fold(&params, &data, &members, &every).unwrap();
         for k in 0..2 {
             for r in 0..data.y.len() {
                 if data.fold(r) == 0 {
