@@ -42,7 +42,7 @@ pub(crate) fn gradients(
 
 /// Gauss–Legendre nodes and weights on [0, 1] (Newton's method on the Legendre polynomial):
 /// exact for polynomials of degree < 2n, and converging fast on smooth integrands.
-fn gauss_legendre(n: usize) -> Vec<(f64, f64)> {
+pub(crate) fn gauss_legendre(n: usize) -> Vec<(f64, f64)> {
     (0..n)
         .map(|i| {
             let mut x = (std::f64::consts::PI * (i as f64 + 0.75) / (n as f64 + 0.5)).cos();

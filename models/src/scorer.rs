@@ -77,6 +77,8 @@ pub struct Scorer {
     owners: Vec<usize>,
     factors: Factors,
     base_value: f64,
+    /// Feature positions by name, for binding a request's named inputs.
+    positions: std::collections::HashMap<String, usize>,
 }
 
 impl Scorer {
@@ -107,7 +109,9 @@ impl Scorer {
         }
         let factors = Factors::of(definition.preprocessor.features.iter().map(|f| &f.spec));
         let compiled = definition.estimator.compile();
-        Ok(Self { definition, compiled, owners, factors, base_value })
+        let positions =
+            definition.preprocessor.features.iter().enumerate().map(|(i, f)| (f.spec.name.clone(), i)).collect();
+        Ok(Self { definition, compiled, owners, factors, base_value, positions })
     }
 
     /// The clinical factors explanations are grouped into.
@@ -193,11 +197,7 @@ impl Scorer {
         let features = &self.definition.preprocessor.features;
         let mut row: Vec<Option<Value<'a>>> = vec![None; features.len()];
         for (name, value) in named {
-            let i = self
-                .definition
-                .preprocessor
-                .feature_index(name)
-                .ok_or_else(|| InputError::new(name, "unknown feature for this model"))?;
+            let i = *self.positions.get(name).ok_or_else(|| InputError::new(name, "unknown feature for this model"))?;
             if row[i].replace(value).is_some() {
                 return Err(InputError::new(name, "given more than once"));
             }

@@ -1,8 +1,8 @@
 //! A tree ensemble compiled for scoring and explaining, built once when a package is loaded and
 //! kept apart from the model's data (as XGBoost's `src/predictor` consumes its `GBTreeModel`):
-//! the prediction layout below, and each tree's TreeSHAP tables ([`crate::tree_shap`]).
+//! the prediction layout below, and each tree's Linear TreeShap form ([`crate::tree_shap`]).
 
-use crate::tree_shap::{ShapTable, TreeShapBuffer, tree_shap};
+use crate::tree_shap::{TreeShap, TreeShapBuffer};
 use crate::trees::{Tree, TreeEnsemble, goes_left};
 
 /// An ensemble's compiled forms. Explaining consumes the ensemble it was built from.
@@ -10,20 +10,12 @@ use crate::trees::{Tree, TreeEnsemble, goes_left};
 pub struct TreePredictor {
     base_score: f64,
     layout: Layout,
-    /// Per tree, TreeSHAP's precomputed tables; `None` where the classic algorithm is used.
-    shap_tables: Vec<Option<ShapTable>>,
-    /// Sizes TreeSHAP's path buffer.
-    max_depth: usize,
+    shap: TreeShap,
 }
 
 impl TreePredictor {
     pub fn new(model: &TreeEnsemble) -> Self {
-        Self {
-            base_score: model.base_score,
-            layout: Layout::new(&model.trees),
-            shap_tables: model.trees.iter().map(ShapTable::new).collect(),
-            max_depth: model.max_depth(),
-        }
+        Self { base_score: model.base_score, layout: Layout::new(&model.trees), shap: TreeShap::new(model) }
     }
 
     /// Margins of many rows (row-major, `width` columns each) into `out`. Rows go through the
@@ -56,8 +48,7 @@ impl TreePredictor {
 
     /// Exact TreeSHAP values of `model` (the ensemble this was built from) for many rows
     /// (row-major, `width` columns each), added into `phi` (the same shape); each row's sum to
-    /// `margin(x) - expected_margin()`. Rows go through the trees in blocks, one tree at a time,
-    /// so that a tree's tables stay in cache across the block's rows.
+    /// `margin(x) - expected_margin()`.
     pub fn contributions(
         &self,
         model: &TreeEnsemble,
@@ -66,24 +57,7 @@ impl TreePredictor {
         phi: &mut [f64],
         buf: &mut TreeShapBuffer,
     ) {
-        const BLOCK: usize = 64;
-        assert_eq!(model.trees.len(), self.shap_tables.len(), "explaining another ensemble than the one compiled");
-        if width == 0 {
-            return; // no columns, nothing to attribute
-        }
-        buf.reserve_for_depth(self.max_depth);
-        for (rows, out) in x.chunks(BLOCK * width).zip(phi.chunks_mut(BLOCK * width)) {
-            for (tree, table) in model.trees.iter().zip(&self.shap_tables) {
-                match table {
-                    Some(table) => table.add_contributions(tree, rows, width, out, buf),
-                    None => {
-                        for (row, phi) in rows.chunks(width).zip(out.chunks_mut(width)) {
-                            tree_shap(tree, row, phi, buf);
-                        }
-                    }
-                }
-            }
-        }
+        self.shap.contributions(model, x, width, phi, buf);
     }
 }
 

@@ -8,7 +8,9 @@ use carecast_models::gru::{Gate, Gru};
 use carecast_models::linear::LinearModel;
 use carecast_models::mlp::{Dense, Mlp};
 use carecast_models::tree_predictor::TreePredictor;
-use carecast_models::tree_shap::{MAX_DECISIONS, ShapTable, TreeShapBuffer, contributions_classic};
+use carecast_models::tree_shap::{
+    DecisionTable, Form, LinearTree, MAX_PATH_FEATURES, TreeShap, TreeShapBuffer, contributions_classic,
+};
 use carecast_models::trees::{LEAF, Node, Tree, TreeEnsemble};
 use proptest::prelude::*;
 
@@ -32,15 +34,27 @@ impl Rng {
 
 /// A random tree of depth at most `depth` whose child covers sum to the parent's, as in training.
 fn random_tree(rng: &mut Rng, n_features: usize, depth: usize) -> Tree {
-    fn grow(rng: &mut Rng, nodes: &mut Vec<Node>, n_features: usize, depth: usize, cover: f64) -> u32 {
+    random_tree_shared(rng, n_features, depth, |rng| 0.1 + 0.8 * rng.unit())
+}
+
+/// A random tree whose left children take `share` of their parent's cover.
+fn random_tree_shared(rng: &mut Rng, n_features: usize, depth: usize, share: fn(&mut Rng) -> f64) -> Tree {
+    fn grow(
+        rng: &mut Rng,
+        nodes: &mut Vec<Node>,
+        n_features: usize,
+        depth: usize,
+        cover: f64,
+        share: fn(&mut Rng) -> f64,
+    ) -> u32 {
         let id = nodes.len();
         nodes.push(Node { feature: LEAF, threshold: 0.0, left: 0, right: 0, default_left: false, value: 0.0, cover });
         if depth == 0 || rng.unit() < 0.15 {
             nodes[id].value = rng.unit() * 4.0 - 2.0;
         } else {
-            let share = 0.1 + 0.8 * rng.unit();
-            let left = grow(rng, nodes, n_features, depth - 1, cover * share);
-            let right = grow(rng, nodes, n_features, depth - 1, cover * (1.0 - share));
+            let s = share(rng);
+            let left = grow(rng, nodes, n_features, depth - 1, cover * s, share);
+            let right = grow(rng, nodes, n_features, depth - 1, cover * (1.0 - s), share);
             nodes[id] = Node {
                 feature: rng.below(n_features) as u32,
                 threshold: rng.unit() * 2.0 - 1.0,
@@ -54,7 +68,7 @@ fn random_tree(rng: &mut Rng, n_features: usize, depth: usize) -> Tree {
         id as u32
     }
     let mut nodes = Vec::new();
-    grow(rng, &mut nodes, n_features, depth, 100.0);
+    grow(rng, &mut nodes, n_features, depth, 100.0, share);
     Tree { nodes }
 }
 
@@ -114,19 +128,23 @@ proptest! {
         let expected = brute_force_shapley(m, |in_s| {
             ensemble.base_score + ensemble.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>()
         });
-        // All three algorithms: the tabulated one (by decisions for trees of up to
-        // MAX_DECISIONS splits, else by leaf), by leaf alone for every tree, and the classic one.
-        let mut by_leaf = vec![0.0; m];
-        for tree in &ensemble.trees {
-            let table = ShapTable::by_leaf(tree).expect("these trees fit the leaf tables");
-            table.add_contributions(tree, &x, m, &mut by_leaf, &mut TreeShapBuffer::default());
-        }
+        // Every algorithm on every tree: the decision tables (these trees are small enough),
+        // Linear TreeShap (at most MAX_PATH_FEATURES distinct features on a path) and the
+        // classic one.
+        let by = |form: fn(&Tree) -> Option<Form>| {
+            let forms = ensemble.trees.iter().map(|t| form(t).expect("every tree takes this form")).collect();
+            let mut phi = vec![0.0; m];
+            TreeShap::from_forms(&ensemble, forms).contributions(&ensemble, &x, m, &mut phi, &mut TreeShapBuffer::default());
+            phi
+        };
+        let decisions = by(|t| DecisionTable::new(t).map(Form::Decisions));
+        let linear = by(|t| LinearTree::new(t).map(Form::Linear));
         let mut classic = vec![0.0; m];
         contributions_classic(&ensemble, &x, &mut classic, &mut TreeShapBuffer::default());
         for j in 0..m {
-            prop_assert!((phi[j] - expected[j]).abs() < 1e-9, "feature {j}: treeshap {} brute force {}", phi[j], expected[j]);
-            prop_assert!((by_leaf[j] - expected[j]).abs() < 1e-9, "feature {j}: by leaf {} brute force {}", by_leaf[j], expected[j]);
-            prop_assert!((classic[j] - expected[j]).abs() < 1e-9, "feature {j}: classic {} brute force {}", classic[j], expected[j]);
+            for (name, got) in [("chosen", &phi), ("decisions", &decisions), ("linear", &linear), ("classic", &classic)] {
+                prop_assert!((got[j] - expected[j]).abs() < 1e-9, "feature {j}: {name} {} brute force {}", got[j], expected[j]);
+            }
         }
         let additivity = ensemble.expected_margin() + phi.iter().sum::<f64>() - ensemble.margin(&x);
         prop_assert!(additivity.abs() < 1e-9, "additivity error {additivity}");
@@ -184,11 +202,11 @@ proptest! {
 
     #[test]
     fn trees_too_deep_to_tabulate_fall_back_exactly(seed in any::<u64>()) {
-        // Depth 12 over 12 features: leaves with more than MAX_TABLE_FEATURES distinct path
+        // Depth 12 over 12 features: leaves with more than MAX_PATH_FEATURES distinct path
         // features, so some trees take the classic algorithm; the sum is still exact.
         let (m, mut rng) = (12, Rng(seed));
         let ensemble = TreeEnsemble::new(0.0, (0..2).map(|_| random_tree(&mut rng, m, 12)).collect());
-        prop_assume!(ensemble.trees.iter().any(|t| ShapTable::new(t).is_none()));
+        prop_assume!(ensemble.trees.iter().any(|t| LinearTree::new(t).is_none()));
         let x = random_row(&mut rng, m);
         let mut phi = vec![0.0; m];
         TreePredictor::new(&ensemble).contributions(&ensemble, &x, m, &mut phi, &mut TreeShapBuffer::default());
@@ -200,32 +218,90 @@ proptest! {
 
 }
 
-/// The random trees above take both tabulations: by decisions where no leaf is more than
-/// MAX_DECISIONS splits deep (in groups of leaves, each decided by at most that many splits),
-/// by leaf where one is deeper.
-#[test]
-fn shallow_trees_are_tabulated_by_decisions_and_deeper_ones_by_leaf() {
-    fn depth(tree: &Tree, i: usize) -> usize {
-        let n = &tree.nodes[i];
-        if n.is_leaf() { 0 } else { 1 + depth(tree, n.left as usize).max(depth(tree, n.right as usize)) }
-    }
-    let mut rng = Rng(11);
-    let (mut decisions, mut leaves) = (0, 0);
-    for k in 0..400 {
-        // Five features, so no leaf has more than MAX_TABLE_FEATURES distinct path features.
-        let tree = random_tree(&mut rng, 5, if k % 2 == 0 { 5 } else { 11 });
-        match ShapTable::new(&tree).expect("tabulated") {
-            ShapTable::Decisions(_) => {
-                assert!(depth(&tree, 0) <= MAX_DECISIONS);
-                decisions += 1;
-            }
-            ShapTable::Leaves(_) => {
-                assert!(depth(&tree, 0) > MAX_DECISIONS);
-                leaves += 1;
-            }
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(30))]
+
+    /// Linear TreeShap at the edge of its range: depth 8 over 8 features (up to
+    /// MAX_PATH_FEATURES distinct features on a path, most features split again below
+    /// themselves), covers split as unevenly as 1 in 10^12, and values on the thresholds.
+    #[test]
+    fn linear_tree_shap_is_exact_at_full_depth_and_extreme_covers(seed in any::<u64>()) {
+        let (m, mut rng) = (8, Rng(seed));
+        let extreme = |rng: &mut Rng| match rng.below(4) {
+            0 => 1e-12,
+            1 => 1e-5,
+            2 => 1.0 - 1e-5,
+            _ => rng.unit(),
+        };
+        let ensemble = TreeEnsemble::new(0.0, (0..2).map(|_| random_tree_shared(&mut rng, m, 8, extreme)).collect());
+        prop_assume!(ensemble.trees.iter().all(|t| t.nodes.len() > 1 && LinearTree::new(t).is_some()));
+        let thresholds: Vec<f64> = ensemble.trees.iter().flat_map(|t| &t.nodes).filter(|n| !n.is_leaf()).map(|n| n.threshold).collect();
+        let x: Vec<f64> = (0..m).map(|j| if j % 3 == 0 { thresholds[rng.below(thresholds.len())] } else { random_row(&mut rng, 1)[0] }).collect();
+        let forms = ensemble.trees.iter().map(|t| Form::Linear(LinearTree::new(t).expect("compiled"))).collect();
+        let mut phi = vec![0.0; m];
+        TreeShap::from_forms(&ensemble, forms).contributions(&ensemble, &x, m, &mut phi, &mut TreeShapBuffer::default());
+        let expected = brute_force_shapley(m, |in_s| ensemble.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>());
+        for j in 0..m {
+            prop_assert!((phi[j] - expected[j]).abs() < 1e-9, "feature {j}: {} vs {}", phi[j], expected[j]);
         }
     }
-    assert!(decisions > 20 && leaves > 20, "{decisions} by decisions, {leaves} by leaf");
+}
+
+/// Node `i` of a full binary tree of `depth` in breadth-first order, over 12 features, halving
+/// its cover of 2^depth at each split.
+fn full_node(rng: &mut Rng, i: usize, depth: usize) -> Node {
+    let level = (usize::BITS - 1 - (i + 1).leading_zeros()) as usize;
+    let cover = (1u64 << (depth - level)) as f64;
+    if level == depth {
+        return Node {
+            feature: LEAF,
+            threshold: 0.0,
+            left: 0,
+            right: 0,
+            default_left: false,
+            value: rng.unit(),
+            cover,
+        };
+    }
+    let (left, right) = (2 * i as u32 + 1, 2 * i as u32 + 2);
+    Node { feature: rng.below(12) as u32, threshold: rng.unit(), left, right, default_left: false, value: 0.0, cover }
+}
+
+/// The most distinct features on any root-to-leaf path of `tree`.
+fn path_features(tree: &Tree, i: usize, above: &mut Vec<u32>) -> usize {
+    let n = &tree.nodes[i];
+    if n.is_leaf() {
+        return above.len();
+    }
+    let new = !above.contains(&n.feature);
+    if new {
+        above.push(n.feature);
+    }
+    let most = path_features(tree, n.left as usize, above).max(path_features(tree, n.right as usize, above));
+    if new {
+        above.pop();
+    }
+    most
+}
+
+/// Small trees are tabulated by decisions; larger ones take Linear TreeShap exactly when their
+/// paths have at most MAX_PATH_FEATURES distinct features, and the classic algorithm otherwise.
+#[test]
+fn trees_take_linear_tree_shap_up_to_its_path_features() {
+    let mut rng = Rng(3);
+    let seven_splits = Tree { nodes: (0..15).map(|i| full_node(&mut rng, i, 3)).collect() };
+    assert!(matches!(Form::new(&seven_splits), Form::Decisions(_)));
+    let depth_six = Tree { nodes: (0..127).map(|i| full_node(&mut rng, i, 6)).collect() };
+    assert!(matches!(Form::new(&depth_six), Form::Linear(_)), "a depth-6 tree's decision table is too large");
+    let mut rng = Rng(11);
+    let (mut linear, mut classic) = (0, 0);
+    for k in 0..400 {
+        let tree = random_tree(&mut rng, 12, if k % 2 == 0 { 6 } else { 12 });
+        let fits = path_features(&tree, 0, &mut Vec::new()) <= MAX_PATH_FEATURES;
+        assert_eq!(LinearTree::new(&tree).is_some(), fits);
+        if fits { linear += 1 } else { classic += 1 }
+    }
+    assert!(linear > 20 && classic > 20, "{linear} linear, {classic} classic");
 }
 
 #[test]
