@@ -173,6 +173,11 @@ pub enum Aggregate {
     Mean,
     /// Least-squares slope of value against time, per day; missing with fewer than two times.
     Trend,
+    /// The least-squares line's value at the prediction time: the current level, smoothed over
+    /// the window's readings (a noisy latest reading moves it by a share, not wholly).
+    Fitted,
+    /// Sample standard deviation of the values (variability); missing with fewer than two.
+    Sd,
     /// Hours from the latest timed, valued event to the prediction time (with `rank`: when
     /// that step was observed).
     HoursAgo,

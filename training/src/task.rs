@@ -127,8 +127,9 @@ mod tests {
             specs += 1;
             let spec = FeatureSetSpec::from_toml(&std::fs::read_to_string(&path).unwrap()).unwrap();
             for f in &spec.features {
-                // Values as recorded (not slopes, counts or intervals) need their limits.
-                let recorded = matches!(&f.kind, FeatureKind::Measurement { agg, .. } if !matches!(agg, Aggregate::Trend | Aggregate::HoursAgo));
+                // Values as recorded (not slopes, fitted lines, spreads, counts or intervals)
+                // need their limits.
+                let recorded = matches!(&f.kind, FeatureKind::Measurement { agg, .. } if matches!(agg, Aggregate::Latest | Aggregate::Min | Aggregate::Max | Aggregate::Mean));
                 assert!(
                     !recorded || f.possible.is_some(),
                     "{}: feature `{}` has no possible range",

@@ -128,6 +128,8 @@ struct Acc {
     values: u32,
     timed_values: u32,
     sum: f64,
+    /// Sum of squared values, for the standard deviation.
+    squares: f64,
     min: f64,
     max: f64,
     last_time: i64,
@@ -148,6 +150,7 @@ const EMPTY: Acc = Acc {
     values: 0,
     timed_values: 0,
     sum: 0.0,
+    squares: 0.0,
     min: f64::INFINITY,
     max: f64::NEG_INFINITY,
     last_time: STATIC,
@@ -218,6 +221,7 @@ impl BoundExtractor<'_> {
                         if !v.is_nan() {
                             a.values += 1;
                             a.sum += v;
+                            a.squares += v * v;
                             a.min = a.min.min(v);
                             a.max = a.max.max(v);
                             if e.time >= a.last_time || a.values == 1 {
@@ -282,10 +286,18 @@ fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
                 Aggregate::Min => a.min,
                 Aggregate::Max => a.max,
                 Aggregate::Mean => a.sum / n,
-                Aggregate::Trend => {
+                Aggregate::Trend | Aggregate::Fitted => {
                     let denom = n * a.sxx - a.sx * a.sx;
-                    if a.values < 2 || denom.abs() < 1e-12 { f64::NAN } else { (n * a.sxy - a.sx * a.sum) / denom }
+                    if a.values < 2 || denom.abs() < 1e-12 {
+                        return f64::NAN;
+                    }
+                    let slope = (n * a.sxy - a.sx * a.sum) / denom;
+                    // Time is in days before the prediction time, so the intercept is the line's
+                    // value now.
+                    if *agg == Aggregate::Trend { slope } else { (a.sum - slope * a.sx) / n }
                 }
+                Aggregate::Sd if a.values < 2 => f64::NAN,
+                Aggregate::Sd => ((a.squares - a.sum * a.sum / n) / (n - 1.0)).max(0.0).sqrt(),
                 Aggregate::HoursAgo => unreachable!("read from the ring above"),
             }
         }

@@ -55,6 +55,19 @@ codes = ["LAB//HBA1C"]
 agg = "trend"
 
 [[features]]
+name = "sbp_fitted_all"
+kind = "measurement"
+codes = ["VITAL//SYSTOLIC_BP"]
+agg = "fitted"
+
+[[features]]
+name = "sbp_sd_24h"
+kind = "measurement"
+codes = ["VITAL//SYSTOLIC_BP"]
+agg = "sd"
+window = "24h"
+
+[[features]]
 name = "days_since_fall"
 kind = "days_since"
 codes = ["FALL"]
@@ -169,6 +182,14 @@ fn features_of_a_known_patient() {
     assert!((out[at("sbp_mean_all")] - (150.0 + 95.0 + 105.0) / 3.0).abs() < 1e-9);
     assert!((out[at("hba1c_trend")] - 4.0 / 365.0).abs() < 1e-9, "{}", out[at("hba1c_trend")]);
     assert!((out[at("days_since_fall")] - 10.0).abs() < 1e-9);
+    // The least-squares line through the three readings (days before T), at T, by the centred
+    // normal equations; and the two readings' sample SD.
+    let (x, y) = ([-30.0, -20.0 / 24.0, -2.0 / 24.0], [150.0, 95.0, 105.0]);
+    let (mx, my) = (x.iter().sum::<f64>() / 3.0, y.iter().sum::<f64>() / 3.0);
+    let slope =
+        (0..3).map(|i| (x[i] - mx) * (y[i] - my)).sum::<f64>() / x.iter().map(|x| (x - mx).powi(2)).sum::<f64>();
+    assert!((out[at("sbp_fitted_all")] - (my - slope * mx)).abs() < 1e-9, "{}", out[at("sbp_fitted_all")]);
+    assert!((out[at("sbp_sd_24h")] - 50f64.sqrt()).abs() < 1e-9, "{}", out[at("sbp_sd_24h")]);
     // RR 22 (2) + SpO2 95 (1) + air (0) + SBP 105 (1) + pulse 95 (1) + alert (0) + 38.5 °C (1).
     assert_eq!(out[at("news2")], 6.0);
     // The blood-pressure sequence, latest first: 105 (2 h ago), 95 (20 h), 150 (30 days).
