@@ -121,8 +121,8 @@ impl Reference {
         let mut kept: Vec<Vec<Value<'a>>> = Vec::new();
         let mut scores = Vec::new();
         for row in rows {
-            if let Ok(score) = scorer.score(&row, &mut ws) {
-                scores.push(score.probability);
+            if let Ok(probability) = scorer.probability(&row, &mut ws) {
+                scores.push(probability);
                 kept.push(row);
             }
         }

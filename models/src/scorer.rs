@@ -218,6 +218,31 @@ impl Scorer {
         scores.pop().expect("one result per row")
     }
 
+    /// The probability of one row given in feature order, without its explanation: for uses
+    /// that read the score alone (the drift reference over the training rows), where an
+    /// explanation by integrated gradients would cost many times the score.
+    pub fn probability(&self, row: &[Value<'_>], ws: &mut Workspace) -> Result<f64, InputError> {
+        let pre = &self.definition.preprocessor;
+        if row.len() != pre.features.len() {
+            return Err(InputError::new(
+                "features",
+                format!("expected {} values, got {}", pre.features.len(), row.len()),
+            ));
+        }
+        pre.encode(row, &mut ws.encoded, &mut Vec::new())?;
+        ws.margins.resize(1, 0.0);
+        self.definition.estimator.margins(&self.compiled, &ws.encoded, self.owners.len(), &mut ws.margins);
+        Ok(self.probability_of(ws.margins[0]))
+    }
+
+    /// The reported probability of an estimator's margin: through the calibration map if any.
+    fn probability_of(&self, margin: f64) -> f64 {
+        match &self.definition.calibration {
+            None => sigmoid(margin),
+            Some(c) => sigmoid(c.log_odds(margin)),
+        }
+    }
+
     /// Scores and explains rows given in feature order, one result per row: a refused row gets
     /// its error and the rest are scored. The valid rows go through the estimator together, so
     /// a tree ensemble takes its block paths (trees stay in cache across the rows).
@@ -262,19 +287,13 @@ impl Scorer {
     fn finish(&self, mut margin: f64, phi: &[f64], warnings: Vec<Warning>) -> Score {
         let mut contributions = group_by_feature(phi, &self.owners, self.preprocessor().features.len());
         let mut base_value = self.base_value;
-        let probability = match &self.definition.calibration {
-            None => sigmoid(margin),
-            Some(c) => {
-                let p = sigmoid(c.log_odds(margin));
-                if let Some(slope) = c.affine_slope() {
-                    // Exact on the calibrated scale: every term of base + sum(phi) = margin scales.
-                    contributions.iter_mut().for_each(|phi| *phi *= slope);
-                    base_value = c.log_odds(base_value);
-                    margin = c.log_odds(margin);
-                }
-                p
-            }
-        };
+        let probability = self.probability_of(margin);
+        if let Some((c, slope)) = self.definition.calibration.as_ref().and_then(|c| Some((c, c.affine_slope()?))) {
+            // Exact on the calibrated scale: every term of base + sum(phi) = margin scales.
+            contributions.iter_mut().for_each(|phi| *phi *= slope);
+            base_value = c.log_odds(base_value);
+            margin = c.log_odds(margin);
+        }
         let additivity_error = (base_value + contributions.iter().sum::<f64>() - margin).abs();
         Score {
             probability,

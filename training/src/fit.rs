@@ -85,7 +85,7 @@ fn learn_with(algorithm: Algorithm, weight: f64, input: &FitInput<'_>) -> Result
         Algorithm::ElasticNet => learn(&ElasticNetParams::default(), input),
         Algorithm::Gbm => learn(&GbmSearch::weighted(weight), input),
         Algorithm::Mlp => learn(&MlpParams::new(Schedule::weighted(weight)), input),
-        Algorithm::Gru => learn(&GruParams::new(Schedule::weighted(weight)), input),
+        Algorithm::Gru => learn(&GruParams::weighted(weight), input),
         Algorithm::Hazard => learn(&HazardParams::default(), input),
         Algorithm::Stack => learn(&StackParams::for_data(input.data, |a, input| learn_with(a, 1.0, input)), input),
     }

@@ -105,7 +105,7 @@ pub fn check(
     // rows must not look better for it).
     let mut ws = carecast_models::Workspace::default();
     let mut scores = |scorer: &Scorer, columns: &[carecast_tables::FeatureColumn], r: usize| {
-        carecast_tables::row_values(columns, r).is_ok_and(|row| scorer.score(&row, &mut ws).is_ok())
+        carecast_tables::row_values(columns, r).is_ok_and(|row| scorer.probability(&row, &mut ws).is_ok())
     };
     let rows: Vec<usize> = validation
         .rows

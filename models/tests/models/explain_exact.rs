@@ -516,5 +516,7 @@ proptest! {
         let margin = intercept + w_linear * linear.margin(&x) + w_other * other.margin(&x) + w_trees * trees.margin(&x);
         prop_assert!((score.margin - margin).abs() < 1e-12);
         prop_assert!(score.additivity_error < 1e-9, "additivity error {}", score.additivity_error);
+        // The probability alone, without an explanation, is the score's.
+        prop_assert_eq!(scorer.probability(&row, &mut Workspace::default()).unwrap(), score.probability);
     }
 }
