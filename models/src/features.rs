@@ -171,10 +171,12 @@ pub enum Aggregate {
     Min,
     Max,
     Mean,
-    /// Least-squares slope of value against time, per day; missing with fewer than two times.
+    /// Least-squares slope of timed values against time, per day; missing with fewer than two
+    /// times.
     Trend,
     /// The least-squares line's value at the prediction time: the current level, smoothed over
-    /// the window's readings (a noisy latest reading moves it by a share, not wholly).
+    /// the window's timed readings (a noisy latest reading moves it by a share, not wholly), kept
+    /// within their range; missing with fewer than two times.
     Fitted,
     /// Sample standard deviation of the values (variability); missing with fewer than two.
     Sd,

@@ -369,7 +369,8 @@ impl DecisionGroup {
                 if !z.is_finite() {
                     return None;
                 }
-                edges.push((splits.iter().position(|&s| s == p).expect("a deciding split"), left, z));
+                // A node with two parents (a malformed tree) may lead outside the group.
+                edges.push((splits.iter().position(|&s| s == p)?, left, z));
                 node = p;
             }
             leaves.push((tree.nodes[leaf].value, edges));

@@ -134,7 +134,9 @@ struct Acc {
     max: f64,
     last_time: i64,
     last_value: f64,
-    // Least-squares sums for trends, with time in days before the prediction time.
+    // Least-squares sums for trends over the timed values (a static value has no time), with
+    // time in days before the prediction time.
+    sy: f64,
     sx: f64,
     sxx: f64,
     sxy: f64,
@@ -155,6 +157,7 @@ const EMPTY: Acc = Acc {
     max: f64::NEG_INFINITY,
     last_time: STATIC,
     last_value: f64::NAN,
+    sy: 0.0,
     sx: 0.0,
     sxx: 0.0,
     sxy: 0.0,
@@ -231,6 +234,7 @@ impl BoundExtractor<'_> {
                                 a.recent[a.timed_values as usize % RECENT] = (e.time, v);
                                 a.timed_values += 1;
                                 let x = e.time.saturating_sub(t) as f64 / MICROS_PER_DAY as f64;
+                                a.sy += v;
                                 a.sx += x;
                                 a.sxx += x * x;
                                 a.sxy += x * v;
@@ -287,14 +291,16 @@ fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
                 Aggregate::Max => a.max,
                 Aggregate::Mean => a.sum / n,
                 Aggregate::Trend | Aggregate::Fitted => {
+                    let n = f64::from(a.timed_values);
                     let denom = n * a.sxx - a.sx * a.sx;
-                    if a.values < 2 || denom.abs() < 1e-12 {
+                    if a.timed_values < 2 || denom.abs() < 1e-12 {
                         return f64::NAN;
                     }
-                    let slope = (n * a.sxy - a.sx * a.sum) / denom;
+                    let slope = (n * a.sxy - a.sx * a.sy) / denom;
                     // Time is in days before the prediction time, so the intercept is the line's
-                    // value now.
-                    if *agg == Aggregate::Trend { slope } else { (a.sum - slope * a.sx) / n }
+                    // value now; kept within the readings' range, so that two close readings
+                    // long ago cannot extrapolate to an absurd level.
+                    if *agg == Aggregate::Trend { slope } else { ((a.sy - slope * a.sx) / n).clamp(a.min, a.max) }
                 }
                 Aggregate::Sd if a.values < 2 => f64::NAN,
                 Aggregate::Sd => ((a.squares - a.sum * a.sum / n) / (n - 1.0)).max(0.0).sqrt(),

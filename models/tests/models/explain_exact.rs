@@ -198,6 +198,30 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(50))]
+
+    /// Linear TreeShap over blocks of rows, its node states reused from row to row and tree to
+    /// tree, equals the classic algorithm (itself checked against brute force above) row by row.
+    #[test]
+    fn linear_tree_shap_over_many_rows_equals_classic(seed in any::<u64>(), m in 1usize..8, depth in 1usize..7) {
+        let mut rng = Rng(seed);
+        let ensemble = TreeEnsemble::new(0.0, (0..4).map(|_| random_tree(&mut rng, m, depth)).collect());
+        let forms = ensemble.trees.iter().map(|t| LinearTree::new(t).map_or(Form::Classic, Form::Linear)).collect();
+        let rows = 150;
+        let x: Vec<f64> = (0..rows).flat_map(|_| random_row(&mut rng, m)).collect();
+        let mut phi = vec![0.0; rows * m];
+        TreeShap::from_forms(&ensemble, forms).contributions(&ensemble, &x, m, &mut phi, &mut TreeShapBuffer::default());
+        for (row, got) in x.chunks(m).zip(phi.chunks(m)) {
+            let mut want = vec![0.0; m];
+            contributions_classic(&ensemble, row, &mut want, &mut TreeShapBuffer::default());
+            for j in 0..m {
+                prop_assert!((got[j] - want[j]).abs() < 1e-9, "feature {j}: {} vs {}", got[j], want[j]);
+            }
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(20))]
 
     #[test]

@@ -153,6 +153,7 @@ fn patient() -> Vec<Event> {
         ev(T - 30 * DAY, "VITAL//SYSTOLIC_BP", 150.0), // outside 24 h
         ev(T - 20 * MICROS_PER_HOUR, "VITAL//SYSTOLIC_BP", 95.0),
         ev(T - 2 * MICROS_PER_HOUR, "VITAL//SYSTOLIC_BP", 105.0),
+        ev(STATIC, "LAB//HBA1C", 99.0), // undated: no part of the trend
         ev(T - 2 * 365 * DAY, "LAB//HBA1C", 40.0),
         ev(T - 365 * DAY, "LAB//HBA1C", 44.0),
         ev(T - 3 * MICROS_PER_HOUR, "VITAL//RESPIRATION_RATE", 22.0), // 2
@@ -183,7 +184,8 @@ fn features_of_a_known_patient() {
     assert!((out[at("hba1c_trend")] - 4.0 / 365.0).abs() < 1e-9, "{}", out[at("hba1c_trend")]);
     assert!((out[at("days_since_fall")] - 10.0).abs() < 1e-9);
     // The least-squares line through the three readings (days before T), at T, by the centred
-    // normal equations; and the two readings' sample SD.
+    // normal equations (within the readings' range, as it is here); and the two readings' sample
+    // SD.
     let (x, y) = ([-30.0, -20.0 / 24.0, -2.0 / 24.0], [150.0, 95.0, 105.0]);
     let (mx, my) = (x.iter().sum::<f64>() / 3.0, y.iter().sum::<f64>() / 3.0);
     let slope =
