@@ -222,6 +222,14 @@ impl Scorer {
     /// that read the score alone (the drift reference over the training rows), where an
     /// explanation by integrated gradients would cost many times the score.
     pub fn probability(&self, row: &[Value<'_>], ws: &mut Workspace) -> Result<f64, InputError> {
+        self.encode(row, &mut ws.encoded, &mut Vec::new())?;
+        ws.margins.resize(1, 0.0);
+        self.definition.estimator.margins(&self.compiled, &ws.encoded, self.owners.len(), &mut ws.margins);
+        Ok(self.probability_of(ws.margins[0]))
+    }
+
+    /// Encodes one row given in feature order, refusing one of the wrong length.
+    fn encode(&self, row: &[Value<'_>], out: &mut Vec<f64>, warnings: &mut Vec<Warning>) -> Result<(), InputError> {
         let pre = &self.definition.preprocessor;
         if row.len() != pre.features.len() {
             return Err(InputError::new(
@@ -229,10 +237,7 @@ impl Scorer {
                 format!("expected {} values, got {}", pre.features.len(), row.len()),
             ));
         }
-        pre.encode(row, &mut ws.encoded, &mut Vec::new())?;
-        ws.margins.resize(1, 0.0);
-        self.definition.estimator.margins(&self.compiled, &ws.encoded, self.owners.len(), &mut ws.margins);
-        Ok(self.probability_of(ws.margins[0]))
+        pre.encode(row, out, warnings)
     }
 
     /// The reported probability of an estimator's margin: through the calibration map if any.
@@ -247,20 +252,13 @@ impl Scorer {
     /// its error and the rest are scored. The valid rows go through the estimator together, so
     /// a tree ensemble takes its block paths (trees stay in cache across the rows).
     pub fn score_rows(&self, rows: &[&[Value<'_>]], ws: &mut Workspace) -> Vec<Result<Score, InputError>> {
-        let pre = &self.definition.preprocessor;
         let width = self.owners.len(); // not 0 (validated)
         ws.block.clear();
         let mut encoded: Vec<Result<Vec<Warning>, InputError>> = rows
             .iter()
             .map(|row| {
-                if row.len() != pre.features.len() {
-                    return Err(InputError::new(
-                        "features",
-                        format!("expected {} values, got {}", pre.features.len(), row.len()),
-                    ));
-                }
                 let mut warnings = Vec::new();
-                pre.encode(row, &mut ws.encoded, &mut warnings)?;
+                self.encode(row, &mut ws.encoded, &mut warnings)?;
                 ws.block.extend_from_slice(&ws.encoded);
                 Ok(warnings)
             })

@@ -1,6 +1,6 @@
 //! A tree ensemble compiled for scoring and explaining, built once when a package is loaded and
 //! kept apart from the model's data (as XGBoost's `src/predictor` consumes its `GBTreeModel`):
-//! the prediction layout below, and each tree's Linear TreeShap form ([`crate::tree_shap`]).
+//! the prediction layout below, and each tree's TreeSHAP form ([`crate::tree_shap`]).
 
 use crate::tree_shap::{TreeShap, TreeShapBuffer};
 use crate::trees::{Tree, TreeEnsemble, goes_left};

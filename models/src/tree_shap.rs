@@ -157,11 +157,10 @@ pub enum Form {
 
 impl Form {
     pub fn new(tree: &Tree) -> Form {
-        match (DecisionTable::new(tree), LinearTree::new(tree)) {
-            (Some(table), _) => Form::Decisions(table),
-            (None, Some(linear)) => Form::Linear(linear),
-            (None, None) => Form::Classic,
+        if let Some(table) = DecisionTable::new(tree) {
+            return Form::Decisions(table);
         }
+        LinearTree::new(tree).map_or(Form::Classic, Form::Linear)
     }
 }
 
