@@ -128,21 +128,24 @@ proptest! {
         let expected = brute_force_shapley(m, |in_s| {
             ensemble.base_score + ensemble.trees.iter().map(|t| conditional_expectation(t, 0, &x, in_s)).sum::<f64>()
         });
-        // Every algorithm on every tree: the decision tables (these trees are small enough),
-        // Linear TreeShap (at most MAX_PATH_FEATURES distinct features on a path) and the
-        // classic one.
-        let by = |form: fn(&Tree) -> Option<Form>| {
-            let forms = ensemble.trees.iter().map(|t| form(t).expect("every tree takes this form")).collect();
+        // Every algorithm on every tree: the decision tables, Linear TreeShap (at most
+        // MAX_PATH_FEATURES distinct features on a path) and the classic one. A tree of depth 4
+        // or less always fits its decision table (at most two groups of 2^8 combinations); a
+        // deeper one may pass DECISION_TABLE_BYTES and is then left to the other forms.
+        let by = |forms: Vec<Form>| {
             let mut phi = vec![0.0; m];
             TreeShap::from_forms(&ensemble, forms).contributions(&ensemble, &x, m, &mut phi, &mut TreeShapBuffer::default());
             phi
         };
-        let decisions = by(|t| DecisionTable::new(t).map(Form::Decisions));
-        let linear = by(|t| LinearTree::new(t).map(Form::Linear));
+        let decisions: Option<Vec<Form>> = ensemble.trees.iter().map(|t| DecisionTable::new(t).map(Form::Decisions)).collect();
+        prop_assert!(depth > 4 || decisions.is_some(), "a tree of depth {depth} has no decision table");
+        let linear = ensemble.trees.iter().map(|t| LinearTree::new(t).map(Form::Linear).expect("a path has at most 6 features")).collect();
         let mut classic = vec![0.0; m];
         contributions_classic(&ensemble, &x, &mut classic, &mut TreeShapBuffer::default());
+        let mut forms = vec![("chosen", phi.clone()), ("linear", by(linear)), ("classic", classic)];
+        forms.extend(decisions.map(|d| ("decisions", by(d))));
         for j in 0..m {
-            for (name, got) in [("chosen", &phi), ("decisions", &decisions), ("linear", &linear), ("classic", &classic)] {
+            for (name, got) in &forms {
                 prop_assert!((got[j] - expected[j]).abs() < 1e-9, "feature {j}: {name} {} brute force {}", got[j], expected[j]);
             }
         }
