@@ -297,17 +297,23 @@ impl DecisionTable {
             parent[n.left as usize] = Some((i, true));
             parent[n.right as usize] = Some((i, false));
         }
-        let (mut groups, mut bytes) = (Vec::new(), 0);
+        // The groups' roots and deciding splits first: a group's features are its splits' (each
+        // split lies on some leaf's path), so the table's size is known before anything is
+        // tabulated, and a tree too large is refused cheaply.
+        let (mut roots, mut bytes) = (Vec::new(), 0);
         let mut stack = vec![(0usize, Vec::new())];
         while let Some((node, above)) = stack.pop() {
             let within = subtree(tree, node, |n| !n.is_leaf());
             if above.len() + within.len() <= MAX_DECISIONS {
-                let group = DecisionGroup::new(tree, &parent, node, [above, within].concat())?;
-                bytes += group.values.len() * size_of::<f64>();
+                let splits = [above, within].concat();
+                let mut features: Vec<u32> = splits.iter().map(|&i| tree.nodes[i].feature).collect();
+                features.sort_unstable();
+                features.dedup();
+                bytes += (features.len() << splits.len()) * size_of::<f64>();
                 if bytes > DECISION_TABLE_BYTES {
                     return None;
                 }
-                groups.push(group);
+                roots.push((node, splits));
             } else if tree.nodes[node].is_leaf() {
                 return None;
             } else {
@@ -318,6 +324,11 @@ impl DecisionTable {
                 stack.push((n.left as usize, above));
             }
         }
+        let groups: Vec<DecisionGroup> = roots
+            .into_iter()
+            .map(|(root, splits)| DecisionGroup::new(tree, &parent, root, splits))
+            .collect::<Option<_>>()?;
+        debug_assert_eq!(groups.iter().map(|g| g.values.len() * size_of::<f64>()).sum::<usize>(), bytes);
         Some(DecisionTable { groups })
     }
 
