@@ -127,9 +127,10 @@ struct Acc {
     count: u32,
     values: u32,
     timed_values: u32,
-    sum: f64,
-    /// Sum of squared values, for the standard deviation.
-    squares: f64,
+    /// Running mean and sum of squared deviations from it (Welford): identical readings give a
+    /// standard deviation of exactly 0, where a sum of squares loses it to cancellation.
+    mean: f64,
+    m2: f64,
     min: f64,
     max: f64,
     last_time: i64,
@@ -151,8 +152,8 @@ const EMPTY: Acc = Acc {
     count: 0,
     values: 0,
     timed_values: 0,
-    sum: 0.0,
-    squares: 0.0,
+    mean: 0.0,
+    m2: 0.0,
     min: f64::INFINITY,
     max: f64::NEG_INFINITY,
     last_time: STATIC,
@@ -223,8 +224,9 @@ impl BoundExtractor<'_> {
                         }
                         if !v.is_nan() {
                             a.values += 1;
-                            a.sum += v;
-                            a.squares += v * v;
+                            let delta = v - a.mean;
+                            a.mean += delta / f64::from(a.values);
+                            a.m2 += delta * (v - a.mean);
                             a.min = a.min.min(v);
                             a.max = a.max.max(v);
                             if e.time >= a.last_time || a.values == 1 {
@@ -289,7 +291,7 @@ fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
                 Aggregate::Latest => a.last_value,
                 Aggregate::Min => a.min,
                 Aggregate::Max => a.max,
-                Aggregate::Mean => a.sum / n,
+                Aggregate::Mean => a.mean,
                 Aggregate::Trend | Aggregate::Fitted => {
                     let n = f64::from(a.timed_values);
                     let denom = n * a.sxx - a.sx * a.sx;
@@ -303,7 +305,7 @@ fn finish(kind: &FeatureKind, a: &Acc, t: i64) -> f64 {
                     if *agg == Aggregate::Trend { slope } else { ((a.sy - slope * a.sx) / n).clamp(a.min, a.max) }
                 }
                 Aggregate::Sd if a.values < 2 => f64::NAN,
-                Aggregate::Sd => ((a.squares - a.sum * a.sum / n) / (n - 1.0)).max(0.0).sqrt(),
+                Aggregate::Sd => (a.m2 / (n - 1.0)).sqrt(),
                 Aggregate::HoursAgo => unreachable!("read from the ring above"),
             }
         }

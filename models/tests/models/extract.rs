@@ -213,6 +213,21 @@ fn features_of_a_known_patient() {
 }
 
 #[test]
+fn identical_readings_vary_by_exactly_nothing() {
+    // Eleven systolic pressures of 141.3 in 24 h: a sum of squares less the squared sum loses
+    // the difference to rounding and reports about 2e-6; the spread of equal readings is 0.
+    let spec = FeatureSetSpec::from_toml(SPEC).unwrap();
+    let extractor = FeatureExtractor::new(&spec);
+    let events: Vec<Event> =
+        (0..11).map(|h| ev(T - (22 - 2 * h) * MICROS_PER_HOUR, "VITAL//SYSTOLIC_BP", 141.3)).collect();
+    let mut out = vec![0.0; extractor.n_features()];
+    extractor.bind(&VOCAB).extract(&events, T, &mut out, &mut ExtractBuffer::default());
+    let at = |name: &str| spec.features.iter().position(|f| f.name == name).unwrap();
+    assert_eq!(out[at("sbp_sd_24h")], 0.0);
+    assert_eq!(out[at("sbp_mean_all")], f64::from(141.3f32));
+}
+
+#[test]
 fn specs_are_validated() {
     let dup = format!("{SPEC}\n[[features]]\nname = \"age\"\nkind = \"age\"\n");
     let refused = |toml: &str| FeatureSetSpec::from_toml(toml).unwrap_err();
