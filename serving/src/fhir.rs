@@ -329,10 +329,14 @@ fn observation_value(field: &str, loinc: &Loinc, o: &Map<String, Value>) -> Resu
                 ),
             ));
         };
-        return Ok(match convert {
-            Convert::Linear { scale, offset } => (value * scale + offset) as f32,
-            Convert::AnyFlow => f32::from(u8::from(value > 0.0)),
-        });
+        return match convert {
+            // Events hold f32: a value beyond its range would become infinite, and the
+            // extractor would then read the feature as missing rather than refuse it.
+            Convert::Linear { scale, offset } => Some((value * scale + offset) as f32)
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| err(format!("{field}.valueQuantity.value"), "beyond the range of a measurement")),
+            Convert::AnyFlow => Ok(f32::from(u8::from(value > 0.0))),
+        };
     }
     match o.get("valueCodeableConcept") {
         Some(concept) if loinc.event == "VITAL//ACVPU" => {

@@ -351,6 +351,20 @@ async fn patient_view_cards_follow_the_specifications_and_score_as_the_model_doe
             "{status:?}"
         );
     }
+    // A value finite as a double but infinite as the f32 an event holds, or not a number: refused
+    // by field, never read as a missing reading.
+    for bad in [1e39, f64::NAN, -f64::INFINITY] {
+        let mut huge = by_events.clone();
+        let at = huge.events.iter().position(|e| e.value.is_some()).unwrap();
+        huge.events[at].value = Some(bad);
+        let status = client.score(huge).await.unwrap_err();
+        assert!(
+            status.code() == tonic::Code::InvalidArgument
+                && status.message().starts_with(&format!("events[{at}].value:"))
+                && status.message().contains("range"),
+            "{status:?}"
+        );
+    }
     let mut flat = by_events;
     flat.model = "support2_hospdead-logistic".into();
     assert!(client.score(flat).await.unwrap_err().message().contains("not trained on events"));

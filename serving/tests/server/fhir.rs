@@ -103,6 +103,8 @@ fn unknown_or_missing_units_and_malformed_resources_are_refused_by_field() {
     let mut text_value = observation("8867-4", 72.0, Some("/min"));
     text_value["valueQuantity"]["value"] = json!("72");
     refused(text_value, "observations[0].valueQuantity.value", "number");
+    // Finite as JSON, infinite as the f32 an event holds.
+    refused(observation("8867-4", 1e39, Some("/min")), "observations[0].valueQuantity.value", "range");
     let mut string_code = observation("8867-4", 72.0, Some("/min"));
     string_code["code"] = json!("8867-4");
     refused(string_code, "observations[0].code", "CodeableConcept");
