@@ -328,7 +328,8 @@ impl DecisionTable {
             .into_iter()
             .map(|(root, splits)| DecisionGroup::new(tree, &parent, root, splits))
             .collect::<Option<_>>()?;
-        debug_assert_eq!(groups.iter().map(|g| g.values.len() * size_of::<f64>()).sum::<usize>(), bytes);
+        // Equal for a well-formed tree; a malformed one (a node with two parents) may count more.
+        debug_assert!(groups.iter().map(|g| g.values.len() * size_of::<f64>()).sum::<usize>() <= bytes);
         Some(DecisionTable { groups })
     }
 
