@@ -6,7 +6,9 @@ The ceiling for a model is the Bayes risk from the record: E[true risk | every o
 far, age, time since admission, no deterioration yet]. This computes it on a grid over the latent
 (s0, m) with the generator's own priors and reading model (rounding, clamps, the oxygen and ACVPU
 flags), conditions on survival to now and averages over the planned discharge (uniform on 1-10
-days, after now). It measures; it fits nothing and no model reads it.
+days, after now). It measures; it fits nothing and no model reads it. The grid is fine enough: one
+twice as fine in both directions moved the AUROC on 4,000 patients by 3e-6 and no risk by more
+than 2e-4.
 
 The constants mirror `inpatient_stay` in training/src/synth.rs and must change with it. The
 script checks the tower property, E[Bayes risk - true risk] = 0, against its sampling error (stays
