@@ -313,7 +313,7 @@ impl DecisionTable {
                 if bytes > DECISION_TABLE_BYTES {
                     return None;
                 }
-                roots.push((node, splits));
+                roots.push((node, splits, features));
             } else if tree.nodes[node].is_leaf() {
                 return None;
             } else {
@@ -324,12 +324,10 @@ impl DecisionTable {
                 stack.push((n.left as usize, above));
             }
         }
-        let groups: Vec<DecisionGroup> = roots
+        let groups = roots
             .into_iter()
-            .map(|(root, splits)| DecisionGroup::new(tree, &parent, root, splits))
+            .map(|(root, splits, features)| DecisionGroup::new(tree, &parent, root, splits, features))
             .collect::<Option<_>>()?;
-        // Equal for a well-formed tree; a malformed one (a node with two parents) may count more.
-        debug_assert!(groups.iter().map(|g| g.values.len() * size_of::<f64>()).sum::<usize>() <= bytes);
         Some(DecisionTable { groups })
     }
 
@@ -366,9 +364,15 @@ fn subtree(tree: &Tree, root: usize, keep: impl Fn(&crate::trees::Node) -> bool)
 
 impl DecisionGroup {
     /// The leaves under `root`, tabulated over `splits` (every split on their paths; `parent`
-    /// gives each node's parent and whether it is its left child), each leaf's values by the
-    /// integral in the module docs.
-    fn new(tree: &Tree, parent: &[Option<(usize, bool)>], root: usize, splits: Vec<usize>) -> Option<DecisionGroup> {
+    /// gives each node's parent and whether it is its left child) for `features` (theirs,
+    /// ascending), each leaf's values by the integral in the module docs.
+    fn new(
+        tree: &Tree,
+        parent: &[Option<(usize, bool)>],
+        root: usize,
+        splits: Vec<usize>,
+        features: Vec<u32>,
+    ) -> Option<DecisionGroup> {
         let Rule { t, weights, .. } = rule();
         // Per leaf: its value and its path's edges as (deciding split, goes left, fraction).
         let mut leaves = Vec::new();
@@ -386,10 +390,6 @@ impl DecisionGroup {
             }
             leaves.push((tree.nodes[leaf].value, edges));
         }
-        let mut features: Vec<u32> =
-            leaves.iter().flat_map(|(_, edges)| edges.iter().map(|&(j, _, _)| tree.nodes[splits[j]].feature)).collect();
-        features.sort_unstable();
-        features.dedup();
         let m = features.len();
         let mut values = vec![0.0; m << splits.len()];
         let mut path: Vec<(u32, f64, bool)> = Vec::new();
