@@ -3,7 +3,7 @@
 //! the prediction layout below, and each tree's TreeSHAP form ([`crate::tree_shap`]).
 
 use crate::tree_shap::{TreeShap, TreeShapBuffer};
-use crate::trees::{Tree, TreeEnsemble, goes_left};
+use crate::trees::{Column, Tree, TreeEnsemble};
 
 /// An ensemble's compiled forms. Explaining consumes the ensemble it was built from.
 #[derive(Debug, Clone)]
@@ -77,21 +77,16 @@ struct Layout {
 #[derive(Debug, Clone, Copy)]
 struct Split {
     threshold: f64,
-    /// The column; the top bit says missing values go left.
-    feature: u32,
+    column: Column,
     left: u32,
 }
-
-const DEFAULT_LEFT: u32 = 1 << 31;
 
 impl Split {
     /// Left when `x < threshold`, or when missing and missing goes left. A leaf has a NaN
     /// threshold, so it always "goes right", to itself (`left` is its own index minus one).
     #[inline(always)]
     fn next(&self, row: &[f64]) -> u32 {
-        let left =
-            goes_left(row[(self.feature & !DEFAULT_LEFT) as usize], self.threshold, self.feature & DEFAULT_LEFT != 0);
-        self.left.wrapping_add(u32::from(!left))
+        self.left.wrapping_add(u32::from(!self.column.goes_left(row, self.threshold)))
     }
 }
 
@@ -142,23 +137,19 @@ impl Layout {
             c.trees.push((root, tree.max_depth() as u32));
             // Breadth-first: each split's children get the next two free places.
             let mut queue = std::collections::VecDeque::from([(0usize, root)]);
-            c.splits.push(Split { threshold: 0.0, feature: 0, left: 0 });
+            c.splits.push(Split { threshold: 0.0, column: Column::default(), left: 0 });
             c.values.push(0.0);
             while let Some((i, at)) = queue.pop_front() {
                 let n = &tree.nodes[i];
                 c.splits[at as usize] = if n.is_leaf() {
                     c.values[at as usize] = n.value;
-                    Split { threshold: f64::NAN, feature: 0, left: at.wrapping_sub(1) }
+                    Split { threshold: f64::NAN, column: Column::default(), left: at.wrapping_sub(1) }
                 } else {
                     let left = c.splits.len() as u32;
-                    c.splits.extend([Split { threshold: 0.0, feature: 0, left: 0 }; 2]);
+                    c.splits.extend([Split { threshold: 0.0, column: Column::default(), left: 0 }; 2]);
                     c.values.extend([0.0; 2]);
                     queue.extend([(n.left as usize, left), (n.right as usize, left + 1)]);
-                    Split {
-                        threshold: n.threshold,
-                        feature: n.feature | if n.default_left { DEFAULT_LEFT } else { 0 },
-                        left,
-                    }
+                    Split { threshold: n.threshold, column: Column::of(n), left }
                 };
             }
         }

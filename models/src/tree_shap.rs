@@ -28,7 +28,7 @@
 //! (385 µs); tabulating subtrees of three splits instead of one split's closed form was slower
 //! for the same reason.
 
-use crate::trees::{LEAF, Tree, TreeEnsemble, goes_left};
+use crate::trees::{Column, LEAF, Tree, TreeEnsemble};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct PathElement {
@@ -279,9 +279,9 @@ pub const DECISION_TABLE_BYTES: usize = 32 * 1024;
 /// One group of leaves' Shapley values for every combination of the splits that decide them.
 #[derive(Debug, Clone)]
 struct DecisionGroup {
-    /// The deciding splits' thresholds and columns (top bit: missing goes left); bit `j` of a
-    /// combination says the row goes left at split `j`.
-    splits: Vec<(f64, u32)>,
+    /// The deciding splits' thresholds and columns; bit `j` of a combination says the row goes
+    /// left at split `j`.
+    splits: Vec<(f64, Column)>,
     /// The distinct features the group's leaves have values for, ascending.
     features: Vec<u32>,
     /// Per combination, each feature's value (`features.len()` numbers).
@@ -334,9 +334,8 @@ impl DecisionTable {
     fn add_contributions(&self, row: &[f64], phi: &mut [f64]) {
         for group in &self.groups {
             let mut combination = 0usize;
-            for (j, &(threshold, feature)) in group.splits.iter().enumerate() {
-                let x = row[(feature & !DEFAULT_LEFT) as usize];
-                combination |= usize::from(goes_left(x, threshold, feature & DEFAULT_LEFT != 0)) << j;
+            for (j, &(threshold, column)) in group.splits.iter().enumerate() {
+                combination |= usize::from(column.goes_left(row, threshold)) << j;
             }
             let m = group.features.len();
             for (&f, &v) in group.features.iter().zip(&group.values[combination * m..combination * m + m]) {
@@ -422,7 +421,7 @@ impl DecisionGroup {
                 }
             }
         }
-        let splits = splits.iter().map(|&i| (tree.nodes[i].threshold, column(&tree.nodes[i]))).collect();
+        let splits = splits.iter().map(|&i| (tree.nodes[i].threshold, Column::of(&tree.nodes[i]))).collect();
         Some(DecisionGroup { splits, features, values })
     }
 }
@@ -449,16 +448,13 @@ pub struct LinearTree {
     rule: &'static Rule,
 }
 
-const DEFAULT_LEFT: u32 = 1 << 31;
-
 /// An upper split.
 #[derive(Debug, Clone, Copy)]
 struct Split {
     threshold: f64,
     /// Cover fractions of the left and right children.
     z: [f64; 2],
-    /// The column, its top bit set when missing values go left.
-    feature: u32,
+    column: Column,
     /// The position of the feature among its path's distinct features.
     slot: u8,
     /// Per child: 1 + its edge's index in [`LinearTree::repeats`], or 0 for a first split on the
@@ -475,8 +471,7 @@ struct Split {
 #[derive(Debug, Clone, Copy)]
 struct Twig {
     threshold: f64,
-    /// The column, its top bit set when missing values go left.
-    feature: u32,
+    column: Column,
     node: u32,
     values: [f64; 2],
     a: f64,
@@ -488,8 +483,7 @@ struct Twig {
 #[derive(Debug, Clone, Copy)]
 struct RepeatTwig {
     threshold: f64,
-    /// The column, its top bit set when missing values go left.
-    feature: u32,
+    column: Column,
     node: u32,
     /// The path slot of its feature.
     slot: u8,
@@ -574,7 +568,7 @@ impl LinearTree {
             let values = [node.left, node.right].map(|c| n[c as usize].value);
             let Some(y) = before else {
                 let a = z[0] * values[0] + z[1] * values[1];
-                self.twigs.push(Twig { threshold: node.threshold, feature: column(node), node: at, values, a });
+                self.twigs.push(Twig { threshold: node.threshold, column: Column::of(node), node: at, values, a });
                 return Some(at);
             };
             let table = std::array::from_fn(|combination| {
@@ -590,7 +584,7 @@ impl LinearTree {
             });
             self.repeat_twigs.push(RepeatTwig {
                 threshold: node.threshold,
-                feature: column(node),
+                column: Column::of(node),
                 node: at,
                 slot: slot as u8,
                 table,
@@ -609,7 +603,7 @@ impl LinearTree {
         self.splits.push(Split {
             threshold: node.threshold,
             z,
-            feature: column(node),
+            column: Column::of(node),
             slot: slot as u8,
             repeat,
             node: at,
@@ -669,8 +663,7 @@ impl LinearTree {
         nodes[0].above = Lanes::splat(1.0);
         nodes[0].met = u32::MAX;
         for s in &self.splits {
-            let column = (s.feature & !DEFAULT_LEFT) as usize;
-            let left = goes_left(row[column], s.threshold, s.feature & DEFAULT_LEFT != 0);
+            let left = s.column.goes_left(row, s.threshold);
             let node = &mut nodes[s.node as usize];
             node.left = left;
             let (above, met) = (node.above, node.met);
@@ -695,20 +688,18 @@ impl LinearTree {
         }
         for t in &self.twigs {
             let node = &mut nodes[t.node as usize];
-            let column = (t.feature & !DEFAULT_LEFT) as usize;
-            let left = goes_left(row[column], t.threshold, t.feature & DEFAULT_LEFT != 0);
+            let left = t.column.goes_left(row, t.threshold);
             let v = t.values[usize::from(!left)];
             node.below =
                 Lanes::splat(v).mul_add2(self.rule.weighted_t, Lanes::splat(t.a), self.rule.weighted_one_minus_t);
-            lanes[column].add_assign(node.above.mul(self.rule.weights.mul(Lanes::splat(v - t.a))));
+            lanes[t.column.index()].add_assign(node.above.mul(self.rule.weights.mul(Lanes::splat(v - t.a))));
         }
         for t in &self.repeat_twigs {
             let node = &mut nodes[t.node as usize];
-            let column = (t.feature & !DEFAULT_LEFT) as usize;
-            let left = goes_left(row[column], t.threshold, t.feature & DEFAULT_LEFT != 0);
+            let left = t.column.goes_left(row, t.threshold);
             let [below, change] = t.table[usize::from(left) | ((node.met >> t.slot & 1) as usize) << 1];
             node.below = below;
-            lanes[column].add_assign(node.above.mul(change));
+            lanes[t.column.index()].add_assign(node.above.mul(change));
         }
         for &(node, below) in &self.leaves {
             nodes[node as usize].below = below;
@@ -727,15 +718,10 @@ impl LinearTree {
                 (l.factor.mul_add2(l.below, r.factor, r.below), l.change.mul_add2(l.below, r.change, r.below))
             };
             let node = &mut nodes[s.node as usize];
-            lanes[(s.feature & !DEFAULT_LEFT) as usize].add_assign(node.above.mul(change));
+            lanes[s.column.index()].add_assign(node.above.mul(change));
             node.below = below;
         }
     }
-}
-
-/// A split's column, with [`DEFAULT_LEFT`] set when missing values go left.
-fn column(node: &crate::trees::Node) -> u32 {
-    node.feature | if node.default_left { DEFAULT_LEFT } else { 0 }
 }
 
 /// One tree's classic TreeSHAP values for row `x`, added into `phi`; `path` is sized by
