@@ -330,10 +330,7 @@ fn observation_value(field: &str, loinc: &Loinc, o: &Map<String, Value>) -> Resu
             ));
         };
         return match convert {
-            // Events hold f32: a value beyond its range would become infinite, and the
-            // extractor would then read the feature as missing rather than refuse it.
-            Convert::Linear { scale, offset } => Some((value * scale + offset) as f32)
-                .filter(|v| v.is_finite())
+            Convert::Linear { scale, offset } => Event::value_of(value * scale + offset)
                 .ok_or_else(|| err(format!("{field}.valueQuantity.value"), "beyond the range of a measurement")),
             Convert::AnyFlow => Ok(f32::from(u8::from(value > 0.0))),
         };

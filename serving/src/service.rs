@@ -212,15 +212,12 @@ fn inputs_from_events(
         if e.code.is_empty() {
             return Err(Status::invalid_argument(format!("events[{i}].code: required")));
         }
-        // Events hold f32: a value beyond its range would become infinite, and the extractor
-        // would then read the feature as missing rather than refuse it.
         let value = match e.value {
-            Some(v) if !(v as f32).is_finite() => {
-                return Err(Status::invalid_argument(format!(
+            Some(v) => Event::value_of(v).ok_or_else(|| {
+                Status::invalid_argument(format!(
                     "events[{i}].value: NaN, infinite or beyond the range of a measurement"
-                )));
-            }
-            Some(v) => v as f32,
+                ))
+            })?,
             None => f32::NAN,
         };
         let code = codes.binary_search(&e.code.as_str()).expect("every code is listed") as u32;

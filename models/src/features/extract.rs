@@ -22,6 +22,15 @@ pub struct Event {
     pub value: f32,
 }
 
+impl Event {
+    /// A reading as an event holds it, or `None` when it is not a finite `f32`. A value finite
+    /// as a double but beyond `f32`'s range would become infinite, and the extractor would then
+    /// read the feature as missing rather than refuse it: callers refuse the input instead.
+    pub fn value_of(reading: f64) -> Option<f32> {
+        Some(reading as f32).filter(|v| v.is_finite())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Vital {
     RespirationRate,
