@@ -620,15 +620,21 @@ impl LinearTree {
         Some(at)
     }
 
+    /// `g(o, z) = o t + z (1 − t)` at the nodes: an edge's factor in the prefix product, `o`
+    /// whether the row meets its conditions and `z` their combined cover fraction.
+    #[inline(always)]
+    fn g(&self, o: f64, z: f64) -> Lanes {
+        Lanes::splat(o).mul_add2(self.rule.t, Lanes::splat(z), self.rule.one_minus_t)
+    }
+
     /// The factors of an edge with cover fraction `z` re-splitting a feature whose earlier
     /// conditions on the path, all met, have combined fraction `y`: with `g(o, z) = o t + z (1 −
     /// t)`, the prefix product's factor changes from `g(1, y)` to `g(o, y z)`, and each leaf
     /// below has its contribution factor `(o − y z) / g(o, y z)` in place of `(1 − y) / g(1, y)`.
     fn repeat(&self, y: f64, z: f64) -> Repeat {
-        let g = |o: f64, z: f64| Lanes(std::array::from_fn(|q| o * self.rule.t.0[q] + z * self.rule.one_minus_t.0[q]));
-        let before = g(1.0, y);
+        let before = self.g(1.0, y);
         let by_o = |o: f64| {
-            let now = g(o, y * z);
+            let now = self.g(o, y * z);
             let factor = Lanes(std::array::from_fn(|q| now.0[q] / before.0[q]));
             // factor × ((o − y z) / now − (1 − y) / before), without dividing by `now` (0 when
             // o = 0 and y z = 0).
@@ -649,7 +655,7 @@ impl LinearTree {
         match repeat {
             None => {
                 let o = f64::from(u8::from(o));
-                (Lanes::splat(o).mul_add2(self.rule.t, Lanes::splat(z), self.rule.one_minus_t), Lanes::splat(o - z))
+                (self.g(o, z), Lanes::splat(o - z))
             }
             Some(_) if !met_before => (Lanes::splat(z), Lanes::default()),
             Some(r) => (r.factor[usize::from(o)], r.change[usize::from(o)]),
@@ -671,11 +677,7 @@ impl LinearTree {
             for (side, o) in [left, !left].into_iter().enumerate() {
                 let node = &mut nodes[s.children[side] as usize];
                 let factor = match s.repeat[side] {
-                    0 => Lanes::splat(f64::from(u8::from(o))).mul_add2(
-                        self.rule.t,
-                        Lanes::splat(s.z[side]),
-                        self.rule.one_minus_t,
-                    ),
+                    0 => self.g(f64::from(u8::from(o)), s.z[side]),
                     r => {
                         let repeat = Some(&self.repeats[usize::from(r) - 1]);
                         (node.factor, node.change) = self.edge(o, met_before, s.z[side], repeat);
