@@ -131,11 +131,6 @@ impl Preprocessor {
         Preprocessor { encoding, features: self.features.clone() }
     }
 
-    /// Index of a feature by name.
-    pub fn feature_index(&self, name: &str) -> Option<usize> {
-        self.features.iter().position(|f| f.spec.name == name)
-    }
-
     /// Encodes one row, given in feature order, into `out` (cleared first). Refuses values of the
     /// wrong type, non-finite numbers and unknown categories, naming the feature; reports
     /// imputation and out-of-range values as warnings.

@@ -187,6 +187,11 @@ impl Scorer {
         Explained { features, factors, warnings }
     }
 
+    /// A feature's position in the model's feature order, by name.
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.positions.get(name).copied()
+    }
+
     /// Puts named values into feature order. Every feature must be present (send `missing` for a
     /// value not recorded) and no unknown name is accepted, so a misspelt field cannot silently
     /// become an imputed value.
@@ -197,7 +202,7 @@ impl Scorer {
         let features = &self.definition.preprocessor.features;
         let mut row: Vec<Option<Value<'a>>> = vec![None; features.len()];
         for (name, value) in named {
-            let i = *self.positions.get(name).ok_or_else(|| InputError::new(name, "unknown feature for this model"))?;
+            let i = self.feature_index(name).ok_or_else(|| InputError::new(name, "unknown feature for this model"))?;
             if row[i].replace(value).is_some() {
                 return Err(InputError::new(name, "given more than once"));
             }

@@ -135,7 +135,7 @@ async fn a_shifted_input_is_flagged_live_and_the_shipped_alert_rules_fire() {
     let cols = feature_columns(&df, &pkg.manifest.features).unwrap();
     let split = text_column(&df, "split").unwrap();
     let train_rows: Vec<usize> = (0..df.height()).filter(|&r| split[r].as_deref() == Some("train")).collect();
-    let i = pkg.scorer.preprocessor().feature_index(SHIFTED).unwrap();
+    let i = pkg.scorer.feature_index(SHIFTED).unwrap();
     let Bins::Numeric { edges } = &reference.features[i].bins else { panic!("a numeric input") };
     let slot = |v: Value<'_>| match v {
         Value::Number(x) => edges.iter().filter(|&&e| e < x).count(),

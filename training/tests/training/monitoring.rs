@@ -47,7 +47,7 @@ fn history(pkg: &ModelPackage, rows: &[Vec<Value<'static>>], history: History, d
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
     let reference: &Reference = pkg.reference.as_ref().unwrap();
-    let shifted = pkg.scorer.preprocessor().feature_index(SHIFTED).unwrap();
+    let shifted = pkg.scorer.feature_index(SHIFTED).unwrap();
     let mut ws = Workspace::default();
     let mut rng = Rng(2024);
     let mut days: BTreeMap<NaiveDate, Tally> = BTreeMap::new();
